@@ -1,0 +1,143 @@
+"""ruff: lint findings on the lines a branch changed, and the safe fixes ruff offers for them.
+
+ruff runs `--isolated` with a fixed, high-signal rule selection, so results do not depend on which
+config file happens to be in the branch, and style-only rules never reach a report.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+from ruff.__main__ import find_ruff_bin
+
+from agents.context.workspace import Workspace
+from agents.report import Finding, Severity, Source, fingerprint
+
+# Pyflakes (real bugs and dead imports), syntax errors, a few pycodestyle correctness rules,
+# bugbear (likely bugs), pylint errors, async pitfalls.
+RUFF_SELECT = ("F", "E4", "E7", "E9", "B", "PLE", "ASYNC")
+
+_HIGH = ("E9", "F821", "F822", "F823", "F7", "F63", "PLE", "syntax")
+_MEDIUM = ("B", "F811", "F601", "F602", "E722", "ASYNC", "F50", "F52")
+_LOW_CONFIDENCE = ("E7",)
+
+
+def ruff_severity(code: str) -> Severity:
+    if code.startswith(_HIGH):
+        return Severity.high
+    if code in ("B007", "B009", "B010", "B018"):
+        return Severity.low
+    if code.startswith(_MEDIUM):
+        return Severity.medium
+    return Severity.low
+
+
+@dataclass(frozen=True)
+class Edit:
+    content: str
+    start: tuple[int, int]  # (row, column), 1-based, columns in characters
+    end: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class SafeFix:
+    file: str
+    code: str
+    message: str
+    edits: tuple[Edit, ...]
+
+
+@dataclass
+class LintResult:
+    findings: list[Finding] = field(default_factory=list)
+    fixes: list[SafeFix] = field(default_factory=list)
+
+
+def run_ruff(workspace: Workspace, *, agent: str) -> LintResult:
+    files = workspace.python_files()
+    result = LintResult()
+    if not files:
+        return result
+    by_path = {f.path: f for f in files}
+    done = subprocess.run(
+        [
+            find_ruff_bin(),
+            "check",
+            "--isolated",
+            "--no-cache",
+            "--exit-zero",
+            "--output-format=json",
+            f"--select={','.join(RUFF_SELECT)}",
+            "--",
+            *by_path,
+        ],
+        cwd=workspace.root,
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"ruff failed: {done.stderr.decode('utf-8', 'replace').strip()}")
+    root = str(workspace.root.resolve())
+    for item in json.loads(done.stdout or b"[]"):
+        path = _relative(item["filename"], root)
+        diff = by_path.get(path)
+        if diff is None:
+            continue
+        start = int(item["location"]["row"])
+        end = int(item["end_location"]["row"])
+        if not diff.changed_in(start, end):
+            continue
+        code = item.get("code") or "syntax-error"
+        line_text = diff.added_lines.get(start) or _line(workspace.texts[path], start)
+        fix = item.get("fix") or None
+        suggestion = ""
+        if fix:
+            suggestion = fix.get("message") or "ruff can fix this automatically."
+            if fix.get("applicability") == "safe" and fix.get("edits"):
+                result.fixes.append(
+                    SafeFix(
+                        file=path,
+                        code=code,
+                        message=suggestion,
+                        edits=tuple(_edit(e) for e in fix["edits"]),
+                    )
+                )
+        result.findings.append(
+            Finding(
+                fingerprint=fingerprint(source=Source.ruff, rule=code, file=path, anchor=line_text),
+                agent=agent,
+                category="lint",
+                rule=code,
+                severity=ruff_severity(code),
+                confidence=0.6 if code.startswith(_LOW_CONFIDENCE) else 0.9,
+                file=path,
+                start_line=start,
+                end_line=max(start, end),
+                title=f"{code}: {item.get('message', '').strip()}",
+                detail=f"ruff rule {item.get('name') or code}"
+                + (f" ({item['url']})" if item.get("url") else ""),
+                suggestion=suggestion,
+                source=Source.ruff,
+            )
+        )
+    return result
+
+
+def _edit(raw: dict[str, Any]) -> Edit:
+    return Edit(
+        content=raw["content"],
+        start=(int(raw["location"]["row"]), int(raw["location"]["column"])),
+        end=(int(raw["end_location"]["row"]), int(raw["end_location"]["column"])),
+    )
+
+
+def _relative(filename: str, root: str) -> str:
+    return filename[len(root) + 1 :] if filename.startswith(root + "/") else filename
+
+
+def _line(text: str, number: int) -> str:
+    lines = text.splitlines()
+    return lines[number - 1] if 0 < number <= len(lines) else ""

@@ -1,0 +1,102 @@
+"""detect-secrets over the lines a branch added, in every text file of any language.
+
+The secret itself never leaves this module: findings carry its kind, a masked preview and a hash.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from detect_secrets.core.scan import scan_diff
+from detect_secrets.settings import default_settings, get_settings
+
+from agents.context.git import DiffContext
+from agents.report import Finding, Severity, Source, fingerprint
+
+# Kinds that identify a real credential format with almost no false positives.
+_CRITICAL_KINDS = frozenset(
+    {
+        "AWS Access Key",
+        "Artifactory Credentials",
+        "Azure Storage Account access key",
+        "Cloudant Credentials",
+        "Discord Bot Token",
+        "GitHub Token",
+        "GitLab Token",
+        "IBM Cloud IAM Key",
+        "IBM COS HMAC Credentials",
+        "Mailchimp Access Key",
+        "NPM tokens",
+        "OpenAI Token",
+        "Private Key",
+        "PyPI Token",
+        "SendGrid API Key",
+        "Slack Token",
+        "SoftLayer Credentials",
+        "Square OAuth Secret",
+        "Stripe Access Key",
+        "Telegram Bot Token",
+        "Twilio API Key",
+    }
+)
+_GUESSES = {
+    "Secret Keyword": (Severity.high, 0.6),
+    "Basic Auth Credentials": (Severity.high, 0.8),
+    "JSON Web Token": (Severity.high, 0.7),
+    "Base64 High Entropy String": (Severity.medium, 0.4),
+    "Hex High Entropy String": (Severity.medium, 0.4),
+    "Public IP (ipv4)": (Severity.low, 0.3),
+}
+# detect-secrets keeps its settings in a process-wide singleton.
+_SETTINGS_LOCK = threading.Lock()
+
+
+def mask(secret: str) -> str:
+    """Enough to recognise the value, never enough to use it."""
+    if len(secret) < 12:
+        return f"{'*' * 8} ({len(secret)} characters)"
+    return f"{secret[:4]}{'*' * 8} ({len(secret)} characters)"
+
+
+def run_secrets(diff: DiffContext, *, agent: str) -> list[Finding]:
+    patch = "".join(
+        f.patch for f in diff.files if f.hunks and f.status != "deleted" and not f.binary
+    )
+    if not patch:
+        return []
+    with _SETTINGS_LOCK, default_settings():
+        # The scanned files are not in the working directory; don't let that filter drop them.
+        get_settings().disable_filters("detect_secrets.filters.common.is_invalid_file")
+        found = list(scan_diff(patch))
+    findings: list[Finding] = []
+    for secret in found:
+        kind = str(secret.type)
+        value = str(secret.secret_value or "")
+        if kind in _CRITICAL_KINDS:
+            severity, confidence = Severity.critical, 0.9
+        else:
+            severity, confidence = _GUESSES.get(kind, (Severity.medium, 0.5))
+        path = str(secret.filename)
+        findings.append(
+            Finding(
+                fingerprint=fingerprint(
+                    source=Source.secrets, rule=kind, file=path, anchor=str(secret.secret_hash)
+                ),
+                agent=agent,
+                category="secret",
+                rule=kind,
+                severity=severity,
+                confidence=confidence,
+                file=path,
+                start_line=int(secret.line_number),
+                end_line=int(secret.line_number),
+                title=f"Possible {kind} added",
+                detail=f"The line adds a value that looks like a secret ({kind}): {mask(value)}.",
+                suggestion=(
+                    "Remove it from the branch (rewrite the commits that added it), rotate the "
+                    "credential, and read it from the environment or a secret store."
+                ),
+                source=Source.secrets,
+            )
+        )
+    return findings

@@ -1,0 +1,456 @@
+"""A branch to a `DiffContext`. The only module that runs git.
+
+Every name a user typed is validated before git sees it (`validate_ref_name`), and after that only
+fully qualified refs and commit ids reach git, after `--end-of-options` where git parses options.
+Commands are argv lists; no shell is ever involved.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import git as gitpython
+
+from agents.errors import AnalysisInputError, GitFailure
+
+# Letters, digits and the punctuation branch names really use. Everything else (spaces, `@`, `{`,
+# `~`, `^`, `:`, `?`, `*`, `[`, `\`, quotes, control and non-ASCII characters) is refused, so
+# reflog syntax such as `@{-1}`, revision ranges and look-alike Unicode never reach git.
+_REF_ALLOWED = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]{0,199}")
+_GIT_ENV = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
+
+
+def validate_ref_name(name: str, *, what: str = "branch") -> None:
+    """Refuse a user-supplied branch name unless it is plainly a branch name.
+
+    Three gates: the allowlist, no leading `-` (implied by the allowlist), and git's own
+    `check-ref-format --branch`, which refuses `a..b`, `x.lock`, `a//b` and the like.
+    """
+    if not _REF_ALLOWED.fullmatch(name):
+        raise AnalysisInputError(
+            f"{name!r} is not a valid {what} name.",
+            "Use letters, digits and . _ / + - only, starting with a letter or digit "
+            "(for example feature/login-rate-limit).",
+        )
+    done = subprocess.run(
+        ["git", "check-ref-format", "--branch", name],
+        capture_output=True,
+        env=_git_env(),
+        check=False,
+    )
+    if done.returncode != 0:
+        raise AnalysisInputError(
+            f"{name!r} is not a valid {what} name.",
+            "Branch names cannot contain '..', end in '.lock' or '/', or contain '//'.",
+        )
+
+
+def _git_env() -> dict[str, str]:
+    return {**os.environ, **_GIT_ENV}
+
+
+FileStatus = Literal["added", "modified", "deleted", "renamed", "copied", "type_changed"]
+_STATUS = {
+    "A": "added",
+    "M": "modified",
+    "D": "deleted",
+    "R": "renamed",
+    "C": "copied",
+    "T": "type_changed",
+}
+_ZERO_SHA = "0" * 40
+_HUNK_HEADER = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)")
+
+
+@dataclass
+class Hunk:
+    old_start: int
+    old_count: int
+    new_start: int
+    new_count: int
+    section: str
+    # (tag, text): tag is " " (context), "+" (added) or "-" (removed); text has no newline.
+    lines: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class FileDiff:
+    path: str
+    old_path: str | None
+    status: FileStatus
+    old_mode: str
+    new_mode: str
+    old_blob: str | None
+    new_blob: str | None
+    binary: bool = False
+    hunks: list[Hunk] = field(default_factory=list)
+    patch: str = ""
+
+    @property
+    def is_symlink(self) -> bool:
+        return self.new_mode == "120000"
+
+    @property
+    def is_submodule(self) -> bool:
+        return "160000" in (self.new_mode, self.old_mode)
+
+    @cached_property
+    def added_lines(self) -> dict[int, str]:
+        """New-file line number to text, for every line this branch added or changed."""
+        added: dict[int, str] = {}
+        for hunk in self.hunks:
+            number = hunk.new_start
+            for tag, text in hunk.lines:
+                if tag == "+":
+                    added[number] = text
+                    number += 1
+                elif tag == " ":
+                    number += 1
+        return added
+
+    @cached_property
+    def removed_lines(self) -> list[str]:
+        return [text for hunk in self.hunks for tag, text in hunk.lines if tag == "-"]
+
+    def changed_in(self, start: int, end: int | None = None) -> bool:
+        """True when any line in [start, end] was added or changed by the branch."""
+        last = end if end is not None and end >= start else start
+        return any(line in self.added_lines for line in range(start, last + 1))
+
+
+@dataclass
+class DiffContext:
+    repo: GitRepo
+    branch: str
+    base: str
+    head_sha: str
+    base_sha: str  # the merge-base: what the diff is taken from
+    files: list[FileDiff]
+
+    @property
+    def repo_label(self) -> str:
+        return str(self.repo.root)
+
+    def file(self, path: str) -> FileDiff | None:
+        return next((f for f in self.files if f.path == path), None)
+
+
+@dataclass(frozen=True)
+class ResolvedRef:
+    name: str  # as the user typed it
+    ref: str  # fully qualified, e.g. refs/heads/feature/x
+    sha: str
+
+
+class GitRepo:
+    """A local repository, driven through the git binary with argv lists only."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> GitRepo:
+        target = Path(path).expanduser()
+        if not target.exists():
+            raise AnalysisInputError(f"{target} does not exist.", "Pass --repo PATH to a git clone.")
+        try:
+            repo = gitpython.Repo(target, search_parent_directories=True)
+        except (gitpython.InvalidGitRepositoryError, gitpython.NoSuchPathError):
+            raise AnalysisInputError(
+                f"{target.resolve()} is not a git repository.",
+                "Run it inside a clone, or pass --repo PATH.",
+            ) from None
+        root = repo.working_tree_dir or repo.git_dir
+        repo.close()
+        return cls(Path(root).resolve())
+
+    def run(
+        self,
+        args: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        env: dict[str, str] | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[bytes]:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=self.root,
+            input=stdin,
+            capture_output=True,
+            env={**_git_env(), **(env or {})},
+            check=False,
+        )
+        if check and done.returncode != 0:
+            message = done.stderr.decode("utf-8", "replace").strip()
+            raise GitFailure(f"git {args[0]} failed: {message}")
+        return done
+
+    def _text(self, args: Sequence[str]) -> str:
+        return self.run(args).stdout.decode("utf-8", "surrogateescape")
+
+    # -- refs ---------------------------------------------------------------------------------
+
+    def _verify(self, ref: str) -> str | None:
+        done = self.run(
+            ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
+            check=False,
+        )
+        return done.stdout.decode().strip() if done.returncode == 0 else None
+
+    def resolve(self, name: str, *, what: str = "branch") -> ResolvedRef:
+        """A validated branch name to its qualified ref: a local branch, else a remote one."""
+        validate_ref_name(name, what=what)
+        for ref in (f"refs/heads/{name}", f"refs/remotes/{name}", f"refs/remotes/origin/{name}"):
+            sha = self._verify(ref)
+            if sha:
+                return ResolvedRef(name=name, ref=ref, sha=sha)
+        close = difflib.get_close_matches(name, self.branch_names(), n=3, cutoff=0.5)
+        hint = (
+            f"Did you mean: {', '.join(close)}?"
+            if close
+            else "List branches with `git branch -a`."
+        )
+        raise AnalysisInputError(f"No {what} named {name!r} in {self.root}.", hint)
+
+    def branch_names(self) -> list[str]:
+        out = self._text(
+            ["for-each-ref", "--format=%(refname)", "refs/heads", "refs/remotes"]
+        ).splitlines()
+        names = []
+        for ref in out:
+            if ref.endswith("/HEAD"):
+                continue
+            names.append(ref.removeprefix("refs/heads/").removeprefix("refs/remotes/"))
+        return names
+
+    def default_branch(self) -> str:
+        """`origin/HEAD`'s target, else `main`, else `master`."""
+        done = self.run(["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"], check=False)
+        if done.returncode == 0:
+            return done.stdout.decode().strip().removeprefix("refs/remotes/")
+        for name in ("main", "master"):
+            if self._verify(f"refs/heads/{name}"):
+                return name
+        raise AnalysisInputError(
+            f"Cannot tell the default branch of {self.root}: no origin/HEAD, main or master.",
+            "Pass --base BRANCH.",
+        )
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        done = self.run(["merge-base", "--end-of-options", a, b], check=False)
+        return done.stdout.decode().strip() if done.returncode == 0 else None
+
+    # -- content ------------------------------------------------------------------------------
+
+    def read_objects(self, specs: Iterable[str]) -> dict[str, bytes | None]:
+        """Object ids (or `commit:path` specs without newlines) to their content, in one call."""
+        wanted = [s for s in dict.fromkeys(specs) if "\n" not in s]
+        if not wanted:
+            return {}
+        out = self.run(["cat-file", "--batch"], stdin="".join(f"{s}\n" for s in wanted).encode())
+        data = out.stdout
+        result: dict[str, bytes | None] = {}
+        pos = 0
+        for spec in wanted:
+            end = data.index(b"\n", pos)
+            header = data[pos:end].decode("utf-8", "surrogateescape")
+            pos = end + 1
+            if header.endswith(" missing") or header.endswith(" ambiguous"):
+                result[spec] = None
+                continue
+            size = int(header.rsplit(" ", 1)[1])
+            result[spec] = data[pos : pos + size]
+            pos += size + 1
+        return result
+
+    def read_file(self, commit: str, path: str) -> bytes | None:
+        return self.read_objects([f"{commit}:{path}"]).get(f"{commit}:{path}")
+
+    def grep_words(self, commit: str, words: Iterable[str], pathspecs: Sequence[str]) -> set[str]:
+        """Which of `words` occur as whole words in files matching `pathspecs` at `commit`."""
+        patterns = sorted(set(words))
+        if not patterns:
+            return set()
+        done = self.run(
+            ["grep", "-I", "-F", "-w", "-o", "-h", "--no-color", "-f", "-", commit, "--", *pathspecs],
+            stdin="\n".join(patterns).encode() + b"\n",
+            check=False,
+        )
+        if done.returncode not in (0, 1):
+            raise GitFailure(f"git grep failed: {done.stderr.decode('utf-8', 'replace').strip()}")
+        found = done.stdout.decode("utf-8", "surrogateescape").splitlines()
+        return {line.split(":", 1)[-1] for line in found}
+
+    def apply_check(self, commit: str, patch: str) -> tuple[bool, str]:
+        """Does `patch` apply cleanly to `commit`? Checked in a scratch index: nothing is written."""
+        with tempfile.TemporaryDirectory(prefix="chatops-index-") as scratch:
+            env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            self.run(["read-tree", "--end-of-options", commit], env=env)
+            done = self.run(
+                ["apply", "--check", "--cached", "-"],
+                stdin=patch.encode("utf-8"),
+                env=env,
+                check=False,
+            )
+        return done.returncode == 0, done.stderr.decode("utf-8", "replace").strip()
+
+    # -- diff ---------------------------------------------------------------------------------
+
+    def diff(self, old: str, new: str) -> list[FileDiff]:
+        common = ["-M", "--no-ext-diff", "--no-textconv", "--no-relative", "--end-of-options"]
+        raw = self.run(["diff", "-z", "--raw", "--no-abbrev", *common, old, new]).stdout
+        patch = self.run(
+            [
+                "diff",
+                "-U3",
+                "--no-color",
+                "--src-prefix=a/",
+                "--dst-prefix=b/",
+                *common,
+                old,
+                new,
+            ]
+        ).stdout.decode("utf-8", "surrogateescape")
+        entries = _parse_raw(raw)
+        blocks = _split_patch(patch)
+        files: list[FileDiff] = []
+        cursor = 0
+        for entry in entries:
+            # A type change (file <-> symlink) is one raw entry but two patch blocks.
+            taken = 2 if entry.status == "type_changed" else 1
+            text = "".join(blocks[cursor : cursor + taken])
+            cursor += taken
+            entry.patch = text
+            entry.binary = _is_binary_patch(text)
+            entry.hunks = [] if entry.binary else _parse_hunks(text)
+            files.append(entry)
+        return files
+
+
+def _parse_raw(raw: bytes) -> list[FileDiff]:
+    fields = raw.decode("utf-8", "surrogateescape").split("\0")
+    files: list[FileDiff] = []
+    i = 0
+    while i < len(fields) and fields[i]:
+        meta = fields[i].lstrip(":").split(" ")
+        old_mode, new_mode, old_sha, new_sha, code = meta[0], meta[1], meta[2], meta[3], meta[4]
+        letter = code[0]
+        if letter in ("R", "C"):
+            old_path, path = fields[i + 1], fields[i + 2]
+            i += 3
+        else:
+            old_path, path = fields[i + 1], fields[i + 1]
+            i += 2
+        status: FileStatus = _STATUS.get(letter, "modified")  # type: ignore[assignment]
+        files.append(
+            FileDiff(
+                path=path,
+                old_path=old_path if letter != "A" else None,
+                status=status,
+                old_mode=old_mode,
+                new_mode=new_mode,
+                old_blob=None if old_sha == _ZERO_SHA else old_sha,
+                new_blob=None if new_sha == _ZERO_SHA else new_sha,
+            )
+        )
+    return files
+
+
+def _split_patch(patch: str) -> list[str]:
+    blocks: list[str] = []
+    current: list[str] = []
+    # Split on "\n" only: str.splitlines would also break at \r, \f and friends inside content.
+    lines = patch.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    for line in lines:
+        if line.startswith("diff --git ") and current:
+            blocks.append("".join(current))
+            current = []
+        current.append(line + "\n")
+    if current:
+        blocks.append("".join(current))
+    return blocks
+
+
+def _is_binary_patch(block: str) -> bool:
+    for line in block.splitlines():
+        if line.startswith("@@"):
+            return False
+        if line.startswith("Binary files ") or line == "GIT binary patch":
+            return True
+    return False
+
+
+def _parse_hunks(block: str) -> list[Hunk]:
+    hunks: list[Hunk] = []
+    current: Hunk | None = None
+    lines = block.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    for line in lines:
+        if line.startswith("@@"):
+            match = _HUNK_HEADER.match(line)
+            if not match:
+                continue
+            old_start, old_count, new_start, new_count, section = match.groups()
+            current = Hunk(
+                old_start=int(old_start),
+                old_count=int(old_count) if old_count is not None else 1,
+                new_start=int(new_start),
+                new_count=int(new_count) if new_count is not None else 1,
+                section=section.strip(),
+            )
+            hunks.append(current)
+        elif current is not None and line[:1] in ("+", "-", " "):
+            current.lines.append((line[0], line[1:]))
+        elif current is not None and line == "":
+            # diff.suppressBlankEmpty writes an empty context line as "" instead of " ".
+            current.lines.append((" ", ""))
+    return hunks
+
+
+def load_diff(repo: GitRepo, branch: str, base: str | None = None) -> DiffContext:
+    """Resolve and validate both names, then diff the branch against its merge-base with base."""
+    head = repo.resolve(branch, what="branch")
+    base_name = base if base is not None else repo.default_branch()
+    base_ref = repo.resolve(base_name, what="base branch")
+    if head.ref == base_ref.ref:
+        raise AnalysisInputError(
+            f"The branch and the base are the same ({base_ref.name}).",
+            "Name a feature branch, or pass --base with the branch it was made from.",
+        )
+    merge_base = repo.merge_base(base_ref.sha, head.sha)
+    if merge_base is None:
+        raise AnalysisInputError(
+            f"{branch} and {base_ref.name} share no history.",
+            "Pass --base with the branch it was made from.",
+        )
+    if merge_base == head.sha:
+        raise AnalysisInputError(
+            f"Nothing changed: {branch} has no commits that {base_ref.name} does not have.",
+            "Commit to the branch first, or pass --base with the branch it was made from.",
+        )
+    files = repo.diff(merge_base, head.sha)
+    if not files:
+        raise AnalysisInputError(
+            f"Nothing changed: {branch} has the same files as {base_ref.name}.",
+            "There is nothing to analyze.",
+        )
+    return DiffContext(
+        repo=repo,
+        branch=branch,
+        base=base_ref.name,
+        head_sha=head.sha,
+        base_sha=merge_base,
+        files=files,
+    )

@@ -1,0 +1,204 @@
+"""Runs the agents in order over a shared state and assembles the report.
+
+After each agent the pipeline calls the checkpoint with everyone's progress; a checkpoint that
+returns False (a human asked to stop) ends the run there, and the report says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from agents.context.git import DiffContext, GitRepo, load_diff
+from agents.context.workspace import prepare
+from agents.report import (
+    AgentRun,
+    Coverage,
+    Finding,
+    Report,
+    SkippedFile,
+    Target,
+    Usage,
+)
+from agents.roles.base import Agent, PipelineState
+from agents.roles.code_review import CodeReviewAgent
+from agents.roles.dependencies import DependenciesAgent
+from agents.roles.risk import RiskAgent, assess
+from agents.roles.tests import TestsAgent
+
+log = logging.getLogger(__name__)
+
+AgentStatus = Literal["waiting", "running", "done", "failed", "cancelled"]
+
+
+@dataclass
+class AgentProgress:
+    name: str
+    status: AgentStatus = "waiting"
+    duration_ms: int = 0
+    error: str | None = None
+
+
+@dataclass
+class Progress:
+    run_id: str
+    agents: list[AgentProgress] = field(default_factory=list)
+
+
+# Called whenever an agent starts or ends. Returning False asks the run to stop; the pipeline
+# honours it after the agent in flight finishes.
+Checkpoint = Callable[[Progress], bool]
+
+
+def default_agents() -> list[Agent]:
+    # Risk runs last: its verdict weighs every other agent's findings.
+    return [CodeReviewAgent(), TestsAgent(), DependenciesAgent(), RiskAgent()]
+
+
+def analyze_branch(
+    repo_path: str | os.PathLike[str],
+    branch: str,
+    base: str | None = None,
+    *,
+    checkpoint: Checkpoint | None = None,
+    run_id: str | None = None,
+    agents: Sequence[Agent] | None = None,
+) -> Report:
+    """Analyze `branch` of the repository at `repo_path` against `base` (default branch if None).
+
+    Raises AnalysisInputError for anything the user can fix (bad names, nothing to analyze).
+    """
+    repo = GitRepo.open(repo_path)
+    diff = load_diff(repo, branch, base)
+    return run_pipeline(diff, checkpoint=checkpoint, run_id=run_id, agents=agents)
+
+
+def run_pipeline(
+    diff: DiffContext,
+    *,
+    checkpoint: Checkpoint | None = None,
+    run_id: str | None = None,
+    agents: Sequence[Agent] | None = None,
+) -> Report:
+    run_id = run_id or uuid.uuid4().hex[:12]
+    steps = list(agents) if agents is not None else default_agents()
+    progress = Progress(run_id=run_id, agents=[AgentProgress(a.name) for a in steps])
+
+    def tell() -> bool:
+        return checkpoint(progress) if checkpoint else True
+
+    stopped = False
+    with prepare(diff) as workspace:
+        state = PipelineState(diff=diff, workspace=workspace)
+        tell()
+        for agent, status in zip(steps, progress.agents, strict=True):
+            if stopped:
+                status.status = "cancelled"
+                continue
+            status.status = "running"
+            tell()
+            started = time.perf_counter()
+            try:
+                agent.run(state)
+                status.status = "done"
+            except Exception as exc:  # one agent's failure must not lose the others' results
+                log.warning("agent %s failed in run %s: %s", agent.name, run_id, exc)
+                log.debug("agent %s traceback", agent.name, exc_info=True)
+                status.status = "failed"
+                status.error = f"{type(exc).__name__}: {exc}"[:500]
+            status.duration_ms = int((time.perf_counter() - started) * 1000)
+            if not tell():
+                stopped = True
+        if stopped:
+            tell()
+        return _assemble(run_id, diff, state, progress, stopped)
+
+
+def dedupe(findings: list[Finding]) -> list[Finding]:
+    """One finding per fingerprint (the most severe, then the most confident), worst first."""
+    best: dict[str, Finding] = {}
+    for finding in findings:
+        kept = best.get(finding.fingerprint)
+        if kept is None or (finding.severity.rank, finding.confidence) > (
+            kept.severity.rank,
+            kept.confidence,
+        ):
+            best[finding.fingerprint] = finding
+    return sorted(
+        best.values(),
+        key=lambda f: (-f.severity.rank, f.file or "", f.start_line or 0, f.title),
+    )
+
+
+def _assemble(
+    run_id: str, diff: DiffContext, state: PipelineState, progress: Progress, stopped: bool
+) -> Report:
+    findings = dedupe(state.findings)
+    risk = assess(findings)
+    agents = [
+        AgentRun(
+            name=p.name,
+            status="cancelled" if p.status in ("waiting", "running") else p.status,
+            duration_ms=p.duration_ms,
+            error=p.error,
+        )
+        for p in progress.agents
+    ]
+    coverage = Coverage(
+        files_analyzed=sorted(f.path for f in state.workspace.analyzed),
+        files_skipped=[SkippedFile(file=p, reason=r) for p, r in sorted(state.workspace.skipped)],
+    )
+    return Report(
+        run_id=run_id,
+        target=Target(
+            repo=diff.repo_label,
+            branch=diff.branch,
+            base=diff.base,
+            head_sha=diff.head_sha,
+            base_sha=diff.base_sha,
+        ),
+        summary=_summary(findings, len(state.proposals), coverage, agents, state.notes, stopped),
+        risk=risk,
+        findings=findings,
+        proposals=state.proposals,
+        coverage=coverage,
+        usage=Usage(),
+        agents=agents,
+        stopped_early=stopped,
+    )
+
+
+def _summary(
+    findings: list[Finding],
+    proposals: int,
+    coverage: Coverage,
+    agents: list[AgentRun],
+    notes: list[str],
+    stopped: bool,
+) -> str:
+    analyzed = len(coverage.files_analyzed)
+    skipped = len(coverage.files_skipped)
+    files = f"{analyzed} file(s) analyzed" + (f", {skipped} skipped" if skipped else "")
+    if findings:
+        counts: dict[str, int] = {}
+        for finding in findings:
+            counts[finding.severity.value] = counts.get(finding.severity.value, 0) + 1
+        listed = ", ".join(f"{n} {sev}" for sev, n in counts.items())
+        text = f"{len(findings)} finding(s) ({listed}); {files}."
+    else:
+        text = f"No issues found; {files}."
+    if proposals:
+        text += f" {proposals} proposed change(s) await approval."
+    failed = [a.name for a in agents if a.status == "failed"]
+    if failed:
+        text += f" Failed: {', '.join(failed)} (see agents)."
+    if stopped:
+        text += " Stopped on request before every agent ran."
+    for note in notes:
+        text += f" {note}"
+    return text

@@ -1,0 +1,187 @@
+"""The report contract: what every analysis returns and every surface renders.
+
+`chatops analyze ... --format json` prints a `Report`, and other tools consume it, so the field
+names here are a public interface: add fields, never rename or remove one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Severity(StrEnum):
+    critical = "critical"
+    high = "high"
+    medium = "medium"
+    low = "low"
+    info = "info"
+
+    @property
+    def rank(self) -> int:
+        """Higher is worse: info 0 ... critical 4."""
+        return _SEVERITY_RANK[self]
+
+    def at_least(self, other: Severity) -> bool:
+        return self.rank >= other.rank
+
+
+_SEVERITY_RANK = {
+    Severity.info: 0,
+    Severity.low: 1,
+    Severity.medium: 2,
+    Severity.high: 3,
+    Severity.critical: 4,
+}
+
+
+class Source(StrEnum):
+    llm = "llm"
+    ruff = "ruff"
+    bandit = "bandit"
+    secrets = "secrets"
+    heuristic = "heuristic"
+    dependencies = "dependencies"
+
+
+class RiskLevel(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Finding(_Model):
+    fingerprint: str = Field(description="Stable id: survives unrelated lines moving above it.")
+    agent: str
+    category: str
+    rule: str = Field(default="", description="The analyzer's rule id, e.g. F821 or B602.")
+    severity: Severity
+    confidence: float = Field(ge=0.0, le=1.0)
+    file: str | None = None
+    start_line: int | None = Field(default=None, ge=1)
+    end_line: int | None = Field(default=None, ge=1)
+    title: str
+    detail: str = ""
+    suggestion: str = ""
+    source: Source
+
+
+class ProposalKind(StrEnum):
+    patch = "patch"
+    new_file = "new_file"
+    jira_comment = "jira_comment"
+
+
+class Proposal(_Model):
+    id: str = Field(description="Short id within the report: P1, P2, ...")
+    kind: ProposalKind
+    agent: str
+    title: str
+    target: str = Field(
+        description="Where it would be written: the branch for a patch, the path for a new file, "
+        "the ticket key for a Jira comment."
+    )
+    base_sha: str = Field(description="The commit the content was made against.")
+    content: str = Field(description="The exact change: a unified diff, a file, or comment text.")
+    content_sha256: str
+
+
+class TargetKind(StrEnum):
+    branch = "branch"
+
+
+class Target(_Model):
+    kind: TargetKind = TargetKind.branch
+    repo: str = Field(description="The repository's path or configured name.")
+    branch: str
+    base: str
+    head_sha: str
+    base_sha: str = Field(description="The merge-base the diff is taken from.")
+
+
+class Risk(_Model):
+    level: RiskLevel
+    score: int = Field(ge=0, le=100)
+    reasons: list[str] = Field(default_factory=list)
+
+
+class SkippedFile(_Model):
+    file: str
+    reason: str
+
+
+class Coverage(_Model):
+    files_analyzed: list[str] = Field(default_factory=list)
+    files_skipped: list[SkippedFile] = Field(default_factory=list)
+
+
+class Usage(_Model):
+    model: str | None = Field(default=None, description="None when no model was called.")
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+AgentState = Literal["done", "failed", "skipped", "cancelled"]
+
+
+class AgentRun(_Model):
+    name: str
+    status: AgentState
+    duration_ms: int = Field(ge=0)
+    error: str | None = None
+
+
+class Report(_Model):
+    run_id: str
+    target: Target
+    summary: str
+    risk: Risk
+    findings: list[Finding] = Field(default_factory=list)
+    proposals: list[Proposal] = Field(default_factory=list)
+    coverage: Coverage = Field(default_factory=Coverage)
+    usage: Usage = Field(default_factory=Usage)
+    agents: list[AgentRun] = Field(default_factory=list)
+    stopped_early: bool = Field(default=False, description="True when a stop request ended the run.")
+
+    def findings_at_least(self, severity: Severity) -> list[Finding]:
+        return [f for f in self.findings if f.severity.at_least(severity)]
+
+
+def report_json_schema() -> dict[str, Any]:
+    """The published JSON Schema of the report (`chatops schema`)."""
+    schema = Report.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "chatops report"
+    return schema
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def fingerprint(*, source: Source, rule: str, file: str | None, anchor: str) -> str:
+    """A finding's stable identity.
+
+    Built from what the finding is about (tool, rule, file, and the text of the flagged line with
+    whitespace folded), never from its line number, so the same problem keeps the same
+    fingerprint when unrelated lines above it are added or removed.
+    """
+    normalized = _WHITESPACE.sub(" ", anchor).strip()
+    key = json.dumps([source.value, rule, file or "", normalized])
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]

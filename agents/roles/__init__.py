@@ -1,0 +1,1 @@
+"""One module per agent. Each agent reads the shared pipeline state and adds to it."""

@@ -1,0 +1,191 @@
+"""The `chatops` command.
+
+Exit codes: 0 analyzed (or done), 1 a finding at or above `--fail-on` exists, 2 bad input (with a
+one-line error saying what to do), 3 an internal failure (git or an analyzer broke).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from agents.errors import AnalysisInputError, GitFailure
+from agents.pipeline import Progress, analyze_branch
+from agents.report import Report, Severity, report_json_schema
+from bot.render.markdown import render_markdown
+from bot.render.terminal import print_report, progress_view
+
+app = typer.Typer(
+    name="chatops",
+    help="AI agents on your team's code review, safely. Offline by default.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+analyze_app = typer.Typer(help="Analyze a branch.", no_args_is_help=True)
+app.add_typer(analyze_app, name="analyze")
+
+EXIT_FINDINGS = 1
+EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 3
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+def _fail(console: Console, message: str, hint: str = "", code: int = EXIT_BAD_INPUT) -> None:
+    console.print(f"[bold red]error:[/] {_escape(message)}", highlight=False, soft_wrap=True)
+    if hint:
+        console.print(f"  {_escape(hint)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+class _ProgressPrinter:
+    """Live per-agent lines on a terminal; one plain line per finished agent elsewhere."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.live: Live | None = None
+        self.reported: set[str] = set()
+
+    def __call__(self, progress: Progress) -> bool:
+        if self.console.is_terminal:
+            if self.live is None:
+                self.live = Live(progress_view(progress), console=self.console, transient=False)
+                self.live.start()
+            self.live.update(progress_view(progress))
+        else:
+            for agent in progress.agents:
+                if agent.status in ("done", "failed") and agent.name not in self.reported:
+                    self.reported.add(agent.name)
+                    extra = f": {agent.error}" if agent.error else ""
+                    self.console.print(
+                        f"{agent.name} {agent.status} in {agent.duration_ms} ms{extra}",
+                        markup=False,
+                        highlight=False,
+                        soft_wrap=True,
+                    )
+        return True
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+@analyze_app.command("branch")
+def analyze_branch_command(
+    name: Annotated[str, typer.Argument(help="The branch to analyze, e.g. feature/login.")],
+    repo: Annotated[
+        Path, typer.Option("--repo", help="Path of the git repository (default: here).")
+    ] = Path("."),
+    base: Annotated[
+        str | None,
+        typer.Option("--base", help="Branch to compare with (default: the default branch)."),
+    ] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="text, markdown or json.")
+    ] = OutputFormat.text,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write the report to this file.")
+    ] = None,
+    fail_on: Annotated[
+        Severity | None,
+        typer.Option("--fail-on", help="Exit 1 if a finding at or above this severity exists."),
+    ] = None,
+) -> None:
+    """Analyze a branch offline: ruff, bandit, detect-secrets, heuristics, dependencies."""
+    errors = Console(stderr=True)
+    printer = _ProgressPrinter(errors)
+    try:
+        report = analyze_branch(repo, name, base, checkpoint=printer)
+    except AnalysisInputError as exc:
+        printer.close()
+        _fail(errors, exc.message, exc.hint)
+        return
+    except GitFailure as exc:
+        printer.close()
+        _fail(errors, str(exc), "Check the repository with `git fsck`.", EXIT_FAILURE)
+        return
+    printer.close()
+    _emit(report, output_format, output, errors)
+    if fail_on is not None and report.findings_at_least(fail_on):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def _emit(report: Report, output_format: OutputFormat, output: Path | None, errors: Console) -> None:
+    if output_format is OutputFormat.json:
+        text = report.model_dump_json(indent=2) + "\n"
+    elif output_format is OutputFormat.markdown:
+        text = render_markdown(report)
+    else:
+        text = ""
+    if output is not None:
+        if output_format is OutputFormat.text:
+            with output.open("w", encoding="utf-8") as handle:
+                print_report(Console(file=handle, width=120, no_color=True), report)
+        else:
+            output.write_text(text, encoding="utf-8")
+        errors.print(f"report written to {output}", markup=False, highlight=False)
+        return
+    if output_format is OutputFormat.text:
+        print_report(Console(), report)
+    else:
+        sys.stdout.write(text)
+
+
+@app.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema of the report that `--format json` produces."""
+    sys.stdout.write(json.dumps(report_json_schema(), indent=2) + "\n")
+
+
+@app.command("demo")
+def demo_command(
+    path: Annotated[
+        Path | None,
+        typer.Option("--path", help="Where to create the demo repository (default: a temp dir)."),
+    ] = None,
+) -> None:
+    """Create a small repository with a risky branch, and analyze it."""
+    from bot.demo import DEMO_BRANCH, create_demo_repo
+
+    errors = Console(stderr=True)
+    try:
+        where = create_demo_repo(path)
+    except FileExistsError as exc:
+        _fail(errors, str(exc), "Pass --path to an empty or new folder.")
+        return
+    errors.print(
+        f"Demo repository: {where} (branch {DEMO_BRANCH}). "
+        f"Next: chatops analyze branch {DEMO_BRANCH} --repo {where}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    analyze_branch_command(DEMO_BRANCH, repo=where)
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("CHATOPS_LOG_LEVEL", "WARNING").upper(),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    app()

@@ -1,0 +1,1 @@
+"""Reports rendered for people: the terminal (rich) and Markdown (files, Slack uploads)."""

@@ -1,0 +1,98 @@
+"""A report as Markdown: the full, untruncated form (a file upload, `--format markdown`)."""
+
+from __future__ import annotations
+
+import re
+
+from agents.report import Finding, Report, Severity
+
+_SEVERITY_ORDER = [Severity.critical, Severity.high, Severity.medium, Severity.low, Severity.info]
+
+
+def _fence(content: str, lang: str = "") -> str:
+    """A code fence longer than any backtick run inside, so content cannot close it early."""
+    longest = max((len(m) for m in re.findall(r"`+", content)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}{lang}\n{content.rstrip(chr(10))}\n{ticks}"
+
+
+def _inline(text: str) -> str:
+    """Untrusted text on one line, with Markdown and HTML specials neutralised."""
+    text = " ".join(text.split())
+    return re.sub(r"([\\`*_{}\[\]<>#|!])", r"\\\1", text)
+
+
+def location(finding: Finding) -> str:
+    if not finding.file:
+        return ""
+    if finding.start_line and finding.end_line and finding.end_line != finding.start_line:
+        return f"{finding.file}:{finding.start_line}-{finding.end_line}"
+    if finding.start_line:
+        return f"{finding.file}:{finding.start_line}"
+    return finding.file
+
+
+def render_markdown(report: Report) -> str:
+    t = report.target
+    out: list[str] = [
+        f"# Analysis of `{t.branch}` against `{t.base}`",
+        "",
+        f"Repository `{t.repo}`, head `{t.head_sha[:12]}`, merge-base `{t.base_sha[:12]}`.",
+        "",
+        f"**Risk: {report.risk.level.value.upper()} ({report.risk.score}/100)**",
+        "",
+        *[f"- {_inline(reason)}" for reason in report.risk.reasons],
+        "",
+        _inline(report.summary),
+        "",
+        "## Findings",
+        "",
+    ]
+    if not report.findings:
+        out += ["No findings.", ""]
+    for severity in _SEVERITY_ORDER:
+        group = [f for f in report.findings if f.severity is severity]
+        if not group:
+            continue
+        out += [f"### {severity.value.capitalize()} ({len(group)})", ""]
+        for finding in group:
+            where = location(finding)
+            out.append(
+                f"- **{_inline(finding.title)}**"
+                + (f" `{where}`" if where else "")
+                + f" ({finding.source.value}, {finding.agent}, "
+                f"confidence {finding.confidence:.0%}, `{finding.fingerprint}`)"
+            )
+            if finding.detail:
+                out.append(f"  {_inline(finding.detail)}")
+            if finding.suggestion:
+                out.append(f"  Suggestion: {_inline(finding.suggestion)}")
+        out.append("")
+    if report.proposals:
+        out += ["## Proposed changes", ""]
+        for proposal in report.proposals:
+            out += [
+                f"### {proposal.id}: {_inline(proposal.title)}",
+                "",
+                f"{proposal.kind.value} to `{proposal.target}` at `{proposal.base_sha[:12]}`, "
+                f"sha256 `{proposal.content_sha256[:16]}`",
+                "",
+                _fence(proposal.content, "diff" if proposal.kind.value == "patch" else ""),
+                "",
+            ]
+    cov = report.coverage
+    out += ["## Coverage", "", f"{len(cov.files_analyzed)} file(s) analyzed."]
+    if cov.files_skipped:
+        out += ["", "Skipped:", ""]
+        out += [f"- `{s.file}`: {_inline(s.reason)}" for s in cov.files_skipped]
+    out += ["", "## Agents", "", "| agent | status | time |", "|---|---|---|"]
+    out += [f"| {a.name} | {a.status} | {a.duration_ms} ms |" for a in report.agents]
+    u = report.usage
+    out += [
+        "",
+        f"Model: {u.model or 'none (offline analyzers)'}; tokens in {u.input_tokens}, "
+        f"out {u.output_tokens}, cache read {u.cache_read_tokens}, "
+        f"cache write {u.cache_write_tokens}; cost ${u.cost_usd:.4f}. Run `{report.run_id}`.",
+        "",
+    ]
+    return "\n".join(out)

@@ -1,0 +1,112 @@
+"""A report and live progress in the terminal, with rich.
+
+Text from repositories and tools is always wrapped in `rich.text.Text`, never parsed as rich
+markup, so a file or finding cannot restyle or fake the output.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from agents.pipeline import Progress
+from agents.report import Report, RiskLevel, Severity
+from bot.render.markdown import location
+
+SEVERITY_STYLE = {
+    Severity.critical: "bold white on red",
+    Severity.high: "bold red",
+    Severity.medium: "yellow",
+    Severity.low: "cyan",
+    Severity.info: "dim",
+}
+RISK_STYLE = {
+    RiskLevel.critical: "bold white on red",
+    RiskLevel.high: "bold red",
+    RiskLevel.medium: "bold yellow",
+    RiskLevel.low: "bold green",
+}
+_STATUS_MARK = {
+    "waiting": ("·", "dim"),
+    "running": ("…", "bold blue"),
+    "done": ("✓", "green"),
+    "failed": ("✗", "bold red"),
+    "cancelled": ("-", "dim"),
+}
+
+
+def progress_view(progress: Progress) -> RenderableType:
+    lines = []
+    for agent in progress.agents:
+        mark, style = _STATUS_MARK[agent.status]
+        line = Text(f" {mark} ", style=style)
+        line.append(f"{agent.name:<14}")
+        line.append(agent.status, style=style)
+        if agent.status in ("done", "failed"):
+            line.append(f"  {agent.duration_ms} ms", style="dim")
+        if agent.error:
+            line.append(f"  {agent.error}", style="red")
+        lines.append(line)
+    return Group(*lines)
+
+
+def report_view(report: Report) -> RenderableType:
+    t = report.target
+    risk = report.risk
+    head = Text()
+    head.append("Risk ", style="bold")
+    head.append(f" {risk.level.value.upper()} {risk.score}/100 ", style=RISK_STYLE[risk.level])
+    head.append(f"   {t.branch} against {t.base} ({t.head_sha[:10]})", style="bold")
+    parts: list[RenderableType] = [head]
+    parts += [Text(f"  • {reason}") for reason in risk.reasons]
+    parts.append(Text(report.summary))
+    if report.findings:
+        table = Table(show_header=True, header_style="bold", expand=True, show_lines=False)
+        table.add_column("severity", no_wrap=True)
+        table.add_column("where", overflow="fold", max_width=40)
+        table.add_column("finding", overflow="fold", ratio=1)
+        for finding in report.findings:
+            body = Text(finding.title, style="bold")
+            if finding.detail:
+                body.append("\n" + finding.detail)
+            if finding.suggestion:
+                body.append("\n→ " + finding.suggestion, style="italic")
+            table.add_row(
+                Text(finding.severity.value, style=SEVERITY_STYLE[finding.severity]),
+                Text(location(finding)),
+                body,
+            )
+        parts.append(table)
+    for proposal in report.proposals:
+        parts.append(
+            Panel(
+                Text(proposal.content),
+                title=Text(f"{proposal.id}: {proposal.title}"),
+                subtitle=Text(f"{proposal.kind.value} → {proposal.target} (not applied)"),
+                title_align="left",
+            )
+        )
+    cov = report.coverage
+    coverage = Text(f"Coverage: {len(cov.files_analyzed)} file(s) analyzed", style="dim")
+    for skipped in cov.files_skipped[:20]:
+        coverage.append(f"\n  skipped {skipped.file}: {skipped.reason}")
+    if len(cov.files_skipped) > 20:
+        coverage.append(f"\n  ... and {len(cov.files_skipped) - 20} more skipped")
+    parts.append(coverage)
+    u = report.usage
+    parts.append(
+        Text(
+            f"Model {u.model or 'none (offline analyzers)'} · tokens {u.input_tokens}+"
+            f"{u.output_tokens} · ${u.cost_usd:.4f} · "
+            + " ".join(f"{a.name} {a.status} {a.duration_ms}ms" for a in report.agents)
+            + f" · run {report.run_id}",
+            style="dim",
+        )
+    )
+    return Group(*parts)
+
+
+def print_report(console: Console, report: Report) -> None:
+    console.print(report_view(report))
