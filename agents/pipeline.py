@@ -18,6 +18,7 @@ from agents.context.git import DiffContext, GitRepo, load_diff
 from agents.context.workspace import prepare
 from agents.report import (
     AgentRun,
+    AgentState,
     Coverage,
     Finding,
     Report,
@@ -141,12 +142,7 @@ def _assemble(
     findings = dedupe(state.findings)
     risk = assess(findings)
     agents = [
-        AgentRun(
-            name=p.name,
-            status="cancelled" if p.status in ("waiting", "running") else p.status,
-            duration_ms=p.duration_ms,
-            error=p.error,
-        )
+        AgentRun(name=p.name, status=_final(p.status), duration_ms=p.duration_ms, error=p.error)
         for p in progress.agents
     ]
     coverage = Coverage(
@@ -171,6 +167,13 @@ def _assemble(
         agents=agents,
         stopped_early=stopped,
     )
+
+
+def _final(status: AgentStatus) -> AgentState:
+    """An agent that never finished was cancelled."""
+    if status == "done" or status == "failed":
+        return status
+    return "cancelled"
 
 
 def _summary(

@@ -154,7 +154,9 @@ class Report(_Model):
     coverage: Coverage = Field(default_factory=Coverage)
     usage: Usage = Field(default_factory=Usage)
     agents: list[AgentRun] = Field(default_factory=list)
-    stopped_early: bool = Field(default=False, description="True when a stop request ended the run.")
+    stopped_early: bool = Field(
+        default=False, description="True when a stop request ended the run."
+    )
 
     def findings_at_least(self, severity: Severity) -> list[Finding]:
         return [f for f in self.findings if f.severity.at_least(severity)]

@@ -116,8 +116,19 @@ def raw_tools(repo: Path, checkout: Path, changed: list[str]) -> tuple[float, in
     py = [p for p in changed if p.endswith(".py")]
     steps = [
         (["git", "diff", "main...", BRANCH], repo),
-        ([find_ruff_bin(), "check", "--isolated", "--no-cache", "--exit-zero",
-          "--output-format=json", f"--select={RUFF_SELECT}", *py], checkout),
+        (
+            [
+                find_ruff_bin(),
+                "check",
+                "--isolated",
+                "--no-cache",
+                "--exit-zero",
+                "--output-format=json",
+                f"--select={RUFF_SELECT}",
+                *py,
+            ],
+            checkout,
+        ),
         ([sys.executable, "-m", "bandit", "-q", "-f", "json", *py], checkout),
         ([sys.executable, "-m", "detect_secrets", "scan", *changed], checkout),
     ]
@@ -151,8 +162,18 @@ def main() -> None:
         report = root / "report.json"
         for _ in range(args.repeat):
             elapsed, rss = timed(
-                [chatops, "analyze", "branch", BRANCH, "--repo", str(repo), "--format", "json",
-                 "--output", str(report)],
+                [
+                    chatops,
+                    "analyze",
+                    "branch",
+                    BRANCH,
+                    "--repo",
+                    str(repo),
+                    "--format",
+                    "json",
+                    "--output",
+                    str(report),
+                ],
                 root,
             )
             ours.append(elapsed)
@@ -162,16 +183,24 @@ def main() -> None:
             raw_rss = max(raw_rss, rss)
         data = json.loads(report.read_text())
         ours_med, raw_med = statistics.median(ours), statistics.median(theirs)
-        print(f"findings: {len(data['findings'])}, files analyzed: "
-              f"{len(data['coverage']['files_analyzed'])}, skipped: "
-              f"{len(data['coverage']['files_skipped'])}")
-        print(f"chatops analyze : median {ours_med:6.2f} s  (runs: "
-              f"{', '.join(f'{t:.2f}' for t in ours)})  peak RSS {our_rss / 1024:.0f} MB")
-        print(f"raw tools       : median {raw_med:6.2f} s  (runs: "
-              f"{', '.join(f'{t:.2f}' for t in theirs)})  peak RSS {raw_rss / 1024:.0f} MB")
+        print(
+            f"findings: {len(data['findings'])}, files analyzed: "
+            f"{len(data['coverage']['files_analyzed'])}, skipped: "
+            f"{len(data['coverage']['files_skipped'])}"
+        )
+        print(
+            f"chatops analyze : median {ours_med:6.2f} s  (runs: "
+            f"{', '.join(f'{t:.2f}' for t in ours)})  peak RSS {our_rss / 1024:.0f} MB"
+        )
+        print(
+            f"raw tools       : median {raw_med:6.2f} s  (runs: "
+            f"{', '.join(f'{t:.2f}' for t in theirs)})  peak RSS {raw_rss / 1024:.0f} MB"
+        )
         ratio = ours_med / raw_med
-        print(f"ratio chatops / raw tools: {ratio:.2f}x (target <= 1.5x): "
-              f"{'OK' if ratio <= 1.5 else 'OVER TARGET'}")
+        print(
+            f"ratio chatops / raw tools: {ratio:.2f}x (target <= 1.5x): "
+            f"{'OK' if ratio <= 1.5 else 'OVER TARGET'}"
+        )
 
 
 if __name__ == "__main__":

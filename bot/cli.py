@@ -130,7 +130,9 @@ def analyze_branch_command(
         raise typer.Exit(EXIT_FINDINGS)
 
 
-def _emit(report: Report, output_format: OutputFormat, output: Path | None, errors: Console) -> None:
+def _emit(
+    report: Report, output_format: OutputFormat, output: Path | None, errors: Console
+) -> None:
     if output_format is OutputFormat.json:
         text = report.model_dump_json(indent=2) + "\n"
     elif output_format is OutputFormat.markdown:

@@ -13,14 +13,9 @@ _BASE_FILES = {
     "README.md": "# shop\n\nA tiny shop.\n",
     "requirements.txt": "requests==2.32.3\nPyYAML==6.0.2\n",
     "shop/__init__.py": "",
-    "shop/cart.py": (
-        "def total(prices):\n"
-        "    return sum(prices)\n"
-    ),
+    "shop/cart.py": ("def total(prices):\n    return sum(prices)\n"),
     "tests/test_cart.py": (
-        "from shop.cart import total\n\n\n"
-        "def test_total():\n"
-        "    assert total([1, 2]) == 3\n"
+        "from shop.cart import total\n\n\ndef test_total():\n    assert total([1, 2]) == 3\n"
     ),
 }
 

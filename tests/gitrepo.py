@@ -51,6 +51,7 @@ class RepoBuilder:
         """Every ref, the index and the working tree's status: equal snapshots, no side effect."""
         refs = self.git("for-each-ref", "--format=%(refname) %(objectname)")
         status = self.git("status", "--porcelain", "--ignored")
-        files = sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*")
-                       if ".git" not in p.parts)
+        files = sorted(
+            str(p.relative_to(self.root)) for p in self.root.rglob("*") if ".git" not in p.parts
+        )
         return refs + status + "\n".join(files)

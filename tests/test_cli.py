@@ -34,8 +34,9 @@ def schema() -> dict[str, object]:
 def test_json_report_validates_against_the_published_schema(
     planted_repo: RepoBuilder, schema: dict[str, object]
 ) -> None:
-    done = chatops("analyze", "branch", "feature/planted", "--repo", str(planted_repo.root),
-                   "--format", "json")
+    done = chatops(
+        "analyze", "branch", "feature/planted", "--repo", str(planted_repo.root), "--format", "json"
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     jsonschema.validate(report, schema)
@@ -43,8 +44,16 @@ def test_json_report_validates_against_the_published_schema(
     assert report["target"]["branch"] == "feature/planted"
     assert report["target"]["head_sha"] == planted_repo.head("feature/planted")
     assert report["target"]["base_sha"] == planted_repo.head("main")
-    assert {"run_id", "summary", "risk", "findings", "proposals", "coverage", "usage",
-            "agents"} <= set(report)
+    assert {
+        "run_id",
+        "summary",
+        "risk",
+        "findings",
+        "proposals",
+        "coverage",
+        "usage",
+        "agents",
+    } <= set(report)
     assert "AKIA4HJXZQ2WBNVGL7PK" not in done.stdout + done.stderr
     # progress goes to stderr, so stdout stays machine-readable
     assert "code_review done" in done.stderr
@@ -64,23 +73,48 @@ def test_text_report_runs_in_the_current_directory(planted_repo: RepoBuilder) ->
 
 
 def test_fail_on_exits_1_when_a_finding_reaches_it(planted_repo: RepoBuilder) -> None:
-    args = ("analyze", "branch", "feature/planted", "--repo", str(planted_repo.root),
-            "--format", "json")
+    args = (
+        "analyze",
+        "branch",
+        "feature/planted",
+        "--repo",
+        str(planted_repo.root),
+        "--format",
+        "json",
+    )
     assert chatops(*args, "--fail-on", "critical").returncode == 1
     assert chatops(*args, "--fail-on", "high").returncode == 1
 
 
 def test_fail_on_exits_0_below_it(make_branch) -> None:  # type: ignore[no-untyped-def]
     repo = make_branch("feature/docs", {"README.md": "# shop\n\nBetter docs.\n"})
-    done = chatops("analyze", "branch", "feature/docs", "--repo", str(repo.root),
-                   "--format", "json", "--fail-on", "medium")
+    done = chatops(
+        "analyze",
+        "branch",
+        "feature/docs",
+        "--repo",
+        str(repo.root),
+        "--format",
+        "json",
+        "--fail-on",
+        "medium",
+    )
     assert done.returncode == 0, done.stderr
 
 
 def test_markdown_to_a_file(planted_repo: RepoBuilder, tmp_path: Path) -> None:
     out = tmp_path / "report.md"
-    done = chatops("analyze", "branch", "feature/planted", "--repo", str(planted_repo.root),
-                   "--format", "markdown", "--output", str(out))
+    done = chatops(
+        "analyze",
+        "branch",
+        "feature/planted",
+        "--repo",
+        str(planted_repo.root),
+        "--format",
+        "markdown",
+        "--output",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     text = out.read_text()
     assert text.startswith("# Analysis of `feature/planted` against `main`")
@@ -98,8 +132,9 @@ def test_injection_names_exit_2_without_side_effects(
     marker = tmp_path / "pwned"
     before = planted_repo.snapshot()
     # After `--` the name reaches our validator even when it looks like an option.
-    done = chatops("analyze", "branch", "--repo", str(planted_repo.root), "--",
-                   name.format(marker=marker))
+    done = chatops(
+        "analyze", "branch", "--repo", str(planted_repo.root), "--", name.format(marker=marker)
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "error:" in done.stderr
     assert "Traceback" not in done.stderr
@@ -111,8 +146,9 @@ def test_option_shaped_name_without_separator_is_a_usage_error(
     planted_repo: RepoBuilder, tmp_path: Path
 ) -> None:
     marker = tmp_path / "pwned"
-    done = chatops("analyze", "branch", f"--upload-pack=touch {marker}",
-                   "--repo", str(planted_repo.root))
+    done = chatops(
+        "analyze", "branch", f"--upload-pack=touch {marker}", "--repo", str(planted_repo.root)
+    )
     assert done.returncode == 2
     assert not marker.exists()
 
@@ -120,11 +156,17 @@ def test_option_shaped_name_without_separator_is_a_usage_error(
 @pytest.mark.parametrize(
     ("args", "message", "hint"),
     [
-        (("analyze", "branch", "feature/plant"), "No branch named 'feature/plant'",
-         "Did you mean: feature/planted"),
+        (
+            ("analyze", "branch", "feature/plant"),
+            "No branch named 'feature/plant'",
+            "Did you mean: feature/planted",
+        ),
         (("analyze", "branch", "main"), "branch and the base are the same", "feature branch"),
-        (("analyze", "branch", "feature/planted", "--base", "nope"), "No base branch named",
-         "git branch -a"),
+        (
+            ("analyze", "branch", "feature/planted", "--base", "nope"),
+            "No base branch named",
+            "git branch -a",
+        ),
     ],
 )
 def test_bad_input_says_what_to_do(

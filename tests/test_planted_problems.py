@@ -106,7 +106,9 @@ def test_clean_branch_has_no_high_findings(make_branch) -> None:  # type: ignore
 
 def test_findings_only_on_changed_lines(make_branch) -> None:  # type: ignore[no-untyped-def]
     """A problem already on the base branch is not the branch's problem."""
-    repo = make_branch("feature/touch", {"shop/cart.py": "def total(prices):\n    return sum(prices)\n# tweak\n"})
+    repo = make_branch(
+        "feature/touch", {"shop/cart.py": "def total(prices):\n    return sum(prices)\n# tweak\n"}
+    )
     repo.checkout("main")
     repo.commit({"shop/legacy.py": "def run(x):\n    return eval(x)\n"}, "legacy on main")
     repo.git("checkout", "-q", "feature/touch")

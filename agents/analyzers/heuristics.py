@@ -13,20 +13,45 @@ LARGE_CHANGE_FILES = 25
 HUGE_CHANGE_LINES = 2000
 
 _SENSITIVE = {
-    "ci": (Severity.medium, "CI configuration changed", "Check who can trigger it and what "
-           "secrets it can read; CI runs with the repository's credentials."),
-    "migration": (Severity.medium, "Database migration changed", "Check it is reversible, "
-                  "safe on a live table (locks, backfills) and ordered after the code it needs."),
-    "infra": (Severity.low, "Infrastructure definition changed", "Check the blast radius: "
-              "network exposure, permissions, and what changes on apply."),
-    "auth": (Severity.medium, "Security-sensitive code changed", "Review authentication, "
-             "authorization and secret handling with extra care; add tests for denial paths."),
+    "ci": (
+        Severity.medium,
+        "CI configuration changed",
+        "Check who can trigger it and what "
+        "secrets it can read; CI runs with the repository's credentials.",
+    ),
+    "migration": (
+        Severity.medium,
+        "Database migration changed",
+        "Check it is reversible, "
+        "safe on a live table (locks, backfills) and ordered after the code it needs.",
+    ),
+    "infra": (
+        Severity.low,
+        "Infrastructure definition changed",
+        "Check the blast radius: network exposure, permissions, and what changes on apply.",
+    ),
+    "auth": (
+        Severity.medium,
+        "Security-sensitive code changed",
+        "Review authentication, "
+        "authorization and secret handling with extra care; add tests for denial paths.",
+    ),
 }
-_TEST_DEF = re.compile(r"^\s*(async\s+)?def\s+(test_\w+)|^\s*func\s+(Test\w+)|\b(it|test)\(\s*['\"]")
+_TEST_DEF = re.compile(
+    r"^\s*(async\s+)?def\s+(test_\w+)|^\s*func\s+(Test\w+)|\b(it|test)\(\s*['\"]"
+)
 
 
-def _finding(rule: str, severity: Severity, title: str, detail: str, suggestion: str,
-             file: str | None = None, line: int | None = None, confidence: float = 0.8) -> Finding:
+def _finding(
+    rule: str,
+    severity: Severity,
+    title: str,
+    detail: str,
+    suggestion: str,
+    file: str | None = None,
+    line: int | None = None,
+    confidence: float = 0.8,
+) -> Finding:
     return Finding(
         fingerprint=fingerprint(source=Source.heuristic, rule=rule, file=file, anchor=title),
         agent="risk",
@@ -157,8 +182,27 @@ def _no_test_changes(diff: DiffContext) -> list[Finding]:
     ]
 
 
-_CODE_SUFFIXES = (".py", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".kt", ".rb",
-                  ".php", ".cs", ".c", ".cc", ".cpp", ".h", ".hpp", ".swift", ".scala")
+_CODE_SUFFIXES = (
+    ".py",
+    ".js",
+    ".jsx",
+    ".ts",
+    ".tsx",
+    ".go",
+    ".rs",
+    ".java",
+    ".kt",
+    ".rb",
+    ".php",
+    ".cs",
+    ".c",
+    ".cc",
+    ".cpp",
+    ".h",
+    ".hpp",
+    ".swift",
+    ".scala",
+)
 
 
 def _is_code(path: str) -> bool:

@@ -170,9 +170,17 @@ def run_manifests(diff: DiffContext, *, agent: str) -> list[Finding]:
             old = parse(old_text) if file.old_blob else {}
         except (ValueError, tomllib.TOMLDecodeError) as exc:
             findings.append(
-                _finding(agent, file.path, None, "invalid-manifest", Severity.medium,
-                         f"{file.path} does not parse", str(exc)[:300],
-                         "Fix the syntax; tools that install from it will fail too.", "")
+                _finding(
+                    agent,
+                    file.path,
+                    None,
+                    "invalid-manifest",
+                    Severity.medium,
+                    f"{file.path} does not parse",
+                    str(exc)[:300],
+                    "Fix the syntax; tools that install from it will fail too.",
+                    "",
+                )
             )
             continue
         findings.extend(_compare(agent, file.path, new_text, old, new))
@@ -190,53 +198,100 @@ def _compare(
         before, after = old.get(key), new.get(key)
         if after is None:
             assert before is not None
-            yield _finding(agent, path, None, "dependency-removed", Severity.info,
-                           f"Dependency removed: {before.name}",
-                           f"{before.name} {before.spec} was removed from {before.group}.",
-                           "Check nothing still imports it.", before.name)
+            yield _finding(
+                agent,
+                path,
+                None,
+                "dependency-removed",
+                Severity.info,
+                f"Dependency removed: {before.name}",
+                f"{before.name} {before.spec} was removed from {before.group}.",
+                "Check nothing still imports it.",
+                before.name,
+            )
             continue
         line = _line_of(text, after.name)
         if before is None:
             if is_unpinned(after.spec):
-                yield _finding(agent, path, line, "dependency-unpinned", Severity.low,
-                               f"Dependency added without a version: {after.name}",
-                               f"{after.name} was added to {after.group} with no version "
-                               "constraint, so any future release, breaking or malicious, "
-                               "installs.", "Pin or bound the version.", after.name)
+                yield _finding(
+                    agent,
+                    path,
+                    line,
+                    "dependency-unpinned",
+                    Severity.low,
+                    f"Dependency added without a version: {after.name}",
+                    f"{after.name} was added to {after.group} with no version "
+                    "constraint, so any future release, breaking or malicious, "
+                    "installs.",
+                    "Pin or bound the version.",
+                    after.name,
+                )
             else:
-                yield _finding(agent, path, line, "dependency-added", Severity.info,
-                               f"Dependency added: {after.name} {after.spec}",
-                               f"New in {after.group}.",
-                               "Check its licence, maintenance and what it pulls in.",
-                               after.name)
+                yield _finding(
+                    agent,
+                    path,
+                    line,
+                    "dependency-added",
+                    Severity.info,
+                    f"Dependency added: {after.name} {after.spec}",
+                    f"New in {after.group}.",
+                    "Check its licence, maintenance and what it pulls in.",
+                    after.name,
+                )
             continue
         if before.spec == after.spec:
             continue
         old_version, new_version = version_of(before.spec), version_of(after.spec)
         if is_unpinned(after.spec):
-            yield _finding(agent, path, line, "dependency-unpinned", Severity.low,
-                           f"Version constraint removed: {after.name}",
-                           f"{after.name} went from {before.spec!r} to {after.spec or 'any'}.",
-                           "Keep a version constraint.", after.name)
+            yield _finding(
+                agent,
+                path,
+                line,
+                "dependency-unpinned",
+                Severity.low,
+                f"Version constraint removed: {after.name}",
+                f"{after.name} went from {before.spec!r} to {after.spec or 'any'}.",
+                "Keep a version constraint.",
+                after.name,
+            )
         elif old_version and new_version and new_version < old_version:
-            yield _finding(agent, path, line, "dependency-downgraded", Severity.medium,
-                           f"Dependency downgraded: {after.name} {before.spec} -> {after.spec}",
-                           "A downgrade can bring back fixed bugs and known vulnerabilities.",
-                           "Say why in the branch, and check the advisories for the older "
-                           "version.", after.name)
+            yield _finding(
+                agent,
+                path,
+                line,
+                "dependency-downgraded",
+                Severity.medium,
+                f"Dependency downgraded: {after.name} {before.spec} -> {after.spec}",
+                "A downgrade can bring back fixed bugs and known vulnerabilities.",
+                "Say why in the branch, and check the advisories for the older version.",
+                after.name,
+            )
         elif old_version and new_version and new_version > old_version:
             major = new_version.major > old_version.major
-            yield _finding(agent, path, line, "dependency-upgraded",
-                           Severity.low if major else Severity.info,
-                           f"Dependency upgraded{' across a major version' if major else ''}: "
-                           f"{after.name} {before.spec} -> {after.spec}",
-                           "Major versions may break APIs." if major else "Minor upgrade.",
-                           "Read the changelog for breaking changes." if major else "",
-                           after.name)
+            yield _finding(
+                agent,
+                path,
+                line,
+                "dependency-upgraded",
+                Severity.low if major else Severity.info,
+                f"Dependency upgraded{' across a major version' if major else ''}: "
+                f"{after.name} {before.spec} -> {after.spec}",
+                "Major versions may break APIs." if major else "Minor upgrade.",
+                "Read the changelog for breaking changes." if major else "",
+                after.name,
+            )
         else:
-            yield _finding(agent, path, line, "dependency-changed", Severity.info,
-                           f"Dependency constraint changed: {after.name} {before.spec} -> "
-                           f"{after.spec}", f"In {after.group}.", "", after.name)
+            yield _finding(
+                agent,
+                path,
+                line,
+                "dependency-changed",
+                Severity.info,
+                f"Dependency constraint changed: {after.name} {before.spec} -> {after.spec}",
+                f"In {after.group}.",
+                "",
+                after.name,
+            )
 
 
 def _line_of(text: str, name: str) -> int | None:
@@ -247,10 +302,21 @@ def _line_of(text: str, name: str) -> int | None:
     return None
 
 
-def _finding(agent: str, path: str, line: int | None, rule: str, severity: Severity,
-             title: str, detail: str, suggestion: str, package: str) -> Finding:
+def _finding(
+    agent: str,
+    path: str,
+    line: int | None,
+    rule: str,
+    severity: Severity,
+    title: str,
+    detail: str,
+    suggestion: str,
+    package: str,
+) -> Finding:
     return Finding(
-        fingerprint=fingerprint(source=Source.dependencies, rule=rule, file=path, anchor=title),
+        fingerprint=fingerprint(
+            source=Source.dependencies, rule=rule, file=path, anchor=f"{package}|{title}"
+        ),
         agent=agent,
         category="dependency",
         rule=rule,

@@ -5,6 +5,8 @@ The secret itself never leaves this module: findings carry its kind, a masked pr
 
 from __future__ import annotations
 
+import hashlib
+import re
 import threading
 
 from detect_secrets.core.scan import scan_diff
@@ -58,6 +60,18 @@ def mask(secret: str) -> str:
     return f"{secret[:4]}{'*' * 8} ({len(secret)} characters)"
 
 
+_TOKEN_REST = r"[^\s\"'`,;)]*"
+
+
+def whole_token(value: str, line: str) -> str:
+    """Some detectors report only a token's prefix (GitHub's `ghp`); take the whole token from
+    the line, so masking and de-duplication see the real value."""
+    if not value:
+        return value
+    match = re.search(re.escape(value) + _TOKEN_REST, line)
+    return match.group(0) if match else value
+
+
 def run_secrets(diff: DiffContext, *, agent: str) -> list[Finding]:
     patch = "".join(
         f.patch for f in diff.files if f.hunks and f.status != "deleted" and not f.binary
@@ -71,16 +85,20 @@ def run_secrets(diff: DiffContext, *, agent: str) -> list[Finding]:
     findings: list[Finding] = []
     for secret in found:
         kind = str(secret.type)
-        value = str(secret.secret_value or "")
+        path = str(secret.filename)
+        file = diff.file(path)
+        line = file.added_lines.get(int(secret.line_number), "") if file else ""
+        value = whole_token(str(secret.secret_value or ""), line)
+        # The same kind of hash detect-secrets keeps in its baselines; never the value itself.
+        value_hash = hashlib.sha1(value.encode("utf-8")).hexdigest()  # noqa: S324
         if kind in _CRITICAL_KINDS:
             severity, confidence = Severity.critical, 0.9
         else:
             severity, confidence = _GUESSES.get(kind, (Severity.medium, 0.5))
-        path = str(secret.filename)
         findings.append(
             Finding(
                 fingerprint=fingerprint(
-                    source=Source.secrets, rule=kind, file=path, anchor=str(secret.secret_hash)
+                    source=Source.secrets, rule=kind, file=path, anchor=value_hash
                 ),
                 agent=agent,
                 category="secret",

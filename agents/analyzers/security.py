@@ -100,7 +100,7 @@ def run_bandit(workspace: Workspace, *, agent: str) -> list[Finding]:
 _SUGGESTIONS = {
     "B307": "Use ast.literal_eval for data, or avoid evaluating input at all.",
     "B102": "Avoid exec; dispatch to known functions instead.",
-    "B608": "Use parameterized queries (placeholders and a parameters tuple), never string building.",
+    "B608": "Use parameterized queries (placeholders and parameters), never string building.",
     "B602": "Pass an argument list and shell=False; never let input reach a shell.",
     "B605": "Use subprocess with an argument list instead of os.system.",
     "B506": "Use yaml.safe_load, or yaml.load(..., Loader=yaml.SafeLoader).",

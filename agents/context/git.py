@@ -140,8 +140,12 @@ class DiffContext:
     def repo_label(self) -> str:
         return str(self.repo.root)
 
+    @cached_property
+    def _by_path(self) -> dict[str, FileDiff]:
+        return {f.path: f for f in self.files}
+
     def file(self, path: str) -> FileDiff | None:
-        return next((f for f in self.files if f.path == path), None)
+        return self._by_path.get(path)
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,9 @@ class GitRepo:
     def open(cls, path: str | os.PathLike[str]) -> GitRepo:
         target = Path(path).expanduser()
         if not target.exists():
-            raise AnalysisInputError(f"{target} does not exist.", "Pass --repo PATH to a git clone.")
+            raise AnalysisInputError(
+                f"{target} does not exist.", "Pass --repo PATH to a git clone."
+            )
         try:
             repo = gitpython.Repo(target, search_parent_directories=True)
         except (gitpython.InvalidGitRepositoryError, gitpython.NoSuchPathError):
@@ -215,9 +221,7 @@ class GitRepo:
                 return ResolvedRef(name=name, ref=ref, sha=sha)
         close = difflib.get_close_matches(name, self.branch_names(), n=3, cutoff=0.5)
         hint = (
-            f"Did you mean: {', '.join(close)}?"
-            if close
-            else "List branches with `git branch -a`."
+            f"Did you mean: {', '.join(close)}?" if close else "List branches with `git branch -a`."
         )
         raise AnalysisInputError(f"No {what} named {name!r} in {self.root}.", hint)
 
@@ -281,7 +285,20 @@ class GitRepo:
         if not patterns:
             return set()
         done = self.run(
-            ["grep", "-I", "-F", "-w", "-o", "-h", "--no-color", "-f", "-", commit, "--", *pathspecs],
+            [
+                "grep",
+                "-I",
+                "-F",
+                "-w",
+                "-o",
+                "-h",
+                "--no-color",
+                "-f",
+                "-",
+                commit,
+                "--",
+                *pathspecs,
+            ],
             stdin="\n".join(patterns).encode() + b"\n",
             check=False,
         )
@@ -291,7 +308,7 @@ class GitRepo:
         return {line.split(":", 1)[-1] for line in found}
 
     def apply_check(self, commit: str, patch: str) -> tuple[bool, str]:
-        """Does `patch` apply cleanly to `commit`? Checked in a scratch index: nothing is written."""
+        """Does `patch` apply cleanly to `commit`? Checked in a scratch index; writes nothing."""
         with tempfile.TemporaryDirectory(prefix="chatops-index-") as scratch:
             env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
             self.run(["read-tree", "--end-of-options", commit], env=env)

@@ -1,4 +1,4 @@
-"""Code review: lint, security and secrets on the changed lines, and ruff's safe fixes as a patch."""
+"""Code review: lint, security and secrets on changed lines; ruff's safe fixes as a patch."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ class CodeReviewAgent:
         head = state.diff.head_sha
         applies, why = state.diff.repo.apply_check(head, patch)
         if not applies:
-            state.notes.append(f"ruff's fixes were not offered: they do not apply at the head ({why}).")
+            state.notes.append(
+                f"ruff's fixes were not offered: they do not apply at the head ({why})."
+            )
             return
         files = sorted({fix.file for fix in applied})
         codes = sorted({fix.code for fix in applied})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 from agents.analyzers.heuristics import run_heuristics
 from agents.report import Finding, Risk, RiskLevel, Severity, Source
 from agents.roles.base import PipelineState
@@ -43,16 +41,18 @@ def _reasons(findings: list[Finding]) -> list[str]:
         key=lambda f: (-f.severity.rank, -f.confidence),
     )
     for finding in worst[:5]:
-        where = f" ({finding.file}:{finding.start_line})" if finding.file and finding.start_line else ""
+        where = (
+            f" ({finding.file}:{finding.start_line})" if finding.file and finding.start_line else ""
+        )
         reasons.append(f"{finding.severity.value}: {finding.title}{where}")
     if len(worst) > 5:
         reasons.append(f"... and {len(worst) - 5} more high or critical findings")
-    for finding in findings:
-        if finding.source is Source.heuristic and finding.severity.at_least(Severity.medium):
-            if finding.rule != "untested-code":
-                reasons.append(finding.title)
-    counts = Counter(f.severity for f in findings if f.severity is Severity.medium)
-    medium = counts[Severity.medium]
+    reasons += [
+        f.title
+        for f in findings
+        if f.source is Source.heuristic and f.severity.at_least(Severity.medium)
+    ]
+    medium = sum(1 for f in findings if f.severity is Severity.medium)
     if medium and not reasons:
         reasons.append(f"{medium} medium finding(s)")
     if not reasons:

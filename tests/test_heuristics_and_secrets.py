@@ -1,0 +1,91 @@
+"""Diff heuristics, and secrets in any language with the value never shown."""
+
+from __future__ import annotations
+
+from agents.pipeline import analyze_branch
+from agents.report import Severity
+from tests.gitrepo import RepoBuilder
+
+
+def test_sensitive_paths_are_flagged_by_kind(make_branch) -> None:  # type: ignore[no-untyped-def]
+    repo = make_branch(
+        "feature/sensitive",
+        {
+            ".github/workflows/ci.yml": "on: push\njobs: {}\n",
+            "db/migrations/0002_add_index.sql": "CREATE INDEX i ON t (c);\n",
+            "deploy/Dockerfile": "FROM python:3.12\n",
+            "shop/auth/session.py": "TIMEOUT = 30\n",
+            "docs/guide.md": "hello\n",
+        },
+    )
+    report = analyze_branch(repo.root, "feature/sensitive")
+    flagged = {
+        f.file: (f.rule, f.severity) for f in report.findings if f.rule.startswith("sensitive")
+    }
+    assert flagged == {
+        ".github/workflows/ci.yml": ("sensitive-path:ci", Severity.medium),
+        "db/migrations/0002_add_index.sql": ("sensitive-path:migration", Severity.medium),
+        "deploy/Dockerfile": ("sensitive-path:infra", Severity.low),
+        "shop/auth/session.py": ("sensitive-path:auth", Severity.medium),
+    }
+    assert "CI configuration changed: .github/workflows/ci.yml" in report.risk.reasons
+
+
+def test_deleted_tests_are_flagged(repo: RepoBuilder) -> None:
+    repo.commit({"tests/test_more.py": "def test_a():\n    pass\n\n\ndef test_b():\n    pass\n"})
+    repo.branch("feature/less-tests")
+    repo.commit({"tests/test_cart.py": None, "tests/test_more.py": "def test_a():\n    pass\n"})
+    repo.checkout("main")
+    report = analyze_branch(repo.root, "feature/less-tests")
+    deleted = {f.title: f.severity for f in report.findings if f.rule == "deleted-test"}
+    assert deleted == {
+        "Test file deleted: tests/test_cart.py": Severity.medium,
+        "1 test(s) removed from tests/test_more.py": Severity.medium,
+    }
+
+
+def test_large_change_is_flagged(make_branch) -> None:  # type: ignore[no-untyped-def]
+    repo = make_branch("feature/big", {f"data/f{i}.txt": "x\n" * 30 for i in range(30)})
+    report = analyze_branch(repo.root, "feature/big")
+    [size] = [f for f in report.findings if f.rule == "size"]
+    assert size.title == "Large change: 30 files, +900 -0 lines"
+    assert size.severity is Severity.low
+
+
+def test_code_without_test_changes_in_another_language(make_branch) -> None:  # type: ignore[no-untyped-def]
+    repo = make_branch(
+        "feature/js", {"web/app.js": "".join(f"export const v{i} = {i};\n" for i in range(25))}
+    )
+    report = analyze_branch(repo.root, "feature/js")
+    assert [f.rule for f in report.findings if f.rule == "no-test-changes"] == ["no-test-changes"]
+
+
+def test_secrets_in_any_text_file_are_found_and_masked(make_branch) -> None:  # type: ignore[no-untyped-def]
+    key = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    private = "-----BEGIN RSA PRIVATE KEY-----"
+    repo = make_branch(
+        "feature/creds",
+        {
+            "web/config.js": f'const token = "{key}";\n',
+            "deploy/id_rsa": f"{private}\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n",
+            "settings.yaml": "db:\n  password: hunter2-very-long-Secret-9\n",
+        },
+    )
+    report = analyze_branch(repo.root, "feature/creds")
+    secrets = {(f.file, f.rule): f for f in report.findings if f.category == "secret"}
+    assert secrets[("web/config.js", "GitHub Token")].severity is Severity.critical
+    assert secrets[("deploy/id_rsa", "Private Key")].severity is Severity.critical
+    assert secrets[("settings.yaml", "Secret Keyword")].severity is Severity.high
+    dumped = report.model_dump_json()
+    assert key not in dumped
+    assert "hunter2-very-long-Secret-9" not in dumped
+    assert "ghp_********" in secrets[("web/config.js", "GitHub Token")].detail
+
+
+def test_a_secret_already_on_the_base_is_not_reported(repo: RepoBuilder) -> None:
+    repo.commit({"old.env": 'API_TOKEN="AKIA4HJXZQ2WBNVGL7PK"\n'}, "old secret")
+    repo.branch("feature/unrelated")
+    repo.commit({"old.env": 'API_TOKEN="AKIA4HJXZQ2WBNVGL7PK"\nDEBUG=1\n'})
+    repo.checkout("main")
+    report = analyze_branch(repo.root, "feature/unrelated")
+    assert [f for f in report.findings if f.category == "secret"] == []
