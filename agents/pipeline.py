@@ -25,6 +25,7 @@ from agents.report import (
     SkippedFile,
     Target,
     Usage,
+    number_repeats,
 )
 from agents.roles.base import Agent, PipelineState
 from agents.roles.code_review import CodeReviewAgent
@@ -104,8 +105,10 @@ def run_pipeline(
             status.status = "running"
             tell()
             started = time.perf_counter()
+            before = len(state.findings)
             try:
                 agent.run(state)
+                state.findings[before:] = number_repeats(state.findings[before:])
                 status.status = "done"
             except Exception as exc:  # one agent's failure must not lose the others' results
                 log.warning("agent %s failed in run %s: %s", agent.name, run_id, exc)

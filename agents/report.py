@@ -174,6 +174,25 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def number_repeats(findings: list[Finding]) -> list[Finding]:
+    """Give identical lines flagged at several places their own fingerprints.
+
+    Two `eval(x)` lines in one file share tool, rule, file and text; the second (in line order)
+    gets `#2` mixed into its fingerprint, so de-duplication keeps both, and each keeps its identity
+    while unrelated lines above them move.
+    """
+    ordered = sorted(findings, key=lambda f: (f.start_line or 0, f.end_line or 0))
+    seen: dict[str, int] = {}
+    renamed: dict[int, Finding] = {}
+    for finding in ordered:
+        count = seen.get(finding.fingerprint, 0) + 1
+        seen[finding.fingerprint] = count
+        if count > 1:
+            new = hashlib.sha256(f"{finding.fingerprint}#{count}".encode()).hexdigest()[:16]
+            renamed[id(finding)] = finding.model_copy(update={"fingerprint": new})
+    return [renamed.get(id(f), f) for f in findings]
+
+
 _WHITESPACE = re.compile(r"\s+")
 
 

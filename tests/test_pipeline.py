@@ -140,3 +140,19 @@ def test_fingerprint_differs_for_a_different_problem() -> None:
     assert one == fingerprint(source=Source.bandit, rule="B307", file="a.py", anchor="  eval(x) ")
     assert one != fingerprint(source=Source.bandit, rule="B307", file="a.py", anchor="eval(y)")
     assert one != fingerprint(source=Source.bandit, rule="B307", file="b.py", anchor="eval(x)")
+
+
+def test_the_same_problem_on_two_lines_is_two_findings(make_branch) -> None:  # type: ignore[no-untyped-def]
+    body = "def a(x):\n    return eval(x)\n\n\ndef b(x):\n    return eval(x)\n"
+    repo = make_branch("feature/twice", {"shop/twice.py": body})
+    repo.branch("feature/twice-moved", "main")
+    repo.commit({"shop/twice.py": "import logging\n\n\n" + body})
+    repo.checkout("main")
+    first = [f for f in analyze_branch(repo.root, "feature/twice").findings if f.rule == "B307"]
+    moved = [
+        f for f in analyze_branch(repo.root, "feature/twice-moved").findings if f.rule == "B307"
+    ]
+    assert [f.start_line for f in first] == [2, 6]
+    assert [f.start_line for f in moved] == [5, 9]
+    assert len({f.fingerprint for f in first}) == 2
+    assert [f.fingerprint for f in first] == [f.fingerprint for f in moved]
