@@ -15,12 +15,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from agents.context.git import DiffContext, GitRepo, load_diff
+from agents.context.guidance import read_guidance
 from agents.context.workspace import prepare
+from agents.llm import LLMError, LLMSession
 from agents.report import (
     AgentRun,
     AgentState,
     Coverage,
     Finding,
+    LLMCall,
     Report,
     SkippedFile,
     Target,
@@ -70,14 +73,16 @@ def analyze_branch(
     checkpoint: Checkpoint | None = None,
     run_id: str | None = None,
     agents: Sequence[Agent] | None = None,
+    llm: LLMSession | None = None,
 ) -> Report:
     """Analyze `branch` of the repository at `repo_path` against `base` (default branch if None).
 
+    With `llm`, the agents also ask the model; without, the analyzers alone make the report.
     Raises AnalysisInputError for anything the user can fix (bad names, nothing to analyze).
     """
     repo = GitRepo.open(repo_path)
     diff = load_diff(repo, branch, base)
-    return run_pipeline(diff, checkpoint=checkpoint, run_id=run_id, agents=agents)
+    return run_pipeline(diff, checkpoint=checkpoint, run_id=run_id, agents=agents, llm=llm)
 
 
 def run_pipeline(
@@ -86,6 +91,7 @@ def run_pipeline(
     checkpoint: Checkpoint | None = None,
     run_id: str | None = None,
     agents: Sequence[Agent] | None = None,
+    llm: LLMSession | None = None,
 ) -> Report:
     run_id = run_id or uuid.uuid4().hex[:12]
     steps = list(agents) if agents is not None else default_agents()
@@ -96,7 +102,12 @@ def run_pipeline(
 
     stopped = False
     with prepare(diff) as workspace:
-        state = PipelineState(diff=diff, workspace=workspace)
+        state = PipelineState(
+            diff=diff,
+            workspace=workspace,
+            llm=llm,
+            guidance=read_guidance(diff) if llm is not None else "",
+        )
         tell()
         for agent, status in zip(steps, progress.agents, strict=True):
             if stopped:
@@ -108,13 +119,18 @@ def run_pipeline(
             before = len(state.findings)
             try:
                 agent.run(state)
-                state.findings[before:] = number_repeats(state.findings[before:])
                 status.status = "done"
+            except LLMError as exc:  # the analyzers' findings so far stay in the report
+                log.warning("agent %s: model call failed in run %s: %s", agent.name, run_id, exc)
+                status.status = "failed"
+                status.error = str(exc)[:500]
             except Exception as exc:  # one agent's failure must not lose the others' results
                 log.warning("agent %s failed in run %s: %s", agent.name, run_id, exc)
                 log.debug("agent %s traceback", agent.name, exc_info=True)
                 status.status = "failed"
                 status.error = f"{type(exc).__name__}: {exc}"[:500]
+            finally:
+                state.findings[before:] = number_repeats(state.findings[before:])
             status.duration_ms = int((time.perf_counter() - started) * 1000)
             if not tell():
                 stopped = True
@@ -148,10 +164,16 @@ def _assemble(
         AgentRun(name=p.name, status=_final(p.status), duration_ms=p.duration_ms, error=p.error)
         for p in progress.agents
     ]
+    skipped = [SkippedFile(file=p, reason=r) for p, r in sorted(state.workspace.skipped)]
+    skipped += [
+        SkippedFile(file=p, reason=f"not reviewed by the model ({r}); the analyzers ran")
+        for p, r in sorted(state.model_skipped.items())
+    ]
     coverage = Coverage(
         files_analyzed=sorted(f.path for f in state.workspace.analyzed),
-        files_skipped=[SkippedFile(file=p, reason=r) for p, r in sorted(state.workspace.skipped)],
+        files_skipped=skipped,
     )
+    calls = list(state.llm.calls) if state.llm is not None else []
     return Report(
         run_id=run_id,
         target=Target(
@@ -161,14 +183,30 @@ def _assemble(
             head_sha=diff.head_sha,
             base_sha=diff.base_sha,
         ),
-        summary=_summary(findings, len(state.proposals), coverage, agents, state.notes, stopped),
+        summary=_summary(findings, len(state.proposals), coverage, agents, state, stopped),
         risk=risk,
         findings=findings,
         proposals=state.proposals,
         coverage=coverage,
-        usage=Usage(),
+        usage=_usage(calls),
         agents=agents,
         stopped_early=stopped,
+        llm_calls=calls,
+        prompt_versions=dict(state.prompt_versions),
+        dropped_unsupported=state.dropped_unsupported,
+    )
+
+
+def _usage(calls: list[LLMCall]) -> Usage:
+    if not calls:
+        return Usage()
+    return Usage(
+        model=", ".join(sorted({call.model for call in calls})),
+        input_tokens=sum(c.input_tokens for c in calls),
+        output_tokens=sum(c.output_tokens for c in calls),
+        cache_read_tokens=sum(c.cache_read_tokens for c in calls),
+        cache_write_tokens=sum(c.cache_write_tokens for c in calls),
+        cost_usd=round(sum(c.cost_usd for c in calls), 6),
     )
 
 
@@ -184,20 +222,26 @@ def _summary(
     proposals: int,
     coverage: Coverage,
     agents: list[AgentRun],
-    notes: list[str],
+    state: PipelineState,
     stopped: bool,
 ) -> str:
     analyzed = len(coverage.files_analyzed)
     skipped = len(coverage.files_skipped)
     files = f"{analyzed} file(s) analyzed" + (f", {skipped} skipped" if skipped else "")
+    text = f"{state.model_summary} " if state.model_summary else ""
     if findings:
         counts: dict[str, int] = {}
         for finding in findings:
             counts[finding.severity.value] = counts.get(finding.severity.value, 0) + 1
         listed = ", ".join(f"{n} {sev}" for sev, n in counts.items())
-        text = f"{len(findings)} finding(s) ({listed}); {files}."
+        text += f"{len(findings)} finding(s) ({listed}); {files}."
     else:
-        text = f"No issues found; {files}."
+        text += f"No issues found; {files}."
+    if state.dropped_unsupported:
+        text += (
+            f" Validation dropped {state.dropped_unsupported} model finding(s) the diff does "
+            "not support."
+        )
     if proposals:
         text += f" {proposals} proposed change(s) await approval."
     failed = [a.name for a in agents if a.status == "failed"]
@@ -205,6 +249,6 @@ def _summary(
         text += f" Failed: {', '.join(failed)} (see agents)."
     if stopped:
         text += " Stopped on request before every agent ran."
-    for note in notes:
+    for note in state.notes:
         text += f" {note}"
     return text

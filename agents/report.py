@@ -134,6 +134,24 @@ class Usage(_Model):
     cost_usd: float = 0.0
 
 
+class LLMCall(_Model):
+    """One model call, as recorded: who asked, with which prompt, what it cost, how it ended."""
+
+    agent: str
+    model: str
+    prompt_version: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: int = 0
+    outcome: str = Field(
+        description="ok, or why not: max_tokens, invalid_output, auth, rate_limited, "
+        "overloaded, timeout, connection, bad_request, ..."
+    )
+
+
 AgentState = Literal["done", "failed", "skipped", "cancelled"]
 
 
@@ -156,6 +174,13 @@ class Report(_Model):
     agents: list[AgentRun] = Field(default_factory=list)
     stopped_early: bool = Field(
         default=False, description="True when a stop request ended the run."
+    )
+    llm_calls: list[LLMCall] = Field(default_factory=list)
+    prompt_versions: dict[str, str] = Field(
+        default_factory=dict, description="Agent name to the hash of its system prompt's prefix."
+    )
+    dropped_unsupported: int = Field(
+        default=0, description="Model findings the validation pass found unsupported by the diff."
     )
 
     def findings_at_least(self, severity: Severity) -> list[Finding]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from agents.context import files as kinds
+from agents.context.code import HIDDEN_CHARS
 from agents.context.git import DiffContext, FileDiff
 from agents.report import Finding, Severity, Source, fingerprint
 
@@ -92,6 +93,7 @@ def run_heuristics(diff: DiffContext) -> list[Finding]:
     for file in diff.files:
         findings.extend(_sensitive(file))
         findings.extend(_removed_tests(file))
+        findings.extend(_hidden_characters(file))
     findings.extend(_no_test_changes(diff))
     return findings
 
@@ -112,6 +114,27 @@ def _sensitive(file: FileDiff) -> list[Finding]:
             file=file.path,
             line=min(file.added_lines) if file.added_lines else None,
             confidence=0.7,
+        )
+    ]
+
+
+def _hidden_characters(file: FileDiff) -> list[Finding]:
+    """Zero-width and bidirectional control characters make code read differently from how it
+    runs ("Trojan Source"), and can hide instructions from a human reviewer."""
+    lines = [n for n, text in sorted(file.added_lines.items()) if HIDDEN_CHARS.search(text)]
+    if not lines:
+        return []
+    shown = ", ".join(str(n) for n in lines[:10])
+    return [
+        _finding(
+            "hidden-unicode",
+            Severity.high,
+            f"Hidden Unicode control characters in {file.path}",
+            f"Added lines {shown} contain zero-width or bidirectional control characters.",
+            "Remove them; if a string needs one, write it as an escape sequence.",
+            file=file.path,
+            line=lines[0],
+            confidence=0.9,
         )
     ]
 

@@ -17,6 +17,7 @@ class NewDefinition:
     name: str
     kind: str  # "function" or "class"
     line: int
+    end_line: int
 
 
 def new_public_definitions(workspace: Workspace) -> list[NewDefinition]:
@@ -35,21 +36,25 @@ def new_public_definitions(workspace: Workspace) -> list[NewDefinition]:
             if node.name.startswith("_") or node.lineno not in diff.added_lines:
                 continue
             kind = "class" if isinstance(node, ast.ClassDef) else "function"
-            found.append(NewDefinition(diff.path, node.name, kind, node.lineno))
+            end = node.end_lineno or node.lineno
+            found.append(NewDefinition(diff.path, node.name, kind, node.lineno, end))
     return found
 
 
-def run_untested(diff: DiffContext, workspace: Workspace, *, agent: str) -> list[Finding]:
+def untested_definitions(diff: DiffContext, workspace: Workspace) -> list[NewDefinition]:
     definitions = new_public_definitions(workspace)
     if not definitions:
         return []
     mentioned = diff.repo.grep_words(
         diff.head_sha, (d.name for d in definitions), kinds.TEST_PATHSPECS
     )
+    return [d for d in definitions if d.name not in mentioned]
+
+
+def run_untested(definitions: list[NewDefinition], *, agent: str) -> list[Finding]:
     by_file: dict[str, list[NewDefinition]] = {}
     for definition in definitions:
-        if definition.name not in mentioned:
-            by_file.setdefault(definition.file, []).append(definition)
+        by_file.setdefault(definition.file, []).append(definition)
     findings = []
     for path, missing in by_file.items():
         names = ", ".join(f"{d.name} ({d.kind}, line {d.line})" for d in missing[:8])

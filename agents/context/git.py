@@ -279,6 +279,10 @@ class GitRepo:
     def read_file(self, commit: str, path: str) -> bytes | None:
         return self.read_objects([f"{commit}:{path}"]).get(f"{commit}:{path}")
 
+    def list_files(self, commit: str) -> list[str]:
+        out = self.run(["ls-tree", "-r", "-z", "--name-only", "--end-of-options", commit]).stdout
+        return sorted(out.decode("utf-8", "surrogateescape").split("\0")[:-1])
+
     def grep_words(self, commit: str, words: Iterable[str], pathspecs: Sequence[str]) -> set[str]:
         """Which of `words` occur as whole words in files matching `pathspecs` at `commit`."""
         patterns = sorted(set(words))

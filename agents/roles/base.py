@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from agents.context.git import DiffContext
 from agents.context.workspace import Workspace
+from agents.llm import LLMSession
 from agents.report import Finding, Proposal
 
 
@@ -14,14 +16,32 @@ from agents.report import Finding, Proposal
 class PipelineState:
     diff: DiffContext
     workspace: Workspace
+    # The model, when a key is configured; None runs every agent on the analyzers alone.
+    llm: LLMSession | None = None
+    guidance: str = ""
+    learnings: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     proposals: list[Proposal] = field(default_factory=list)
-    # Things an agent chose not to do, said in the report's summary (e.g. a patch that no longer
-    # applies at the branch head).
+    # Said in the report's summary: what an agent chose not to do, and why.
     notes: list[str] = field(default_factory=list)
+    # Files the analyzers read but the model did not, with the reason (coverage is disclosed).
+    model_skipped: dict[str, str] = field(default_factory=dict)
+    prompt_versions: dict[str, str] = field(default_factory=dict)
+    dropped_unsupported: int = 0
+    model_summary: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def next_proposal_id(self) -> str:
         return f"P{len(self.proposals) + 1}"
+
+    def note(self, text: str) -> None:
+        with self._lock:
+            if text not in self.notes:
+                self.notes.append(text)
+
+    def skip_for_model(self, path: str, reason: str) -> None:
+        with self._lock:
+            self.model_skipped.setdefault(path, reason)
 
 
 class Agent(Protocol):

@@ -1,20 +1,28 @@
-"""Code review: lint, security and secrets on changed lines; ruff's safe fixes as a patch."""
+"""Code review: lint, security and secrets on changed lines; ruff's safe fixes as a patch; with a
+model, the review linters cannot do, grounded by those findings, and small patches."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from agents.analyzers.autofix import build_patch
 from agents.analyzers.lint import LintResult, run_ruff
 from agents.analyzers.secrets_scan import run_secrets
 from agents.analyzers.security import run_bandit
-from agents.report import Proposal, ProposalKind, sha256_hex
+from agents.budget import Unit
+from agents.context.code import neutralise
+from agents.report import Finding, Proposal, ProposalKind, sha256_hex
+from agents.roles.answers import ModelPatch, ReviewAnswer
 from agents.roles.base import PipelineState
+from agents.roles.model import file_units, prompt_for, run_chunks, to_finding, validate
 
 
 class CodeReviewAgent:
     name = "code_review"
-    description = "lint (ruff), security (bandit) and secrets (detect-secrets) on changed lines"
+    description = (
+        "lint (ruff), security (bandit) and secrets (detect-secrets); with a model, review"
+    )
 
     def run(self, state: PipelineState) -> None:
         # ruff and bandit run in their own processes; secrets are scanned here meanwhile, so the
@@ -28,6 +36,8 @@ class CodeReviewAgent:
         state.findings.extend(security)
         state.findings.extend(secrets)
         self._propose_fixes(state, lint)
+        if state.llm is not None:
+            self._review_with_model(state)
 
     def _propose_fixes(self, state: PipelineState, lint: LintResult) -> None:
         if not lint.fixes:
@@ -35,27 +45,97 @@ class CodeReviewAgent:
         patch, applied = build_patch(state.workspace.texts, lint.fixes)
         if not patch:
             return
+        files = sorted({fix.file for fix in applied})
+        codes = sorted({fix.code for fix in applied})
+        self._offer_patch(
+            state,
+            patch,
+            f"Apply ruff's safe fixes: {len(applied)} fix(es) ({', '.join(codes)}) "
+            f"in {len(files)} file(s)",
+            source="ruff's fixes",
+        )
+
+    def _offer_patch(self, state: PipelineState, patch: str, title: str, source: str) -> bool:
+        """Offer a patch only if it applies cleanly at the branch head."""
         head = state.diff.head_sha
         applies, why = state.diff.repo.apply_check(head, patch)
         if not applies:
-            state.notes.append(
-                f"ruff's fixes were not offered: they do not apply at the head ({why})."
-            )
-            return
-        files = sorted({fix.file for fix in applied})
-        codes = sorted({fix.code for fix in applied})
+            state.note(f"{source} were not offered: they do not apply at the head ({why[:200]}).")
+            return False
         state.proposals.append(
             Proposal(
                 id=state.next_proposal_id(),
                 kind=ProposalKind.patch,
                 agent=self.name,
-                title=(
-                    f"Apply ruff's safe fixes: {len(applied)} fix(es) ({', '.join(codes)}) "
-                    f"in {len(files)} file(s)"
-                ),
+                title=title,
                 target=state.diff.branch,
                 base_sha=head,
                 content=patch,
                 content_sha256=sha256_hex(patch),
             )
         )
+        return True
+
+    def _review_with_model(self, state: PipelineState) -> None:
+        assert state.llm is not None
+        prompt = prompt_for(state, self.name)
+        units, shown = file_units(state)
+        answers = run_chunks(
+            state,
+            agent=self.name,
+            model=state.llm.settings.model,
+            prompt=prompt,
+            units=units,
+            user_message=_review_message,
+            output=ReviewAnswer,
+        )
+        found: list[Finding] = []
+        patches: list[ModelPatch] = []
+        for answer, chunk in answers:
+            files = {unit.file for unit in chunk}
+            allowed = {path: shown[path] for path in files}
+            for item in answer.findings:
+                finding = to_finding(state, item, agent=self.name, allowed=allowed)
+                if finding is not None:
+                    found.append(finding)
+                patches.extend(p for p in answer.patches if p.file in files)
+        state.findings.extend(validate(state, found, agent=self.name))
+        for patch in patches:
+            text = _normalise_patch(patch)
+            if not touches_only(text, patch.file):
+                state.note(f"A model patch for {patch.file} touched other files; not offered.")
+                continue
+            self._offer_patch(
+                state,
+                text,
+                neutralise(patch.title)[:200] or f"Fix in {patch.file}",
+                source=f"The model's patch for {patch.file}",
+            )
+
+
+def _review_message(chunk: Sequence[Unit]) -> str:
+    files = "\n".join(unit.text for unit in chunk)
+    return (
+        "Review the changes below. Line numbers are the branch head's; `+` marks lines the "
+        "branch added or changed.\n\n"
+        f"<untrusted_diff>\n{files}\n</untrusted_diff>"
+    )
+
+
+def touches_only(patch: str, path: str) -> bool:
+    """True when every file header in `patch` names `path` (or /dev/null for a new file)."""
+    names = [
+        line[4:].strip()
+        for line in patch.splitlines()
+        if line.startswith(("--- ", "+++ ")) and line[4:].strip() != "/dev/null"
+    ]
+    return bool(names) and all(name in (f"a/{path}", f"b/{path}") for name in names)
+
+
+def _normalise_patch(patch: ModelPatch) -> str:
+    text = patch.unified_diff.replace("\r\n", "\n")
+    if not text.endswith("\n"):
+        text += "\n"
+    if not text.startswith("diff --git "):
+        text = f"diff --git a/{patch.file} b/{patch.file}\n" + text
+    return text

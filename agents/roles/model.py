@@ -1,0 +1,246 @@
+"""What the model-backed agents share: packing context into calls, running them in parallel,
+turning answers into findings, and the validation pass that drops unsupported findings."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from agents import prompts
+from agents.budget import Unit, estimate_tokens, halves, pack
+from agents.context import files as kinds
+from agents.context.code import file_context, neutralise
+from agents.llm import CostCapReached, LLMError, Prompt, UnusableOutput
+from agents.report import Finding, Severity, Source, fingerprint
+from agents.roles.answers import ModelFinding, ValidationAnswer
+from agents.roles.base import PipelineState
+
+T = TypeVar("T", bound=BaseModel)
+
+# Room for the instructions around the data in the user message.
+_USER_OVERHEAD_TOKENS = 600
+
+
+@dataclass(frozen=True)
+class Shown:
+    """The lines of a file a model was shown: findings must cite one of them."""
+
+    ranges: tuple[tuple[int, int], ...]
+
+    def covers(self, start: int, end: int) -> bool:
+        return any(s <= end and start <= e for s, e in self.ranges)
+
+
+def prompt_for(state: PipelineState, role: str) -> Prompt:
+    prompt = prompts.render(role, guidance=state.guidance, learnings=state.learnings)
+    state.prompt_versions[role] = prompt.version
+    return prompt
+
+
+def priority(path: str) -> int:
+    """Sensitive paths and source first, tests next, everything else last."""
+    if kinds.sensitive_kind(path):
+        return 0
+    if kinds.is_test_path(path):
+        return 2
+    if path.endswith((".md", ".rst", ".txt", ".json", ".yaml", ".yml", ".toml", ".ini", ".cfg")):
+        return 3
+    return 1
+
+
+def file_units(state: PipelineState) -> tuple[list[Unit], dict[str, Shown]]:
+    """One unit per analyzed file (its hunks, scopes and the analyzers' findings on it); a file
+    too large for one call is split into one unit per hunk."""
+    budget = chunk_budget(state, "code_review")
+    grounding: dict[str, list[Finding]] = {}
+    for finding in state.findings:
+        if finding.file:
+            grounding.setdefault(finding.file, []).append(finding)
+    units: list[Unit] = []
+    shown: dict[str, Shown] = {}
+    for diff in state.workspace.analyzed:
+        pieces, ranges = file_context(diff, state.workspace.texts[diff.path])
+        shown[diff.path] = Shown(tuple(ranges))
+        notes = "".join(
+            f"\n- {f.file}:{f.start_line} {f.severity.value} {f.rule}: {f.title}"
+            for f in grounding.get(diff.path, [])[:20]
+        )
+        tail = f"\n<analyzer_findings>{notes}\n</analyzer_findings>" if notes else ""
+        head = f'<file path="{diff.path}" status="{diff.status}">\n'
+        whole = neutralise(head + "\n".join(pieces) + tail + "\n</file>")
+        if estimate_tokens(whole) <= budget or len(pieces) == 1:
+            units.append(Unit(diff.path, priority(diff.path), whole))
+            continue
+        for piece in pieces:
+            units.append(
+                Unit(diff.path, priority(diff.path), neutralise(head + piece + tail + "\n</file>"))
+            )
+    return units, shown
+
+
+def chunk_budget(state: PipelineState, role: str) -> int:
+    assert state.llm is not None
+    prefix = estimate_tokens(prompts.render(role, guidance=state.guidance).stable)
+    return state.llm.settings.input_budget_tokens - prefix - _USER_OVERHEAD_TOKENS
+
+
+def run_chunks(
+    state: PipelineState,
+    *,
+    agent: str,
+    model: str,
+    prompt: Prompt,
+    units: list[Unit],
+    user_message: Callable[[Sequence[Unit]], str],
+    output: type[T],
+    on_skip: Callable[[str, str], None] | None = None,
+) -> list[tuple[T, list[Unit]]]:
+    """Pack `units` into calls under the budget, run them with bounded parallelism, and return
+    each answer with the units it covered. A call whose answer is cut off or malformed is retried
+    once as two smaller calls; what still fails, or is over the cost cap, is disclosed in
+    coverage. Other errors (auth, rate limits after retries) end the agent."""
+    session = state.llm
+    assert session is not None
+    settings = session.settings
+    skip = on_skip or state.skip_for_model
+    budget = settings.input_budget_tokens - estimate_tokens(prompt.stable) - _USER_OVERHEAD_TOKENS
+    packing = pack(units, budget)
+    for path, reason in packing.skipped:
+        skip(path, reason)
+    answers: list[tuple[T, list[Unit]]] = []
+    lock = threading.Lock()
+
+    def call(chunk: list[Unit], may_split: bool) -> None:
+        user = user_message(chunk)
+        if settings.count_tokens_online:
+            counted = session.count_tokens(prompt, user, model)
+            if counted > settings.input_budget_tokens:
+                parts = halves(chunk)
+                if not parts:
+                    skip(chunk[0].file, f"too large for one call ({counted} tokens)")
+                for part in parts:
+                    call(part, may_split)
+                return
+        try:
+            answer = session.structured(
+                agent=agent, model=model, prompt=prompt, user=user, output=output
+            )
+        except UnusableOutput as exc:
+            parts = halves(chunk) if may_split else []
+            if not parts:
+                for unit in chunk:
+                    skip(unit.file, f"model answer unusable: {exc.message}")
+            for part in parts:
+                call(part, False)
+            return
+        except CostCapReached as exc:
+            state.note(exc.message)
+            for unit in chunk:
+                skip(unit.file, "the run's cost cap was reached")
+            return
+        with lock:
+            answers.append((answer, chunk))
+
+    with ThreadPoolExecutor(max_workers=max(1, settings.concurrency)) as pool:
+        for future in [pool.submit(call, chunk, True) for chunk in packing.chunks]:
+            future.result()
+    return answers
+
+
+def to_finding(
+    state: PipelineState,
+    item: ModelFinding,
+    *,
+    agent: str,
+    allowed: dict[str, Shown],
+) -> Finding | None:
+    """A model's finding, if it cites lines the model was actually shown; else None."""
+    shown = allowed.get(item.file)
+    start, end = item.start_line, max(item.start_line, item.end_line)
+    if shown is None or not shown.covers(start, end):
+        return None
+    text = state.workspace.texts.get(item.file, "")
+    lines = text.splitlines()
+    anchor = lines[start - 1] if 0 < start <= len(lines) else item.title
+    category = item.category.strip().lower().replace(" ", "-")[:40] or "review"
+    return Finding(
+        fingerprint=fingerprint(source=Source.llm, rule=category, file=item.file, anchor=anchor),
+        agent=agent,
+        category=category,
+        rule=category,
+        severity=Severity(item.severity),
+        confidence=item.confidence,
+        file=item.file,
+        start_line=start,
+        end_line=end,
+        title=neutralise(item.title)[:200],
+        detail=neutralise(item.detail)[:2000],
+        suggestion=neutralise(item.suggestion)[:1000],
+        source=Source.llm,
+    )
+
+
+def validate(state: PipelineState, findings: list[Finding], *, agent: str) -> list[Finding]:
+    """Ask the fast model whether each finding is supported by the lines it cites; drop those it
+    says are not. A finding it gives no verdict on is kept."""
+    session = state.llm
+    if session is None or not findings or not session.settings.validate:
+        return findings
+    prompt = prompt_for(state, "validate")
+    by_id = {f"F{n}": finding for n, finding in enumerate(findings, start=1)}
+    units = [Unit(fid, 1, _claim(state, fid, finding)) for fid, finding in by_id.items()]
+
+    def message(chunk: Sequence[Unit]) -> str:
+        claims = "\n".join(unit.text for unit in chunk)
+        return (
+            "Check each finding against its lines.\n\n"
+            f"<untrusted_diff>\n{claims}\n</untrusted_diff>"
+        )
+
+    unchecked: list[str] = []
+    try:
+        answers = run_chunks(
+            state,
+            agent=f"{agent}:validate",
+            model=session.settings.fast_model,
+            prompt=prompt,
+            units=units,
+            user_message=message,
+            output=ValidationAnswer,
+            on_skip=lambda fid, reason: unchecked.append(fid),
+        )
+    except LLMError as exc:
+        state.note(f"Validation of {agent}'s findings failed ({exc}); they are kept unvalidated.")
+        return findings
+    unsupported = {
+        verdict.id
+        for answer, _ in answers
+        for verdict in answer.verdicts
+        if not verdict.supported and verdict.id in by_id
+    }
+    state.dropped_unsupported += len(unsupported)
+    if unchecked:
+        state.note(f"{len(unchecked)} of {agent}'s findings could not be validated; kept.")
+    return [finding for fid, finding in by_id.items() if fid not in unsupported]
+
+
+def _claim(state: PipelineState, fid: str, finding: Finding) -> str:
+    text = state.workspace.texts.get(finding.file or "", "")
+    lines = text.splitlines()
+    diff = state.diff.file(finding.file or "")
+    added = diff.added_lines if diff else {}
+    start = max(1, (finding.start_line or 1) - 3)
+    end = min(len(lines), (finding.end_line or finding.start_line or 1) + 3)
+    numbered = "\n".join(
+        f"{n:>5}{'+' if n in added else ' '}| {lines[n - 1]}" for n in range(start, end + 1)
+    )
+    return neutralise(
+        f'<finding id="{fid}" file="{finding.file}" lines="{finding.start_line}-'
+        f'{finding.end_line}">\n{finding.title}\n{finding.detail}\n<lines>\n{numbered}\n'
+        f"</lines>\n</finding>"
+    )
