@@ -19,10 +19,12 @@ from rich.console import Console
 from rich.live import Live
 
 from agents.errors import AnalysisInputError, GitFailure
+from agents.llm import LLMSession
 from agents.pipeline import Progress, analyze_branch
 from agents.report import Report, Severity, report_json_schema
 from bot.render.markdown import render_markdown
 from bot.render.terminal import print_report, progress_view
+from bot.settings import SettingsError, load_settings
 
 app = typer.Typer(
     name="chatops",
@@ -110,12 +112,21 @@ def analyze_branch_command(
         Severity | None,
         typer.Option("--fail-on", help="Exit 1 if a finding at or above this severity exists."),
     ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Use the analyzers only, even with an API key.")
+    ] = False,
 ) -> None:
-    """Analyze a branch offline: ruff, bandit, detect-secrets, heuristics, dependencies."""
+    """Analyze a branch: the analyzers always; Claude too when ANTHROPIC_API_KEY is set."""
     errors = Console(stderr=True)
+    try:
+        llm_settings = None if offline else load_settings().llm()
+    except SettingsError as exc:
+        _fail(errors, f"invalid setting: {exc}", "Fix the environment variable or .env file.")
+        return
+    session = LLMSession(llm_settings) if llm_settings is not None else None
     printer = _ProgressPrinter(errors)
     try:
-        report = analyze_branch(repo, name, base, checkpoint=printer)
+        report = analyze_branch(repo, name, base, checkpoint=printer, llm=session)
     except AnalysisInputError as exc:
         printer.close()
         _fail(errors, exc.message, exc.hint)
@@ -165,6 +176,9 @@ def demo_command(
         Path | None,
         typer.Option("--path", help="Where to create the demo repository (default: a temp dir)."),
     ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Use the analyzers only, even with an API key.")
+    ] = False,
 ) -> None:
     """Create a small repository with a risky branch, and analyze it."""
     from bot.demo import DEMO_BRANCH, create_demo_repo
@@ -182,7 +196,7 @@ def demo_command(
         highlight=False,
         soft_wrap=True,
     )
-    analyze_branch_command(DEMO_BRANCH, repo=where)
+    analyze_branch_command(DEMO_BRANCH, repo=where, offline=offline)
 
 
 def main() -> None:

@@ -98,7 +98,7 @@ class CodeReviewAgent:
                 finding = to_finding(state, item, agent=self.name, allowed=allowed)
                 if finding is not None:
                     found.append(finding)
-                patches.extend(p for p in answer.patches if p.file in files)
+            patches.extend(p for p in answer.patches if p.file in files)
         state.findings.extend(validate(state, found, agent=self.name))
         for patch in patches:
             text = _normalise_patch(patch)

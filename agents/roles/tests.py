@@ -83,7 +83,7 @@ class TestsAgent:
         state.findings.extend(validate(state, found, agent=self.name))
 
     def _offer(self, state: PipelineState, test_file: TestFile) -> None:
-        path = test_file.path.strip().lstrip("./")
+        path = test_file.path.strip().removeprefix("./")
         reason = _refusal(state, path, test_file.content)
         if reason:
             state.note(f"A proposed test file {path!r} was not offered: {reason}.")

@@ -1,0 +1,82 @@
+"""Settings from the environment (and a `.env` file), validated at start.
+
+Secrets and endpoints never come from a repository: only from the process environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agents.llm import DEFAULT_FAST_MODEL, DEFAULT_MODEL, LLMSettings, load_prices
+
+
+class SettingsError(Exception):
+    """Invalid configuration: which setting, and why."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    chatops_model: str = DEFAULT_MODEL
+    chatops_fast_model: str = DEFAULT_FAST_MODEL
+    chatops_prices: Path | None = Field(
+        default=None, description="A TOML price table laid over the built-in one."
+    )
+    chatops_max_run_cost_usd: float | None = Field(default=None, gt=0)
+    chatops_input_budget_tokens: int = Field(default=24_000, ge=2_000)
+    chatops_max_output_tokens: int = Field(default=8_192, ge=256)
+    chatops_llm_concurrency: int = Field(default=4, ge=1, le=32)
+    chatops_llm_timeout_s: float = Field(default=120.0, gt=0)
+    chatops_llm_max_retries: int = Field(default=2, ge=0, le=10)
+    chatops_validate: bool = True
+    chatops_count_tokens: bool = True
+
+    def llm(self) -> LLMSettings | None:
+        """The model settings, or None when no key is set (the analyzers work alone)."""
+        if self.anthropic_api_key is None or not self.anthropic_api_key.get_secret_value():
+            return None
+        if self.chatops_prices is not None and not self.chatops_prices.is_file():
+            raise SettingsError(f"CHATOPS_PRICES: {self.chatops_prices} is not a file.")
+        try:
+            prices = load_prices(self.chatops_prices)
+        except (KeyError, ValueError) as exc:
+            raise SettingsError(f"CHATOPS_PRICES: {self.chatops_prices}: {exc}") from None
+        for name, model in (
+            ("CHATOPS_MODEL", self.chatops_model),
+            ("CHATOPS_FAST_MODEL", self.chatops_fast_model),
+        ):
+            if model not in prices:
+                raise SettingsError(
+                    f"{name}: no price for {model!r}; add it to a prices file named by "
+                    "CHATOPS_PRICES."
+                )
+        return LLMSettings(
+            api_key=self.anthropic_api_key.get_secret_value(),
+            base_url=self.anthropic_base_url,
+            model=self.chatops_model,
+            fast_model=self.chatops_fast_model,
+            prices=prices,
+            max_output_tokens=self.chatops_max_output_tokens,
+            input_budget_tokens=self.chatops_input_budget_tokens,
+            concurrency=self.chatops_llm_concurrency,
+            timeout_s=self.chatops_llm_timeout_s,
+            max_retries=self.chatops_llm_max_retries,
+            max_run_cost_usd=self.chatops_max_run_cost_usd,
+            validate=self.chatops_validate,
+            count_tokens_online=self.chatops_count_tokens,
+        )
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise SettingsError(problems) from None

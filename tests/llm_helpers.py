@@ -1,0 +1,14 @@
+"""Sessions pointed at the fake Messages API."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from agents.llm import LLMSession, LLMSettings
+from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
+
+
+def session_for(fake: FakeAnthropic, **overrides: Any) -> LLMSession:
+    settings = LLMSettings(api_key=API_KEY, base_url=fake.base_url, timeout_s=10, max_retries=2)
+    return LLMSession(replace(settings, **overrides))
