@@ -23,6 +23,11 @@ _HEADER = re.compile(
 )
 
 
+def numbered(number: int, added: bool, text: str) -> str:
+    """One line as a model sees it: `12+|code` (added or changed) or `12 |code` (context)."""
+    return f"{number}{'+' if added else ' '}|{text}"
+
+
 def strip_hidden(text: str) -> str:
     return HIDDEN_CHARS.sub("", text)
 
@@ -110,9 +115,9 @@ def _render_hunk(hunk: Hunk) -> tuple[str, tuple[int, int]]:
     number = hunk.new_start
     for tag, text in hunk.lines:
         if tag == "-":
-            out.append(f"     -| {text}")
+            out.append(f"-|{text}")
         else:
-            out.append(f"{number:>5}{'+' if tag == '+' else ' '}| {text}")
+            out.append(numbered(number, tag == "+", text))
             number += 1
     return "\n".join(out), (hunk.new_start, max(hunk.new_start, number - 1))
 
@@ -136,10 +141,10 @@ def file_context(diff: FileDiff, text: str) -> tuple[list[str], list[tuple[int, 
     for (start, end), scope in sorted(wanted.items()):
         if end - start + 1 > MAX_SCOPE_LINES:
             end = start + MAX_SCOPE_LINES - 1
-        numbered = "\n".join(
-            f"{n:>5}{'+' if n in diff.added_lines else ' '}| {lines[n - 1]}"
+        body = "\n".join(
+            numbered(n, n in diff.added_lines, lines[n - 1])
             for n in range(start, min(end, len(lines)) + 1)
         )
-        pieces.append(f'<scope name="{scope.name}" lines="{start}-{end}">\n{numbered}\n</scope>')
+        pieces.append(f'<scope name="{scope.name}" lines="{start}-{end}">\n{body}\n</scope>')
         shown.append((start, end))
     return pieces, shown

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from agents import prompts
 from agents.budget import Unit, estimate_tokens, halves, pack
 from agents.context import files as kinds
-from agents.context.code import file_context, neutralise
+from agents.context.code import file_context, neutralise, numbered
 from agents.llm import CostCapReached, LLMError, Prompt, UnusableOutput
 from agents.report import Finding, Severity, Source, fingerprint
 from agents.roles.answers import ModelFinding, ValidationAnswer
@@ -236,11 +236,9 @@ def _claim(state: PipelineState, fid: str, finding: Finding) -> str:
     added = diff.added_lines if diff else {}
     start = max(1, (finding.start_line or 1) - 3)
     end = min(len(lines), (finding.end_line or finding.start_line or 1) + 3)
-    numbered = "\n".join(
-        f"{n:>5}{'+' if n in added else ' '}| {lines[n - 1]}" for n in range(start, end + 1)
-    )
+    cited = "\n".join(numbered(n, n in added, lines[n - 1]) for n in range(start, end + 1))
     return neutralise(
         f'<finding id="{fid}" file="{finding.file}" lines="{finding.start_line}-'
-        f'{finding.end_line}">\n{finding.title}\n{finding.detail}\n<lines>\n{numbered}\n'
+        f'{finding.end_line}">\n{finding.title}\n{finding.detail}\n<lines>\n{cited}\n'
         f"</lines>\n</finding>"
     )

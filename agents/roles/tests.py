@@ -10,13 +10,15 @@ from pathlib import PurePosixPath
 from agents.analyzers.untested import NewDefinition, run_untested, untested_definitions
 from agents.budget import Unit
 from agents.context import files as kinds
-from agents.context.code import neutralise
+from agents.context.code import neutralise, numbered
 from agents.report import Finding, Proposal, ProposalKind, sha256_hex
 from agents.roles.answers import TestFile, TestsAnswer
 from agents.roles.base import PipelineState
 from agents.roles.model import Shown, priority, prompt_for, run_chunks, to_finding, validate
 
 MAX_TEST_FILE_BYTES = 60_000
+# Test files are proposals a person reviews one by one: a few good ones beat hundreds.
+MAX_DEFINITIONS = 24
 
 
 class TestsAgent:
@@ -33,12 +35,21 @@ class TestsAgent:
     def _write_tests(self, state: PipelineState, missing: list[NewDefinition]) -> None:
         assert state.llm is not None
         prompt = prompt_for(state, self.name)
+        if len(missing) > MAX_DEFINITIONS:
+            state.note(
+                f"Tests were written for {MAX_DEFINITIONS} of {len(missing)} untested "
+                "definitions (sensitive paths first); the rest are listed as findings."
+            )
+            missing = sorted(missing, key=lambda d: (priority(d.file), d.file, d.line))
+            missing = missing[:MAX_DEFINITIONS]
         units: list[Unit] = []
         shown: dict[str, Shown] = {}
         for definition in missing:
             lines = state.workspace.texts[definition.file].splitlines()
             end = min(definition.end_line, definition.line + 120)
-            body = "\n".join(f"{n:>5}+| {lines[n - 1]}" for n in range(definition.line, end + 1))
+            body = "\n".join(
+                numbered(n, True, lines[n - 1]) for n in range(definition.line, end + 1)
+            )
             units.append(
                 Unit(
                     definition.file,
