@@ -303,6 +303,16 @@ def test_estimate_has_a_margin_over_the_fake_tokenizer() -> None:
     assert estimate_tokens(text) >= tokens(text)
 
 
+@pytest.mark.parametrize("thinking_first", [True, False])
+def test_answers_with_or_without_a_thinking_block_parse(
+    planted_repo: RepoBuilder, thinking_first: bool
+) -> None:
+    with FakeAnthropic(thinking_first=thinking_first) as server:
+        server.responders["code_review"] = review
+        report = run(planted_repo, server)
+    assert [f.title for f in report.findings if f.source is Source.llm] == [SQL_FINDING["title"]]
+
+
 def test_role_marker_is_first_line_of_every_prompt(
     planted_repo: RepoBuilder, fake: FakeAnthropic
 ) -> None:

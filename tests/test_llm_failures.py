@@ -180,6 +180,22 @@ def test_cli_uses_the_model_when_a_key_is_set(
     planted_repo: RepoBuilder, fake: FakeAnthropic, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     fake.responders["risk"] = lambda body: {"summary": "Risky: an AWS key.", "findings": []}
+    fake.responders["code_review"] = lambda body: {
+        "findings": [
+            {
+                "file": "shop/orders.py",
+                "start_line": 7,
+                "end_line": 7,
+                "severity": "critical",
+                "category": "injection",
+                "title": "User input reaches eval",
+                "detail": "input() goes to eval.",
+                "suggestion": "Parse the expression.",
+                "confidence": 0.95,
+            }
+        ],
+        "patches": [],
+    }
     env = {
         **os.environ,
         "ANTHROPIC_API_KEY": API_KEY,
@@ -208,8 +224,17 @@ def test_cli_uses_the_model_when_a_key_is_set(
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["summary"].startswith("Risky: an AWS key.")
-    assert report["usage"]["model"] == "claude-sonnet-5-5"
+    assert report["usage"]["model"] == "claude-haiku-5-5, claude-sonnet-5-5"
     assert report["usage"]["input_tokens"] > 0
+    assert report["usage"]["cost_usd"] == pytest.approx(
+        sum(c["cost_usd"] for c in report["llm_calls"]), abs=1e-5
+    )
+    [llm] = [f for f in report["findings"] if f["source"] == "llm"]
+    assert (llm["title"], llm["severity"], llm["start_line"]) == (
+        "User input reaches eval",
+        "critical",
+        7,
+    )
     offline = subprocess.run(
         [
             sys.executable,

@@ -104,11 +104,14 @@ def default_answer(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class FakeAnthropic:
-    def __init__(self, *, thinking_first: bool = True, latency_s: float = 0.0) -> None:
+    def __init__(self, *, thinking_first: bool | None = None, latency_s: float = 0.0) -> None:
+        """`thinking_first`: True always, False never, None every other answer (as a model with
+        adaptive thinking does: sometimes it thinks first, sometimes not)."""
         self.requests: list[Recorded] = []
         self.responders: dict[str, Responder] = {}
         self.script: list[Scripted] = []
         self.thinking_first = thinking_first
+        self._answers = 0
         self.latency_s = latency_s
         self.cached_prefixes: set[str] = set()
         self._lock = threading.Lock()
@@ -261,7 +264,10 @@ class FakeAnthropic:
                     self.cached_prefixes.add(prefix)
         uncached = (0 if read or write else prefix_tokens) + tokens(_user_text(body))
         content: list[dict[str, Any]] = []
-        if self.thinking_first:
+        with self._lock:
+            self._answers += 1
+            think = self.thinking_first if self.thinking_first is not None else self._answers % 2
+        if think:
             content.append(
                 {
                     "type": "thinking",
