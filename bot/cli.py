@@ -22,9 +22,13 @@ from agents.errors import AnalysisInputError, GitFailure
 from agents.llm import LLMSession
 from agents.pipeline import Progress, analyze_branch
 from agents.report import Report, Severity, report_json_schema
+from bot.app import App, build_app
+from bot.config import ConfigError
 from bot.render.markdown import render_markdown
 from bot.render.terminal import print_report, progress_view
-from bot.settings import SettingsError, load_settings
+from bot.settings import Settings, SettingsError, load_settings
+from bot.shell import Shell
+from bot.store.db import upgrade
 
 app = typer.Typer(
     name="chatops",
@@ -197,6 +201,70 @@ def demo_command(
         soft_wrap=True,
     )
     analyze_branch_command(DEMO_BRANCH, repo=where, offline=offline)
+
+
+db_app = typer.Typer(help="The database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _settings_or_exit(errors: Console) -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        _fail(errors, f"invalid setting: {exc}", "Fix the environment variable or .env file.")
+        raise AssertionError("unreachable") from None
+
+
+def _app_or_exit(errors: Console, repo: Path | None = None) -> App:
+    settings = _settings_or_exit(errors)
+    try:
+        return build_app(settings, repo_override=repo)
+    except (ConfigError, SettingsError) as exc:
+        _fail(errors, str(exc), "Fix the policy file (CHATOPS_CONFIG) or the environment.")
+        raise AssertionError("unreachable") from None
+
+
+@app.command("shell")
+def shell_command(
+    as_user: Annotated[
+        str | None, typer.Option("--as", help="Act as this user (to try four-eyes flows).")
+    ] = None,
+    repo: Annotated[
+        Path | None,
+        typer.Option("--repo", help="Use this repository instead of the policy file's."),
+    ] = None,
+) -> None:
+    """The bot in a terminal: /agent commands, live progress, reports."""
+    errors = Console(stderr=True)
+    the_app = _app_or_exit(errors, repo)
+    user = as_user or os.environ.get("USER") or "local"
+    in_process = the_app.settings.chatops_queue == "sqlite"
+    if in_process:
+        the_app.jobs.start_consumer(in_process=True)
+    try:
+        Shell(the_app, user).run()
+    finally:
+        the_app.close()
+
+
+@app.command("worker")
+def worker_command() -> None:
+    """Run jobs from the shared queue until SIGINT or SIGTERM."""
+    errors = Console(stderr=True)
+    the_app = _app_or_exit(errors)
+    try:
+        the_app.jobs.run_forever()
+    finally:
+        the_app.engine.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade_command() -> None:
+    """Apply the database migrations (DATABASE_URL, or the embedded SQLite file)."""
+    errors = Console(stderr=True)
+    settings = _settings_or_exit(errors)
+    upgrade(settings.db_url)
+    errors.print(f"database at {settings.db_url.split('@')[-1]} is up to date", markup=False)
 
 
 def main() -> None:

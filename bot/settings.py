@@ -6,7 +6,9 @@ Secrets and endpoints never come from a repository: only from the process enviro
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
+from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -35,6 +37,25 @@ class Settings(BaseSettings):
     chatops_llm_max_retries: int = Field(default=2, ge=0, le=10)
     chatops_validate: bool = True
     chatops_count_tokens: bool = True
+
+    # Storage and jobs: the embedded default is SQLite and an in-process queue.
+    database_url: str | None = None
+    chatops_data_dir: Path = Field(default_factory=lambda: Path(user_data_dir("chatops")))
+    chatops_config: Path | None = None
+    chatops_queue: Literal["sqlite", "postgres", "redis"] = "sqlite"
+    chatops_redis_url: str = "redis://127.0.0.1:6379/0"
+    chatops_queue_name: str = "chatops"
+    chatops_workers: int = Field(default=2, ge=1, le=64)
+    chatops_lease_s: float = Field(default=120.0, gt=0)
+    chatops_max_attempts: int = Field(default=3, ge=1)
+    chatops_requeue_after_s: float = Field(default=600.0, gt=0)
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.chatops_data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.chatops_data_dir / 'chatops.db'}"
 
     def llm(self) -> LLMSettings | None:
         """The model settings, or None when no key is set (the analyzers work alone)."""

@@ -475,3 +475,31 @@ def load_diff(repo: GitRepo, branch: str, base: str | None = None) -> DiffContex
         base_sha=merge_base,
         files=files,
     )
+
+
+def clone_or_fetch(url: str, dest: Path) -> Path:
+    """A bare mirror of a configured remote in `dest`, brought up to date. The URL comes from
+    the server's policy file, never from a user; it is still passed after `--`."""
+    env = _git_env()
+    if not (dest / "HEAD").exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            ["git", "clone", "--bare", "--quiet", "--", url, str(dest)],
+            capture_output=True,
+            env=env,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise GitFailure(
+                f"cannot clone {url}: {done.stderr.decode('utf-8', 'replace').strip()}"
+            )
+    done = subprocess.run(
+        ["git", "fetch", "--quiet", "--prune", "origin", "+refs/heads/*:refs/heads/*"],
+        cwd=dest,
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise GitFailure(f"cannot fetch {url}: {done.stderr.decode('utf-8', 'replace').strip()}")
+    return dest

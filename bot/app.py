@@ -1,0 +1,65 @@
+"""Wiring: settings, policy, database, queue, executor and use cases, built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, inspect
+
+from bot.config import ConfigError, PolicyConfig, RepoConfig, load_policy
+from bot.jobs import Jobs, make_huey
+from bot.repos import RepoResolver
+from bot.runner import RunExecutor
+from bot.service import Service
+from bot.settings import Settings
+from bot.store.db import make_engine, upgrade
+from bot.store.runs import RunStore
+
+
+@dataclass
+class App:
+    settings: Settings
+    policy: PolicyConfig
+    engine: Engine
+    store: RunStore
+    jobs: Jobs
+    service: Service
+
+    def close(self) -> None:
+        self.jobs.stop()
+        self.engine.dispose()
+
+
+def build_app(
+    settings: Settings, *, cwd: Path | None = None, repo_override: Path | None = None
+) -> App:
+    """Everything a surface or a worker needs. The embedded SQLite database is migrated here;
+    a shared database must have been migrated with `chatops db upgrade`."""
+    here = (cwd or Path.cwd()).resolve()
+    if repo_override is not None:
+        path = repo_override.resolve()
+        if not path.exists():
+            raise ConfigError(f"--repo: {path} does not exist.")
+        policy = PolicyConfig(repos={path.name or "repo": RepoConfig(path=path)}, source="--repo")
+    else:
+        policy = load_policy(settings.chatops_config, cwd=here)
+    url = settings.db_url
+    if url.startswith("sqlite"):
+        upgrade(url)
+    engine = make_engine(url)
+    if not inspect(engine).has_table("runs"):
+        engine.dispose()
+        raise ConfigError(
+            f"The database at {url.split('@')[-1]} has no schema: run `chatops db upgrade`."
+        )
+    store = RunStore(engine)
+    executor = RunExecutor(
+        store,
+        policy,
+        RepoResolver(settings.chatops_data_dir),
+        settings.llm(),
+        settings.chatops_lease_s,
+    )
+    jobs = Jobs(make_huey(settings), store, executor, settings)
+    return App(settings, policy, engine, store, jobs, Service(store, jobs.enqueue, policy))

@@ -1,0 +1,128 @@
+"""The command grammar, in one place for every surface (Slack's `/agent`, the shell, tests).
+
+analyze branch NAME [in REPO] [against BASE]
+status [RUN]
+stop RUN
+approve P1 | reject P1 [reason]
+help
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AnalyzeBranch:
+    branch: str
+    repo: str | None = None
+    base: str | None = None
+
+
+@dataclass(frozen=True)
+class Status:
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    run_id: str
+
+
+@dataclass(frozen=True)
+class Approve:
+    proposal: str
+
+
+@dataclass(frozen=True)
+class Reject:
+    proposal: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+Command = AnalyzeBranch | Status | Stop | Approve | Reject | Help
+
+USAGE = {
+    "analyze": "analyze branch NAME [in REPO] [against BASE]   "
+    "e.g. analyze branch feature/login in shop",
+    "status": "status [RUN]      e.g. status 3f2a9c1b7d4e  (no RUN: your recent runs)",
+    "stop": "stop RUN          e.g. stop 3f2a9c1b7d4e  (ends the run at the next agent)",
+    "approve": "approve PROPOSAL  e.g. approve 3f2a9c1b7d4e/P1",
+    "reject": 'reject PROPOSAL [reason]  e.g. reject 3f2a9c1b7d4e/P1 "not needed"',
+    "help": "help              this list",
+}
+
+
+def help_text(prefix: str = "/agent ") -> str:
+    return "Commands:\n" + "\n".join(f"  {prefix}{line}" for line in USAGE.values())
+
+
+class CommandError(Exception):
+    """What was wrong with a command, and the usage that would have worked."""
+
+    def __init__(self, message: str, usage: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+
+    def __str__(self) -> str:
+        return f"{self.message} Usage: {self.usage}" if self.usage else self.message
+
+
+def parse(text: str) -> Command:
+    """Parse one command; a leading `/agent` is optional."""
+    try:
+        words = shlex.split(text.strip())
+    except ValueError as exc:
+        raise CommandError(f"Cannot read that command ({exc}).", "close your quotes") from None
+    if words and words[0] == "/agent":
+        words = words[1:]
+    if not words:
+        return Help()
+    verb, rest = words[0].lower(), words[1:]
+    if verb in ("help", "?"):
+        return Help()
+    if verb == "analyze":
+        return _analyze(rest)
+    if verb == "status":
+        if len(rest) > 1:
+            raise CommandError("status takes at most one run id.", USAGE["status"])
+        return Status(rest[0] if rest else None)
+    if verb == "stop":
+        if len(rest) != 1:
+            raise CommandError("stop needs the run id.", USAGE["stop"])
+        return Stop(rest[0])
+    if verb == "approve":
+        if len(rest) != 1:
+            raise CommandError("approve needs one proposal id.", USAGE["approve"])
+        return Approve(rest[0])
+    if verb == "reject":
+        if not rest:
+            raise CommandError("reject needs a proposal id.", USAGE["reject"])
+        return Reject(rest[0], " ".join(rest[1:]))
+    raise CommandError(f"Unknown command {verb!r}.", "help lists the commands")
+
+
+def _analyze(words: list[str]) -> AnalyzeBranch:
+    if len(words) < 2 or words[0].lower() != "branch":
+        raise CommandError("Say what to analyze.", USAGE["analyze"])
+    branch = words[1]
+    repo = base = None
+    rest = words[2:]
+    while rest:
+        if len(rest) < 2:
+            raise CommandError(f"{rest[0]!r} needs a value.", USAGE["analyze"])
+        keyword, value, rest = rest[0].lower(), rest[1], rest[2:]
+        if keyword == "in" and repo is None:
+            repo = value
+        elif keyword == "against" and base is None:
+            base = value
+        else:
+            raise CommandError(f"Unexpected {keyword!r}.", USAGE["analyze"])
+    return AnalyzeBranch(branch=branch, repo=repo, base=base)

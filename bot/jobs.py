@@ -1,0 +1,109 @@
+"""Durable jobs on huey. The queue only carries a run id; the `runs` row is the ledger.
+
+huey deletes a task when a worker takes it, so a worker killed mid-run loses the task: its lease
+on the run then expires, and a reaper (a thread in every consumer process) enqueues the run again.
+Tasks are idempotent: a run is executed only by the worker that claims it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from huey import Huey, PostgresHuey, RedisHuey, SqliteHuey
+from huey.consumer import Consumer
+
+from bot.settings import Settings
+from bot.store.runs import RunStore
+
+log = logging.getLogger(__name__)
+
+RUN_TASK = "chatops.run_analysis"
+
+
+def make_huey(settings: Settings) -> Huey:
+    name = settings.chatops_queue_name
+    if settings.chatops_queue == "postgres":
+        if not settings.database_url or not settings.database_url.startswith("postgres"):
+            raise ValueError("CHATOPS_QUEUE=postgres needs DATABASE_URL=postgresql://...")
+        dsn = settings.database_url.replace("postgresql+psycopg://", "postgresql://")
+        return PostgresHuey(name, dsn=dsn, results=False)
+    if settings.chatops_queue == "redis":
+        return RedisHuey(name, url=settings.chatops_redis_url, results=False)
+    settings.chatops_data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteHuey(name, filename=str(settings.chatops_data_dir / "queue.db"), results=False)
+
+
+class Jobs:
+    """The queue, its one task, and the consumers that run it."""
+
+    def __init__(
+        self, huey: Huey, store: RunStore, execute: Callable[[str], None], settings: Settings
+    ) -> None:
+        self.huey = huey
+        self.store = store
+        self.settings = settings
+        self._run_task = huey.task(name=RUN_TASK)(execute)
+        self._consumer: Consumer | None = None
+        self._stop = threading.Event()
+
+    def enqueue(self, run_id: str) -> None:
+        self._run_task(run_id)
+
+    def pending(self) -> int:
+        return int(self.huey.pending_count())
+
+    def reap_once(self) -> list[str]:
+        ids = self.store.reap(
+            max_attempts=self.settings.chatops_max_attempts,
+            requeue_after_s=self.settings.chatops_requeue_after_s,
+        )
+        for run_id in ids:
+            log.warning("re-enqueuing run %s (lease expired or task lost)", run_id)
+            self.enqueue(run_id)
+        return ids
+
+    def _reaper(self) -> None:
+        interval = max(0.5, self.settings.chatops_lease_s / 2)
+        while not self._stop.wait(interval):
+            try:
+                self.reap_once()
+            except Exception:  # a database hiccup must not kill the reaper
+                log.exception("reaper pass failed")
+
+    def start_consumer(self, *, in_process: bool) -> Consumer:
+        """Worker threads (and the reaper) in this process. `in_process` skips huey's signal
+        handlers, which only the main thread of a dedicated worker may install."""
+        consumer = self.huey.create_consumer(
+            workers=self.settings.chatops_workers,
+            worker_type="thread",
+            periodic=False,
+            initial_delay=0.05,
+            max_delay=0.5,
+            check_worker_health=True,
+        )
+        if in_process:
+            setattr(consumer, "_set_signal_handlers", lambda: None)  # noqa: B010
+        consumer.start()
+        threading.Thread(target=self._reaper, name="chatops-reaper", daemon=True).start()
+        self._consumer = consumer
+        return consumer
+
+    def stop(self, graceful: bool = True) -> None:
+        self._stop.set()
+        if self._consumer is not None:
+            self._consumer.stop(graceful=graceful)
+
+    def run_forever(self) -> None:
+        """`chatops worker`: block, with huey's signal handling (SIGINT/SIGTERM)."""
+        consumer = self.huey.create_consumer(
+            workers=self.settings.chatops_workers,
+            worker_type="thread",
+            periodic=False,
+            initial_delay=0.05,
+            max_delay=0.5,
+        )
+        threading.Thread(target=self._reaper, name="chatops-reaper", daemon=True).start()
+        self._consumer = consumer
+        consumer.run()

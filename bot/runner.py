@@ -1,0 +1,106 @@
+"""What a worker does with a run id: claim it, analyze under a lease, store the one report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import asdict
+
+from agents.errors import AnalysisInputError, GitFailure
+from agents.llm import LLMSession, LLMSettings
+from agents.pipeline import Progress, analyze_branch
+from bot.config import ConfigError, PolicyConfig
+from bot.repos import RepoResolver
+from bot.store.runs import RunStore
+
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class RunExecutor:
+    def __init__(
+        self,
+        store: RunStore,
+        policy: PolicyConfig,
+        repos: RepoResolver,
+        llm: LLMSettings | None,
+        lease_s: float,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.repos = repos
+        self.llm = llm
+        self.lease_s = lease_s
+
+    def __call__(self, run_id: str) -> None:
+        worker = worker_id()
+        run = self.store.claim(run_id, worker, self.lease_s)
+        if run is None:
+            log.info("run %s: not claimable (finished, cancelled or held); nothing to do", run_id)
+            return
+        log.info("run %s: claimed by %s (attempt %d)", run_id, worker, run.attempts)
+        keep_alive = _Heartbeat(self.store, run_id, worker, self.lease_s)
+        keep_alive.start()
+        try:
+            name, config = self.policy.repo(run.repo)
+            path = self.repos.prepare(name, config)
+            report = analyze_branch(
+                path,
+                run.target,
+                run.base or config.base,
+                checkpoint=lambda progress: keep_alive.checkpoint(progress),
+                run_id=run_id,
+                llm=LLMSession(self.llm) if self.llm is not None else None,
+            )
+        except (AnalysisInputError, ConfigError) as exc:
+            self.store.fail(run_id, worker, str(exc))
+            return
+        except GitFailure as exc:
+            self.store.fail(run_id, worker, f"git failed: {exc}")
+            return
+        except Exception as exc:  # the run must end visibly, whatever broke
+            log.exception("run %s failed", run_id)
+            self.store.fail(run_id, worker, f"internal error: {type(exc).__name__}: {exc}")
+            return
+        finally:
+            keep_alive.stop()
+        if not self.store.finish(run_id, worker, report):
+            log.warning("run %s: lease lost before finishing; another worker owns it", run_id)
+
+
+class _Heartbeat:
+    """Extends the lease while the run works, between checkpoints too (a model call can take
+    longer than a lease), and carries progress and stop requests through checkpoints."""
+
+    def __init__(self, store: RunStore, run_id: str, worker: str, lease_s: float) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.worker = worker
+        self.lease_s = lease_s
+        self._done = threading.Event()
+        self._keep_going = True
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"lease-{run_id}")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _beat(self) -> None:
+        while not self._done.wait(self.lease_s / 3):
+            if not self.store.heartbeat(self.run_id, self.worker, self.lease_s):
+                self._keep_going = False
+
+    def checkpoint(self, progress: Progress) -> bool:
+        state = json.dumps([asdict(agent) for agent in progress.agents])
+        if not self.store.heartbeat(self.run_id, self.worker, self.lease_s, progress=state):
+            self._keep_going = False
+        return self._keep_going

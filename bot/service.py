@@ -1,0 +1,113 @@
+"""The use cases, one method each, surface-independent. Slack, the shell and the CLI call these
+and nothing below them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agents.context.git import GitRepo, validate_ref_name
+from agents.errors import AnalysisInputError
+from agents.report import Report
+from bot.commands import AnalyzeBranch
+from bot.config import ConfigError, PolicyConfig
+from bot.store.models import Run
+from bot.store.runs import FINAL, NewRun, RunStore
+
+
+class UserError(Exception):
+    """Something the person asking can fix; surfaces show `message` and `hint`."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+@dataclass(frozen=True)
+class Actor:
+    user: str
+    surface: str  # cli, shell, slack
+    team: str | None = None
+
+
+@dataclass(frozen=True)
+class Requested:
+    run: Run
+    created: bool  # False: a retried request found the run it already started
+
+
+class Service:
+    def __init__(
+        self, store: RunStore, enqueue: Callable[[str], None], policy: PolicyConfig
+    ) -> None:
+        self.store = store
+        self.enqueue = enqueue
+        self.policy = policy
+
+    def request_analysis(
+        self,
+        actor: Actor,
+        command: AnalyzeBranch,
+        *,
+        event_key: str | None = None,
+        channel: str | None = None,
+        thread_ts: str | None = None,
+    ) -> Requested:
+        """Check the request, record a queued run, and hand it to the queue. Returns at once."""
+        try:
+            name, repo = self.policy.repo(command.repo)
+        except ConfigError as exc:
+            raise UserError(str(exc), "Name a configured repository with `in REPO`.") from None
+        try:
+            validate_ref_name(command.branch)
+            if command.base is not None:
+                validate_ref_name(command.base, what="base branch")
+            if repo.path is not None:  # a local clone: say now if the branch is not there
+                local = GitRepo.open(repo.path)
+                local.resolve(command.branch)
+                if command.base is not None:
+                    local.resolve(command.base, what="base branch")
+        except AnalysisInputError as exc:
+            raise UserError(exc.message, exc.hint) from None
+        run, created = self.store.create(
+            NewRun(
+                requester=actor.user,
+                surface=actor.surface,
+                repo=name,
+                target=command.branch,
+                base=command.base,
+                channel=channel,
+                thread_ts=thread_ts,
+            ),
+            event_key=event_key,
+        )
+        if created:
+            self.enqueue(run.id)
+        return Requested(run=run, created=created)
+
+    def cancel_run(self, actor: Actor, run_id: str) -> Run:
+        run = self._known(run_id)
+        if run.status in FINAL:
+            raise UserError(f"Run {run_id} is already {run.status}.")
+        stopped = self.store.request_stop(run_id)
+        assert stopped is not None
+        return stopped
+
+    def status(self, run_id: str) -> Run:
+        return self._known(run_id)
+
+    def recent_runs(self, limit: int = 10, requester: str | None = None) -> list[Run]:
+        return self.store.recent(limit=limit, requester=requester)
+
+    def report(self, run_id: str) -> Report | None:
+        return self.store.report(self._known(run_id).id)
+
+    def _known(self, run_id: str) -> Run:
+        run = self.store.get(run_id)
+        if run is None:
+            raise UserError(f"No run {run_id!r}.", "`status` lists your recent runs.")
+        return run

@@ -1,0 +1,204 @@
+"""`chatops shell`: the bot in a terminal. The same commands as Slack's `/agent`, live progress,
+the report, and each button of a report as a typed command."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable, Iterator
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from agents.context.git import GitRepo
+from agents.errors import AnalysisInputError
+from agents.pipeline import AgentProgress, Progress
+from bot.app import App
+from bot.commands import (
+    AnalyzeBranch,
+    Approve,
+    Command,
+    CommandError,
+    Help,
+    Reject,
+    Status,
+    Stop,
+    help_text,
+    parse,
+)
+from bot.render.terminal import print_report, progress_view
+from bot.service import Actor, UserError
+from bot.store.models import Run
+from bot.store.runs import FINAL
+
+POLL_S = 0.2
+
+
+class Shell:
+    def __init__(self, app: App, user: str, console: Console | None = None) -> None:
+        self.app = app
+        self.actor = Actor(user=user, surface="shell")
+        self.console = console or Console()
+        self.last_run: str | None = None
+
+    def say(self, text: str, style: str | None = None) -> None:
+        self.console.print(Text(text, style=style or ""), soft_wrap=True)
+
+    def banner(self) -> None:
+        names = ", ".join(sorted(self.app.policy.repos))
+        self.say(f"chatops shell: acting as {self.actor.user}; repositories: {names}.", "bold")
+        for name, repo in sorted(self.app.policy.repos.items()):
+            if repo.path is None:
+                continue
+            try:
+                branches = GitRepo.open(repo.path).branch_names()
+            except AnalysisInputError as exc:
+                self.say(f"  {name}: {exc.message}", "red")
+                continue
+            shown = ", ".join(branches[:8]) + (" ..." if len(branches) > 8 else "")
+            self.say(f"  {name} ({repo.path}): branches {shown or '(none)'}")
+        self.say("Type `/agent help` for the commands; `exit` to leave.", "dim")
+
+    def lines(self) -> Iterator[str]:
+        interactive = sys.stdin.isatty()
+        while True:
+            try:
+                line = input("chatops> ") if interactive else sys.stdin.readline()
+            except EOFError:
+                return
+            if not interactive:
+                if not line:
+                    return
+                line = line.rstrip("\n")
+                if line.strip():
+                    self.say(f"> {line}", "dim")
+            yield line
+
+    def run(self, lines: Iterable[str] | None = None) -> int:
+        self.banner()
+        for line in lines if lines is not None else self.lines():
+            text = line.strip()
+            if not text:
+                continue
+            if text in ("exit", "quit", "/exit"):
+                break
+            self.handle(text)
+        return 0
+
+    def handle(self, text: str) -> None:
+        try:
+            self._dispatch(parse(text))
+        except CommandError as exc:
+            self.say(f"error: {exc.message}", "bold red")
+            if exc.usage:
+                self.say(f"  usage: {exc.usage}")
+        except UserError as exc:
+            self.say(f"error: {exc.message}", "bold red")
+            if exc.hint:
+                self.say(f"  {exc.hint}")
+
+    def _dispatch(self, command: Command) -> None:
+        if isinstance(command, Help):
+            self.say(help_text())
+            self.say("  exit              leave the shell (runs keep going)")
+        elif isinstance(command, AnalyzeBranch):
+            requested = self.app.service.request_analysis(self.actor, command)
+            run = requested.run
+            self.last_run = run.id
+            where = f" against {run.base}" if run.base else ""
+            self.say(
+                f"Run {run.id} queued: analyzing {run.target}{where} in {run.repo}, "
+                f"requested by {run.requester}."
+            )
+            self.wait(run.id)
+        elif isinstance(command, Status):
+            if command.run_id is None:
+                self._list()
+            else:
+                self._show(self.app.service.status(command.run_id))
+        elif isinstance(command, Stop):
+            run = self.app.service.cancel_run(self.actor, command.run_id)
+            if run.status == "cancelled":
+                self.say(f"Run {run.id} cancelled before it started.")
+            else:
+                self.say(f"Stop requested: run {run.id} ends after the agent now running.")
+        elif isinstance(command, Approve | Reject):
+            self.say(
+                "Approving or rejecting proposals is not available in this version: proposals "
+                "are shown, and nothing is written."
+            )
+
+    def wait(self, run_id: str) -> Run:
+        """Live per-agent progress until the run ends; Ctrl-C stops waiting, not the run."""
+        live = Live(console=self.console, transient=False) if self.console.is_terminal else None
+        seen: dict[str, str] = {}
+        try:
+            if live:
+                live.start()
+            while True:
+                run = self.app.service.status(run_id)
+                progress = _progress(run)
+                if live and progress:
+                    live.update(progress_view(progress))
+                elif progress:
+                    for agent in progress.agents:
+                        if agent.status != "waiting" and seen.get(agent.name) != agent.status:
+                            seen[agent.name] = agent.status
+                            extra = f" in {agent.duration_ms} ms" if agent.status == "done" else ""
+                            self.say(f"  {agent.name} {agent.status}{extra}")
+                if run.status in FINAL:
+                    break
+                time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            self.say(f"Stopped waiting; the run goes on. `/agent status {run_id}` shows it.")
+            return self.app.service.status(run_id)
+        finally:
+            if live:
+                live.stop()
+        self._show(run)
+        return run
+
+    def _show(self, run: Run) -> None:
+        if run.status in ("queued", "running"):
+            self.say(f"Run {run.id}: {run.status} ({run.target} in {run.repo}).")
+            return
+        if run.status == "failed":
+            self.say(f"Run {run.id} failed: {run.error}", "bold red")
+            return
+        report = self.app.service.report(run.id)
+        if report is None:
+            self.say(f"Run {run.id}: {run.status}, no report.")
+            return
+        print_report(self.console, report)
+        for proposal in report.proposals:
+            self.say(
+                f"  [{proposal.id}] {proposal.title}: type `approve {run.id}/{proposal.id}` or "
+                f"`reject {run.id}/{proposal.id} [reason]`",
+                "cyan",
+            )
+
+    def _list(self) -> None:
+        runs = self.app.service.recent_runs(requester=self.actor.user)
+        if not runs:
+            self.say("No runs yet. Try `/agent analyze branch NAME`.")
+            return
+        table = Table("run", "status", "target", "repo", "requested")
+        for run in runs:
+            table.add_row(
+                run.id,
+                run.status,
+                Text(run.target),
+                run.repo,
+                run.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+            )
+        self.console.print(table)
+
+
+def _progress(run: Run) -> Progress | None:
+    if not run.progress:
+        return None
+    agents = [AgentProgress(**item) for item in json.loads(run.progress)]
+    return Progress(run_id=run.id, agents=agents)

@@ -1,0 +1,169 @@
+"""The tables. The `runs` row is the ledger of a job: the queue only carries its id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from bot.store.types import UTCDateTime, utcnow
+
+
+def _when(nullable: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(UTCDateTime(), nullable=nullable)
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_status_lease", "status", "lease_until"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    requester: str = Field(index=True, max_length=64)
+    surface: str = Field(max_length=16)  # cli, shell, slack
+    repo: str = Field(max_length=64)  # the configured name
+    kind: str = Field(default="branch", max_length=16)
+    target: str = Field(max_length=255)  # the branch (or ticket) as typed
+    base: str | None = Field(default=None, max_length=255)
+    status: str = Field(default="queued", index=True, max_length=16)
+    stop_requested: bool = False
+    worker: str | None = Field(default=None, max_length=128)
+    lease_until: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+    attempts: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    progress: str | None = Field(default=None, sa_column=Column(Text))  # JSON of agent states
+    channel: str | None = Field(default=None, max_length=64)
+    thread_ts: str | None = Field(default=None, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    enqueued_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    started_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+    finished_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+
+
+class StoredReport(SQLModel, table=True):
+    """The report contract as JSON, one per run: the primary key makes a second impossible."""
+
+    __tablename__ = "reports"
+
+    run_id: str = Field(primary_key=True, foreign_key="runs.id", max_length=32)
+    risk_level: str = Field(max_length=16)
+    risk_score: int
+    cost_usd: float = 0.0
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+
+
+class FindingRow(SQLModel, table=True):
+    __tablename__ = "findings"
+    __table_args__ = (UniqueConstraint("run_id", "fingerprint"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True, max_length=32)
+    repo: str = Field(max_length=64)
+    fingerprint: str = Field(index=True, max_length=32)
+    agent: str = Field(max_length=32)
+    source: str = Field(max_length=16)
+    category: str = Field(max_length=64)
+    severity: str = Field(max_length=16)
+    file: str | None = Field(default=None, max_length=1024)
+    start_line: int | None = None
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+
+
+class ProposalRow(SQLModel, table=True):
+    __tablename__ = "proposals"
+    __table_args__ = (UniqueConstraint("run_id", "pid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True, max_length=32)
+    pid: str = Field(max_length=16)  # P1, P2 ... within the run
+    kind: str = Field(max_length=16)
+    agent: str = Field(max_length=32)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    target: str = Field(max_length=1024)
+    base_sha: str = Field(max_length=64)
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    content_sha256: str = Field(max_length=64)
+    status: str = Field(default="proposed", index=True, max_length=16)
+    decided_by: str | None = Field(default=None, max_length=64)
+    decided_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+    result: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+
+
+class ApprovalRow(SQLModel, table=True):
+    __tablename__ = "approvals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    proposal_id: int = Field(foreign_key="proposals.id", index=True)
+    user: str = Field(max_length=64)
+    decision: str = Field(max_length=16)  # approved, rejected
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    at: datetime = Field(default_factory=utcnow, sa_column=_when())
+
+
+class FeedbackRow(SQLModel, table=True):
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("run_id", "fingerprint", "user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True, max_length=32)
+    fingerprint: str = Field(default="", max_length=32)  # "" for the whole report
+    user: str = Field(max_length=64)
+    vote: int  # +1 or -1
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    correction: str | None = Field(default=None, sa_column=Column(Text))
+    at: datetime = Field(default_factory=utcnow, sa_column=_when())
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only: rows are inserted, never updated or deleted."""
+
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    actor: str = Field(max_length=64)
+    action: str = Field(index=True, max_length=32)
+    outcome: str = Field(max_length=16)  # granted, denied, ok, failed
+    run_id: str | None = Field(default=None, index=True, max_length=32)
+    proposal_id: int | None = None
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+class LLMCallRow(SQLModel, table=True):
+    __tablename__ = "llm_calls"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True, max_length=32)
+    agent: str = Field(max_length=64)
+    model: str = Field(max_length=64)
+    prompt_version: str = Field(max_length=32)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: int = 0
+    outcome: str = Field(max_length=32)
+    at: datetime = Field(default_factory=utcnow, sa_column=_when())
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """A surface event already acted on (a Slack event_id, a command fingerprint): a retry of it
+    finds the row and starts nothing. Shared by every instance through the database."""
+
+    __tablename__ = "processed_events"
+
+    key: str = Field(primary_key=True, max_length=255)
+    run_id: str | None = Field(default=None, max_length=32)
+    at: datetime = Field(default_factory=utcnow, sa_column=_when())
+
+
+class PromptVersionRow(SQLModel, table=True):
+    __tablename__ = "prompt_versions"
+
+    version: str = Field(primary_key=True, max_length=32)
+    agent: str = Field(primary_key=True, max_length=64)
+    first_seen: datetime = Field(default_factory=utcnow, sa_column=_when())

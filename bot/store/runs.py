@@ -1,0 +1,284 @@
+"""Queries on runs and their results. Every state change of a run is one conditional UPDATE, so
+two workers, a reaper and a stop request can race without losing or doubling anything."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, and_, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from agents.report import Report
+from bot.store.db import session_scope
+from bot.store.models import (
+    FindingRow,
+    LLMCallRow,
+    ProcessedEvent,
+    PromptVersionRow,
+    ProposalRow,
+    Run,
+    StoredReport,
+)
+from bot.store.types import utcnow
+
+ACTIVE = ("queued", "running")
+FINAL = ("done", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class NewRun:
+    requester: str
+    surface: str
+    repo: str
+    target: str
+    base: str | None = None
+    kind: str = "branch"
+    channel: str | None = None
+    thread_ts: str | None = None
+
+
+class RunStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- creating ------------------------------------------------------------------------------
+
+    def create(self, new: NewRun, *, event_key: str | None = None) -> tuple[Run, bool]:
+        """Insert a queued run. With `event_key`, a second request with the same key returns the
+        first run and False (a retried delivery starts nothing)."""
+        run = Run(
+            id=uuid.uuid4().hex[:12],
+            requester=new.requester,
+            surface=new.surface,
+            repo=new.repo,
+            kind=new.kind,
+            target=new.target,
+            base=new.base,
+            channel=new.channel,
+            thread_ts=new.thread_ts,
+        )
+        try:
+            with session_scope(self.engine) as session:
+                if event_key is not None:
+                    session.add(ProcessedEvent(key=event_key, run_id=run.id))
+                    session.flush()
+                session.add(run)
+        except IntegrityError:
+            existing = self.run_for_event(event_key or "")
+            if existing is None:
+                raise
+            return existing, False
+        return run, True
+
+    def run_for_event(self, key: str) -> Run | None:
+        with session_scope(self.engine) as session:
+            event = session.get(ProcessedEvent, key)
+            return session.get(Run, event.run_id) if event and event.run_id else None
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> Run | None:
+        with session_scope(self.engine) as session:
+            return session.get(Run, run_id)
+
+    def recent(self, limit: int = 10, requester: str | None = None) -> list[Run]:
+        with session_scope(self.engine) as session:
+            query = select(Run).order_by(col(Run.created_at).desc()).limit(limit)
+            if requester is not None:
+                query = query.where(Run.requester == requester)
+            return list(session.exec(query))
+
+    def report(self, run_id: str) -> Report | None:
+        with session_scope(self.engine) as session:
+            row = session.get(StoredReport, run_id)
+            return Report.model_validate_json(row.body) if row else None
+
+    def reports_count(self, run_id: str) -> int:
+        with session_scope(self.engine) as session:
+            rows = session.exec(select(StoredReport).where(StoredReport.run_id == run_id))
+            return len(list(rows))
+
+    # -- the job's life ------------------------------------------------------------------------
+
+    def claim(self, run_id: str, worker: str, lease_s: float) -> Run | None:
+        """Take a queued run, or one whose lease expired, for `worker`. None if someone else
+        holds it or it is finished."""
+        now = utcnow()
+        with session_scope(self.engine) as session:
+            result = session.execute(
+                update(Run)
+                .where(
+                    col(Run.id) == run_id,
+                    col(Run.stop_requested).is_(False),
+                    or_(
+                        col(Run.status) == "queued",
+                        and_(col(Run.status) == "running", col(Run.lease_until) < now),
+                    ),
+                )
+                .values(
+                    status="running",
+                    worker=worker,
+                    lease_until=now + timedelta(seconds=lease_s),
+                    attempts=col(Run.attempts) + 1,
+                    started_at=now,
+                )
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            return session.get(Run, run_id)
+
+    def heartbeat(
+        self, run_id: str, worker: str, lease_s: float, progress: str | None = None
+    ) -> bool:
+        """Extend the lease while `worker` still holds it; False means the run was taken away
+        (its lease expired and the reaper gave it to someone else) or a stop was requested."""
+        values: dict[str, object] = {"lease_until": utcnow() + timedelta(seconds=lease_s)}
+        if progress is not None:
+            values["progress"] = progress
+        with session_scope(self.engine) as session:
+            result = session.execute(
+                update(Run)
+                .where(
+                    col(Run.id) == run_id, col(Run.worker) == worker, col(Run.status) == "running"
+                )
+                .values(**values)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            run = session.get(Run, run_id)
+            return run is not None and not run.stop_requested
+
+    def finish(self, run_id: str, worker: str, report: Report) -> bool:
+        """Store the report and mark the run done, in one transaction, only if `worker` still
+        holds the run. A worker that lost its lease stores nothing."""
+        now = utcnow()
+        status = "cancelled" if report.stopped_early else "done"
+        with session_scope(self.engine) as session:
+            result = session.execute(
+                update(Run)
+                .where(
+                    col(Run.id) == run_id, col(Run.worker) == worker, col(Run.status) == "running"
+                )
+                .values(status=status, finished_at=now, lease_until=None)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            run = session.get(Run, run_id)
+            assert run is not None
+            session.add(
+                StoredReport(
+                    run_id=run_id,
+                    risk_level=report.risk.level.value,
+                    risk_score=report.risk.score,
+                    cost_usd=report.usage.cost_usd,
+                    body=report.model_dump_json(),
+                )
+            )
+            for finding in report.findings:
+                session.add(
+                    FindingRow(
+                        run_id=run_id,
+                        repo=run.repo,
+                        fingerprint=finding.fingerprint,
+                        agent=finding.agent,
+                        source=finding.source.value,
+                        category=finding.category,
+                        severity=finding.severity.value,
+                        file=finding.file,
+                        start_line=finding.start_line,
+                        title=finding.title,
+                    )
+                )
+            for proposal in report.proposals:
+                session.add(
+                    ProposalRow(
+                        run_id=run_id,
+                        pid=proposal.id,
+                        kind=proposal.kind.value,
+                        agent=proposal.agent,
+                        title=proposal.title,
+                        target=proposal.target,
+                        base_sha=proposal.base_sha,
+                        content=proposal.content,
+                        content_sha256=proposal.content_sha256,
+                    )
+                )
+            for call in report.llm_calls:
+                session.add(LLMCallRow(run_id=run_id, **call.model_dump()))
+            for agent, version in report.prompt_versions.items():
+                if session.get(PromptVersionRow, (version, agent)) is None:
+                    session.add(PromptVersionRow(version=version, agent=agent))
+        return True
+
+    def fail(self, run_id: str, worker: str | None, error: str) -> bool:
+        """Mark a run failed with a reason a person can read (held by `worker`, or queued)."""
+        with session_scope(self.engine) as session:
+            owned = col(Run.worker) == worker if worker else col(Run.status) == "queued"
+            result = session.execute(
+                update(Run)
+                .where(col(Run.id) == run_id, col(Run.status).in_(ACTIVE), owned)
+                .values(status="failed", error=error[:2000], finished_at=utcnow(), lease_until=None)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def request_stop(self, run_id: str) -> Run | None:
+        """A queued run is cancelled at once; a running one stops at its next checkpoint."""
+        with session_scope(self.engine) as session:
+            session.execute(
+                update(Run)
+                .where(col(Run.id) == run_id, col(Run.status) == "queued")
+                .values(status="cancelled", stop_requested=True, finished_at=utcnow())
+            )
+            session.execute(
+                update(Run)
+                .where(col(Run.id) == run_id, col(Run.status) == "running")
+                .values(stop_requested=True)
+            )
+            return session.get(Run, run_id)
+
+    def reap(self, *, max_attempts: int, requeue_after_s: float) -> list[str]:
+        """Runs to enqueue again: those whose worker's lease expired (the worker died), and
+        queued ones whose task may have been lost. A run that has used up its attempts fails."""
+        now = utcnow()
+        with session_scope(self.engine) as session:
+            session.execute(
+                update(Run)
+                .where(
+                    col(Run.status) == "running",
+                    col(Run.lease_until) < now,
+                    col(Run.attempts) >= max_attempts,
+                )
+                .values(
+                    status="failed",
+                    finished_at=now,
+                    lease_until=None,
+                    error=f"The worker stopped {max_attempts} times while running this; "
+                    "giving up. Check the workers' logs.",
+                )
+            )
+            expired = list(
+                session.exec(
+                    select(Run.id).where(col(Run.status) == "running", col(Run.lease_until) < now)
+                )
+            )
+            stale_before: datetime = now - timedelta(seconds=requeue_after_s)
+            stale = list(
+                session.exec(
+                    select(Run.id).where(
+                        col(Run.status) == "queued", col(Run.enqueued_at) < stale_before
+                    )
+                )
+            )
+            if stale:
+                session.execute(update(Run).where(col(Run.id).in_(stale)).values(enqueued_at=now))
+        return expired + stale
+
+    def save_progress(self, run_id: str, progress: dict[str, object]) -> None:
+        with session_scope(self.engine) as session:
+            session.execute(
+                update(Run).where(col(Run.id) == run_id).values(progress=json.dumps(progress))
+            )
