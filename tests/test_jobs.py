@@ -1,0 +1,180 @@
+"""Durable jobs, with real processes: a run survives a restart, and a worker killed with SIGKILL
+mid-run still ends in exactly one report. Each on SQLite, and on PostgreSQL and Redis when the
+environment provides them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from bot.app import App, build_app
+from bot.commands import AnalyzeBranch
+from bot.service import Actor
+from bot.settings import Settings
+from bot.store.db import upgrade
+from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
+from tests.gitrepo import RepoBuilder
+from tests.services import REDIS_URL, fresh_postgres, needs_postgres, needs_redis
+
+pytestmark = pytest.mark.slow
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=needs_postgres),
+    pytest.param("redis", id="redis", marks=needs_redis),
+]
+
+
+@pytest.fixture
+def environment(request: pytest.FixtureRequest, planted_repo: RepoBuilder,
+                tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment every process of one deployment shares."""
+    backend = request.param
+    policy = tmp_path / "chatops.toml"
+    policy.write_text(f'[repos.shop]\npath = "{planted_repo.root}"\n')
+    env = {
+        "CHATOPS_DATA_DIR": str(tmp_path / "data"),
+        "CHATOPS_CONFIG": str(policy),
+        "CHATOPS_QUEUE": "sqlite",
+        "CHATOPS_QUEUE_NAME": f"chatops-test-{uuid.uuid4().hex[:8]}",
+        "CHATOPS_LEASE_S": "1.5",
+        "CHATOPS_WORKERS": "1",
+    }
+    with ExitStack() as stack:
+        if backend == "postgres":
+            url = stack.enter_context(fresh_postgres())
+            upgrade(url)
+            env.update(DATABASE_URL=url, CHATOPS_QUEUE="postgres")
+        elif backend == "redis":
+            assert REDIS_URL
+            env.update(CHATOPS_QUEUE="redis", CHATOPS_REDIS_URL=REDIS_URL)
+        yield env
+
+
+def make_app(env: dict[str, str]) -> App:
+    settings = Settings(**{key.lower(): value for key, value in env.items()})  # type: ignore[arg-type]
+    return build_app(settings)
+
+
+def start_worker(env: dict[str, str], extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("CHATOPS_", "ANTHROPIC_", "DATABASE_URL"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", "worker"],
+        env={**clean, **env, **(extra or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize("environment", BACKENDS, indirect=True)
+def test_a_run_queued_by_one_process_is_finished_by_another(environment: dict[str, str]) -> None:
+    # The requesting process queues the run and goes away before any worker exists.
+    requester = make_app(environment)
+    requested = requester.service.request_analysis(
+        Actor("U1", "shell"), AnalyzeBranch("feature/planted"))
+    run_id = requested.run.id
+    requester.close()
+    assert requested.created
+
+    worker = start_worker(environment)
+    observer = make_app(environment)
+    try:
+        run = wait_for(lambda: (r := observer.store.get(run_id)) and r.status in
+                       ("done", "failed") and r, what="the run to finish")
+        assert run.status == "done", run.error
+        assert run.attempts == 1
+        assert observer.store.reports_count(run_id) == 1
+        report = observer.store.report(run_id)
+        assert report is not None and any(f.rule == "B307" for f in report.findings)
+    finally:
+        stop(worker)
+        observer.close()
+
+
+@pytest.mark.parametrize("environment", BACKENDS, indirect=True)
+def test_a_worker_killed_mid_run_still_ends_in_exactly_one_report(
+    environment: dict[str, str],
+) -> None:
+    with FakeAnthropic(latency_s=30) as model:  # the first worker hangs in its first model call
+        slow_model = {"ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": model.base_url,
+                      "CHATOPS_LLM_MAX_RETRIES": "0", "CHATOPS_COUNT_TOKENS": "false"}
+        observer = make_app(environment)
+        first = start_worker(environment, slow_model)
+        second: subprocess.Popen[bytes] | None = None
+        try:
+            run_id = observer.service.request_analysis(
+                Actor("U1", "shell"), AnalyzeBranch("feature/planted")).run.id
+            wait_for(lambda: model.messages("code_review"), what="the first model call")
+            held = observer.store.get(run_id)
+            assert held is not None and held.status == "running" and held.attempts == 1
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)
+            model.latency_s = 0
+            second = start_worker(environment, slow_model)
+            run = wait_for(lambda: (r := observer.store.get(run_id)) and r.status in
+                           ("done", "failed") and r, what="the reaper and second worker")
+            assert run.status == "done", run.error
+            assert run.attempts == 2
+            assert observer.store.reports_count(run_id) == 1
+            report = observer.store.report(run_id)
+            assert report is not None and report.usage.input_tokens > 0
+        finally:
+            if first.poll() is None:
+                first.kill()
+            if second is not None:
+                stop(second)
+            observer.close()
+
+
+@pytest.mark.parametrize("environment", [BACKENDS[0]], indirect=True)
+def test_a_stopped_run_ends_at_the_next_checkpoint(environment: dict[str, str]) -> None:
+    with FakeAnthropic(latency_s=2) as model:
+        slow_model = {"ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": model.base_url,
+                      "CHATOPS_LLM_MAX_RETRIES": "0", "CHATOPS_COUNT_TOKENS": "false"}
+        observer = make_app(environment)
+        worker = start_worker(environment, slow_model)
+        try:
+            run_id = observer.service.request_analysis(
+                Actor("U1", "shell"), AnalyzeBranch("feature/planted")).run.id
+            wait_for(lambda: model.messages("code_review"), what="the first model call")
+            observer.service.cancel_run(Actor("U1", "shell"), run_id)
+            run = wait_for(lambda: (r := observer.store.get(run_id)) and r.status in
+                           ("done", "failed", "cancelled") and r, what="the stop")
+            assert run.status == "cancelled"
+            report = observer.store.report(run_id)
+            assert report is not None and report.stopped_early
+            assert [a.status for a in report.agents] == ["done", "cancelled", "cancelled",
+                                                         "cancelled"]
+        finally:
+            stop(worker)
+            observer.close()

@@ -1,0 +1,157 @@
+"""Storage: migrations match the models; SQLite in WAL with aware datetimes; races lose nothing."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import text
+
+from bot.store.db import alembic_config, make_engine, upgrade
+from bot.store.models import AuditEvent
+from bot.store.runs import NewRun, RunStore
+from tests.services import fresh_postgres, needs_postgres
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'chatops.db'}"
+    upgrade(url)
+    return url
+
+
+def test_migrations_build_exactly_the_models_schema_on_sqlite(sqlite_url: str) -> None:
+    command.check(alembic_config(sqlite_url))  # raises if the models differ from the migrations
+
+
+@needs_postgres
+def test_migrations_build_exactly_the_models_schema_on_postgres() -> None:
+    with fresh_postgres() as url:
+        upgrade(url)
+        command.check(alembic_config(url))
+        upgrade(url)  # idempotent
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+
+def test_datetimes_come_back_timezone_aware_utc(sqlite_url: str) -> None:
+    store = RunStore(make_engine(sqlite_url))
+    run, _ = store.create(NewRun(requester="U1", surface="shell", repo="r", target="feature/x"))
+    loaded = store.get(run.id)
+    assert loaded is not None
+    assert loaded.created_at.tzinfo is UTC
+    assert abs((loaded.created_at - datetime.now(UTC)).total_seconds()) < 60
+
+
+def test_naive_datetimes_are_refused(sqlite_url: str) -> None:
+    from bot.store.db import session_scope
+
+    engine = make_engine(sqlite_url)
+    with pytest.raises(Exception, match="timezone-aware"), session_scope(engine) as session:
+        session.add(AuditEvent(actor="x", action="a", outcome="ok", at=datetime(2026, 1, 1)))
+
+
+def test_the_same_event_key_starts_one_run(sqlite_url: str) -> None:
+    store = RunStore(make_engine(sqlite_url))
+    new = NewRun(requester="U1", surface="slack", repo="r", target="feature/x")
+    first, created = store.create(new, event_key="slack:Ev1")
+    again, created_again = store.create(new, event_key="slack:Ev1")
+    assert created and not created_again
+    assert again.id == first.id
+    assert len(store.recent(limit=50)) == 1
+
+
+def _race(store: RunStore) -> tuple[list[str], list[str]]:
+    created: list[str] = []
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def request(n: int) -> None:
+        for i in range(10):
+            run, _ = store.create(NewRun(requester=f"U{n}", surface="shell", repo="r",
+                                         target=f"feature/{n}-{i}"))
+            with lock:
+                created.append(run.id)
+
+    threads = [threading.Thread(target=request, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    target = created[0]
+
+    def claim(n: int) -> None:
+        if store.claim(target, f"worker-{n}", 60) is not None:
+            with lock:
+                claimed.append(f"worker-{n}")
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return created, claimed
+
+
+def test_concurrent_requests_and_claims_on_sqlite_lose_nothing(sqlite_url: str) -> None:
+    store = RunStore(make_engine(sqlite_url))
+    created, claimed = _race(store)
+    assert len(set(created)) == 80
+    assert len(store.recent(limit=200)) == 80
+    assert len(claimed) == 1
+    run = store.get(created[0])
+    assert run is not None and run.status == "running" and run.attempts == 1
+
+
+@needs_postgres
+def test_concurrent_requests_and_claims_on_postgres_lose_nothing() -> None:
+    with fresh_postgres() as url:
+        upgrade(url)
+        engine = make_engine(url)
+        store = RunStore(engine)
+        created, claimed = _race(store)
+        assert len(store.recent(limit=200)) == 80
+        assert len(claimed) == 1
+        with engine.connect() as connection:
+            assert connection.execute(text("select count(*) from runs")).scalar() == 80
+        engine.dispose()
+
+
+def test_an_expired_lease_can_be_claimed_again_and_the_loser_stores_nothing(
+    sqlite_url: str,
+) -> None:
+    store = RunStore(make_engine(sqlite_url))
+    run, _ = store.create(NewRun(requester="U1", surface="shell", repo="r", target="feature/x"))
+    assert store.claim(run.id, "first", lease_s=-1) is not None  # already expired
+    assert store.reap(max_attempts=3, requeue_after_s=600) == [run.id]
+    assert store.claim(run.id, "second", lease_s=60) is not None
+    assert store.heartbeat(run.id, "first", 60) is False  # the first worker learns it lost
+    from agents.report import Report, Risk, RiskLevel, Target
+
+    report = Report(run_id=run.id, summary="s",
+                    target=Target(repo="r", branch="feature/x", base="main", head_sha="a",
+                                  base_sha="b"),
+                    risk=Risk(level=RiskLevel.low, score=0))
+    assert store.finish(run.id, "first", report) is False
+    assert store.finish(run.id, "second", report) is True
+    assert store.finish(run.id, "second", report) is False
+    assert store.reports_count(run.id) == 1
+
+
+def test_a_run_out_of_attempts_fails_visibly(sqlite_url: str) -> None:
+    store = RunStore(make_engine(sqlite_url))
+    run, _ = store.create(NewRun(requester="U1", surface="shell", repo="r", target="feature/x"))
+    for n in range(3):
+        assert store.claim(run.id, f"w{n}", lease_s=-1) is not None
+    assert store.reap(max_attempts=3, requeue_after_s=600) == []
+    failed = store.get(run.id)
+    assert failed is not None and failed.status == "failed"
+    assert "stopped 3 times" in (failed.error or "")
