@@ -79,13 +79,16 @@ class Shell:
 
     def run(self, lines: Iterable[str] | None = None) -> int:
         self.banner()
-        for line in lines if lines is not None else self.lines():
-            text = line.strip()
-            if not text:
-                continue
-            if text in ("exit", "quit", "/exit"):
-                break
-            self.handle(text)
+        try:
+            for line in lines if lines is not None else self.lines():
+                text = line.strip()
+                if not text:
+                    continue
+                if text in ("exit", "quit", "/exit"):
+                    break
+                self.handle(text)
+        except KeyboardInterrupt:
+            self.say("")
         return 0
 
     def handle(self, text: str) -> None:

@@ -35,8 +35,9 @@ BACKENDS = [
 
 
 @pytest.fixture
-def environment(request: pytest.FixtureRequest, planted_repo: RepoBuilder,
-                tmp_path: Path) -> Iterator[dict[str, str]]:
+def environment(
+    request: pytest.FixtureRequest, planted_repo: RepoBuilder, tmp_path: Path
+) -> Iterator[dict[str, str]]:
     """The environment every process of one deployment shares."""
     backend = request.param
     policy = tmp_path / "chatops.toml"
@@ -65,9 +66,14 @@ def make_app(env: dict[str, str]) -> App:
     return build_app(settings)
 
 
-def start_worker(env: dict[str, str], extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("CHATOPS_", "ANTHROPIC_", "DATABASE_URL"))}
+def start_worker(
+    env: dict[str, str], extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CHATOPS_", "ANTHROPIC_", "DATABASE_URL"))
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "bot", "worker"],
         env={**clean, **env, **(extra or {})},
@@ -101,7 +107,8 @@ def test_a_run_queued_by_one_process_is_finished_by_another(environment: dict[st
     # The requesting process queues the run and goes away before any worker exists.
     requester = make_app(environment)
     requested = requester.service.request_analysis(
-        Actor("U1", "shell"), AnalyzeBranch("feature/planted"))
+        Actor("U1", "shell"), AnalyzeBranch("feature/planted")
+    )
     run_id = requested.run.id
     requester.close()
     assert requested.created
@@ -109,8 +116,10 @@ def test_a_run_queued_by_one_process_is_finished_by_another(environment: dict[st
     worker = start_worker(environment)
     observer = make_app(environment)
     try:
-        run = wait_for(lambda: (r := observer.store.get(run_id)) and r.status in
-                       ("done", "failed") and r, what="the run to finish")
+        run = wait_for(
+            lambda: (r := observer.store.get(run_id)) and r.status in ("done", "failed") and r,
+            what="the run to finish",
+        )
         assert run.status == "done", run.error
         assert run.attempts == 1
         assert observer.store.reports_count(run_id) == 1
@@ -126,14 +135,19 @@ def test_a_worker_killed_mid_run_still_ends_in_exactly_one_report(
     environment: dict[str, str],
 ) -> None:
     with FakeAnthropic(latency_s=30) as model:  # the first worker hangs in its first model call
-        slow_model = {"ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": model.base_url,
-                      "CHATOPS_LLM_MAX_RETRIES": "0", "CHATOPS_COUNT_TOKENS": "false"}
+        slow_model = {
+            "ANTHROPIC_API_KEY": API_KEY,
+            "ANTHROPIC_BASE_URL": model.base_url,
+            "CHATOPS_LLM_MAX_RETRIES": "0",
+            "CHATOPS_COUNT_TOKENS": "false",
+        }
         observer = make_app(environment)
         first = start_worker(environment, slow_model)
         second: subprocess.Popen[bytes] | None = None
         try:
             run_id = observer.service.request_analysis(
-                Actor("U1", "shell"), AnalyzeBranch("feature/planted")).run.id
+                Actor("U1", "shell"), AnalyzeBranch("feature/planted")
+            ).run.id
             wait_for(lambda: model.messages("code_review"), what="the first model call")
             held = observer.store.get(run_id)
             assert held is not None and held.status == "running" and held.attempts == 1
@@ -141,8 +155,10 @@ def test_a_worker_killed_mid_run_still_ends_in_exactly_one_report(
             first.wait(timeout=10)
             model.latency_s = 0
             second = start_worker(environment, slow_model)
-            run = wait_for(lambda: (r := observer.store.get(run_id)) and r.status in
-                           ("done", "failed") and r, what="the reaper and second worker")
+            run = wait_for(
+                lambda: (r := observer.store.get(run_id)) and r.status in ("done", "failed") and r,
+                what="the reaper and second worker",
+            )
             assert run.status == "done", run.error
             assert run.attempts == 2
             assert observer.store.reports_count(run_id) == 1
@@ -159,22 +175,37 @@ def test_a_worker_killed_mid_run_still_ends_in_exactly_one_report(
 @pytest.mark.parametrize("environment", [BACKENDS[0]], indirect=True)
 def test_a_stopped_run_ends_at_the_next_checkpoint(environment: dict[str, str]) -> None:
     with FakeAnthropic(latency_s=2) as model:
-        slow_model = {"ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": model.base_url,
-                      "CHATOPS_LLM_MAX_RETRIES": "0", "CHATOPS_COUNT_TOKENS": "false"}
+        slow_model = {
+            "ANTHROPIC_API_KEY": API_KEY,
+            "ANTHROPIC_BASE_URL": model.base_url,
+            "CHATOPS_LLM_MAX_RETRIES": "0",
+            "CHATOPS_COUNT_TOKENS": "false",
+        }
         observer = make_app(environment)
         worker = start_worker(environment, slow_model)
         try:
             run_id = observer.service.request_analysis(
-                Actor("U1", "shell"), AnalyzeBranch("feature/planted")).run.id
+                Actor("U1", "shell"), AnalyzeBranch("feature/planted")
+            ).run.id
             wait_for(lambda: model.messages("code_review"), what="the first model call")
             observer.service.cancel_run(Actor("U1", "shell"), run_id)
-            run = wait_for(lambda: (r := observer.store.get(run_id)) and r.status in
-                           ("done", "failed", "cancelled") and r, what="the stop")
+            run = wait_for(
+                lambda: (
+                    (r := observer.store.get(run_id))
+                    and r.status in ("done", "failed", "cancelled")
+                    and r
+                ),
+                what="the stop",
+            )
             assert run.status == "cancelled"
             report = observer.store.report(run_id)
             assert report is not None and report.stopped_early
-            assert [a.status for a in report.agents] == ["done", "cancelled", "cancelled",
-                                                         "cancelled"]
+            assert [a.status for a in report.agents] == [
+                "done",
+                "cancelled",
+                "cancelled",
+                "cancelled",
+            ]
         finally:
             stop(worker)
             observer.close()

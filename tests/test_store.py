@@ -76,8 +76,9 @@ def _race(store: RunStore) -> tuple[list[str], list[str]]:
 
     def request(n: int) -> None:
         for i in range(10):
-            run, _ = store.create(NewRun(requester=f"U{n}", surface="shell", repo="r",
-                                         target=f"feature/{n}-{i}"))
+            run, _ = store.create(
+                NewRun(requester=f"U{n}", surface="shell", repo="r", target=f"feature/{n}-{i}")
+            )
             with lock:
                 created.append(run.id)
 
@@ -136,10 +137,12 @@ def test_an_expired_lease_can_be_claimed_again_and_the_loser_stores_nothing(
     assert store.heartbeat(run.id, "first", 60) is False  # the first worker learns it lost
     from agents.report import Report, Risk, RiskLevel, Target
 
-    report = Report(run_id=run.id, summary="s",
-                    target=Target(repo="r", branch="feature/x", base="main", head_sha="a",
-                                  base_sha="b"),
-                    risk=Risk(level=RiskLevel.low, score=0))
+    report = Report(
+        run_id=run.id,
+        summary="s",
+        target=Target(repo="r", branch="feature/x", base="main", head_sha="a", base_sha="b"),
+        risk=Risk(level=RiskLevel.low, score=0),
+    )
     assert store.finish(run.id, "first", report) is False
     assert store.finish(run.id, "second", report) is True
     assert store.finish(run.id, "second", report) is False

@@ -1,0 +1,131 @@
+"""The command grammar every surface shares, and the policy file's validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.commands import (
+    USAGE,
+    AnalyzeBranch,
+    Approve,
+    CommandError,
+    Help,
+    Reject,
+    Status,
+    Stop,
+    help_text,
+    parse,
+)
+from bot.config import ConfigError, load_policy
+
+
+@pytest.mark.parametrize(
+    ("text", "command"),
+    [
+        ("/agent analyze branch feature/x", AnalyzeBranch("feature/x")),
+        ("analyze branch feature/x in shop", AnalyzeBranch("feature/x", repo="shop")),
+        (
+            "/agent analyze branch fix/PAY-1 against develop in shop",
+            AnalyzeBranch("fix/PAY-1", repo="shop", base="develop"),
+        ),
+        ("/agent status", Status()),
+        ("status 3f2a9c1b7d4e", Status("3f2a9c1b7d4e")),
+        ("stop 3f2a9c1b7d4e", Stop("3f2a9c1b7d4e")),
+        ("approve 3f2a/P1", Approve("3f2a/P1")),
+        ('reject 3f2a/P1 "not this way" please', Reject("3f2a/P1", "not this way please")),
+        ("/agent", Help()),
+        ("help", Help()),
+    ],
+)
+def test_commands_parse(text: str, command: object) -> None:
+    assert parse(text) == command
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "usage"),
+    [
+        ("analyze feature/x", "Say what to analyze.", USAGE["analyze"]),
+        ("analyze branch feature/x in", "'in' needs a value.", USAGE["analyze"]),
+        ("analyze branch feature/x on shop", "Unexpected 'on'.", USAGE["analyze"]),
+        ("analyze branch a in x in y", "Unexpected 'in'.", USAGE["analyze"]),
+        ("stop", "stop needs the run id.", USAGE["stop"]),
+        ("status a b", "status takes at most one run id.", USAGE["status"]),
+        ("deploy prod", "Unknown command 'deploy'.", "help lists the commands"),
+        (
+            'reject P1 "unclosed',
+            "Cannot read that command (No closing quotation).",
+            "close your quotes",
+        ),
+    ],
+)
+def test_bad_commands_say_what_was_expected(text: str, message: str, usage: str) -> None:
+    with pytest.raises(CommandError) as error:
+        parse(text)
+    assert error.value.message == message
+    assert error.value.usage == usage
+
+
+def test_help_lists_every_command_with_an_example() -> None:
+    text = help_text()
+    for verb in ("analyze", "status", "stop", "approve", "reject", "help"):
+        assert f"/agent {verb}" in text
+    assert text.count("e.g.") >= 5
+
+
+def test_no_file_means_the_working_directory_and_no_approvers(tmp_path: Path) -> None:
+    policy = load_policy(None, cwd=tmp_path)
+    [(name, repo)] = policy.repos.items()
+    assert name == tmp_path.name and repo.path == tmp_path.resolve()
+    assert policy.approvals.approvers == []
+
+
+def test_the_design_example_loads(tmp_path: Path) -> None:
+    (tmp_path / "shop").mkdir()
+    file = tmp_path / "chatops.toml"
+    file.write_text(
+        '[repos.shop]\npath = "shop"\nbase = "main"\nmode = "feature_branches"\n'
+        'writable = ["feature/*"]\nprotected = ["release/*"]\n\n'
+        '[repos.web]\nurl = "git@example.invalid:org/web.git"\n\n'
+        '[approvals]\napprovers = ["U012ABCDEF", "S0123GROUP"]\nfour_eyes = true\nttl = "4h"\n\n'
+        '[digest]\nchannel = "C0123CHAN"\ncron = "0 9 * * 1-5"\ntimezone = "Europe/Stockholm"\n'
+    )
+    policy = load_policy(file, cwd=tmp_path)
+    assert policy.repos["shop"].path == (tmp_path / "shop").resolve()
+    assert policy.repos["web"].url == "git@example.invalid:org/web.git"
+    assert policy.approvals.ttl_seconds == 4 * 3600
+    with pytest.raises(ConfigError, match="Several repositories are configured"):
+        policy.repo(None)
+    with pytest.raises(ConfigError, match="Unknown repository 'nope'. Known: shop, web."):
+        policy.repo("nope")
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        ('[repos.shop]\nmode = "yolo"\npath = "."\n', "repos.shop.mode: Input should be"),
+        ('[repos.shop]\npath = "."\nwritable = "feature/*"\n', "repos.shop.writable"),
+        ("[repos.shop]\n", "repos.shop: Value error, give exactly one of path"),
+        ('[repos.shop]\npath = "."\n[approvals]\nttl = "soon"\n', "approvals.ttl"),
+        (
+            '[repos.shop]\npath = "."\n[approvals]\napprover = ["U1"]\n',
+            "approvals.approver: Extra inputs are not permitted",
+        ),
+        ('[repos.shop]\npath = "missing"\n', "repos.shop.path:"),
+        ("[repos.shop\n", "not valid TOML"),
+        ("", "repos: configure at least one repository"),
+    ],
+)
+def test_invalid_policy_names_file_key_and_reason(tmp_path: Path, content: str, error: str) -> None:
+    file = tmp_path / "chatops.toml"
+    file.write_text(content)
+    with pytest.raises(ConfigError) as raised:
+        load_policy(file, cwd=tmp_path)
+    assert str(raised.value).startswith(f"{file}: ")
+    assert error in str(raised.value)
+
+
+def test_a_named_policy_file_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_policy(tmp_path / "nope.toml", cwd=tmp_path)

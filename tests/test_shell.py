@@ -1,0 +1,111 @@
+"""`chatops shell` driven through its stdin, as a person would type; history survives restarts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.gitrepo import RepoBuilder
+
+
+def shell(repo: Path, data: Path, lines: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CHATOPS_", "ANTHROPIC_", "DATABASE_URL"))
+    }
+    env["CHATOPS_DATA_DIR"] = str(data)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "shell", "--repo", str(repo), *args],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+def test_analyze_shows_progress_then_the_report(planted_repo: RepoBuilder, tmp_path: Path) -> None:
+    done = shell(
+        planted_repo.root,
+        tmp_path / "data",
+        ["/agent analyze branch feature/planted", "exit"],
+        "--as",
+        "ana",
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "acting as ana" in out
+    assert "branches feature/planted, main" in out
+    assert "queued: analyzing feature/planted in repo, requested by ana" in out
+    order = [
+        out.index(f"  {name} done in") for name in ("code_review", "tests", "dependencies", "risk")
+    ]
+    assert order == sorted(order)
+    report_at = out.index("Risk  CRITICAL")
+    assert report_at > order[-1]
+    assert "Possible AWS Access Key added" in out
+    assert "AKIA4HJXZQ2WBNVGL7PK" not in out
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_history_survives_a_restart_and_errors_say_what_to_do(
+    planted_repo: RepoBuilder, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    first = shell(planted_repo.root, data, ["analyze branch feature/planted"])
+    run_id = first.stdout.split("Run ", 1)[1].split(" ", 1)[0]
+    second = shell(
+        planted_repo.root,
+        data,
+        [
+            "/agent status",
+            f"/agent status {run_id}",
+            "/agent analyze branch feature/plant",
+            "/agent analyze branch --upload-pack=x",
+            "/agent stop nope",
+            f"/agent stop {run_id}",
+            f"approve {run_id}/P1",
+            "frobnicate",
+        ],
+    )
+    out = second.stdout
+    assert f"{run_id} │ done" in out
+    assert out.count("Risk  CRITICAL") == 1  # `status RUN` shows the stored report again
+    assert "error: No branch named 'feature/plant'" in out
+    assert "Did you mean: feature/planted?" in out
+    assert "error: '--upload-pack=x' is not a valid branch name." in out
+    assert "error: No run 'nope'." in out
+    assert f"error: Run {run_id} is already done." in out
+    assert "nothing is written" in out
+    assert "error: Unknown command 'frobnicate'." in out
+    assert "Traceback" not in second.stderr
+
+
+def test_a_broken_policy_file_stops_the_shell_with_the_reason(tmp_path: Path) -> None:
+    policy = tmp_path / "chatops.toml"
+    policy.write_text('[repos.shop]\nmode = "yolo"\npath = "."\n')
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CHATOPS_", "ANTHROPIC_", "DATABASE_URL"))
+    }
+    env.update(CHATOPS_DATA_DIR=str(tmp_path / "data"), CHATOPS_CONFIG=str(policy))
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "shell"],
+        input="exit\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert f"error: {policy}: repos.shop.mode: Input should be" in done.stderr
+    assert "Traceback" not in done.stderr
