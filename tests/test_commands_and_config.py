@@ -19,6 +19,7 @@ from bot.commands import (
     parse,
 )
 from bot.config import ConfigError, load_policy
+from tests.gitrepo import RepoBuilder
 
 
 @pytest.mark.parametrize(
@@ -129,3 +130,23 @@ def test_invalid_policy_names_file_key_and_reason(tmp_path: Path, content: str, 
 def test_a_named_policy_file_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_policy(tmp_path / "nope.toml", cwd=tmp_path)
+
+
+def test_a_url_repository_is_cloned_then_fetched_before_each_run(
+    planted_repo: RepoBuilder, tmp_path: Path
+) -> None:
+    from agents.pipeline import analyze_branch
+    from bot.config import RepoConfig
+    from bot.repos import RepoResolver
+
+    resolver = RepoResolver(tmp_path / "data")
+    config = RepoConfig(url=str(planted_repo.root))
+    path = resolver.prepare("shop", config)
+    assert path == tmp_path / "data" / "repos" / "shop"
+    first = analyze_branch(path, "feature/planted")
+    planted_repo.checkout("feature/planted")
+    planted_repo.commit({"shop/late.py": "def late(x):\n    return eval(x)\n"}, "later")
+    planted_repo.checkout("main")
+    second = analyze_branch(resolver.prepare("shop", config), "feature/planted")
+    assert second.target.head_sha == planted_repo.head("feature/planted") != first.target.head_sha
+    assert any(f.file == "shop/late.py" and f.rule == "B307" for f in second.findings)
