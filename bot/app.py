@@ -61,5 +61,11 @@ def build_app(
         settings.llm(),
         settings.chatops_lease_s,
     )
+    if settings.slack_bot_token is not None:
+        from bot.slack.app import web_client
+        from bot.slack.notifier import SlackNotifier
+
+        client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+        executor.observers.append(SlackNotifier(client, store))
     jobs = Jobs(make_huey(settings), store, executor, settings)
     return App(settings, policy, engine, store, jobs, Service(store, jobs.enqueue, policy))

@@ -247,6 +247,46 @@ def shell_command(
         the_app.close()
 
 
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option("--host", help="Interface for HTTP mode.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port for HTTP mode.")] = 3000,
+) -> None:
+    """The Slack app: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on /slack/events."""
+    errors = Console(stderr=True)
+    the_app = _app_or_exit(errors)
+    settings = the_app.settings
+    if settings.slack_bot_token is None or (
+        settings.slack_signing_secret is None and settings.slack_app_token is None
+    ):
+        _fail(
+            errors,
+            "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN) are not set.",
+            "Install the app from manifest.yml (see the README) and export its tokens.",
+        )
+        return
+    from bot.slack.app import HttpApp, build_bolt_app, web_client
+
+    client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    secret = (
+        settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+    )
+    bolt = build_bolt_app(client, secret, the_app.service, the_app.store)
+    if settings.chatops_queue == "sqlite":
+        the_app.jobs.start_consumer(in_process=True)
+    try:
+        if settings.slack_app_token is not None:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            SocketModeHandler(bolt, settings.slack_app_token.get_secret_value()).start()  # type: ignore[no-untyped-call]
+        else:
+            import uvicorn
+
+            uvicorn.run(HttpApp(bolt), host=host, port=port, log_level="warning")
+    finally:
+        the_app.close()
+
+
 @app.command("worker")
 def worker_command() -> None:
     """Run jobs from the shared queue until SIGINT or SIGTERM."""

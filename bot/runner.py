@@ -8,16 +8,30 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
+from typing import Protocol
 
 from agents.errors import AnalysisInputError, GitFailure
 from agents.llm import LLMSession, LLMSettings
 from agents.pipeline import Progress, analyze_branch
+from agents.report import Report
 from bot.config import ConfigError, PolicyConfig
 from bot.repos import RepoResolver
 from bot.store.runs import RunStore
 
 log = logging.getLogger(__name__)
+
+
+class RunObserver(Protocol):
+    """A surface that shows runs as they go (Slack edits the parent message and posts the
+    report in its thread). Its errors are logged and never change the run."""
+
+    def progress(self, run_id: str, progress: Progress) -> None: ...
+
+    def finished(self, run_id: str, report: Report) -> None: ...
+
+    def failed(self, run_id: str, error: str) -> None: ...
 
 
 def worker_id() -> str:
@@ -32,12 +46,21 @@ class RunExecutor:
         repos: RepoResolver,
         llm: LLMSettings | None,
         lease_s: float,
+        observers: list[RunObserver] | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
         self.repos = repos
         self.llm = llm
         self.lease_s = lease_s
+        self.observers: list[RunObserver] = list(observers or [])
+
+    def _tell(self, call: Callable[[RunObserver], None]) -> None:
+        for observer in self.observers:
+            try:
+                call(observer)
+            except Exception:
+                log.exception("an observer failed; the run is unaffected")
 
     def __call__(self, run_id: str) -> None:
         worker = worker_id()
@@ -46,7 +69,13 @@ class RunExecutor:
             log.info("run %s: not claimable (finished, cancelled or held); nothing to do", run_id)
             return
         log.info("run %s: claimed by %s (attempt %d)", run_id, worker, run.attempts)
-        keep_alive = _Heartbeat(self.store, run_id, worker, self.lease_s)
+        keep_alive = _Heartbeat(
+            self.store,
+            run_id,
+            worker,
+            self.lease_s,
+            lambda progress: self._tell(lambda o: o.progress(run_id, progress)),
+        )
         keep_alive.start()
         try:
             name, config = self.policy.repo(run.repo)
@@ -60,26 +89,40 @@ class RunExecutor:
                 llm=LLMSession(self.llm) if self.llm is not None else None,
             )
         except (AnalysisInputError, ConfigError) as exc:
-            self.store.fail(run_id, worker, str(exc))
+            self._fail(run_id, worker, str(exc))
             return
         except GitFailure as exc:
-            self.store.fail(run_id, worker, f"git failed: {exc}")
+            self._fail(run_id, worker, f"git failed: {exc}")
             return
         except Exception as exc:  # the run must end visibly, whatever broke
             log.exception("run %s failed", run_id)
-            self.store.fail(run_id, worker, f"internal error: {type(exc).__name__}: {exc}")
+            self._fail(run_id, worker, f"internal error: {type(exc).__name__}: {exc}")
             return
         finally:
             keep_alive.stop()
         if not self.store.finish(run_id, worker, report):
             log.warning("run %s: lease lost before finishing; another worker owns it", run_id)
+            return
+        self._tell(lambda o: o.finished(run_id, report))
+
+    def _fail(self, run_id: str, worker: str, error: str) -> None:
+        if self.store.fail(run_id, worker, error):
+            self._tell(lambda o: o.failed(run_id, error))
 
 
 class _Heartbeat:
     """Extends the lease while the run works, between checkpoints too (a model call can take
     longer than a lease), and carries progress and stop requests through checkpoints."""
 
-    def __init__(self, store: RunStore, run_id: str, worker: str, lease_s: float) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        run_id: str,
+        worker: str,
+        lease_s: float,
+        on_progress: Callable[[Progress], None],
+    ) -> None:
+        self.on_progress = on_progress
         self.store = store
         self.run_id = run_id
         self.worker = worker
@@ -103,4 +146,5 @@ class _Heartbeat:
         state = json.dumps([asdict(agent) for agent in progress.agents])
         if not self.store.heartbeat(self.run_id, self.worker, self.lease_s, progress=state):
             self._keep_going = False
+        self.on_progress(progress)
         return self._keep_going

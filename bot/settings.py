@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     chatops_validate: bool = True
     chatops_count_tokens: bool = True
 
+    # Slack: a bot token and signing secret (HTTP mode), plus an app token for Socket Mode.
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str | None = None
+
     # Storage and jobs: the embedded default is SQLite and an in-process queue.
     database_url: str | None = None
     chatops_data_dir: Path = Field(default_factory=lambda: Path(user_data_dir("chatops")))

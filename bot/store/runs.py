@@ -277,6 +277,13 @@ class RunStore:
                 session.execute(update(Run).where(col(Run.id).in_(stale)).values(enqueued_at=now))
         return expired + stale
 
+    def set_message(self, run_id: str, channel: str, ts: str) -> None:
+        """Where the run's parent message is: progress edits it, the report goes in its thread."""
+        with session_scope(self.engine) as session:
+            session.execute(
+                update(Run).where(col(Run.id) == run_id).values(channel=channel, thread_ts=ts)
+            )
+
     def save_progress(self, run_id: str, progress: dict[str, object]) -> None:
         with session_scope(self.engine) as session:
             session.execute(

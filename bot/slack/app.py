@@ -1,0 +1,60 @@
+"""The Bolt app and its runners: HTTP (Bolt's ASGI adapter under uvicorn: `/slack/events`,
+`/healthz`) or Socket Mode when `SLACK_APP_TOKEN` is set."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt import App
+from slack_bolt.adapter.asgi import SlackRequestHandler
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+
+from bot.service import Service
+from bot.slack.listeners import register
+from bot.store.runs import RunStore
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def web_client(token: str, base_url: str | None) -> WebClient:
+    """A WebClient that retries rate-limited calls after Slack's Retry-After."""
+    url = base_url or "https://slack.com/api/"
+    return WebClient(
+        token=token,
+        base_url=url
+        if url.endswith("/")
+        else url + "/",  # urljoin drops the last segment otherwise
+        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=3)],
+    )
+
+
+def build_bolt_app(
+    client: WebClient, signing_secret: str, service: Service, store: RunStore
+) -> App:
+    app = App(client=client, signing_secret=signing_secret, process_before_response=False)
+    register(app, service, store)
+    return app
+
+
+class HttpApp:
+    """ASGI: Bolt at /slack/events, a health check at /healthz, 404 elsewhere."""
+
+    def __init__(self, bolt: App) -> None:
+        self.slack = SlackRequestHandler(bolt)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/healthz":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/plain")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        await self.slack(scope, receive, send)

@@ -1,0 +1,199 @@
+"""Block Kit for runs and reports, with `slack_sdk.models.blocks`, inside Slack's limits.
+
+Every text from a repository, a ticket or a model is escaped (`&`, `<`, `>`), so nothing in it
+can mention `@channel` or a user, or forge a link. A report that does not fit one message
+(50 blocks, 3,000 characters a section, about 13,000 in all) is cut to its top, and the caller
+uploads the full Markdown report as a file in the thread.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from agents.pipeline import AgentProgress
+from agents.report import Finding, Report, Severity
+from bot.render.markdown import location
+
+MAX_BLOCKS = 50
+MAX_SECTION = 3000
+# Slack answers msg_blocks_too_long at about 13,000 characters; stay well under.
+MAX_MESSAGE_CHARS = 11_000
+_SEVERITY_ICON = {
+    Severity.critical: ":red_circle:",
+    Severity.high: ":large_orange_circle:",
+    Severity.medium: ":large_yellow_circle:",
+    Severity.low: ":large_blue_circle:",
+    Severity.info: ":white_circle:",
+}
+_STATUS_ICON = {
+    "waiting": ":hourglass:",
+    "running": ":hourglass_flowing_sand:",
+    "done": ":white_check_mark:",
+    "failed": ":x:",
+    "cancelled": ":heavy_minus_sign:",
+}
+
+
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters, as its docs say to escape them."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _section(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=clip(text, MAX_SECTION)))
+
+
+def _context(text: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=clip(text, MAX_SECTION))])
+
+
+def to_dicts(blocks: list[Block]) -> list[dict[str, object]]:
+    return [block.to_dict() for block in blocks]
+
+
+def size(blocks: list[dict[str, object]]) -> int:
+    return len(json.dumps(blocks))
+
+
+@dataclass(frozen=True)
+class ParentView:
+    run_id: str
+    requester: str
+    target: str
+    repo: str
+    status: str
+    agents: list[AgentProgress]
+    verdict: str = ""
+
+
+def parent_blocks(view: ParentView) -> list[dict[str, object]]:
+    """The channel message: who asked for what, and one line per agent."""
+    lines = [
+        f"{_STATUS_ICON.get(agent.status, '')} `{agent.name}` {agent.status}"
+        + (f" ({agent.duration_ms / 1000:.1f} s)" if agent.status in ("done", "failed") else "")
+        for agent in view.agents
+    ]
+    who = f"<@{view.requester}>" if _USER_ID.fullmatch(view.requester) else escape(view.requester)
+    head = (
+        f"*Analyzing `{escape(view.target)}` in {escape(view.repo)}*, requested by {who}: "
+        f"{view.status}"
+    )
+    blocks: list[Block] = [_section(head)]
+    if lines:
+        blocks.append(_section("\n".join(lines)))
+    if view.verdict:
+        blocks.append(_section(view.verdict))
+    blocks.append(_context(f"run `{view.run_id}` · the report goes in this thread"))
+    return to_dicts(blocks)
+
+
+def parent_text(view: ParentView) -> str:
+    return f"Analyzing {view.target} in {view.repo}: {view.status}"
+
+
+def verdict_line(report: Report) -> str:
+    risk = report.risk
+    return f"*Risk: {risk.level.value.upper()} ({risk.score}/100)* · {escape(report.summary)}"
+
+
+def _finding_block(finding: Finding) -> SectionBlock:
+    where = location(finding)
+    text = (
+        f"{_SEVERITY_ICON[finding.severity]} *{escape(clip(finding.title, 300))}*"
+        + (f"  `{escape(where)}`" if where else "")
+        + f"\n{escape(clip(finding.detail, 1200))}"
+        + (f"\n_Suggestion:_ {escape(clip(finding.suggestion, 800))}" if finding.suggestion else "")
+        + f"\n_{finding.source.value} · {finding.agent} · confidence {finding.confidence:.0%}_"
+    )
+    return _section(text)
+
+
+def report_blocks(report: Report) -> tuple[list[dict[str, object]], bool]:
+    """The report as one message's blocks, and whether it was cut to fit (then the caller
+    uploads the full Markdown report in the thread)."""
+    t = report.target
+    head: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text=clip(f"Report: {t.branch} against {t.base}", 150))),
+        _section(
+            verdict_line(report)
+            + "".join(f"\n• {escape(clip(reason, 300))}" for reason in report.risk.reasons[:8])
+        ),
+    ]
+    body: list[Block] = []
+    for severity in Severity:
+        group = [f for f in report.findings if f.severity is severity]
+        if group:
+            body.append(_section(f"*{severity.value.capitalize()}* ({len(group)})"))
+            body.extend(_finding_block(f) for f in group)
+    for proposal in report.proposals:
+        preview = escape(clip(proposal.content, 1800)).replace("```", "ˋˋˋ")
+        body.append(
+            _section(
+                f"*{proposal.id}: {escape(clip(proposal.title, 200))}*  "
+                f"({proposal.kind.value} → `{escape(proposal.target)}`, not applied)\n"
+                f"```{preview}```"
+            )
+        )
+    cov = report.coverage
+    skipped = "; ".join(f"{escape(s.file)}: {escape(s.reason)}" for s in cov.files_skipped[:5])
+    tail: list[Block] = [
+        _context(
+            f"Coverage: {len(cov.files_analyzed)} file(s) analyzed"
+            + (f", {len(cov.files_skipped)} skipped ({clip(skipped, 1500)})" if skipped else "")
+        ),
+        _context(_footer(report)),
+    ]
+    blocks = to_dicts(head + body + tail)
+    if len(blocks) <= MAX_BLOCKS and size(blocks) <= MAX_MESSAGE_CHARS:
+        return blocks, False
+    # Cut: head, as many body blocks as fit, a note, the tail.
+    note = _section(":page_facing_up: The full report is in the file below.")
+    fixed = to_dicts(head) + [note.to_dict()] + to_dicts([DividerBlock()] + tail)
+    kept: list[dict[str, object]] = []
+    for block in to_dicts(body):
+        if (
+            len(fixed) + len(kept) + 1 > MAX_BLOCKS
+            or size(fixed + kept + [block]) > MAX_MESSAGE_CHARS
+        ):
+            break
+        kept.append(block)
+    return fixed[: len(head)] + kept + fixed[len(head) :], True
+
+
+def _footer(report: Report) -> str:
+    u = report.usage
+    duration = sum(a.duration_ms for a in report.agents) / 1000
+    model = escape(u.model) if u.model else "none (offline analyzers)"
+    return (
+        f"Model {model} · tokens {u.input_tokens:,} in, {u.output_tokens:,} out, "
+        f"{u.cache_read_tokens:,} cached · ${u.cost_usd:.4f} · {duration:.1f} s · "
+        f"run `{report.run_id}`"
+    )
+
+
+def failure_blocks(run_id: str, error: str) -> list[dict[str, object]]:
+    return to_dicts(
+        [
+            _section(f":x: *The analysis failed.* {escape(clip(error, 2500))}"),
+            _context(f"run `{run_id}`"),
+        ]
+    )

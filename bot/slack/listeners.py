@@ -1,0 +1,174 @@
+"""Bolt listeners: validate, ack, call the use cases. Nothing slow runs before `ack()`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.commands import (
+    AnalyzeBranch,
+    Approve,
+    Command,
+    CommandError,
+    Help,
+    Reject,
+    Status,
+    Stop,
+    help_text,
+    parse,
+)
+from bot.service import Actor, Service, UserError
+from bot.slack.blocks import ParentView, escape, parent_blocks, parent_text
+from bot.store.runs import RunStore
+
+log = logging.getLogger(__name__)
+
+COMMAND = "/agent"
+EVENTS = ("app_mention",)
+
+
+def register(app: App, service: Service, store: RunStore) -> None:
+    """The whole surface: one slash command and one event. The manifest declares exactly these
+    (tests/test_slack_manifest.py keeps the two in step)."""
+
+    @app.command(COMMAND)
+    def on_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        try:
+            parsed = parse(command.get("text", ""))
+        except CommandError as exc:
+            ack(response_type="ephemeral", text=_usage_error(exc))
+            return
+        if isinstance(parsed, Help):
+            ack(response_type="ephemeral", text=f"```{help_text()}```")
+            return
+        ack()
+        actor = Actor(user=command["user_id"], surface="slack", team=command.get("team_id"))
+        _handle(
+            parsed,
+            actor,
+            channel=command["channel_id"],
+            thread_ts=None,
+            event_key=f"slack:command:{command.get('trigger_id')}",
+            respond=respond,
+            client=client,
+            service=service,
+            store=store,
+        )
+
+    @app.event("app_mention")
+    def on_mention(
+        event: dict[str, Any], body: dict[str, Any], say: Any, client: WebClient
+    ) -> None:
+        text = " ".join(word for word in event.get("text", "").split() if not word.startswith("<@"))
+        actor = Actor(user=event.get("user", ""), surface="slack", team=body.get("team_id"))
+
+        def reply(text: str, **_: Any) -> None:
+            say(text=text, thread_ts=event.get("thread_ts") or event.get("ts"))
+
+        try:
+            parsed = parse(text)
+        except CommandError as exc:
+            reply(_usage_error(exc))
+            return
+        if isinstance(parsed, Help):
+            reply(f"```{help_text(prefix='@chatops ')}```")
+            return
+        _handle(
+            parsed,
+            actor,
+            channel=event["channel"],
+            thread_ts=None,
+            event_key=f"slack:event:{body.get('event_id')}",
+            respond=reply,
+            client=client,
+            service=service,
+            store=store,
+        )
+
+
+def _usage_error(exc: CommandError) -> str:
+    usage = f"\nUsage: `/agent {exc.usage}`" if exc.usage else ""
+    return f":warning: {escape(exc.message)}{usage}\nType `/agent help` for every command."
+
+
+def _handle(
+    command: Command,
+    actor: Actor,
+    *,
+    channel: str,
+    thread_ts: str | None,
+    event_key: str,
+    respond: Any,
+    client: WebClient,
+    service: Service,
+    store: RunStore,
+) -> None:
+    try:
+        if isinstance(command, AnalyzeBranch):
+            _analyze(command, actor, channel, event_key, respond, client, service, store)
+        elif isinstance(command, Status):
+            respond(response_type="ephemeral", text=_status(command, actor, service))
+        elif isinstance(command, Stop):
+            run = service.cancel_run(actor, command.run_id)
+            done = "cancelled" if run.status == "cancelled" else "will stop after the current agent"
+            respond(response_type="ephemeral", text=f"Run `{run.id}` {done}.")
+        elif isinstance(command, Approve | Reject):
+            respond(
+                response_type="ephemeral",
+                text="Approving proposals is not available yet: proposals are shown, and "
+                "nothing is written.",
+            )
+    except UserError as exc:
+        hint = f"\n{escape(exc.hint)}" if exc.hint else ""
+        respond(response_type="ephemeral", text=f":warning: {escape(exc.message)}{hint}")
+
+
+def _analyze(
+    command: AnalyzeBranch,
+    actor: Actor,
+    channel: str,
+    event_key: str,
+    respond: Any,
+    client: WebClient,
+    service: Service,
+    store: RunStore,
+) -> None:
+    requested = service.request_analysis(actor, command, event_key=event_key, channel=channel)
+    if not requested.created:
+        log.info("duplicate delivery of %s: run %s already exists", event_key, requested.run.id)
+        return
+    run = requested.run
+    view = ParentView(run.id, actor.user, run.target, run.repo, "queued", [])
+    try:
+        posted = client.chat_postMessage(
+            channel=channel, text=parent_text(view), blocks=parent_blocks(view)
+        )
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        hint = (
+            " Invite me to the channel with `/invite @chatops`, then try again."
+            if error in ("not_in_channel", "channel_not_found")
+            else ""
+        )
+        service.cancel_run(actor, run.id)
+        respond(
+            response_type="ephemeral",
+            text=f":warning: I could not post in this channel ({error}).{hint}",
+        )
+        return
+    store.set_message(run.id, channel, str(posted["ts"]))
+
+
+def _status(command: Status, actor: Actor, service: Service) -> str:
+    if command.run_id is not None:
+        run = service.status(command.run_id)
+        error = f": {escape(run.error)}" if run.error else ""
+        return f"Run `{run.id}` ({escape(run.target)} in {escape(run.repo)}): {run.status}{error}"
+    runs = service.recent_runs(limit=5, requester=actor.user)
+    if not runs:
+        return "You have no runs yet. Try `/agent analyze branch NAME`."
+    return "\n".join(f"`{r.id}` {r.status} · {escape(r.target)} in {escape(r.repo)}" for r in runs)

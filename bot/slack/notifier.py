@@ -1,0 +1,118 @@
+"""Shows runs in Slack as they go: the parent message is edited at each checkpoint, and the
+report (or the failure) is posted in its thread, with the full report as a file when it does not
+fit one message."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from agents.pipeline import AgentProgress, Progress
+from agents.report import Report
+from bot.render.markdown import render_markdown
+from bot.slack.blocks import (
+    ParentView,
+    failure_blocks,
+    parent_blocks,
+    parent_text,
+    report_blocks,
+    verdict_line,
+)
+from bot.store.models import Run
+from bot.store.runs import RunStore
+
+log = logging.getLogger(__name__)
+# The listener posts the parent message right after the run is queued; a fast worker may finish
+# first. Wait this long for the message before posting the report without a thread.
+PARENT_WAIT_S = 5.0
+
+
+class SlackNotifier:
+    def __init__(self, client: WebClient, store: RunStore) -> None:
+        self.client = client
+        self.store = store
+
+    def _run(self, run_id: str, wait: bool = False) -> Run | None:
+        deadline = time.monotonic() + (PARENT_WAIT_S if wait else 0)
+        while True:
+            run = self.store.get(run_id)
+            if run is None or run.surface != "slack" or not run.channel:
+                return None
+            if run.thread_ts or time.monotonic() >= deadline:
+                return run
+            time.sleep(0.1)
+
+    def progress(self, run_id: str, progress: Progress) -> None:
+        run = self._run(run_id)
+        if run is None or not run.thread_ts:
+            return
+        self._update(run, "running", progress.agents)
+
+    def finished(self, run_id: str, report: Report) -> None:
+        run = self._run(run_id, wait=True)
+        if run is None:
+            return
+        agents = [
+            AgentProgress(
+                a.name, "cancelled" if a.status == "skipped" else a.status, a.duration_ms, a.error
+            )
+            for a in report.agents
+        ]
+        status = "stopped" if report.stopped_early else "done"
+        if run.thread_ts:
+            self._update(run, status, agents, verdict_line(report))
+        blocks, cut = report_blocks(report)
+        assert run.channel is not None
+        self.client.chat_postMessage(
+            channel=run.channel,
+            thread_ts=run.thread_ts,
+            text=f"Report for {report.target.branch}: risk {report.risk.level.value}",
+            blocks=blocks,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        if cut:
+            self.client.files_upload_v2(
+                channel=run.channel,
+                thread_ts=run.thread_ts,
+                content=render_markdown(report),
+                filename=f"chatops-report-{report.run_id}.md",
+                title=f"Full report: {report.target.branch}",
+            )
+
+    def failed(self, run_id: str, error: str) -> None:
+        run = self._run(run_id, wait=True)
+        if run is None:
+            return
+        assert run.channel is not None
+        if run.thread_ts:
+            self._update(run, "failed", _agents(run))
+        self.client.chat_postMessage(
+            channel=run.channel,
+            thread_ts=run.thread_ts,
+            text=f"The analysis failed: {error[:200]}",
+            blocks=failure_blocks(run.id, error),
+        )
+
+    def _update(
+        self, run: Run, status: str, agents: list[AgentProgress], verdict: str = ""
+    ) -> None:
+        view = ParentView(run.id, run.requester, run.target, run.repo, status, agents, verdict)
+        assert run.channel is not None and run.thread_ts is not None
+        try:
+            self.client.chat_update(
+                channel=run.channel,
+                ts=run.thread_ts,
+                text=parent_text(view),
+                blocks=parent_blocks(view),
+            )
+        except SlackApiError as exc:  # a lost edit is cosmetic; the report still gets posted
+            log.warning("run %s: chat.update failed: %s", run.id, exc.response.get("error"))
+
+
+def _agents(run: Run) -> list[AgentProgress]:
+    return [AgentProgress(**item) for item in json.loads(run.progress)] if run.progress else []
