@@ -27,7 +27,8 @@ from bot.store.runs import RunStore
 
 log = logging.getLogger(__name__)
 
-COMMAND = "/agent"
+# What this app handles; manifest.yml declares exactly these (tests/test_slack_manifest.py).
+COMMANDS = ("/agent",)
 EVENTS = ("app_mention",)
 
 
@@ -35,7 +36,7 @@ def register(app: App, service: Service, store: RunStore) -> None:
     """The whole surface: one slash command and one event. The manifest declares exactly these
     (tests/test_slack_manifest.py keeps the two in step)."""
 
-    @app.command(COMMAND)
+    @app.command(COMMANDS[0])
     def on_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
         try:
             parsed = parse(command.get("text", ""))
@@ -59,7 +60,7 @@ def register(app: App, service: Service, store: RunStore) -> None:
             store=store,
         )
 
-    @app.event("app_mention")
+    @app.event(EVENTS[0])
     def on_mention(
         event: dict[str, Any], body: dict[str, Any], say: Any, client: WebClient
     ) -> None:

@@ -1,0 +1,269 @@
+"""A fake Slack Web API on 127.0.0.1 that behaves like Slack where it matters.
+
+- Auth: `Authorization: Bearer <token>`; a wrong token answers `invalid_auth` (HTTP 200, as Slack).
+- Block Kit limits Slack enforces and slack_sdk does not (testdata README): at most 50 blocks
+  (`invalid_blocks`), section text 3,000 and section fields 2,000 characters (`invalid_blocks`),
+  header 150, and about 13,000 characters of blocks in all (`msg_blocks_too_long`).
+- `chat.postMessage` to a channel the bot is not in: `not_in_channel`; unknown ts on
+  `chat.update`: `message_not_found`.
+- Rate limits on demand: HTTP 429, `Retry-After`, `{"ok": false, "error": "ratelimited"}`.
+- The external file upload: `files.getUploadURLExternal` → POST the bytes to the upload URL →
+  `files.completeUploadExternal` shares them in a channel or thread.
+- `response_url`s under `/response/...` record what `respond()` sends.
+
+Every call is recorded with its arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+BOT_TOKEN = "xoxb-test-token"
+TOTAL_BLOCKS_LIMIT = 13_000
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    at: float
+    status: int = 200
+    response: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    thread_ts: str | None = None
+    edits: int = 0
+
+
+def block_error(blocks: list[dict[str, Any]]) -> str | None:
+    if len(blocks) > 50:
+        return "invalid_blocks"
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "section":
+            text = (block.get("text") or {}).get("text", "")
+            if len(text) > 3000:
+                return "invalid_blocks"
+            if any(len(f.get("text", "")) > 2000 for f in block.get("fields") or []):
+                return "invalid_blocks"
+        if kind == "header" and len((block.get("text") or {}).get("text", "")) > 150:
+            return "invalid_blocks"
+        if kind == "context" and len(block.get("elements") or []) > 10:
+            return "invalid_blocks"
+    if len(json.dumps(blocks)) > TOTAL_BLOCKS_LIMIT:
+        return "msg_blocks_too_long"
+    return None
+
+
+class FakeSlack:
+    def __init__(self, channels: tuple[str, ...] = ("C111",)) -> None:
+        self.calls: list[Call] = []
+        self.messages: list[Message] = []
+        self.responses: list[dict[str, Any]] = []  # what respond() posted to response_urls
+        self.uploads: dict[str, bytes] = {}
+        self.shared_files: list[dict[str, Any]] = []
+        self.channels = set(channels)
+        self.rate_limits: dict[str, int] = {}  # method -> 429s still to send
+        self.retry_after = 1
+        self._ts = 1_700_000_000
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/"
+
+    def response_url(self) -> str:
+        return f"{self.url}/response/{uuid.uuid4().hex[:8]}"
+
+    def __enter__(self) -> FakeSlack:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def called(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def rate_limit_next(self, method: str, times: int = 1) -> None:
+        self.rate_limits[method] = times
+
+    def top_level(self, channel: str = "C111") -> list[Message]:
+        return [m for m in self.messages if m.channel == channel and m.thread_ts is None]
+
+    def thread(self, ts: str) -> list[Message]:
+        return [m for m in self.messages if m.thread_ts == ts]
+
+    def wait_for(self, predicate: Any, timeout: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError("timed out waiting on the fake Slack")
+
+    # -- methods -------------------------------------------------------------------------------
+
+    def _next_ts(self) -> str:
+        self._ts += 1
+        return f"{self._ts}.000100"
+
+    def _api(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        if method == "auth.test":
+            return {
+                "ok": True,
+                "url": f"{self.url}/",
+                "team": "Test",
+                "user": "chatops",
+                "team_id": "T111",
+                "user_id": "UBOT",
+                "bot_id": "B111",
+            }
+        if method in ("chat.postMessage", "chat.update"):
+            blocks = args.get("blocks") or []
+            if isinstance(blocks, str):
+                blocks = json.loads(blocks)
+            channel = args.get("channel", "")
+            if channel not in self.channels:
+                return {"ok": False, "error": "not_in_channel" if channel else "channel_not_found"}
+            if not blocks and not args.get("text"):
+                return {"ok": False, "error": "no_text"}
+            error = block_error(blocks)
+            if error:
+                return {
+                    "ok": False,
+                    "error": error,
+                    "response_metadata": {"messages": [f"[ERROR] {error}"]},
+                }
+            if method == "chat.postMessage":
+                message = Message(
+                    channel,
+                    self._next_ts(),
+                    args.get("text", ""),
+                    blocks,
+                    args.get("thread_ts") or None,
+                )
+                self.messages.append(message)
+                return {
+                    "ok": True,
+                    "channel": channel,
+                    "ts": message.ts,
+                    "message": {"text": message.text, "blocks": blocks, "ts": message.ts},
+                }
+            for message in self.messages:
+                if message.channel == channel and message.ts == args.get("ts"):
+                    message.text, message.blocks = args.get("text", ""), blocks
+                    message.edits += 1
+                    return {"ok": True, "channel": channel, "ts": message.ts, "text": message.text}
+            return {"ok": False, "error": "message_not_found"}
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": self._next_ts()}
+        if method == "files.getUploadURLExternal":
+            if not args.get("filename") or not str(args.get("length", "")).isdigit():
+                return {"ok": False, "error": "invalid_arguments"}
+            file_id = f"F{uuid.uuid4().hex[:10].upper()}"
+            return {"ok": True, "upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
+        if method == "files.completeUploadExternal":
+            files = args.get("files")
+            files = json.loads(files) if isinstance(files, str) else files or []
+            for item in files:
+                if item["id"] not in self.uploads:
+                    return {"ok": False, "error": "file_not_found"}
+            channel = args.get("channel_id")
+            if channel and channel not in self.channels:
+                return {"ok": False, "error": "not_in_channel"}
+            shared = [
+                {
+                    "id": f["id"],
+                    "title": f.get("title", ""),
+                    "channel": channel,
+                    "thread_ts": args.get("thread_ts"),
+                    "content": self.uploads[f["id"]],
+                }
+                for f in files
+            ]
+            self.shared_files.extend(shared)
+            return {"ok": True, "files": [{"id": f["id"], "title": f["title"]} for f in shared]}
+        return {"ok": False, "error": "unknown_method"}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def _send(
+                self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+            ) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json; charset=utf-8")
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if self.path.startswith("/upload/"):
+                    with fake._lock:
+                        fake.uploads[self.path.rsplit("/", 1)[1]] = raw
+                    self.send_response(200)
+                    self.send_header("content-length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"OK")
+                    return
+                if self.path.startswith("/response/"):
+                    with fake._lock:
+                        fake.responses.append(json.loads(raw or b"{}"))
+                    self._send(200, {"ok": True})
+                    return
+                method = self.path.removeprefix("/api/")
+                kind = self.headers.get("content-type", "")
+                if "json" in kind:
+                    args = json.loads(raw or b"{}")
+                else:
+                    args = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+                auth = self.headers.get("authorization", "")
+                token = auth.removeprefix("Bearer ") if auth else args.get("token", "")
+                with fake._lock:
+                    call = Call(method, args, time.monotonic())
+                    fake.calls.append(call)
+                    if fake.rate_limits.get(method, 0) > 0:
+                        fake.rate_limits[method] -= 1
+                        call.status, call.response = 429, {"ok": False, "error": "ratelimited"}
+                        self._send(429, call.response, {"Retry-After": str(fake.retry_after)})
+                        return
+                    if token != BOT_TOKEN:
+                        call.response = {"ok": False, "error": "invalid_auth"}
+                    else:
+                        call.response = fake._api(method, args)
+                self._send(200, call.response)
+
+        return Handler

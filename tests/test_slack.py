@@ -1,0 +1,324 @@
+"""The Slack app end to end over real HTTP: `chatops serve` in HTTP mode, requests signed with
+Slack's algorithm built from the real payloads in ../shared/testdata, and the fake Slack Web API
+(Block Kit limits, rate limits, the file-upload flow) as SLACK_API_URL."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
+
+import pytest
+
+from tests.conftest import BASE_FILES, PLANTED
+from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+from tests.gitrepo import RepoBuilder
+
+pytestmark = pytest.mark.slow
+
+SECRET = "test-signing-secret"
+TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "slack" / "payloads"
+
+
+def sign(body: bytes, timestamp: int | None = None, secret: str = SECRET) -> dict[str, str]:
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    base = f"v0:{ts}:".encode() + body
+    digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return {"x-slack-request-timestamp": ts, "x-slack-signature": f"v0={digest}"}
+
+
+@dataclass
+class Served:
+    url: str
+    slack: FakeSlack
+    repo: RepoBuilder
+    data: Path
+
+    def post(
+        self,
+        body: bytes,
+        headers: dict[str, str],
+        content_type: str = "application/x-www-form-urlencoded",
+    ) -> tuple[int, bytes, float]:
+        request = urllib.request.Request(
+            f"{self.url}/slack/events",
+            data=body,
+            method="POST",
+            headers={"content-type": content_type, **headers},
+        )
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read(), time.perf_counter() - started
+        except urllib.error.HTTPError as error:
+            return error.code, error.read(), time.perf_counter() - started
+
+    def command(
+        self,
+        text: str,
+        *,
+        trigger: str | None = None,
+        channel: str = "C111",
+        extra_headers: dict[str, str] | None = None,
+        timestamp: int | None = None,
+        secret: str = SECRET,
+    ) -> tuple[int, bytes, float]:
+        form = dict(parse_qsl((TESTDATA / "slash_command.form.txt").read_text().strip()))
+        form.update(
+            command="/agent",
+            text=text,
+            channel_id=channel,
+            user_id="W111",
+            response_url=self.slack.response_url(),
+            trigger_id=trigger or f"{uuid.uuid4().int % 10**12}.111.abc",
+        )
+        body = urlencode(form).encode()
+        return self.post(body, {**sign(body, timestamp, secret), **(extra_headers or {})})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("slack")
+    repo = RepoBuilder(root / "shop")
+    repo.commit(BASE_FILES, "base")
+    repo.branch("feature/planted")
+    repo.commit(PLANTED, "planted")
+    repo.checkout("main")
+    repo.branch("feature/many")
+    repo.commit({f"shop/gen_{i}.py": f"def run_{i}(x):\n    return eval(x)\n" for i in range(60)})
+    repo.checkout("main")
+    other = RepoBuilder(root / "web")
+    other.commit({"README.md": "web\n"})
+    policy = root / "chatops.toml"
+    policy.write_text(f'[repos.shop]\npath = "{repo.root}"\n\n[repos.web]\npath = "{other.root}"\n')
+    port = free_port()
+    with FakeSlack() as slack:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("CHATOPS_", "ANTHROPIC_", "SLACK_", "DATABASE_URL"))
+        }
+        env.update(
+            CHATOPS_DATA_DIR=str(root / "data"),
+            CHATOPS_CONFIG=str(policy),
+            SLACK_BOT_TOKEN=BOT_TOKEN,
+            SLACK_SIGNING_SECRET=SECRET,
+            SLACK_API_URL=slack.api_url,
+            CHATOPS_WORKERS="2",
+        )
+        server = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+                    assert response.read() == b"ok"
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        server.stderr.read().decode() if server.stderr else ""
+                    ) from None
+                time.sleep(0.1)
+        try:
+            yield Served(url, slack, repo, root / "data")
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def parent_for(slack: FakeSlack, branch: str) -> str:
+    def find() -> str | None:
+        for message in slack.top_level():
+            if f"Analyzing {branch} in" in message.text:
+                return message.ts
+        return None
+
+    return str(slack.wait_for(find))
+
+
+def test_a_command_yields_parent_message_progress_and_a_threaded_report(served: Served) -> None:
+    status, body, elapsed = served.command("analyze branch feature/planted in shop")
+    assert status == 200 and body == b""
+    assert elapsed < 1.0
+    ts = parent_for(served.slack, "feature/planted")
+    report = served.slack.wait_for(
+        lambda: [m for m in served.slack.thread(ts) if m.text.startswith("Report for")]
+    )
+    [message] = report
+    text = json.dumps(message.blocks)
+    assert "Possible AWS Access Key added" in text
+    assert "AKIA4HJXZQ2WBNVGL7PK" not in text
+    assert "shop/orders.py:11" in text
+    assert "Risk: CRITICAL" in text
+    parent = next(m for m in served.slack.top_level() if m.ts == ts)
+    assert parent.edits >= 2  # progress lines, then the verdict
+    assert "code_review" in json.dumps(parent.blocks) and "Risk: CRITICAL" in json.dumps(
+        parent.blocks
+    )
+    # Nothing the bot sent broke a limit.
+    assert [c.response for c in served.slack.calls if not c.response.get("ok", True)] == []
+
+
+def test_a_report_too_large_for_a_message_comes_with_the_full_file(served: Served) -> None:
+    status, _, _ = served.command("analyze branch feature/many in shop")
+    assert status == 200
+    ts = parent_for(served.slack, "feature/many")
+    [shared] = served.slack.wait_for(
+        lambda: [f for f in served.slack.shared_files if f["thread_ts"] == ts]
+    )
+    content = shared["content"].decode()
+    assert content.startswith("# Analysis of `feature/many` against `main`")
+    assert content.count("B307") >= 60
+    [message] = [m for m in served.slack.thread(ts) if m.text.startswith("Report for")]
+    assert len(message.blocks) <= 50
+    assert "The full report is in the file below" in json.dumps(message.blocks)
+
+
+def test_bad_signature_and_stale_timestamp_get_401_and_start_nothing(served: Served) -> None:
+    before = len(served.slack.calls)
+    forged, _, _ = served.command("analyze branch feature/planted in shop", secret="wrong")
+    stale, _, _ = served.command(
+        "analyze branch feature/planted in shop", timestamp=int(time.time()) - 6 * 60
+    )
+    assert (forged, stale) == (401, 401)
+    time.sleep(0.5)
+    assert [c.method for c in served.slack.calls[before:]] == []
+
+
+def test_a_retried_command_starts_one_run(served: Served) -> None:
+    served.repo.branch("feature/retry", "main")
+    served.repo.commit({"shop/retry.py": "X = 1\n"})
+    served.repo.checkout("main")
+    trigger = "5555.111.retry"
+    first = served.command("analyze branch feature/retry in shop", trigger=trigger)
+    again = served.command(
+        "analyze branch feature/retry in shop",
+        trigger=trigger,
+        extra_headers={"x-slack-retry-num": "1", "x-slack-retry-reason": "http_timeout"},
+    )
+    assert first[0] == again[0] == 200
+    parent_for(served.slack, "feature/retry")
+    time.sleep(1.0)
+    assert len([m for m in served.slack.top_level() if "feature/retry" in m.text]) == 1
+
+
+def test_a_repeated_event_id_starts_one_run(served: Served) -> None:
+    served.repo.branch("feature/mention", "main")
+    served.repo.commit({"shop/mention.py": "Y = 2\n"})
+    served.repo.checkout("main")
+    payload = json.loads((TESTDATA / "AppMentionPayload.json").read_text())
+    # The file has every key with placeholder values; fill the ones an event callback needs.
+    payload.update(
+        type="event_callback",
+        team_id="T111",
+        api_app_id="A111",
+        event_id=f"Ev{uuid.uuid4().hex[:10].upper()}",
+    )
+    payload["event"].update(
+        text="<@UBOT> analyze branch feature/mention in shop",
+        channel="C111",
+        user="W111",
+        ts="1700000000.000001",
+        thread_ts=None,
+        bot_id=None,
+        app_id=None,
+        bot_profile=None,
+    )
+    body = json.dumps(payload).encode()
+    for retry in ("", "1"):
+        headers = {**sign(body), **({"x-slack-retry-num": retry} if retry else {})}
+        status, _, _ = served.post(body, headers, content_type="application/json")
+        assert status == 200
+    parent_for(served.slack, "feature/mention")
+    time.sleep(1.0)
+    assert len([m for m in served.slack.top_level() if "feature/mention" in m.text]) == 1
+
+
+def test_an_invalid_command_gets_ephemeral_usage(served: Served) -> None:
+    status, body, _ = served.command("analyse branch x")
+    assert status == 200
+    answer = json.loads(body)
+    assert answer["response_type"] == "ephemeral"
+    assert "Unknown command 'analyse'" in answer["text"]
+    assert "/agent help" in answer["text"]
+
+
+def test_help_lists_the_commands(served: Served) -> None:
+    _, body, _ = served.command("help")
+    text = json.loads(body)["text"]
+    assert "/agent analyze branch NAME [in REPO] [against BASE]" in text
+
+
+def test_an_unknown_repository_lists_the_known_ones(served: Served) -> None:
+    before = len(served.slack.responses)
+    status, _, _ = served.command("analyze branch feature/planted in nope")
+    assert status == 200
+    [reply] = served.slack.wait_for(lambda: served.slack.responses[before:])
+    assert reply["response_type"] == "ephemeral"
+    assert "Unknown repository 'nope'. Known: shop, web." in reply["text"]
+
+
+def test_no_repository_named_when_several_are_configured(served: Served) -> None:
+    before = len(served.slack.responses)
+    served.command("analyze branch feature/planted")
+    [reply] = served.slack.wait_for(lambda: served.slack.responses[before:])
+    assert "Several repositories are configured" in reply["text"]
+
+
+def test_a_channel_without_the_bot_says_to_invite_it(served: Served) -> None:
+    before = len(served.slack.responses)
+    served.command("analyze branch feature/planted in shop", channel="CNOTIN")
+    [reply] = served.slack.wait_for(lambda: served.slack.responses[before:])
+    assert "not_in_channel" in reply["text"] and "/invite @chatops" in reply["text"]
+
+
+def test_rate_limited_updates_are_retried_after_retry_after(served: Served) -> None:
+    served.repo.branch("feature/ratelimit", "main")
+    served.repo.commit({"shop/rl.py": "Z = 3\n"})
+    served.repo.checkout("main")
+    served.slack.rate_limit_next("chat.update", times=1)
+    served.command("analyze branch feature/ratelimit in shop")
+    ts = parent_for(served.slack, "feature/ratelimit")
+    served.slack.wait_for(
+        lambda: [m for m in served.slack.thread(ts) if m.text.startswith("Report for")]
+    )
+    updates = [c for c in served.slack.called("chat.update") if c.args.get("ts") == ts]
+    limited = [c for c in served.slack.calls if c.status == 429]
+    assert limited, "the fake should have answered 429 once"
+    assert any(c.at - limited[0].at >= 0.9 for c in updates if c.status == 200)
+
+
+def test_status_and_stop_answer_ephemerally(served: Served) -> None:
+    before = len(served.slack.responses)
+    served.command("status")
+    [reply] = served.slack.wait_for(lambda: served.slack.responses[before:])
+    assert reply["response_type"] == "ephemeral"
+    assert "feature/planted in shop" in reply["text"]
+    before = len(served.slack.responses)
+    served.command("stop nope")
+    [reply] = served.slack.wait_for(lambda: served.slack.responses[before:])
+    assert "No run 'nope'." in reply["text"]

@@ -1,0 +1,111 @@
+"""manifest.yml is valid against Slack's official schema, and says exactly what the app handles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jsonschema
+import yaml
+from slack_bolt import App, BoltRequest
+from slack_sdk import WebClient
+
+from bot.slack.listeners import COMMANDS, EVENTS, register
+from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = ROOT.parent / "shared" / "testdata" / "slack" / "manifest-schema"
+
+
+def manifest() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "manifest.yml").read_text())
+    return loaded
+
+
+def test_manifest_validates_against_the_official_schema() -> None:
+    schema = json.loads((SCHEMA / "manifest.schema.1.0.0.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.validate(manifest(), schema, cls=jsonschema.Draft7Validator)
+
+
+def test_the_schema_would_catch_a_broken_manifest() -> None:
+    schema = json.loads((SCHEMA / "manifest.schema.1.0.0.json").read_text())
+    broken = manifest()
+    broken["features"]["slash_commands"][0]["command"] = "agent without slash"
+    broken["oauth_config"]["scopes"]["bot"] = "chat:write"
+    errors = list(jsonschema.Draft7Validator(schema).iter_errors(broken))
+    assert errors
+
+
+def _dispatch(app: App, body: dict[str, Any] | str, content_type: str) -> int:
+    raw = body if isinstance(body, str) else json.dumps(body)
+    response = app.dispatch(BoltRequest(body=raw, headers={"content-type": [content_type]}))
+    return int(response.status)
+
+
+def _app(slack: FakeSlack) -> App:
+    app = App(
+        client=WebClient(token=BOT_TOKEN, base_url=slack.api_url),
+        signing_secret="unused",
+        request_verification_enabled=False,
+        process_before_response=True,
+    )
+    register(app, service=None, store=None)  # type: ignore[arg-type]  # help needs neither
+    return app
+
+
+def _command(name: str) -> str:
+    return urlencode(
+        {
+            "command": name,
+            "text": "help",
+            "user_id": "W111",
+            "channel_id": "C111",
+            "team_id": "T111",
+            "trigger_id": "1.2.3",
+            "response_url": "x",
+        }
+    )
+
+
+def _event(kind: str) -> dict[str, Any]:
+    return {
+        "type": "event_callback",
+        "team_id": "T111",
+        "api_app_id": "A111",
+        "event_id": "Ev1",
+        "event": {
+            "type": kind,
+            "text": "<@UBOT> help",
+            "user": "W111",
+            "channel": "C111",
+            "ts": "1.1",
+        },
+    }
+
+
+def test_every_declared_command_and_event_is_handled_and_nothing_else() -> None:
+    declared = manifest()
+    commands = {c["command"] for c in declared["features"]["slash_commands"]}
+    events = set(declared["settings"]["event_subscriptions"]["bot_events"])
+    assert commands == set(COMMANDS)
+    assert events == set(EVENTS)
+    with FakeSlack() as slack:
+        app = _app(slack)
+        form = "application/x-www-form-urlencoded"
+        for command in commands:
+            assert _dispatch(app, _command(command), form) == 200, command
+        for event in events:
+            assert _dispatch(app, _event(event), "application/json") == 200, event
+        # Bolt answers 404 for what no listener handles: an undeclared command or event.
+        assert _dispatch(app, _command("/deploy"), form) == 404
+        assert _dispatch(app, _event("reaction_added"), "application/json") == 404
+        [reply] = slack.messages  # the mention was answered in its thread with the help
+        assert reply.thread_ts == "1.1" and "analyze branch NAME" in reply.text
+
+
+def test_scopes_are_the_fewest_that_work() -> None:
+    scopes = set(manifest()["oauth_config"]["scopes"]["bot"])
+    assert scopes == {"commands", "chat:write", "app_mentions:read", "files:write"}
