@@ -22,8 +22,9 @@ HOSTILE = "<!channel> <@U0ADMIN> <https://evil.example|click> & friends"
 def report_with(findings: list[Finding]) -> Report:
     return Report(
         run_id="r1",
-        target=Target(repo="/r", branch="feature/<x>", base="main", head_sha="a" * 40,
-                      base_sha="b" * 40),
+        target=Target(
+            repo="/r", branch="feature/<x>", base="main", head_sha="a" * 40, base_sha="b" * 40
+        ),
         summary=HOSTILE,
         risk=Risk(level=RiskLevel.high, score=50, reasons=[HOSTILE]),
         findings=findings,
@@ -31,15 +32,26 @@ def report_with(findings: list[Finding]) -> Report:
 
 
 def finding(n: int, detail: str = "detail") -> Finding:
-    return Finding(fingerprint=f"f{n}", agent="code_review", category="lint",
-                   severity=Severity.high, confidence=0.9, file=f"a{n}.py", start_line=n,
-                   end_line=n, title=f"{HOSTILE} {n}", detail=detail, suggestion=HOSTILE,
-                   source=Source.llm)
+    return Finding(
+        fingerprint=f"f{n}",
+        agent="code_review",
+        category="lint",
+        severity=Severity.high,
+        confidence=0.9,
+        file=f"a{n}.py",
+        start_line=n,
+        end_line=n,
+        title=f"{HOSTILE} {n}",
+        detail=detail,
+        suggestion=HOSTILE,
+        source=Source.llm,
+    )
 
 
 def test_escape_neutralises_mentions_and_links() -> None:
     assert escape(HOSTILE) == (
-        "&lt;!channel&gt; &lt;@U0ADMIN&gt; &lt;https://evil.example|click&gt; &amp; friends")
+        "&lt;!channel&gt; &lt;@U0ADMIN&gt; &lt;https://evil.example|click&gt; &amp; friends"
+    )
 
 
 def test_report_text_from_anyone_cannot_ping_or_link() -> None:

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.asgi import SlackRequestHandler
+from slack_bolt.adapter.asgi.http_request import AsgiHttpRequest
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
@@ -40,11 +42,24 @@ def build_bolt_app(
     return app
 
 
+class ThreadedSlackRequestHandler(SlackRequestHandler):
+    """Bolt's ASGI handler runs the (synchronous) dispatch on the event loop, so one slow
+    request holds up every other. This one dispatches in a thread, so acks do not queue."""
+
+    async def dispatch(self, request: AsgiHttpRequest) -> BoltResponse:
+        bolt_request = BoltRequest(
+            body=await request.get_raw_body(),
+            query=request.query_string,
+            headers=request.get_headers(),
+        )
+        return await asyncio.to_thread(self.app.dispatch, bolt_request)
+
+
 class HttpApp:
     """ASGI: Bolt at /slack/events, a health check at /healthz, 404 elsewhere."""
 
     def __init__(self, bolt: App) -> None:
-        self.slack = SlackRequestHandler(bolt)
+        self.slack = ThreadedSlackRequestHandler(bolt)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/healthz":
