@@ -25,11 +25,12 @@ import pytest
 from tests.conftest import BASE_FILES, PLANTED
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.gitrepo import RepoBuilder
+from tests.testdata import slack_testdata
 
 pytestmark = pytest.mark.slow
 
 SECRET = "test-signing-secret"
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "slack" / "payloads"
+TESTDATA = slack_testdata("payloads")
 
 
 def sign(body: bytes, timestamp: int | None = None, secret: str = SECRET) -> dict[str, str]:

@@ -14,9 +14,10 @@ from slack_sdk import WebClient
 
 from bot.slack.listeners import COMMANDS, EVENTS, register
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+from tests.testdata import slack_testdata
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = ROOT.parent / "shared" / "testdata" / "slack" / "manifest-schema"
+SCHEMA = slack_testdata("manifest-schema")
 
 
 def manifest() -> dict[str, Any]:
