@@ -17,7 +17,10 @@ def testdata_dir() -> Path:
         candidate = parent / "shared" / "testdata"
         if candidate.is_dir():
             return candidate
-    pytest.skip("../shared/testdata not found beside the checkout; set CHATOPS_TESTDATA")
+    pytest.skip(
+        "../shared/testdata not found beside the checkout; set CHATOPS_TESTDATA",
+        allow_module_level=True,
+    )
 
 
 def slack_testdata(*parts: str) -> Path:
