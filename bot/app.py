@@ -7,13 +7,18 @@ from pathlib import Path
 
 from sqlalchemy import Engine, inspect
 
+from bot.approvals import Approvals
 from bot.config import ConfigError, PolicyConfig, RepoConfig, load_policy
 from bot.jobs import Jobs, make_huey
 from bot.repos import RepoResolver
 from bot.runner import RunExecutor
 from bot.service import Service
 from bot.settings import Settings
+from bot.slack.app import web_client
+from bot.slack.groups import SlackGroups, WorkspaceTeam
+from bot.slack.notifier import SlackNotifier
 from bot.store.db import make_engine, upgrade
+from bot.store.proposals import ProposalStore
 from bot.store.runs import RunStore
 
 
@@ -61,11 +66,25 @@ def build_app(
         settings.llm(),
         settings.chatops_lease_s,
     )
+    slack_client = None
     if settings.slack_bot_token is not None:
-        from bot.slack.app import web_client
-        from bot.slack.notifier import SlackNotifier
-
-        client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-        executor.observers.append(SlackNotifier(client, store))
+        slack_client = web_client(
+            settings.slack_bot_token.get_secret_value(), settings.slack_api_url
+        )
+        executor.observers.append(SlackNotifier(slack_client, store))
     jobs = Jobs(make_huey(settings), store, executor, settings)
-    return App(settings, policy, engine, store, jobs, Service(store, jobs.enqueue, policy))
+    service = Service(store, jobs.enqueue, policy)
+    approvals = Approvals(
+        store,
+        ProposalStore(engine),
+        policy,
+        RepoResolver(settings.chatops_data_dir),
+        jobs.enqueue_apply,
+    )
+    if slack_client is not None:
+        approvals.groups = SlackGroups(slack_client)
+        approvals.workspace_team = WorkspaceTeam(slack_client)
+        approvals.observers.append(SlackNotifier(slack_client, store))
+    jobs.register_apply(approvals.apply)
+    service.approvals = approvals
+    return App(settings, policy, engine, store, jobs, service)

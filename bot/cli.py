@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +18,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.table import Table
+from rich.text import Text
 
 from agents.errors import AnalysisInputError, GitFailure
 from agents.llm import LLMSession
@@ -296,6 +299,40 @@ def worker_command() -> None:
         the_app.jobs.run_forever()
     finally:
         the_app.engine.dispose()
+
+
+@app.command("audit")
+def audit_command(
+    run: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only from this date (YYYY-MM-DD, UTC).")
+    ] = None,
+) -> None:
+    """Print the audit trail: every decision, granted or denied, and every apply."""
+    errors = Console(stderr=True)
+    start = None
+    if since is not None:
+        try:
+            start = datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError:
+            _fail(errors, f"--since {since!r} is not a date.", "Use YYYY-MM-DD, e.g. 2026-11-01.")
+    the_app = _app_or_exit(errors)
+    try:
+        rows = the_app.service.audit(run_id=run, since=start)
+    finally:
+        the_app.engine.dispose()
+    table = Table("when (UTC)", "who", "action", "outcome", "run", "detail")
+    for row in rows:
+        table.add_row(
+            row.at.strftime("%Y-%m-%d %H:%M:%S"),
+            Text(row.actor),
+            row.action,
+            row.outcome,
+            row.run_id or "",
+            Text(row.detail),
+        )
+    Console(width=200).print(table)
+    errors.print(f"{len(rows)} audit row(s)", markup=False)
 
 
 @db_app.command("upgrade")

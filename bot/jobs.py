@@ -20,6 +20,8 @@ from bot.store.runs import RunStore
 log = logging.getLogger(__name__)
 
 RUN_TASK = "chatops.run_analysis"
+APPLY_TASK = "chatops.apply_proposal"
+APPLY_TASK = "chatops.apply_proposal"
 
 
 def make_huey(settings: Settings) -> Huey:
@@ -45,11 +47,20 @@ class Jobs:
         self.store = store
         self.settings = settings
         self._run_task = huey.task(name=RUN_TASK)(execute)
+        self._apply_task: Callable[[int], object] | None = None
         self._consumer: Consumer | None = None
         self._stop = threading.Event()
 
     def enqueue(self, run_id: str) -> None:
         self._run_task(run_id)
+
+    def register_apply(self, apply: Callable[[int], object]) -> None:
+        """The apply-proposal task; the proposal row's status makes it run at most once."""
+        self._apply_task = self.huey.task(name=APPLY_TASK)(apply)
+
+    def enqueue_apply(self, proposal_id: int) -> None:
+        assert self._apply_task is not None, "register_apply first"
+        self._apply_task(proposal_id)
 
     def pending(self) -> int:
         return int(self.huey.pending_count())

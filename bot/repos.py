@@ -13,8 +13,11 @@ class RepoResolver:
     def __init__(self, data_dir: Path) -> None:
         self.clones = data_dir / "repos"
 
+    def clone_path(self, name: str) -> Path:
+        return self.clones / name
+
     def prepare(self, name: str, config: RepoConfig) -> Path:
         if config.path is not None:
             return config.path
         assert config.url is not None
-        return clone_or_fetch(config.url, self.clones / name)
+        return clone_or_fetch(config.url, self.clone_path(name))

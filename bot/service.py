@@ -5,14 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
 
 from agents.context.git import GitRepo, validate_ref_name
 from agents.errors import AnalysisInputError
 from agents.report import Report
 from bot.commands import AnalyzeBranch
 from bot.config import ConfigError, PolicyConfig
-from bot.store.models import Run
+from bot.store.models import AuditEvent, ProposalRow, Run
 from bot.store.runs import FINAL, NewRun, RunStore
+
+if TYPE_CHECKING:
+    from bot.approvals import Approvals, Outcome
 
 
 class UserError(Exception):
@@ -47,6 +52,7 @@ class Service:
         self.store = store
         self.enqueue = enqueue
         self.policy = policy
+        self.approvals: Approvals | None = None  # wired by bot.app
 
     def request_analysis(
         self,
@@ -105,6 +111,31 @@ class Service:
 
     def report(self, run_id: str) -> Report | None:
         return self.store.report(self._known(run_id).id)
+
+    def decide(
+        self,
+        actor: Actor,
+        ref: str,
+        decision: Literal["approve", "reject"],
+        reason: str = "",
+        *,
+        shown_sha: str | None = None,
+        event_key: str | None = None,
+    ) -> Outcome:
+        """Approve or reject a proposal (`RUN/P1`). Denials are outcomes, not exceptions: the
+        clicker gets the reason and the audit trail a row."""
+        assert self.approvals is not None
+        return self.approvals.decide(
+            actor, ref, decision, reason, shown_sha=shown_sha, event_key=event_key
+        )
+
+    def proposals(self, run_id: str) -> list[ProposalRow]:
+        assert self.approvals is not None
+        return self.approvals.proposals.for_run(run_id)
+
+    def audit(self, run_id: str | None = None, since: datetime | None = None) -> list[AuditEvent]:
+        assert self.approvals is not None
+        return self.approvals.proposals.audit_rows(run_id=run_id, since=since)
 
     def _known(self, run_id: str) -> Run:
         run = self.store.get(run_id)

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from typing import Literal
 
 from rich.console import Console
 from rich.live import Live
@@ -129,10 +130,37 @@ class Shell:
             else:
                 self.say(f"Stop requested: run {run.id} ends after the agent now running.")
         elif isinstance(command, Approve | Reject):
-            self.say(
-                "Approving or rejecting proposals is not available in this version: proposals "
-                "are shown, and nothing is written."
+            self._decide(command)
+
+    def _decide(self, command: Approve | Reject) -> None:
+        ref = command.proposal
+        if "/" not in ref and self.last_run:
+            ref = f"{self.last_run}/{ref}"  # `approve P1` after a report means that report's P1
+        decision: Literal["approve", "reject"] = (
+            "approve" if isinstance(command, Approve) else "reject"
+        )
+        reason = command.reason if isinstance(command, Reject) else ""
+        outcome = self.app.service.decide(self.actor, ref, decision, reason)
+        self.say(outcome.message, "green" if outcome.ok else "bold red")
+        if not outcome.ok or decision != "approve" or outcome.proposal is None:
+            return
+        proposal_id = outcome.proposal.id
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            current = next(
+                (
+                    p
+                    for p in self.app.service.proposals(outcome.proposal.run_id)
+                    if p.id == proposal_id
+                ),
+                None,
             )
+            if current is not None and current.status in ("applied", "stale", "failed"):
+                style = "green" if current.status == "applied" else "bold red"
+                self.say(f"{ref}: {current.status}: {current.result}", style)
+                return
+            time.sleep(POLL_S)
+        self.say(f"{ref} is still being applied; `status` shows the run.")
 
     def wait(self, run_id: str) -> Run:
         """Live per-agent progress until the run ends; Ctrl-C stops waiting, not the run."""

@@ -109,7 +109,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     other = RepoBuilder(root / "web")
     other.commit({"README.md": "web\n"})
     policy = root / "chatops.toml"
-    policy.write_text(f'[repos.shop]\npath = "{repo.root}"\n\n[repos.web]\npath = "{other.root}"\n')
+    repo.branch("feature/imports")
+    repo.commit(
+        {
+            "shop/cli.py": "import json\nimport os\nimport sys\n\n\ndef main():\n"
+            "    return sys.argv\n"
+        }
+    )
+    repo.checkout("main")
+    policy.write_text(
+        f'[repos.shop]\npath = "{repo.root}"\n\n[repos.web]\npath = "{other.root}"\n\n'
+        '[approvals]\napprovers = ["U222"]\n'
+    )
     port = free_port()
     with FakeSlack() as slack:
         env = {
@@ -323,3 +334,74 @@ def test_status_and_stop_answer_ephemerally(served: Served) -> None:
     served.command("stop nope")
     [reply] = served.slack.wait_for(lambda: served.slack.responses[before:])
     assert "No run 'nope'." in reply["text"]
+
+
+def click(served: Served, user: str, message_ts: str, value: str, action_id: str) -> int:
+    payload = json.loads((TESTDATA / "block_actions_button_in_thread.json").read_text())
+    message = next(m for m in served.slack.messages if m.ts == message_ts)
+    payload["user"] = {"id": user, "team_id": "T111"}
+    payload["team"] = {"id": "T111"}
+    payload["channel"] = {"id": "C111"}
+    payload["container"].update(
+        channel_id="C111", message_ts=message_ts, thread_ts=message.thread_ts
+    )
+    payload["message"].update(
+        ts=message_ts, text=message.text, blocks=message.blocks, thread_ts=message.thread_ts
+    )
+    payload["response_url"] = served.slack.response_url()
+    payload["actions"] = [
+        {
+            "action_id": action_id,
+            "block_id": f"proposal:{value.split(':')[0]}",
+            "value": value,
+            "type": "button",
+            "action_ts": f"{time.time():.6f}",
+        }
+    ]
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    status, _, _ = served.post(body, sign(body))
+    return status
+
+
+def test_an_approvers_click_commits_the_ruff_fix_once_and_the_thread_says_so(
+    served: Served,
+) -> None:
+    base = served.repo.head("feature/imports")
+    served.command("analyze branch feature/imports in shop")
+    ts = parent_for(served.slack, "feature/imports")
+    [report] = served.slack.wait_for(
+        lambda: [m for m in served.slack.thread(ts) if m.text.startswith("Report for")]
+    )
+    [value] = [
+        e["value"]
+        for b in report.blocks
+        if b.get("type") == "actions"
+        for e in b["elements"]
+        if e["action_id"] == "proposal_approve"
+    ]
+    ref = value.split(":")[0]
+
+    before = len(served.slack.responses)
+    assert click(served, "W111", report.ts, value, "proposal_approve") == 200  # the requester
+    [denied] = served.slack.wait_for(lambda: served.slack.responses[before:])
+    assert "four-eyes is on" in denied["text"] and denied["response_type"] == "ephemeral"
+
+    assert click(served, "U222", report.ts, value, "proposal_approve") == 200
+    assert click(served, "U222", report.ts, value, "proposal_approve") == 200  # a double click
+    served.slack.wait_for(
+        lambda: [m for m in served.slack.thread(ts) if f"{ref} applied" in m.text]
+    )
+    time.sleep(0.5)
+    head = served.repo.head("feature/imports")
+    assert served.repo.git("rev-list", "--count", f"{base}..{head}").strip() == "1"
+    message = served.repo.git("log", "-1", "--format=%B", head)
+    assert "Approved-by: U222" in message and "Requested-by: W111" in message
+    assert f"Chatops-Run: {ref.split('/')[0]}" in message
+    updated = next(m for m in served.slack.messages if m.ts == report.ts)
+    assert "Approved by <@U222>" in json.dumps(updated.blocks)
+    assert not [
+        b
+        for b in updated.blocks
+        if b.get("block_id") == f"proposal:{ref}" and b.get("type") == "actions"
+    ]
+    assert len([m for m in served.slack.thread(ts) if f"{ref} applied" in m.text]) == 1

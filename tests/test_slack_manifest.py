@@ -12,7 +12,8 @@ import yaml
 from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 
-from bot.slack.listeners import COMMANDS, EVENTS, register
+from bot.approvals import Outcome
+from bot.slack.listeners import ACTIONS, COMMANDS, EVENTS, register
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.testdata import slack_testdata
 
@@ -40,6 +41,13 @@ def test_the_schema_would_catch_a_broken_manifest() -> None:
     assert errors
 
 
+class _DenyAll:
+    """Just enough of the service for the listeners to answer: every decision is denied."""
+
+    def decide(self, *args: object, **kwargs: object) -> Outcome:
+        return Outcome(False, "Not done: test.")
+
+
 def _dispatch(app: App, body: dict[str, Any] | str, content_type: str) -> int:
     raw = body if isinstance(body, str) else json.dumps(body)
     response = app.dispatch(BoltRequest(body=raw, headers={"content-type": [content_type]}))
@@ -53,7 +61,7 @@ def _app(slack: FakeSlack) -> App:
         request_verification_enabled=False,
         process_before_response=True,
     )
-    register(app, service=None, store=None)  # type: ignore[arg-type]  # help needs neither
+    register(app, service=_DenyAll(), store=None)  # type: ignore[arg-type]  # help needs no store
     return app
 
 
@@ -69,6 +77,15 @@ def _command(name: str) -> str:
             "response_url": "x",
         }
     )
+
+
+def _action(action_id: str, slack: FakeSlack) -> str:
+    payload = json.loads(
+        slack_testdata("payloads", "block_actions_button_in_thread.json").read_text()
+    )
+    payload["actions"][0].update(action_id=action_id, value="not-a-proposal")
+    payload["response_url"] = slack.response_url()
+    return urlencode({"payload": json.dumps(payload)})
 
 
 def _event(kind: str) -> dict[str, Any]:
@@ -100,8 +117,12 @@ def test_every_declared_command_and_event_is_handled_and_nothing_else() -> None:
             assert _dispatch(app, _command(command), form) == 200, command
         for event in events:
             assert _dispatch(app, _event(event), "application/json") == 200, event
-        # Bolt answers 404 for what no listener handles: an undeclared command or event.
+        for action in ACTIONS:
+            assert _dispatch(app, _action(action, slack), form) == 200, action
+        # Bolt answers 404 for what no listener handles: an undeclared command, event, action.
         assert _dispatch(app, _command("/deploy"), form) == 404
+        assert _dispatch(app, _action("delete_everything", slack), form) == 404
+        assert [r["text"] for r in slack.responses] == [":no_entry: Not done: test."] * 2
         assert _dispatch(app, _event("reaction_added"), "application/json") == 404
         [reply] = slack.messages  # the mention was answered in its thread with the help
         assert reply.thread_ts == "1.1" and "analyze branch NAME" in reply.text

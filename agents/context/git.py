@@ -7,6 +7,7 @@ Commands are argv lists; no shell is ever involved.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -248,6 +249,22 @@ class GitRepo:
             f"Cannot tell the default branch of {self.root}: no origin/HEAD, main or master.",
             "Pass --base BRANCH.",
         )
+
+    def default_branch_names(self) -> list[str]:
+        """Every name this repository's default branch goes by here: origin/HEAD's target, a
+        bare mirror's HEAD, and the main/master fallback; without any remote prefix."""
+        names: list[str] = []
+        done = self.run(["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"], check=False)
+        if done.returncode == 0:
+            names.append(done.stdout.decode().strip().removeprefix("refs/remotes/origin/"))
+        bare = self.run(["rev-parse", "--is-bare-repository"], check=False)
+        if bare.stdout.decode().strip() == "true":
+            head = self.run(["symbolic-ref", "--quiet", "HEAD"], check=False)
+            if head.returncode == 0:
+                names.append(head.stdout.decode().strip().removeprefix("refs/heads/"))
+        with contextlib.suppress(AnalysisInputError):
+            names.append(self.default_branch().removeprefix("origin/"))
+        return sorted(set(names))
 
     def merge_base(self, a: str, b: str) -> str | None:
         done = self.run(["merge-base", "--end-of-options", a, b], check=False)

@@ -13,7 +13,10 @@ import re
 from dataclasses import dataclass
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
     Block,
+    ButtonElement,
+    ConfirmObject,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
@@ -153,6 +156,9 @@ def report_blocks(report: Report) -> tuple[list[dict[str, object]], bool]:
                 f"```{preview}```"
             )
         )
+        body.append(
+            proposal_buttons(report.run_id, proposal.id, proposal.content_sha256, branch=t.branch)
+        )
     cov = report.coverage
     skipped = "; ".join(f"{escape(s.file)}: {escape(s.reason)}" for s in cov.files_skipped[:5])
     tail: list[Block] = [
@@ -177,6 +183,50 @@ def report_blocks(report: Report) -> tuple[list[dict[str, object]], bool]:
             break
         kept.append(block)
     return fixed[: len(head)] + kept + fixed[len(head) :], True
+
+
+APPROVE = "proposal_approve"
+REJECT = "proposal_reject"
+
+
+def proposal_block_id(ref: str) -> str:
+    return f"proposal:{ref}"
+
+
+def proposal_buttons(run_id: str, pid: str, content_sha256: str, *, branch: str) -> ActionsBlock:
+    """Approve / Reject. The value names the proposal and the first 16 hex digits of the content
+    it showed; the server checks both against what it stored, so an edited value does nothing."""
+    ref = f"{run_id}/{pid}"
+    value = f"{ref}:{content_sha256[:16]}"
+    return ActionsBlock(
+        block_id=proposal_block_id(ref),
+        elements=[
+            ButtonElement(
+                text="Approve",
+                action_id=APPROVE,
+                value=value,
+                style="primary",
+                confirm=ConfirmObject(
+                    title="Apply this change?",
+                    text=f"It will be committed to {clip(branch, 150)} exactly as shown.",
+                    confirm="Approve",
+                    deny="Cancel",
+                ),
+            ),
+            ButtonElement(text="Reject", action_id=REJECT, value=value, style="danger"),
+        ],
+    )
+
+
+def decided_blocks(blocks: list[dict[str, object]], ref: str, text: str) -> list[dict[str, object]]:
+    """The message's blocks with that proposal's buttons replaced by who decided what, when."""
+    replaced: list[dict[str, object]] = []
+    for block in blocks:
+        if block.get("block_id") == proposal_block_id(ref):
+            replaced.append(_context(text).to_dict())
+        else:
+            replaced.append(block)
+    return replaced
 
 
 def _footer(report: Report) -> str:

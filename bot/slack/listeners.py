@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from typing import Any, Literal
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
@@ -22,7 +23,15 @@ from bot.commands import (
     parse,
 )
 from bot.service import Actor, Service, UserError
-from bot.slack.blocks import ParentView, escape, parent_blocks, parent_text
+from bot.slack.blocks import (
+    APPROVE,
+    REJECT,
+    ParentView,
+    decided_blocks,
+    escape,
+    parent_blocks,
+    parent_text,
+)
 from bot.store.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -30,6 +39,7 @@ log = logging.getLogger(__name__)
 # What this app handles; manifest.yml declares exactly these (tests/test_slack_manifest.py).
 COMMANDS = ("/agent",)
 EVENTS = ("app_mention",)
+ACTIONS = (APPROVE, REJECT)
 
 
 def register(app: App, service: Service, store: RunStore) -> None:
@@ -90,6 +100,66 @@ def register(app: App, service: Service, store: RunStore) -> None:
             store=store,
         )
 
+    @app.action(APPROVE)
+    def on_approve(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient
+    ) -> None:
+        ack()
+        _decide("approve", body, action, respond, client, service)
+
+    @app.action(REJECT)
+    def on_reject(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient
+    ) -> None:
+        ack()
+        _decide("reject", body, action, respond, client, service)
+
+
+def _decide(
+    decision: Literal["approve", "reject"],
+    body: dict[str, Any],
+    action: dict[str, Any],
+    respond: Respond,
+    client: WebClient,
+    service: Service,
+) -> None:
+    user = body.get("user") or {}
+    actor = Actor(
+        user=str(user.get("id", "")),
+        surface="slack",
+        team=user.get("team_id") or (body.get("team") or {}).get("id"),
+    )
+    ref, _, shown = str(action.get("value", "")).partition(":")
+    outcome = service.decide(
+        actor,
+        ref,
+        decision,
+        shown_sha=shown or "-",
+        event_key=f"slack:action:{actor.user}:{action.get('action_ts')}:{ref}",
+    )
+    if not outcome.ok:
+        respond(
+            response_type="ephemeral",
+            replace_original=False,
+            text=f":no_entry: {escape(outcome.message)}",
+        )
+        return
+    message = body.get("message") or {}
+    verb = "Approved" if decision == "approve" else "Rejected"
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    note = f"{verb} by <@{actor.user}> at {stamp}" + (
+        ": applying…" if decision == "approve" else ""
+    )
+    try:
+        client.chat_update(
+            channel=(body.get("channel") or {}).get("id", ""),
+            ts=str(message.get("ts", "")),
+            text=str(message.get("text", "")),
+            blocks=decided_blocks(message.get("blocks") or [], ref, note),
+        )
+    except SlackApiError as exc:
+        log.warning("could not replace the buttons of %s: %s", ref, exc.response.get("error"))
+
 
 def _usage_error(exc: CommandError) -> str:
     usage = f"\nUsage: `/agent {exc.usage}`" if exc.usage else ""
@@ -118,11 +188,15 @@ def _handle(
             done = "cancelled" if run.status == "cancelled" else "will stop after the current agent"
             respond(response_type="ephemeral", text=f"Run `{run.id}` {done}.")
         elif isinstance(command, Approve | Reject):
-            respond(
-                response_type="ephemeral",
-                text="Approving proposals is not available yet: proposals are shown, and "
-                "nothing is written.",
+            decision: Literal["approve", "reject"] = (
+                "approve" if isinstance(command, Approve) else "reject"
             )
+            reason = command.reason if isinstance(command, Reject) else ""
+            outcome = service.decide(
+                actor, command.proposal, decision, reason, event_key=f"{event_key}:decide"
+            )
+            icon = ":white_check_mark:" if outcome.ok else ":no_entry:"
+            respond(response_type="ephemeral", text=f"{icon} {escape(outcome.message)}")
     except UserError as exc:
         hint = f"\n{escape(exc.hint)}" if exc.hint else ""
         respond(response_type="ephemeral", text=f":warning: {escape(exc.message)}{hint}")

@@ -13,17 +13,20 @@ from slack_sdk.errors import SlackApiError
 
 from agents.pipeline import AgentProgress, Progress
 from agents.report import Report
+from bot.approvals import target_branch
 from bot.render.markdown import render_markdown
 from bot.slack.blocks import (
     ParentView,
+    escape,
     failure_blocks,
     parent_blocks,
     parent_text,
     report_blocks,
     verdict_line,
 )
-from bot.store.models import Run
+from bot.store.models import ProposalRow, Run
 from bot.store.runs import RunStore
+from bot.writes.git import WriteResult
 
 log = logging.getLogger(__name__)
 # The listener posts the parent message right after the run is queued; a fast worker may finish
@@ -97,6 +100,26 @@ class SlackNotifier:
             text=f"The analysis failed: {error[:200]}",
             blocks=failure_blocks(run.id, error),
         )
+
+    def proposal_done(self, proposal: ProposalRow, run: Run, result: WriteResult) -> None:
+        if run.surface != "slack" or not run.channel:
+            return
+        ref = f"{run.id}/{proposal.pid}"
+        who = f"<@{proposal.decided_by}>" if proposal.decided_by else "an approver"
+        if result.outcome == "applied":
+            text = (
+                f":white_check_mark: *{ref} applied*: commit `{(result.commit or '')[:10]}` "
+                f"on `{escape(target_branch(run, proposal))}`, approved by {who}."
+            )
+        elif result.outcome == "stale":
+            text = (
+                f":warning: *{ref} not applied*: {escape(result.detail)}. Nothing was "
+                f"written. Run `/agent analyze branch {escape(run.target)} in {run.repo}` "
+                "again for a fresh proposal."
+            )
+        else:
+            text = f":x: *{ref} not applied*: {escape(result.detail)}. Nothing was written."
+        self.client.chat_postMessage(channel=run.channel, thread_ts=run.thread_ts, text=text)
 
     def _update(
         self, run: Run, status: str, agents: list[AgentProgress], verdict: str = ""

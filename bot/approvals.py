@@ -1,0 +1,284 @@
+"""Deciding on proposals, and applying approved ones: the use cases behind Approve and Reject.
+
+Every decision, granted or denied, leaves an audit row. At apply time every check runs again;
+any error denies."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from sqlalchemy.exc import IntegrityError
+
+from agents.context.git import GitRepo
+from agents.errors import AnalysisInputError, GitFailure
+from bot.config import ConfigError, PolicyConfig, RepoConfig
+from bot.policy import Decision, GroupMembers, can_approve, can_write, not_expired
+from bot.repos import RepoResolver
+from bot.service import Actor
+from bot.store.db import session_scope
+from bot.store.models import ProcessedEvent, ProposalRow, Run
+from bot.store.proposals import ProposalStore
+from bot.store.runs import RunStore
+from bot.store.types import utcnow
+from bot.writes.git import WriteRequest, WriteResult, apply_proposal
+
+log = logging.getLogger(__name__)
+_REF = re.compile(r"([0-9a-f]{6,32})/(P\d{1,4})")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    message: str
+    proposal: ProposalRow | None = None
+
+
+class ProposalObserver(Protocol):
+    def proposal_done(self, proposal: ProposalRow, run: Run, result: WriteResult) -> None: ...
+
+
+class Approvals:
+    def __init__(
+        self,
+        runs: RunStore,
+        proposals: ProposalStore,
+        policy: PolicyConfig,
+        repos: RepoResolver,
+        enqueue_apply: Callable[[int], None],
+        groups: GroupMembers | None = None,
+        workspace_team: Callable[[], str | None] | None = None,
+    ) -> None:
+        self.runs = runs
+        self.proposals = proposals
+        self.policy = policy
+        self.repos = repos
+        self.enqueue_apply = enqueue_apply
+        self.groups = groups
+        self.workspace_team = workspace_team
+        self.observers: list[ProposalObserver] = []
+
+    # -- deciding ------------------------------------------------------------------------------
+
+    def decide(
+        self,
+        actor: Actor,
+        ref: str,
+        decision: Literal["approve", "reject"],
+        reason: str = "",
+        *,
+        shown_sha: str | None = None,
+        event_key: str | None = None,
+    ) -> Outcome:
+        """Record a click (or a typed command) on a proposal. `shown_sha` is the content hash
+        the button carried; it must match what is stored."""
+        match = _REF.fullmatch(ref.strip())
+        action = f"{decision}_proposal"
+        if match is None:
+            return self._deny(
+                actor,
+                action,
+                None,
+                None,
+                f"{ref!r} is not a proposal id; use RUN/P1 as the report shows",
+            )
+        run_id, pid = match.groups()
+        if event_key is not None and not self._first_delivery(event_key):
+            self.proposals.audit(
+                actor=actor.user,
+                action=action,
+                outcome="ignored",
+                detail=f"duplicate delivery {event_key}",
+                run_id=run_id,
+            )
+            return Outcome(False, "This click was already handled.")
+        proposal = self.proposals.find(run_id, pid)
+        run = self.runs.get(run_id)
+        if proposal is None or run is None:
+            return self._deny(actor, action, run_id, None, f"there is no proposal {ref}")
+        if shown_sha is not None and not proposal.content_sha256.startswith(shown_sha):
+            return self._deny(
+                actor,
+                action,
+                run_id,
+                proposal,
+                "the button does not match the proposal's content; nothing done",
+            )
+        if proposal.status != "proposed":
+            who = f" by {proposal.decided_by}" if proposal.decided_by else ""
+            return self._deny(
+                actor, action, run_id, proposal, f"{ref} is already {proposal.status}{who}"
+            )
+        expiry = not_expired(proposal.created_at, self.policy.approvals.ttl_seconds, utcnow())
+        if not expiry.allowed:
+            self.proposals.transition(proposal.id or 0, "proposed", "expired")
+            return self._deny(actor, action, run_id, proposal, expiry.reason)
+        checks = self._checks(actor, run, proposal, decision)
+        if not checks.allowed:
+            return self._deny(actor, action, run_id, proposal, checks.reason)
+        if not self.proposals.decide(proposal.id or 0, decision, actor.user, reason or None):
+            return self._deny(
+                actor, action, run_id, proposal, f"{ref} was decided by someone else a moment ago"
+            )
+        verb = "approved" if decision == "approve" else "rejected"
+        self.proposals.audit(
+            actor=actor.user,
+            action=action,
+            outcome="granted",
+            detail=f"{ref} {verb}: {checks.reason}" + (f" ({reason})" if reason else ""),
+            run_id=run_id,
+            proposal_id=proposal.id,
+        )
+        if decision == "approve":
+            self.enqueue_apply(proposal.id or 0)
+            return Outcome(True, f"{ref} approved by {actor.user}; applying it now.", proposal)
+        return Outcome(True, f"{ref} rejected by {actor.user}.", proposal)
+
+    def _checks(self, actor: Actor, run: Run, proposal: ProposalRow, decision: str) -> Decision:
+        try:
+            name, repo = self.policy.repo(run.repo)
+        except ConfigError as exc:
+            return Decision.deny(str(exc))
+        if decision == "reject":
+            if actor.user == run.requester:
+                return Decision.allow("the requester withdrew it")
+            return self._approver(actor, run, four_eyes=False)
+        allowed = self._approver(actor, run, four_eyes=self.policy.approvals.four_eyes)
+        if not allowed.allowed:
+            return allowed
+        writable = self._writable(name, repo, run, proposal)
+        return writable if not writable.allowed else allowed
+
+    def _approver(self, actor: Actor, run: Run, *, four_eyes: bool) -> Decision:
+        workspace = (
+            self.workspace_team() if self.workspace_team and actor.surface == "slack" else None
+        )
+        if actor.surface == "slack" and self.workspace_team and workspace is None:
+            return Decision.deny("could not confirm this workspace's team; denied")
+        return can_approve(
+            user=actor.user,
+            requester=run.requester,
+            approvers=self.policy.approvals.approvers,
+            four_eyes=four_eyes,
+            groups=self.groups,
+            user_team=actor.team,
+            workspace_team=workspace,
+        )
+
+    def _writable(self, name: str, repo: RepoConfig, run: Run, proposal: ProposalRow) -> Decision:
+        branch = target_branch(run, proposal)
+        try:
+            defaults = self._default_branches(name, repo)
+        except (GitFailure, AnalysisInputError) as exc:
+            return Decision.deny(f"could not read the repository's default branch ({exc})")
+        return can_write(
+            branch,
+            mode=repo.mode,
+            writable=repo.writable,
+            protected=repo.protected,
+            default_branches=defaults,
+        )
+
+    def _default_branches(self, name: str, repo: RepoConfig) -> list[str]:
+        path = repo.path if repo.path is not None else self.repos.clone_path(name)
+        found = GitRepo.open(path).default_branch_names()
+        return [*found, *([repo.base] if repo.base else [])]
+
+    def _first_delivery(self, key: str) -> bool:
+        try:
+            with session_scope(self.runs.engine) as session:
+                session.add(ProcessedEvent(key=key))
+        except IntegrityError:
+            return False
+        return True
+
+    def _deny(
+        self,
+        actor: Actor,
+        action: str,
+        run_id: str | None,
+        proposal: ProposalRow | None,
+        reason: str,
+    ) -> Outcome:
+        self.proposals.audit(
+            actor=actor.user,
+            action=action,
+            outcome="denied",
+            detail=reason,
+            run_id=run_id,
+            proposal_id=proposal.id if proposal else None,
+        )
+        return Outcome(False, f"Not done: {reason}.", proposal)
+
+    # -- applying ------------------------------------------------------------------------------
+
+    def apply(self, proposal_id: int) -> WriteResult | None:
+        """The apply job. Runs at most once per proposal, whatever the queue redelivers."""
+        if not self.proposals.transition(proposal_id, "approved", "applying"):
+            return None
+        proposal = self.proposals.get(proposal_id)
+        assert proposal is not None
+        run = self.runs.get(proposal.run_id)
+        approval = self.proposals.approval(proposal_id)
+        result = self._apply(proposal, run, approval.user if approval else None)
+        self.proposals.transition(proposal_id, "applying", result.outcome, result=result.detail)
+        self.proposals.audit(
+            actor="chatops",
+            action="apply_proposal",
+            outcome="ok" if result.outcome == "applied" else result.outcome,
+            detail=f"{proposal.run_id}/{proposal.pid}: {result.detail}",
+            run_id=proposal.run_id,
+            proposal_id=proposal_id,
+        )
+        if run is not None:
+            updated = self.proposals.get(proposal_id) or proposal
+            for observer in self.observers:
+                try:
+                    observer.proposal_done(updated, run, result)
+                except Exception:
+                    log.exception("a proposal observer failed; the write is unaffected")
+        return result
+
+    def _apply(self, proposal: ProposalRow, run: Run | None, approver: str | None) -> WriteResult:
+        if run is None or approver is None:
+            return WriteResult("failed", "the run or its approval is missing")
+        expiry = not_expired(proposal.created_at, self.policy.approvals.ttl_seconds, utcnow())
+        if not expiry.allowed:
+            return WriteResult("failed", expiry.reason)
+        # The whole policy again, as of now: the approver may have left the group since.
+        actor = Actor(user=approver, surface="apply")
+        checks = self._checks(actor, run, proposal, "approve")
+        if not checks.allowed:
+            return WriteResult("failed", f"denied at apply time: {checks.reason}")
+        try:
+            name, repo = self.policy.repo(run.repo)
+            path = self.repos.prepare(name, repo)
+        except (ConfigError, GitFailure) as exc:
+            return WriteResult("failed", str(exc))
+        kind: Literal["patch", "new_file"] = "patch" if proposal.kind == "patch" else "new_file"
+        if proposal.kind not in ("patch", "new_file"):
+            return WriteResult("failed", f"{proposal.kind} proposals are not applied to git")
+        return apply_proposal(
+            WriteRequest(
+                repo=path,
+                branch=target_branch(run, proposal),
+                kind=kind,
+                target=proposal.target,
+                base_sha=proposal.base_sha,
+                content=proposal.content,
+                content_sha256=proposal.content_sha256,
+                title=proposal.title,
+                approved_by=approver,
+                requested_by=run.requester,
+                run_id=run.id,
+                remote=repo.url is not None,
+            )
+        )
+
+
+def target_branch(run: Run, proposal: ProposalRow) -> str:
+    """The branch a proposal writes: its target for a patch, the run's branch for a new file."""
+    return proposal.target if proposal.kind == "patch" else run.target

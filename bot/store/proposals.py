@@ -1,0 +1,101 @@
+"""Proposals, approvals and the audit trail.
+
+A proposal's life: proposed → approved → applying → applied, or rejected, expired, stale, failed.
+Every transition is one conditional UPDATE from the expected state, so whatever is clicked,
+retried or raced, a proposal is decided once and executed at most once. Audit rows are only ever
+inserted."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Engine, update
+from sqlmodel import col, select
+
+from bot.store.db import session_scope
+from bot.store.models import ApprovalRow, AuditEvent, ProposalRow
+from bot.store.types import utcnow
+
+
+class ProposalStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def find(self, run_id: str, pid: str) -> ProposalRow | None:
+        with session_scope(self.engine) as session:
+            query = select(ProposalRow).where(ProposalRow.run_id == run_id, ProposalRow.pid == pid)
+            return session.exec(query).first()
+
+    def get(self, proposal_id: int) -> ProposalRow | None:
+        with session_scope(self.engine) as session:
+            return session.get(ProposalRow, proposal_id)
+
+    def for_run(self, run_id: str) -> list[ProposalRow]:
+        with session_scope(self.engine) as session:
+            query = select(ProposalRow).where(ProposalRow.run_id == run_id)
+            return list(session.exec(query.order_by(col(ProposalRow.id))))
+
+    def transition(self, proposal_id: int, expected: str, new: str, **values: object) -> bool:
+        """Move from `expected` to `new` in one conditional update; False if it was not in
+        `expected` any more (someone else decided, or it already ran)."""
+        with session_scope(self.engine) as session:
+            result = session.execute(
+                update(ProposalRow)
+                .where(col(ProposalRow.id) == proposal_id, col(ProposalRow.status) == expected)
+                .values(status=new, **values)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def decide(self, proposal_id: int, decision: str, user: str, reason: str | None) -> bool:
+        """proposed → approved/rejected, with the approval row, atomically."""
+        status = "approved" if decision == "approve" else "rejected"
+        with session_scope(self.engine) as session:
+            result = session.execute(
+                update(ProposalRow)
+                .where(col(ProposalRow.id) == proposal_id, col(ProposalRow.status) == "proposed")
+                .values(status=status, decided_by=user, decided_at=utcnow())
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            session.add(
+                ApprovalRow(proposal_id=proposal_id, user=user, decision=status, reason=reason)
+            )
+        return True
+
+    def approval(self, proposal_id: int) -> ApprovalRow | None:
+        with session_scope(self.engine) as session:
+            query = select(ApprovalRow).where(ApprovalRow.proposal_id == proposal_id)
+            return session.exec(query.order_by(col(ApprovalRow.id).desc())).first()
+
+    def audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        outcome: str,
+        detail: str,
+        run_id: str | None = None,
+        proposal_id: int | None = None,
+    ) -> None:
+        with session_scope(self.engine) as session:
+            session.add(
+                AuditEvent(
+                    actor=actor,
+                    action=action,
+                    outcome=outcome,
+                    detail=detail,
+                    run_id=run_id,
+                    proposal_id=proposal_id,
+                )
+            )
+
+    def audit_rows(
+        self, run_id: str | None = None, since: datetime | None = None
+    ) -> list[AuditEvent]:
+        with session_scope(self.engine) as session:
+            query = select(AuditEvent).order_by(col(AuditEvent.id))
+            if run_id is not None:
+                query = query.where(AuditEvent.run_id == run_id)
+            if since is not None:
+                query = query.where(col(AuditEvent.at) >= since)
+            return list(session.exec(query))

@@ -1,0 +1,187 @@
+"""Commit an approved proposal to its feature branch, with compare-and-swap on the branch head.
+
+The change is built in a scratch index from the proposal's base commit (no checkout, no hooks,
+the user's working tree untouched); the branch moves with `git update-ref NEW OLD` (local) or
+`git push --force-with-lease=REF:OLD` (a remote), so a branch that moved since the proposal is
+never overwritten. Never a force push, a merge or a delete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from agents.context.git import validate_ref_name
+from agents.errors import AnalysisInputError
+
+BOT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "chatops",
+    "GIT_AUTHOR_EMAIL": "chatops@localhost",
+    "GIT_COMMITTER_NAME": "chatops",
+    "GIT_COMMITTER_EMAIL": "chatops@localhost",
+}
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    repo: Path
+    branch: str
+    kind: Literal["patch", "new_file"]
+    target: str  # the branch for a patch, the path for a new file
+    base_sha: str
+    content: str
+    content_sha256: str
+    title: str
+    approved_by: str
+    requested_by: str
+    run_id: str
+    remote: bool = False  # a bare mirror of a remote: push to origin instead of update-ref
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    outcome: Literal["applied", "stale", "failed"]
+    detail: str
+    commit: str | None = None
+
+
+def _git(
+    repo: Path, args: list[str], *, env: dict[str, str] | None = None, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["git", *args],
+        cwd=repo,
+        input=stdin,
+        capture_output=True,
+        check=False,
+        env={
+            **os.environ,
+            "LC_ALL": "C",
+            "GIT_TERMINAL_PROMPT": "0",
+            **BOT_IDENTITY,
+            **(env or {}),
+        },
+    )
+
+
+def _out(done: subprocess.CompletedProcess[bytes]) -> str:
+    return (done.stderr or done.stdout).decode("utf-8", "replace").strip()
+
+
+def apply_proposal(request: WriteRequest) -> WriteResult:
+    try:
+        validate_ref_name(request.branch)
+    except AnalysisInputError as exc:
+        return WriteResult("failed", exc.message)
+    ref = f"refs/heads/{request.branch}"
+    digest = hashlib.sha256(request.content.encode("utf-8")).hexdigest()
+    if digest != request.content_sha256:
+        return WriteResult("failed", "the proposal's content changed after it was shown")
+    head = _git(
+        request.repo, ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"]
+    )
+    if head.returncode != 0:
+        return WriteResult("failed", f"branch {request.branch} no longer exists")
+    if head.stdout.decode().strip() != request.base_sha:
+        return WriteResult(
+            "stale",
+            f"{request.branch} moved since the proposal was made "
+            f"(now {head.stdout.decode().strip()[:10]})",
+        )
+    with tempfile.TemporaryDirectory(prefix="chatops-write-") as scratch:
+        env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+        done = _git(request.repo, ["read-tree", "--end-of-options", request.base_sha], env=env)
+        if done.returncode != 0:
+            return WriteResult("failed", f"cannot read {request.base_sha[:10]}: {_out(done)}")
+        built = _stage(request, env)
+        if built is not None:
+            return built
+        tree = _git(request.repo, ["write-tree"], env=env)
+        if tree.returncode != 0:
+            return WriteResult("failed", f"cannot write the tree: {_out(tree)}")
+    message = (
+        f"{request.title}\n\nApplied by chatops after approval.\n\n"
+        f"Approved-by: {request.approved_by}\nRequested-by: {request.requested_by}\n"
+        f"Chatops-Run: {request.run_id}\n"
+    )
+    commit = _git(
+        request.repo,
+        ["commit-tree", tree.stdout.decode().strip(), "-p", request.base_sha, "-F", "-"],
+        stdin=message.encode(),
+    )
+    if commit.returncode != 0:
+        return WriteResult("failed", f"cannot commit: {_out(commit)}")
+    new = commit.stdout.decode().strip()
+    return _move(request, ref, new)
+
+
+def _stage(request: WriteRequest, env: dict[str, str]) -> WriteResult | None:
+    if request.kind == "patch":
+        done = _git(
+            request.repo,
+            ["apply", "--cached", "--whitespace=nowarn", "-"],
+            env=env,
+            stdin=request.content.encode("utf-8"),
+        )
+        if done.returncode != 0:
+            return WriteResult("failed", f"the patch does not apply: {_out(done)[:300]}")
+        return None
+    path = PurePosixPath(request.target)
+    if (
+        path.is_absolute()
+        or ".." in path.parts
+        or not request.target
+        or request.target.startswith(".git")
+    ):
+        return WriteResult("failed", f"{request.target!r} is not a plain relative path")
+    exists = _git(request.repo, ["cat-file", "-e", f"{request.base_sha}:{request.target}"])
+    if exists.returncode == 0:
+        return WriteResult("failed", f"{request.target} already exists on the branch")
+    blob = _git(request.repo, ["hash-object", "-w", "--stdin"], stdin=request.content.encode())
+    if blob.returncode != 0:
+        return WriteResult("failed", f"cannot store the file: {_out(blob)}")
+    done = _git(
+        request.repo,
+        [
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            f"100644,{blob.stdout.decode().strip()},{request.target}",
+        ],
+        env=env,
+    )
+    if done.returncode != 0:
+        return WriteResult("failed", f"cannot stage {request.target}: {_out(done)}")
+    return None
+
+
+def _move(request: WriteRequest, ref: str, new: str) -> WriteResult:
+    if request.remote:
+        done = _git(
+            request.repo,
+            [
+                "push",
+                "--porcelain",
+                f"--force-with-lease={ref}:{request.base_sha}",
+                "origin",
+                f"{new}:{ref}",
+            ],
+        )
+        if done.returncode != 0:
+            if "stale info" in _out(done) or "rejected" in _out(done):
+                return WriteResult("stale", f"{request.branch} moved on the remote")
+            return WriteResult("failed", f"push failed: {_out(done)[:300]}")
+        _git(request.repo, ["update-ref", ref, new, request.base_sha])
+        return WriteResult("applied", f"pushed {new[:10]} to {request.branch}", new)
+    done = _git(
+        request.repo,
+        ["update-ref", "-m", f"chatops: run {request.run_id}", ref, new, request.base_sha],
+    )
+    if done.returncode != 0:
+        return WriteResult("stale", f"{request.branch} moved while applying; nothing written")
+    return WriteResult("applied", f"committed {new[:10]} to {request.branch}", new)
