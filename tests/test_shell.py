@@ -109,3 +109,43 @@ def test_a_broken_policy_file_stops_the_shell_with_the_reason(tmp_path: Path) ->
     assert done.returncode == 2
     assert f"error: {policy}: repos.shop.mode: Input should be" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_approve_in_the_shell_commits_and_audit_shows_it(repo: RepoBuilder, tmp_path: Path) -> None:
+    repo.branch("feature/imports")
+    repo.commit({"shop/cli.py": "import os\nimport sys\n\n\ndef main():\n    return sys.argv\n"})
+    repo.checkout("main")
+    base = repo.head("feature/imports")
+    policy = tmp_path / "chatops.toml"
+    policy.write_text(f'[repos.shop]\npath = "{repo.root}"\n\n[approvals]\napprovers = ["lead"]\n')
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CHATOPS_", "ANTHROPIC_", "DATABASE_URL"))
+    }
+    env.update(CHATOPS_DATA_DIR=str(tmp_path / "data"), CHATOPS_CONFIG=str(policy))
+
+    def run(args: list[str], lines: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", *args],
+            input="\n".join(lines) + "\n",
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    first = run(["shell", "--as", "dev"], ["analyze branch feature/imports", "approve P1"])
+    assert "Not done: four-eyes is on" in first.stdout
+    run_id = first.stdout.split("Run ", 1)[1].split(" ", 1)[0]
+    second = run(["shell", "--as", "lead"], [f"approve {run_id}/P1"])
+    assert f"{run_id}/P1 approved by lead" in second.stdout
+    assert f"{run_id}/P1: applied: committed" in second.stdout
+    assert repo.git("rev-list", "--count", f"{base}..feature/imports").strip() == "1"
+    audit = run(["audit", "--run", run_id], [])
+    assert audit.returncode == 0, audit.stderr
+    assert "denied" in audit.stdout and "granted" in audit.stdout and "ok" in audit.stdout
+    assert "3 audit row(s)" in audit.stderr
+    bad = run(["audit", "--since", "yesterday"], [])
+    assert bad.returncode == 2 and "is not a date" in bad.stderr
