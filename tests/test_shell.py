@@ -83,7 +83,7 @@ def test_history_survives_a_restart_and_errors_say_what_to_do(
     assert "error: '--upload-pack=x' is not a valid branch name." in out
     assert "error: No run 'nope'." in out
     assert f"error: Run {run_id} is already done." in out
-    assert "nothing is written" in out
+    assert f"Not done: there is no proposal {run_id}/P1." in out
     assert "error: Unknown command 'frobnicate'." in out
     assert "Traceback" not in second.stderr
 
