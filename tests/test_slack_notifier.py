@@ -51,3 +51,53 @@ def test_runs_from_other_surfaces_are_left_alone(tmp_path: Path) -> None:
         )
         SlackNotifier(web_client(BOT_TOKEN, slack.api_url), store).failed(run.id, "boom")
         assert slack.calls == []
+
+
+def test_a_long_proposal_is_uploaded_whole_for_the_approvers(tmp_path: Path) -> None:
+    from agents.report import (
+        Proposal,
+        ProposalKind,
+        Report,
+        Risk,
+        RiskLevel,
+        Target,
+        sha256_hex,
+    )
+
+    store = store_at(tmp_path)
+    content = "".join(f"+line {n}\n" for n in range(600))
+    with FakeSlack() as slack:
+        client = web_client(BOT_TOKEN, slack.api_url)
+        posted = client.chat_postMessage(channel="C111", text="Analyzing feature/x in shop")
+        run, _ = store.create(
+            NewRun(
+                requester="W111", surface="slack", repo="shop", target="feature/x", channel="C111"
+            )
+        )
+        store.set_message(run.id, "C111", str(posted["ts"]))
+        report = Report(
+            run_id=run.id,
+            summary="s",
+            risk=Risk(level=RiskLevel.low, score=0),
+            target=Target(
+                repo="/r", branch="feature/x", base="main", head_sha="a" * 40, base_sha="b" * 40
+            ),
+            proposals=[
+                Proposal(
+                    id="P1",
+                    kind=ProposalKind.patch,
+                    agent="code_review",
+                    title="t",
+                    target="feature/x",
+                    base_sha="a" * 40,
+                    content=content,
+                    content_sha256=sha256_hex(content),
+                )
+            ],
+        )
+        SlackNotifier(client, store).finished(run.id, report)
+        [shared] = slack.shared_files
+        assert shared["content"].decode() == content
+        assert shared["thread_ts"] == posted["ts"]
+        [message] = slack.thread(str(posted["ts"]))
+        assert "the exact change is in the file below" in json.dumps(message.blocks)

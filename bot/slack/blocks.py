@@ -33,6 +33,8 @@ MAX_BLOCKS = 50
 MAX_SECTION = 3000
 # Slack answers msg_blocks_too_long at about 13,000 characters; stay well under.
 MAX_MESSAGE_CHARS = 11_000
+# A proposal's content longer than this is previewed, and the whole of it uploaded as a file.
+PREVIEW_CHARS = 1800
 _SEVERITY_ICON = {
     Severity.critical: ":red_circle:",
     Severity.high: ":large_orange_circle:",
@@ -148,7 +150,9 @@ def report_blocks(report: Report) -> tuple[list[dict[str, object]], bool]:
             body.append(_section(f"*{severity.value.capitalize()}* ({len(group)})"))
             body.extend(_finding_block(f) for f in group)
     for proposal in report.proposals:
-        preview = escape(clip(proposal.content, 1800)).replace("```", "ˋˋˋ")
+        preview = escape(clip(proposal.content, PREVIEW_CHARS)).replace("```", "ˋˋˋ")
+        if len(proposal.content) > PREVIEW_CHARS:
+            preview += "\n(cut here: the exact change is in the file below)"
         body.append(
             _section(
                 f"*{proposal.id}: {escape(clip(proposal.title, 200))}*  "

@@ -16,6 +16,7 @@ from agents.report import Report
 from bot.approvals import target_branch
 from bot.render.markdown import render_markdown
 from bot.slack.blocks import (
+    PREVIEW_CHARS,
     ParentView,
     escape,
     failure_blocks,
@@ -78,6 +79,16 @@ class SlackNotifier:
             unfurl_links=False,
             unfurl_media=False,
         )
+        for proposal in report.proposals:
+            if len(proposal.content) > PREVIEW_CHARS:  # approvers see the exact change
+                suffix = "diff" if proposal.kind.value == "patch" else "txt"
+                self.client.files_upload_v2(
+                    channel=run.channel,
+                    thread_ts=run.thread_ts,
+                    content=proposal.content,
+                    filename=f"{report.run_id}-{proposal.id}.{suffix}",
+                    title=f"{report.run_id}/{proposal.id}: the exact change",
+                )
         if cut:
             self.client.files_upload_v2(
                 channel=run.channel,
