@@ -16,6 +16,7 @@ from typing import Literal
 
 from agents.context.git import DiffContext, GitRepo, load_diff
 from agents.context.guidance import read_guidance
+from agents.context.jira import TicketContext
 from agents.context.workspace import prepare
 from agents.llm import LLMError, LLMSession
 from agents.report import (
@@ -27,11 +28,13 @@ from agents.report import (
     Report,
     SkippedFile,
     Target,
+    TicketInfo,
     Usage,
     number_repeats,
 )
 from agents.roles.base import Agent, PipelineState
 from agents.roles.code_review import CodeReviewAgent
+from agents.roles.compliance import ComplianceAgent
 from agents.roles.dependencies import DependenciesAgent
 from agents.roles.risk import RiskAgent, assess
 from agents.roles.tests import TestsAgent
@@ -60,9 +63,13 @@ class Progress:
 Checkpoint = Callable[[Progress], bool]
 
 
-def default_agents() -> list[Agent]:
-    # Risk runs last: its verdict weighs every other agent's findings.
-    return [CodeReviewAgent(), TestsAgent(), DependenciesAgent(), RiskAgent()]
+def default_agents(ticket: TicketContext | None = None) -> list[Agent]:
+    # Risk runs after the analysts: its verdict weighs their findings. Compliance, for a ticket,
+    # comes last: its comment quotes everything.
+    agents: list[Agent] = [CodeReviewAgent(), TestsAgent(), DependenciesAgent(), RiskAgent()]
+    if ticket is not None:
+        agents.append(ComplianceAgent(ticket))
+    return agents
 
 
 def analyze_branch(
@@ -74,6 +81,7 @@ def analyze_branch(
     run_id: str | None = None,
     agents: Sequence[Agent] | None = None,
     llm: LLMSession | None = None,
+    ticket: TicketContext | None = None,
 ) -> Report:
     """Analyze `branch` of the repository at `repo_path` against `base` (default branch if None).
 
@@ -82,7 +90,9 @@ def analyze_branch(
     """
     repo = GitRepo.open(repo_path)
     diff = load_diff(repo, branch, base)
-    return run_pipeline(diff, checkpoint=checkpoint, run_id=run_id, agents=agents, llm=llm)
+    return run_pipeline(
+        diff, checkpoint=checkpoint, run_id=run_id, agents=agents, llm=llm, ticket=ticket
+    )
 
 
 def run_pipeline(
@@ -92,9 +102,10 @@ def run_pipeline(
     run_id: str | None = None,
     agents: Sequence[Agent] | None = None,
     llm: LLMSession | None = None,
+    ticket: TicketContext | None = None,
 ) -> Report:
     run_id = run_id or uuid.uuid4().hex[:12]
-    steps = list(agents) if agents is not None else default_agents()
+    steps = list(agents) if agents is not None else default_agents(ticket)
     progress = Progress(run_id=run_id, agents=[AgentProgress(a.name) for a in steps])
 
     def tell() -> bool:
@@ -136,7 +147,18 @@ def run_pipeline(
                 stopped = True
         if stopped:
             tell()
-        return _assemble(run_id, diff, state, progress, stopped)
+        report = _assemble(run_id, diff, state, progress, stopped)
+    if ticket is not None:
+        report.ticket = TicketInfo(
+            key=ticket.key,
+            summary=ticket.summary,
+            status=ticket.status,
+            type=ticket.type,
+            criteria_source=ticket.criteria_source,
+            truncated=ticket.truncated,
+        )
+    report.compliance = state.compliance
+    return report
 
 
 def dedupe(findings: list[Finding]) -> list[Finding]:

@@ -152,6 +152,35 @@ class LLMCall(_Model):
     )
 
 
+Judgment = Literal["met", "not_met", "needs_human", "unjudged"]
+
+
+class CriterionJudgment(_Model):
+    criterion: str
+    judgment: Judgment
+    evidence: list[str] = Field(default_factory=list, description="file:line references")
+    reason: str = ""
+
+
+class Compliance(_Model):
+    """How the change meets the ticket's acceptance criteria. The verdict is computed in code
+    from the judgments, never taken from a model."""
+
+    ticket: str
+    verdict: Literal["fully", "partially", "not_compliant", "unjudged"]
+    criteria: list[CriterionJudgment] = Field(default_factory=list)
+    note: str = ""
+
+
+class TicketInfo(_Model):
+    key: str
+    summary: str
+    status: str = ""
+    type: str = ""
+    criteria_source: str = ""
+    truncated: list[str] = Field(default_factory=list)
+
+
 AgentState = Literal["done", "failed", "skipped", "cancelled"]
 
 
@@ -182,6 +211,8 @@ class Report(_Model):
     dropped_unsupported: int = Field(
         default=0, description="Model findings the validation pass found unsupported by the diff."
     )
+    ticket: TicketInfo | None = None
+    compliance: Compliance | None = None
 
     def findings_at_least(self, severity: Severity) -> list[Finding]:
         return [f for f in self.findings if f.severity.at_least(severity)]

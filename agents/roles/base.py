@@ -9,7 +9,7 @@ from typing import Protocol
 from agents.context.git import DiffContext
 from agents.context.workspace import Workspace
 from agents.llm import LLMSession
-from agents.report import Finding, Proposal
+from agents.report import Compliance, Finding, Proposal
 
 
 @dataclass
@@ -29,6 +29,7 @@ class PipelineState:
     prompt_versions: dict[str, str] = field(default_factory=dict)
     dropped_unsupported: int = 0
     model_summary: str = ""
+    compliance: Compliance | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def next_proposal_id(self) -> str:
