@@ -65,6 +65,7 @@ def build_app(
         RepoResolver(settings.chatops_data_dir),
         settings.llm(),
         settings.chatops_lease_s,
+        jira=settings.jira(),
     )
     slack_client = None
     if settings.slack_bot_token is not None:
@@ -86,5 +87,7 @@ def build_app(
         approvals.workspace_team = WorkspaceTeam(slack_client)
         approvals.observers.append(SlackNotifier(slack_client, store))
     jobs.register_apply(approvals.apply)
+    approvals.jira = settings.jira()
     service.approvals = approvals
+    service.jira = settings.jira()
     return App(settings, policy, engine, store, jobs, service)

@@ -14,7 +14,9 @@ from typing import Literal, Protocol
 from sqlalchemy.exc import IntegrityError
 
 from agents.context.git import GitRepo
+from agents.context.jira import JiraSettings
 from agents.errors import AnalysisInputError, GitFailure
+from agents.report import sha256_hex
 from bot.config import ConfigError, PolicyConfig, RepoConfig
 from bot.policy import Decision, GroupMembers, can_approve, can_write, not_expired
 from bot.repos import RepoResolver
@@ -25,6 +27,7 @@ from bot.store.proposals import ProposalStore
 from bot.store.runs import RunStore
 from bot.store.types import utcnow
 from bot.writes.git import WriteRequest, WriteResult, apply_proposal
+from bot.writes.jira import post_comment
 
 log = logging.getLogger(__name__)
 _REF = re.compile(r"([0-9a-f]{6,32})/(P\d{1,4})")
@@ -60,6 +63,7 @@ class Approvals:
         self.groups = groups
         self.workspace_team = workspace_team
         self.observers: list[ProposalObserver] = []
+        self.jira: JiraSettings | None = None
 
     # -- deciding ------------------------------------------------------------------------------
 
@@ -148,6 +152,14 @@ class Approvals:
             return self._approver(actor, run, four_eyes=False)
         allowed = self._approver(actor, run, four_eyes=self.policy.approvals.four_eyes)
         if not allowed.allowed:
+            return allowed
+        if proposal.kind == "jira_comment":
+            if repo.mode != "feature_branches":
+                return Decision.deny(f"this repository is {repo.mode}: nothing is written")
+            if not run.ticket or proposal.target != run.ticket:
+                return Decision.deny("a comment may only go on the ticket the run analyzed")
+            if self.jira is None:
+                return Decision.deny("Jira is not configured (JIRA_URL)")
             return allowed
         writable = self._writable(name, repo, run, proposal)
         return writable if not writable.allowed else allowed
@@ -253,14 +265,19 @@ class Approvals:
         checks = self._checks(actor, run, proposal, "approve")
         if not checks.allowed:
             return WriteResult("failed", f"denied at apply time: {checks.reason}")
+        if proposal.kind == "jira_comment":
+            assert self.jira is not None  # checked above
+            if sha256_hex(proposal.content) != proposal.content_sha256:
+                return WriteResult("failed", "the proposal's content changed after it was shown")
+            return post_comment(
+                self.jira, proposal.target, proposal.content, f"{run.id}/{proposal.pid}"
+            )
         try:
             name, repo = self.policy.repo(run.repo)
             path = self.repos.prepare(name, repo)
         except (ConfigError, GitFailure) as exc:
             return WriteResult("failed", str(exc))
         kind: Literal["patch", "new_file"] = "patch" if proposal.kind == "patch" else "new_file"
-        if proposal.kind not in ("patch", "new_file"):
-            return WriteResult("failed", f"{proposal.kind} proposals are not applied to git")
         return apply_proposal(
             WriteRequest(
                 repo=path,

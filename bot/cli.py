@@ -21,6 +21,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from agents.context.git import GitRepo
+from agents.context.jira import fetch_ticket
 from agents.errors import AnalysisInputError, GitFailure
 from agents.llm import LLMSession
 from agents.pipeline import Progress, analyze_branch
@@ -32,6 +34,7 @@ from bot.render.terminal import print_report, progress_view
 from bot.settings import Settings, SettingsError, load_settings
 from bot.shell import Shell
 from bot.store.db import upgrade
+from bot.tickets import branches_for
 
 app = typer.Typer(
     name="chatops",
@@ -169,6 +172,92 @@ def _emit(
         print_report(Console(), report)
     else:
         sys.stdout.write(text)
+
+
+@analyze_app.command("ticket")
+def analyze_ticket_command(
+    key: Annotated[str, typer.Argument(help="The Jira issue key, e.g. PAY-412.")],
+    repo: Annotated[
+        Path, typer.Option("--repo", help="Path of the git repository (default: here).")
+    ] = Path("."),
+    branch: Annotated[
+        str | None, typer.Option("--branch", help="The branch (default: those naming KEY).")
+    ] = None,
+    base: Annotated[str | None, typer.Option("--base", help="Branch to compare with.")] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="text, markdown or json.")
+    ] = OutputFormat.text,
+    output: Annotated[Path | None, typer.Option("--output", help="Write here.")] = None,
+    fail_on: Annotated[
+        Severity | None,
+        typer.Option("--fail-on", help="Exit 1 if a finding at or above this severity exists."),
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Use the analyzers only, even with an API key.")
+    ] = False,
+) -> None:
+    """Analyze the branches that implement a Jira ticket, against its acceptance criteria."""
+    errors = Console(stderr=True)
+    settings = _settings_or_exit(errors)
+    jira = settings.jira()
+    if jira is None:
+        _fail(
+            errors,
+            "Jira is not configured.",
+            "Set JIRA_URL and JIRA_EMAIL + JIRA_API_TOKEN "
+            "(Cloud) or JIRA_PAT (Server/Data Center).",
+        )
+        return
+    try:
+        ticket = fetch_ticket(jira, key.upper())
+        git_repo = GitRepo.open(repo)
+        names = git_repo.branch_names()
+        found = (
+            [branch]
+            if branch
+            else branches_for(ticket.key, names, ticket.branches_named_in_links())
+        )
+    except AnalysisInputError as exc:
+        _fail(errors, exc.message, exc.hint)
+        return
+    if not found:
+        _fail(
+            errors,
+            f"No branch in {git_repo.root} mentions {ticket.key}.",
+            f"Name one: chatops analyze ticket {ticket.key} --branch NAME",
+        )
+        return
+    llm_settings = None if offline else settings.llm()
+    reports = []
+    for name in found:
+        printer = _ProgressPrinter(errors)
+        try:
+            reports.append(
+                analyze_branch(
+                    git_repo.root,
+                    name,
+                    base,
+                    checkpoint=printer,
+                    ticket=ticket,
+                    llm=LLMSession(llm_settings) if llm_settings else None,
+                )
+            )
+        except AnalysisInputError as exc:
+            printer.close()
+            _fail(errors, exc.message, exc.hint)
+            return
+        printer.close()
+    if output_format is OutputFormat.json and len(reports) > 1:
+        text = "[" + ",\n".join(r.model_dump_json(indent=2) for r in reports) + "]\n"
+        if output is not None:
+            output.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+    else:
+        for report in reports:
+            _emit(report, output_format, output, errors)
+    if fail_on is not None and any(r.findings_at_least(fail_on) for r in reports):
+        raise typer.Exit(EXIT_FINDINGS)
 
 
 @app.command("schema")

@@ -21,6 +21,13 @@ class AnalyzeBranch:
 
 
 @dataclass(frozen=True)
+class AnalyzeTicket:
+    key: str
+    branch: str | None = None
+    repo: str | None = None
+
+
+@dataclass(frozen=True)
 class Status:
     run_id: str | None = None
 
@@ -46,11 +53,12 @@ class Help:
     pass
 
 
-Command = AnalyzeBranch | Status | Stop | Approve | Reject | Help
+Command = AnalyzeBranch | AnalyzeTicket | Status | Stop | Approve | Reject | Help
 
 USAGE = {
     "analyze": "analyze branch NAME [in REPO] [against BASE]   "
     "e.g. analyze branch feature/login in shop",
+    "ticket": "analyze ticket KEY [branch NAME] [in REPO]   e.g. analyze ticket PAY-412",
     "status": "status [RUN]      e.g. status 3f2a9c1b7d4e  (no RUN: your recent runs)",
     "stop": "stop RUN          e.g. stop 3f2a9c1b7d4e  (ends the run at the next agent)",
     "approve": "approve PROPOSAL  e.g. approve 3f2a9c1b7d4e/P1",
@@ -109,7 +117,9 @@ def parse(text: str) -> Command:
     raise CommandError(f"Unknown command {verb!r}.", "help lists the commands")
 
 
-def _analyze(words: list[str]) -> AnalyzeBranch:
+def _analyze(words: list[str]) -> AnalyzeBranch | AnalyzeTicket:
+    if len(words) >= 2 and words[0].lower() == "ticket":
+        return _ticket(words[1:])
     if len(words) < 2 or words[0].lower() != "branch":
         raise CommandError("Say what to analyze.", USAGE["analyze"])
     branch = words[1]
@@ -126,3 +136,19 @@ def _analyze(words: list[str]) -> AnalyzeBranch:
         else:
             raise CommandError(f"Unexpected {keyword!r}.", USAGE["analyze"])
     return AnalyzeBranch(branch=branch, repo=repo, base=base)
+
+
+def _ticket(words: list[str]) -> AnalyzeTicket:
+    key, rest = words[0].upper(), words[1:]
+    branch = repo = None
+    while rest:
+        if len(rest) < 2:
+            raise CommandError(f"{rest[0]!r} needs a value.", USAGE["ticket"])
+        keyword, value, rest = rest[0].lower(), rest[1], rest[2:]
+        if keyword == "branch" and branch is None:
+            branch = value
+        elif keyword == "in" and repo is None:
+            repo = value
+        else:
+            raise CommandError(f"Unexpected {keyword!r}.", USAGE["ticket"])
+    return AnalyzeTicket(key=key, branch=branch, repo=repo)

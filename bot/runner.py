@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Protocol
 
+from agents.context.jira import JiraSettings, fetch_ticket
 from agents.errors import AnalysisInputError, GitFailure
 from agents.llm import LLMSession, LLMSettings
 from agents.pipeline import Progress, analyze_branch
@@ -47,7 +48,9 @@ class RunExecutor:
         llm: LLMSettings | None,
         lease_s: float,
         observers: list[RunObserver] | None = None,
+        jira: JiraSettings | None = None,
     ) -> None:
+        self.jira = jira
         self.store = store
         self.policy = policy
         self.repos = repos
@@ -80,6 +83,11 @@ class RunExecutor:
         try:
             name, config = self.policy.repo(run.repo)
             path = self.repos.prepare(name, config)
+            ticket = None
+            if run.kind == "ticket" and run.ticket:
+                if self.jira is None:
+                    raise ConfigError("Jira is not configured (JIRA_URL) on this worker.")
+                ticket = fetch_ticket(self.jira, run.ticket)
             report = analyze_branch(
                 path,
                 run.target,
@@ -87,6 +95,7 @@ class RunExecutor:
                 checkpoint=lambda progress: keep_alive.checkpoint(progress),
                 run_id=run_id,
                 llm=LLMSession(self.llm) if self.llm is not None else None,
+                ticket=ticket,
             )
         except (AnalysisInputError, ConfigError) as exc:
             self._fail(run_id, worker, str(exc))

@@ -9,12 +9,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from agents.context.git import GitRepo, validate_ref_name
+from agents.context.jira import JiraSettings, fetch_ticket, validate_key
 from agents.errors import AnalysisInputError
 from agents.report import Report
-from bot.commands import AnalyzeBranch
+from bot.commands import AnalyzeBranch, AnalyzeTicket
 from bot.config import ConfigError, PolicyConfig
 from bot.store.models import AuditEvent, ProposalRow, Run
 from bot.store.runs import FINAL, NewRun, RunStore
+from bot.tickets import branches_for
 
 if TYPE_CHECKING:
     from bot.approvals import Approvals, Outcome
@@ -53,6 +55,7 @@ class Service:
         self.enqueue = enqueue
         self.policy = policy
         self.approvals: Approvals | None = None  # wired by bot.app
+        self.jira: JiraSettings | None = None
 
     def request_analysis(
         self,
@@ -94,6 +97,65 @@ class Service:
         if created:
             self.enqueue(run.id)
         return Requested(run=run, created=created)
+
+    def request_ticket(
+        self,
+        actor: Actor,
+        command: AnalyzeTicket,
+        *,
+        event_key: str | None = None,
+        channel: str | None = None,
+    ) -> list[Requested]:
+        """Read the ticket, find the branches that implement it, and queue one run for each.
+        Reads Jira: call it after a Slack ack, never before."""
+        if self.jira is None:
+            raise UserError("Jira is not configured.", "Set JIRA_URL and its credentials.")
+        try:
+            validate_key(command.key)
+            ticket = fetch_ticket(self.jira, command.key)
+        except AnalysisInputError as exc:
+            raise UserError(exc.message, exc.hint) from None
+        repos = (
+            [self.policy.repo(command.repo)] if command.repo else sorted(self.policy.repos.items())
+        )
+        found: list[tuple[str, str]] = []
+        for name, repo in repos:
+            if repo.path is None:
+                continue
+            names = GitRepo.open(repo.path).branch_names()
+            if command.branch is not None:
+                if command.branch in names or f"origin/{command.branch}" in names:
+                    found.append((name, command.branch))
+                continue
+            linked = ticket.branches_named_in_links()
+            found += [(name, b) for b in branches_for(command.key, names, linked)]
+        if not found:
+            where = f" in {command.repo}" if command.repo else ""
+            raise UserError(
+                f"No branch{where} mentions {command.key}"
+                + (f" or is named {command.branch}" if command.branch else "")
+                + ".",
+                f"Name one: `analyze ticket {command.key} branch NAME`.",
+            )
+        requested = []
+        for name, branch in found:
+            validate_ref_name(branch)
+            run, created = self.store.create(
+                NewRun(
+                    requester=actor.user,
+                    surface=actor.surface,
+                    repo=name,
+                    target=branch,
+                    kind="ticket",
+                    ticket=command.key,
+                    channel=channel,
+                ),
+                event_key=f"{event_key}:{name}:{branch}" if event_key else None,
+            )
+            if created:
+                self.enqueue(run.id)
+            requested.append(Requested(run=run, created=created))
+        return requested
 
     def cancel_run(self, actor: Actor, run_id: str) -> Run:
         run = self._known(run_id)

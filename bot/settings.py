@@ -12,6 +12,7 @@ from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents.context.jira import JiraSettings
 from agents.llm import DEFAULT_FAST_MODEL, DEFAULT_MODEL, LLMSettings, load_prices
 
 
@@ -43,6 +44,24 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str | None = None
+
+    # Jira: Cloud (email + API token) or Server/Data Center (a personal access token).
+    jira_url: str | None = None
+    jira_email: str | None = None
+    jira_api_token: SecretStr | None = None
+    jira_pat: SecretStr | None = None
+    chatops_jira_ac_field: str | None = None
+
+    def jira(self) -> JiraSettings | None:
+        if not self.jira_url:
+            return None
+        return JiraSettings(
+            url=self.jira_url,
+            email=self.jira_email,
+            api_token=self.jira_api_token.get_secret_value() if self.jira_api_token else None,
+            pat=self.jira_pat.get_secret_value() if self.jira_pat else None,
+            acceptance_field=self.chatops_jira_ac_field,
+        )
 
     # Storage and jobs: the embedded default is SQLite and an in-process queue.
     database_url: str | None = None

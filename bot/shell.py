@@ -20,6 +20,7 @@ from agents.pipeline import AgentProgress, Progress
 from bot.app import App
 from bot.commands import (
     AnalyzeBranch,
+    AnalyzeTicket,
     Approve,
     Command,
     CommandError,
@@ -108,6 +109,15 @@ class Shell:
         if isinstance(command, Help):
             self.say(help_text())
             self.say("  exit              leave the shell (runs keep going)")
+        elif isinstance(command, AnalyzeTicket):
+            for requested in self.app.service.request_ticket(self.actor, command):
+                run = requested.run
+                self.last_run = run.id
+                self.say(
+                    f"Run {run.id} queued: analyzing {run.target} in {run.repo} for "
+                    f"{run.ticket}, requested by {run.requester}."
+                )
+                self.wait(run.id)
         elif isinstance(command, AnalyzeBranch):
             requested = self.app.service.request_analysis(self.actor, command)
             run = requested.run

@@ -68,6 +68,20 @@ def render_markdown(report: Report) -> str:
             if finding.suggestion:
                 out.append(f"  Suggestion: {_inline(finding.suggestion)}")
         out.append("")
+    if report.compliance is not None:
+        c = report.compliance
+        title = f" ({_inline(report.ticket.summary)})" if report.ticket else ""
+        out += [f"## Compliance with {c.ticket}{title}: {c.verdict.replace('_', ' ')}", ""]
+        if c.criteria:
+            out += ["| criterion | judgment | evidence |", "|---|---|---|"]
+            out += [
+                f"| {_inline(j.criterion)} | {j.judgment.replace('_', ' ')} | "
+                f"{_inline(', '.join(j.evidence)) or '-'} |"
+                for j in c.criteria
+            ]
+        if c.note:
+            out += ["", _inline(c.note)]
+        out.append("")
     if report.proposals:
         out += ["## Proposed changes", ""]
         for proposal in report.proposals:

@@ -79,6 +79,24 @@ def report_view(report: Report) -> RenderableType:
                 body,
             )
         parts.append(table)
+    if report.compliance is not None:
+        c = report.compliance
+        table = Table(
+            title=Text(f"Compliance with {c.ticket}: {c.verdict.replace('_', ' ')}"),
+            show_header=True,
+            header_style="bold",
+            expand=True,
+        )
+        table.add_column("criterion", ratio=2)
+        table.add_column("judgment", no_wrap=True)
+        table.add_column("evidence", ratio=1, overflow="fold")
+        for j in c.criteria:
+            table.add_row(
+                Text(j.criterion), j.judgment.replace("_", " "), Text(", ".join(j.evidence) or "-")
+            )
+        parts.append(table)
+        if c.note:
+            parts.append(Text(c.note, style="italic"))
     for proposal in report.proposals:
         parts.append(
             Panel(

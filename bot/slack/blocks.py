@@ -144,6 +144,26 @@ def report_blocks(report: Report) -> tuple[list[dict[str, object]], bool]:
         ),
     ]
     body: list[Block] = []
+    if report.compliance is not None:
+        c = report.compliance
+        marks = {
+            "met": ":white_check_mark:",
+            "not_met": ":x:",
+            "needs_human": ":eyes:",
+            "unjudged": ":grey_question:",
+        }
+        lines = [
+            f"{marks[j.judgment]} {escape(clip(j.criterion, 200))}"
+            + (f" · `{escape(clip(', '.join(j.evidence), 150))}`" if j.evidence else "")
+            for j in c.criteria[:25]
+        ]
+        body.append(
+            _section(
+                f"*Compliance with {escape(c.ticket)}: {c.verdict.replace('_', ' ')}*\n"
+                + "\n".join(lines)
+                + (f"\n_{escape(c.note)}_" if c.note else "")
+            )
+        )
     for severity in Severity:
         group = [f for f in report.findings if f.severity is severity]
         if group:

@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.commands import (
     AnalyzeBranch,
+    AnalyzeTicket,
     Approve,
     Command,
     CommandError,
@@ -32,6 +33,7 @@ from bot.slack.blocks import (
     parent_blocks,
     parent_text,
 )
+from bot.store.models import Run
 from bot.store.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -179,7 +181,7 @@ def _handle(
     store: RunStore,
 ) -> None:
     try:
-        if isinstance(command, AnalyzeBranch):
+        if isinstance(command, AnalyzeBranch | AnalyzeTicket):
             _analyze(command, actor, channel, event_key, respond, client, service, store)
         elif isinstance(command, Status):
             respond(response_type="ephemeral", text=_status(command, actor, service))
@@ -203,7 +205,7 @@ def _handle(
 
 
 def _analyze(
-    command: AnalyzeBranch,
+    command: AnalyzeBranch | AnalyzeTicket,
     actor: Actor,
     channel: str,
     event_key: str,
@@ -212,11 +214,27 @@ def _analyze(
     service: Service,
     store: RunStore,
 ) -> None:
-    requested = service.request_analysis(actor, command, event_key=event_key, channel=channel)
-    if not requested.created:
-        log.info("duplicate delivery of %s: run %s already exists", event_key, requested.run.id)
-        return
-    run = requested.run
+    if isinstance(command, AnalyzeTicket):
+        runs = service.request_ticket(actor, command, event_key=event_key, channel=channel)
+    else:
+        runs = [service.request_analysis(actor, command, event_key=event_key, channel=channel)]
+    for requested in runs:
+        if not requested.created:
+            log.info("duplicate delivery of %s: run %s exists", event_key, requested.run.id)
+            continue
+        if not _post_parent(requested.run, actor, channel, respond, client, service, store):
+            return
+
+
+def _post_parent(
+    run: Run,
+    actor: Actor,
+    channel: str,
+    respond: Any,
+    client: WebClient,
+    service: Service,
+    store: RunStore,
+) -> bool:
     view = ParentView(run.id, actor.user, run.target, run.repo, "queued", [])
     try:
         posted = client.chat_postMessage(
@@ -234,8 +252,9 @@ def _analyze(
             response_type="ephemeral",
             text=f":warning: I could not post in this channel ({error}).{hint}",
         )
-        return
+        return False
     store.set_message(run.id, channel, str(posted["ts"]))
+    return True
 
 
 def _status(command: Status, actor: Actor, service: Service) -> str:

@@ -23,7 +23,8 @@ class Run(SQLModel, table=True):
     surface: str = Field(max_length=16)  # cli, shell, slack
     repo: str = Field(max_length=64)  # the configured name
     kind: str = Field(default="branch", max_length=16)
-    target: str = Field(max_length=255)  # the branch (or ticket) as typed
+    target: str = Field(max_length=255)  # the branch as typed
+    ticket: str | None = Field(default=None, index=True, max_length=32)  # for kind "ticket"
     base: str | None = Field(default=None, max_length=255)
     status: str = Field(default="queued", index=True, max_length=16)
     stop_requested: bool = False

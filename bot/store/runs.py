@@ -37,6 +37,7 @@ class NewRun:
     target: str
     base: str | None = None
     kind: str = "branch"
+    ticket: str | None = None
     channel: str | None = None
     thread_ts: str | None = None
 
@@ -56,6 +57,7 @@ class RunStore:
             surface=new.surface,
             repo=new.repo,
             kind=new.kind,
+            ticket=new.ticket,
             target=new.target,
             base=new.base,
             channel=new.channel,
