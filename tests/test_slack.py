@@ -23,6 +23,9 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 
 from tests.conftest import BASE_FILES, PLANTED
+from tests.fakes.jira_api import EMAIL as JIRA_EMAIL
+from tests.fakes.jira_api import TOKEN as JIRA_TOKEN
+from tests.fakes.jira_api import FakeJira, Ticket
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.gitrepo import RepoBuilder
 from tests.testdata import slack_testdata
@@ -46,6 +49,7 @@ class Served:
     slack: FakeSlack
     repo: RepoBuilder
     data: Path
+    jira: FakeJira
 
     def post(
         self,
@@ -109,6 +113,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     other = RepoBuilder(root / "web")
     other.commit({"README.md": "web\n"})
     policy = root / "chatops.toml"
+    repo.branch("feature/PAY-412-retry")
+    repo.commit(
+        {"shop/billing.py": "def charge_with_retry(gateway):\n    return gateway.charge()\n"}
+    )
+    repo.checkout("main")
     repo.branch("feature/imports")
     repo.commit(
         {
@@ -122,7 +131,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         '[approvals]\napprovers = ["U222"]\n'
     )
     port = free_port()
-    with FakeSlack() as slack:
+    with FakeSlack() as slack, FakeJira() as jira:
+        jira.add(
+            Ticket(
+                "PAY-412",
+                "Retry failed charges",
+                "h3. Acceptance criteria\n"
+                "* A failed charge is retried\n* Nobody is charged twice\n",
+            )
+        )
         env = {
             k: v
             for k, v in os.environ.items()
@@ -135,6 +152,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             SLACK_SIGNING_SECRET=SECRET,
             SLACK_API_URL=slack.api_url,
             CHATOPS_WORKERS="2",
+            JIRA_URL=jira.url,
+            JIRA_EMAIL=JIRA_EMAIL,
+            JIRA_API_TOKEN=JIRA_TOKEN,
         )
         server = subprocess.Popen(
             [sys.executable, "-m", "bot", "serve", "--port", str(port)],
@@ -156,7 +176,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                     ) from None
                 time.sleep(0.1)
         try:
-            yield Served(url, slack, repo, root / "data")
+            yield Served(url, slack, repo, root / "data", jira)
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -405,3 +425,32 @@ def test_an_approvers_click_commits_the_ruff_fix_once_and_the_thread_says_so(
         if b.get("block_id") == f"proposal:{ref}" and b.get("type") == "actions"
     ]
     assert len([m for m in served.slack.thread(ts) if f"{ref} applied" in m.text]) == 1
+
+
+def test_a_ticket_gets_a_compliance_report_and_one_approved_comment(served: Served) -> None:
+    served.command("analyze ticket PAY-412 in shop")
+    ts = parent_for(served.slack, "feature/PAY-412-retry")
+    [report] = served.slack.wait_for(
+        lambda: [m for m in served.slack.thread(ts) if m.text.startswith("Report for")]
+    )
+    text = json.dumps(report.blocks)
+    assert "Compliance with PAY-412" in text and "A failed charge is retried" in text
+    values = [
+        e["value"]
+        for b in report.blocks
+        if b.get("type") == "actions"
+        for e in b["elements"]
+        if e["action_id"] == "proposal_approve"
+    ]
+    comment = next(v for v in values if f"P{len(values)}:" in v)  # the comment comes last
+    ref = comment.split(":")[0]
+    assert click(served, "U222", report.ts, comment, "proposal_approve") == 200
+    served.slack.wait_for(
+        lambda: [m for m in served.slack.thread(ts) if f"{ref} applied" in m.text]
+    )
+    assert click(served, "U222", report.ts, comment, "proposal_approve") == 200
+    time.sleep(0.5)
+    comments = served.jira.tickets["PAY-412"].comments
+    assert len(comments) == 1
+    assert f"chatops:{ref}" in comments[0]["body"]
+    assert "||Criterion||Judgment||Evidence||" in comments[0]["body"]

@@ -116,11 +116,11 @@ def fetch_ticket(settings: JiraSettings, key: str) -> TicketContext:
     from requests.exceptions import RequestException
 
     try:
-        client = _client(settings, JIRA)
+        client = jira_client(settings, JIRA)
         issue = client.issue(key)
         remote = client.remote_links(key)
     except JIRAError as exc:
-        raise _explain(exc, key, settings) from None
+        raise explain_error(exc, key, settings) from None
     except RequestException as exc:
         raise AnalysisInputError(
             f"Jira is unreachable at {settings.url} ({type(exc).__name__}).",
@@ -129,7 +129,7 @@ def fetch_ticket(settings: JiraSettings, key: str) -> TicketContext:
     return _context(issue.raw, [r.raw for r in remote], settings)
 
 
-def _client(settings: JiraSettings, jira_class: Any) -> Any:
+def jira_client(settings: JiraSettings, jira_class: Any) -> Any:
     options = {"rest_api_version": "2", "check_update": False, "server": settings.url}
     if settings.pat:
         return jira_class(
@@ -153,7 +153,7 @@ def _client(settings: JiraSettings, jira_class: Any) -> Any:
     )
 
 
-def _explain(exc: Any, key: str, settings: JiraSettings) -> AnalysisInputError:
+def explain_error(exc: Any, key: str, settings: JiraSettings) -> AnalysisInputError:
     status = getattr(exc, "status_code", None)
     if status == 404:
         return AnalysisInputError(
@@ -193,7 +193,10 @@ def _context(
     source = "none"
     custom = fields.get(settings.acceptance_field) if settings.acceptance_field else None
     if custom:
-        criteria = parse_criteria(str(custom)) or [str(custom).strip()]
+        # The field holds only criteria: its list items, else its non-empty lines.
+        lines = str(custom).splitlines()
+        items = [m.group(1).strip() for line in lines if (m := _ITEM.match(line))]
+        criteria = items or [line.strip() for line in lines if line.strip()]
         source = str(settings.acceptance_field)
     else:
         criteria = parse_criteria(description)

@@ -83,7 +83,7 @@ def verdict(judgments: Sequence[CriterionJudgment]) -> str:
 
 
 def terms(criterion: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z][a-z0-9_]{3,}", criterion.lower()) if w not in _STOP}
+    return {w for w in re.findall(r"[a-z][a-z0-9]{3,}", criterion.lower()) if w not in _STOP}
 
 
 class ComplianceAgent:
@@ -121,9 +121,9 @@ class ComplianceAgent:
             hits = [
                 n
                 for n, text in diff.added_lines.items()
-                if wanted & set(re.findall(r"[a-z][a-z0-9_]{3,}", text.lower()))
+                if wanted & set(re.findall(r"[a-z][a-z0-9]{3,}", text.lower()))
             ]
-            path_hit = wanted & set(re.findall(r"[a-z][a-z0-9_]{3,}", diff.path.lower()))
+            path_hit = wanted & set(re.findall(r"[a-z][a-z0-9]{3,}", diff.path.lower()))
             if hits or path_hit:
                 tag = " (test)" if kinds.is_test_path(diff.path) else ""
                 evidence.append(f"{diff.path}:{hits[0] if hits else 1}{tag}")
@@ -139,7 +139,10 @@ class ComplianceAgent:
     def _judge(self, state: PipelineState, criteria: list[str]) -> list[CriterionJudgment]:
         assert state.llm is not None
         listed = "\n".join(f"{n}. {neutralise(c)}" for n, c in enumerate(criteria, start=1))
-        ticket = neutralise(f"{self.ticket.key}: {self.ticket.summary}\n\n{listed}")
+        ticket = neutralise(
+            f"{self.ticket.key}: {self.ticket.summary}\n\nDescription:\n"
+            f"{self.ticket.description[:3000]}\n\nAcceptance criteria:\n{listed}"
+        )
         units, _ = file_units(state)
 
         def message(chunk: Sequence[Unit]) -> str:
