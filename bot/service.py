@@ -22,16 +22,8 @@ if TYPE_CHECKING:
     from bot.approvals import Approvals, Outcome
 
 
-class UserError(Exception):
+class UserError(AnalysisInputError):
     """Something the person asking can fix; surfaces show `message` and `hint`."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return f"{self.message} {self.hint}".strip()
 
 
 @dataclass(frozen=True)
