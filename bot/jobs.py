@@ -15,6 +15,7 @@ from huey import Huey, PostgresHuey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
 
 from bot.settings import Settings
+from bot.store.proposals import ProposalStore
 from bot.store.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -48,15 +49,17 @@ class Jobs:
         self.settings = settings
         self._run_task = huey.task(name=RUN_TASK)(execute)
         self._apply_task: Callable[[int], object] | None = None
+        self.proposals: ProposalStore | None = None
         self._consumer: Consumer | None = None
         self._stop = threading.Event()
 
     def enqueue(self, run_id: str) -> None:
         self._run_task(run_id)
 
-    def register_apply(self, apply: Callable[[int], object]) -> None:
+    def register_apply(self, apply: Callable[[int], object], proposals: ProposalStore) -> None:
         """The apply-proposal task; the proposal row's status makes it run at most once."""
         self._apply_task = self.huey.task(name=APPLY_TASK)(apply)
+        self.proposals = proposals
 
     def enqueue_apply(self, proposal_id: int) -> None:
         assert self._apply_task is not None, "register_apply first"
@@ -73,6 +76,10 @@ class Jobs:
         for run_id in ids:
             log.warning("re-enqueuing run %s (lease expired or task lost)", run_id)
             self.enqueue(run_id)
+        if self._apply_task is not None and self.proposals is not None:
+            for proposal_id in self.proposals.approved_waiting(self.settings.chatops_lease_s):
+                log.warning("re-enqueuing the apply of proposal %s (task lost)", proposal_id)
+                self.enqueue_apply(proposal_id)
         return ids
 
     def _reaper(self) -> None:

@@ -418,3 +418,18 @@ def test_reject_by_the_requester_or_an_approver_only(world: World) -> None:
     assert world.proposals.for_run(run_id)[0].status == "rejected"
     late = world.decide(APPROVER, f"{run_id}/P1")
     assert not late.ok and f"is already rejected by {REQUESTER}" in late.message
+
+
+def test_an_approved_proposal_whose_apply_task_was_lost_is_enqueued_again(world: World) -> None:
+    run_id = world.analyzed("feature/imports", {"shop/cli.py": UNUSED})
+    lost: list[int] = []
+    world.approvals.enqueue_apply = lost.append  # the queue drops it
+    assert world.decide(APPROVER, f"{run_id}/P1").ok
+    [proposal_id] = lost
+    assert world.proposals.approved_waiting(older_than_s=3600) == []
+    world.set_proposal(run_id, "P1", decided_at=utcnow() - timedelta(hours=2))
+    assert world.proposals.approved_waiting(older_than_s=3600) == [proposal_id]
+    result = world.approvals.apply(proposal_id)
+    assert result is not None and result.outcome == "applied"
+    assert world.approvals.apply(proposal_id) is None  # a second delivery does nothing
+    assert world.proposals.approved_waiting(older_than_s=0) == []

@@ -7,7 +7,7 @@ inserted."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, update
 from sqlmodel import col, select
@@ -61,6 +61,16 @@ class ProposalStore:
                 ApprovalRow(proposal_id=proposal_id, user=user, decision=status, reason=reason)
             )
         return True
+
+    def approved_waiting(self, older_than_s: float) -> list[int]:
+        """Approved proposals whose apply job has not started after `older_than_s`: their task
+        was lost (a queue restart); enqueuing again is safe, the job runs at most once."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        with session_scope(self.engine) as session:
+            query = select(ProposalRow.id).where(
+                col(ProposalRow.status) == "approved", col(ProposalRow.decided_at) < cutoff
+            )
+            return [int(pid) for pid in session.exec(query) if pid is not None]
 
     def approval(self, proposal_id: int) -> ApprovalRow | None:
         with session_scope(self.engine) as session:
