@@ -9,6 +9,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol
 
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +32,7 @@ from bot.writes.jira import post_comment
 
 log = logging.getLogger(__name__)
 _REF = re.compile(r"([0-9a-f]{6,32})/(P\d{1,4})")
+_SHOWN = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,9 @@ class Approvals:
         run = self.runs.get(run_id)
         if proposal is None or run is None:
             return self._deny(actor, action, run_id, None, f"there is no proposal {ref}")
-        if shown_sha is not None and not proposal.content_sha256.startswith(shown_sha):
+        if shown_sha is not None and not (
+            _SHOWN.fullmatch(shown_sha) and proposal.content_sha256[:16] == shown_sha
+        ):
             return self._deny(
                 actor,
                 action,
@@ -235,7 +239,11 @@ class Approvals:
         assert proposal is not None
         run = self.runs.get(proposal.run_id)
         approval = self.proposals.approval(proposal_id)
-        result = self._apply(proposal, run, approval.user if approval else None)
+        try:
+            result = self._apply(proposal, run, approval.user if approval else None)
+        except Exception as exc:  # the proposal must not stay "applying", whatever broke
+            log.exception("applying proposal %s failed", proposal_id)
+            result = WriteResult("failed", f"internal error: {type(exc).__name__}: {exc}")
         self.proposals.transition(proposal_id, "applying", result.outcome, result=result.detail)
         self.proposals.audit(
             actor="chatops",
@@ -260,6 +268,13 @@ class Approvals:
         expiry = not_expired(proposal.created_at, self.policy.approvals.ttl_seconds, utcnow())
         if not expiry.allowed:
             return WriteResult("failed", expiry.reason)
+        path: Path | None = None
+        if proposal.kind != "jira_comment":
+            try:  # fetch first, so the checks see the repository as it is now
+                name, repo = self.policy.repo(run.repo)
+                path = self.repos.prepare(name, repo)
+            except (ConfigError, GitFailure) as exc:
+                return WriteResult("failed", str(exc))
         # The whole policy again, as of now: the approver may have left the group since.
         actor = Actor(user=approver, surface="apply")
         checks = self._checks(actor, run, proposal, "approve")
@@ -272,11 +287,8 @@ class Approvals:
             return post_comment(
                 self.jira, proposal.target, proposal.content, f"{run.id}/{proposal.pid}"
             )
-        try:
-            name, repo = self.policy.repo(run.repo)
-            path = self.repos.prepare(name, repo)
-        except (ConfigError, GitFailure) as exc:
-            return WriteResult("failed", str(exc))
+        assert path is not None
+        _, repo = self.policy.repo(run.repo)
         kind: Literal["patch", "new_file"] = "patch" if proposal.kind == "patch" else "new_file"
         return apply_proposal(
             WriteRequest(

@@ -433,3 +433,82 @@ def test_an_approved_proposal_whose_apply_task_was_lost_is_enqueued_again(world:
     assert result is not None and result.outcome == "applied"
     assert world.approvals.apply(proposal_id) is None  # a second delivery does nothing
     assert world.proposals.approved_waiting(older_than_s=0) == []
+
+
+HIDDEN = {
+    "mode change": "diff --git a/shop/cli.py b/shop/cli.py\nold mode 100644\nnew mode 100755\n",
+    "new file": (
+        "diff --git a/.github/workflows/x.yml b/.github/workflows/x.yml\n"
+        "new file mode 100644\n--- /dev/null\n+++ b/.github/workflows/x.yml\n"
+        "@@ -0,0 +1 @@\n+on: push\n"
+    ),
+    "rename": (
+        "diff --git a/shop/cli.py b/shop/evil.sh\nsimilarity index 100%\n"
+        "rename from shop/cli.py\nrename to shop/evil.sh\n"
+    ),
+    "symlink": (
+        "diff --git a/shop/cli.py b/shop/cli.py\ndeleted file mode 100644\n"
+        "--- a/shop/cli.py\n+++ /dev/null\n@@ -1,7 +0,0 @@\n"
+        + "".join(f"-{line}\n" for line in UNUSED.splitlines())
+        + "diff --git a/shop/cli.py b/shop/cli.py\nnew file mode 120000\n"
+        "--- /dev/null\n+++ b/shop/cli.py\n@@ -0,0 +1 @@\n+/home/runner/.ssh/id_rsa\n"
+        "\\ No newline at end of file\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HIDDEN))
+def test_a_patch_that_does_more_than_edit_text_is_never_applied(world: World, kind: str) -> None:
+    run_id = world.analyzed("feature/imports", {"shop/cli.py": UNUSED})
+    [proposal] = world.proposals.for_run(run_id)
+    content = proposal.content + HIDDEN[kind]
+    world.set_proposal(run_id, "P1", content=content, content_sha256=sha256_hex(content))
+    before = heads(world.repo)
+    assert world.decide(APPROVER, f"{run_id}/P1").ok
+    [after] = world.proposals.for_run(run_id)
+    assert after.status == "failed" and "the patch is refused" in (after.result or "")
+    assert heads(world.repo) == before
+
+
+def test_a_symbolic_ref_branch_is_never_written(world: World) -> None:
+    run_id = world.analyzed("feature/imports", {"shop/cli.py": UNUSED})
+    main = world.repo.head("main")
+    world.repo.git("update-ref", "-d", "refs/heads/feature/imports")
+    world.repo.git("symbolic-ref", "refs/heads/feature/imports", "refs/heads/main")
+    world.set_proposal(run_id, "P1", base_sha=main)
+    assert world.decide(APPROVER, f"{run_id}/P1").ok
+    [after] = world.proposals.for_run(run_id)
+    assert after.status == "failed" and "symbolic ref" in (after.result or "")
+    assert world.repo.head("main") == main
+
+
+def test_a_checked_out_branch_is_not_moved_under_the_working_tree(world: World) -> None:
+    run_id = world.analyzed("feature/imports", {"shop/cli.py": UNUSED})
+    world.repo.checkout("feature/imports")
+    head = world.repo.head("feature/imports")
+    assert world.decide(APPROVER, f"{run_id}/P1").ok
+    [after] = world.proposals.for_run(run_id)
+    assert after.status == "failed" and "is checked out" in (after.result or "")
+    assert world.repo.head("feature/imports") == head
+
+
+@pytest.mark.parametrize("shown", ["e", "", "0" * 16, "ZZZZ"])
+def test_a_button_must_carry_the_whole_hash_prefix(world: World, shown: str) -> None:
+    run_id = world.analyzed("feature/imports", {"shop/cli.py": UNUSED})
+    [proposal] = world.proposals.for_run(run_id)
+    guess = proposal.content_sha256[: len(shown)] if shown == "e" else shown
+    outcome = world.decide(APPROVER, f"{run_id}/P1", shown_sha=guess)
+    assert not outcome.ok and "does not match the proposal's content" in outcome.message
+
+
+def test_an_unexpected_error_while_applying_ends_failed_not_stuck(world: World) -> None:
+    run_id = world.analyzed("feature/imports", {"shop/cli.py": UNUSED})
+
+    def broken(name: str, config: RepoConfig) -> Path:
+        raise PermissionError("no access to the clone")
+
+    world.approvals.repos.prepare = broken  # type: ignore[method-assign]
+    assert world.decide(APPROVER, f"{run_id}/P1").ok
+    [after] = world.proposals.for_run(run_id)
+    assert after.status == "failed" and "PermissionError" in (after.result or "")
+    assert ("chatops", "apply_proposal", "failed") in world.audit(run_id)

@@ -320,3 +320,18 @@ def test_role_marker_is_first_line_of_every_prompt(
     for request in fake.messages():
         assert role_of(request.body) in {"code_review", "tests", "risk", "validate"}
         assert json.loads(json.dumps(request.body))  # the body is plain JSON
+
+
+def test_a_model_patch_hiding_a_mode_change_is_not_offered(
+    planted_repo: RepoBuilder, fake: FakeAnthropic
+) -> None:
+    sneaky = (
+        PATCH + "diff --git a/shop/orders.py b/shop/orders.py\nold mode 100644\nnew mode 100755\n"
+    )
+    fake.responders["code_review"] = lambda body: {
+        "findings": [],
+        "patches": [{"file": "shop/orders.py", "title": "fix", "unified_diff": sneaky}],
+    }
+    report = run(planted_repo, fake)
+    assert "fix" not in [p.title for p in report.proposals]
+    assert "changes more than file contents (mode change 100644 => 100755" in report.summary

@@ -328,6 +328,35 @@ class GitRepo:
         found = done.stdout.decode("utf-8", "surrogateescape").splitlines()
         return {line.split(":", 1)[-1] for line in found}
 
+    def patch_problem(self, commit: str, patch: str, allowed: set[str] | None = None) -> str | None:
+        """Why `patch` must not be offered or applied, or None. A patch may only modify the text
+        of existing regular files (in `allowed`, when given): no binary sections, no created,
+        deleted or renamed files, no mode changes, no symbolic links; those could hide a
+        change a reviewer cannot see in the diff."""
+        done = self.run(
+            ["apply", "--numstat", "--summary", "-"], stdin=patch.encode("utf-8"), check=False
+        )
+        if done.returncode != 0:
+            return f"not a valid patch ({done.stderr.decode('utf-8', 'replace').strip()[:200]})"
+        paths: list[str] = []
+        for line in done.stdout.decode("utf-8", "surrogateescape").splitlines():
+            if line.startswith(" "):
+                return f"it changes more than file contents ({line.strip()})"
+            added, removed, path = line.split("\t", 2)
+            if added == "-" or removed == "-":
+                return f"it has a binary section ({path})"
+            paths.append(path)
+        if not paths:
+            return "it changes nothing"
+        for path in paths:
+            if allowed is not None and path not in allowed:
+                return f"it touches {path}, which it does not declare"
+            listed = self.run(["ls-tree", "--end-of-options", commit, "--", path], check=False)
+            mode = listed.stdout.decode().split(" ", 1)[0] if listed.stdout else ""
+            if mode not in ("100644", "100755"):
+                return f"{path} is not an existing regular file at {commit[:10]}"
+        return None
+
     def apply_check(self, commit: str, patch: str) -> tuple[bool, str]:
         """Does `patch` apply cleanly to `commit`? Checked in a scratch index; writes nothing."""
         with tempfile.TemporaryDirectory(prefix="chatops-index-") as scratch:

@@ -56,8 +56,13 @@ class CodeReviewAgent:
         )
 
     def _offer_patch(self, state: PipelineState, patch: str, title: str, source: str) -> bool:
-        """Offer a patch only if it applies cleanly at the branch head."""
+        """Offer a patch only if it only edits files the branch changes, and applies cleanly at
+        the branch head."""
         head = state.diff.head_sha
+        problem = state.diff.repo.patch_problem(head, patch, set(state.workspace.texts))
+        if problem is not None:
+            state.note(f"{source} were not offered: {problem}.")
+            return False
         applies, why = state.diff.repo.apply_check(head, patch)
         if not applies:
             state.note(f"{source} were not offered: they do not apply at the head ({why[:200]}).")

@@ -77,7 +77,10 @@ def register(app: App, service: Service, store: RunStore) -> None:
         event: dict[str, Any], body: dict[str, Any], say: Any, client: WebClient
     ) -> None:
         text = " ".join(word for word in event.get("text", "").split() if not word.startswith("<@"))
-        actor = Actor(user=event.get("user", ""), surface="slack", team=body.get("team_id"))
+        # The member's own team (a Slack Connect guest's differs from the workspace's), not the
+        # team the event arrived in.
+        team = event.get("user_team") or event.get("team") or body.get("team_id")
+        actor = Actor(user=event.get("user", ""), surface="slack", team=team)
 
         def reply(text: str, **_: Any) -> None:
             say(text=text, thread_ts=event.get("thread_ts") or event.get("ts"))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from agents.context.git import validate_ref_name
+from agents.context.git import GitRepo, validate_ref_name
 from agents.errors import AnalysisInputError
 
 BOT_IDENTITY = {
@@ -79,6 +79,15 @@ def apply_proposal(request: WriteRequest) -> WriteResult:
     except AnalysisInputError as exc:
         return WriteResult("failed", exc.message)
     ref = f"refs/heads/{request.branch}"
+    if _git(request.repo, ["symbolic-ref", "-q", ref]).returncode == 0:
+        return WriteResult("failed", f"{request.branch} is a symbolic ref; it is never written")
+    checked_out = _git(request.repo, ["worktree", "list", "--porcelain"]).stdout.decode()
+    if not request.remote and f"branch {ref}\n" in checked_out + "\n":
+        return WriteResult(
+            "failed",
+            f"{request.branch} is checked out in a working tree of this "
+            "repository; check out another branch there, then approve again",
+        )
     digest = hashlib.sha256(request.content.encode("utf-8")).hexdigest()
     if digest != request.content_sha256:
         return WriteResult("failed", "the proposal's content changed after it was shown")
@@ -122,6 +131,9 @@ def apply_proposal(request: WriteRequest) -> WriteResult:
 
 def _stage(request: WriteRequest, env: dict[str, str]) -> WriteResult | None:
     if request.kind == "patch":
+        problem = GitRepo(request.repo).patch_problem(request.base_sha, request.content)
+        if problem is not None:
+            return WriteResult("failed", f"the patch is refused: {problem}")
         done = _git(
             request.repo,
             ["apply", "--cached", "--whitespace=nowarn", "-"],
@@ -176,11 +188,19 @@ def _move(request: WriteRequest, ref: str, new: str) -> WriteResult:
             if "stale info" in _out(done) or "rejected" in _out(done):
                 return WriteResult("stale", f"{request.branch} moved on the remote")
             return WriteResult("failed", f"push failed: {_out(done)[:300]}")
-        _git(request.repo, ["update-ref", ref, new, request.base_sha])
+        _git(request.repo, ["update-ref", "--no-deref", ref, new, request.base_sha])
         return WriteResult("applied", f"pushed {new[:10]} to {request.branch}", new)
     done = _git(
         request.repo,
-        ["update-ref", "-m", f"chatops: run {request.run_id}", ref, new, request.base_sha],
+        [
+            "update-ref",
+            "--no-deref",
+            "-m",
+            f"chatops: run {request.run_id}",
+            ref,
+            new,
+            request.base_sha,
+        ],
     )
     if done.returncode != 0:
         return WriteResult("stale", f"{request.branch} moved while applying; nothing written")
