@@ -21,7 +21,9 @@ def _line_starts(text: str) -> list[int]:
 def _offset(starts: list[int], text: str, row: int, column: int) -> int:
     if row - 1 >= len(starts):
         return len(text)
-    return min(starts[row - 1] + column - 1, len(text))
+    # ruff's columns count characters after a byte-order mark, not the mark itself.
+    bom = 1 if row == 1 and text.startswith("\ufeff") else 0
+    return min(starts[row - 1] + column - 1 + bom, len(text))
 
 
 def apply_edits(text: str, fixes: Iterable[SafeFix]) -> tuple[str, list[SafeFix]]:
@@ -45,10 +47,19 @@ def apply_edits(text: str, fixes: Iterable[SafeFix]) -> tuple[str, list[SafeFix]
     return text, applied
 
 
+def _lines(text: str) -> list[str]:
+    """Lines as git counts them: split at "\\n" only (str.splitlines also splits at form
+    feeds and U+2028, which would make a patch git rejects)."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
 def unified_diff(path: str, before: str, after: str) -> str:
     """A git-style unified diff of one file, with correct "no newline at end" markers."""
-    old = before.splitlines(keepends=True)
-    new = after.splitlines(keepends=True)
+    old, new = _lines(before), _lines(after)
     out: list[str] = []
     for line in difflib.unified_diff(old, new, fromfile=f"a/{path}", tofile=f"b/{path}", n=3):
         if line.endswith("\n"):

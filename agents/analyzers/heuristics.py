@@ -121,7 +121,12 @@ def _sensitive(file: FileDiff) -> list[Finding]:
 def _hidden_characters(file: FileDiff) -> list[Finding]:
     """Zero-width and bidirectional control characters make code read differently from how it
     runs ("Trojan Source"), and can hide instructions from a human reviewer."""
-    lines = [n for n, text in sorted(file.added_lines.items()) if HIDDEN_CHARS.search(text)]
+    lines = [
+        n
+        for n, text in sorted(file.added_lines.items())
+        # A byte-order mark at the very start of a file is an encoding marker, not a trick.
+        if HIDDEN_CHARS.search(text[1:] if n == 1 and text.startswith("\ufeff") else text)
+    ]
     if not lines:
         return []
     shown = ", ".join(str(n) for n in lines[:10])

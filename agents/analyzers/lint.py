@@ -20,7 +20,7 @@ from agents.report import Finding, Severity, Source, fingerprint
 # bugbear (likely bugs), pylint errors, async pitfalls.
 RUFF_SELECT = ("F", "E4", "E7", "E9", "B", "PLE", "ASYNC")
 
-_HIGH = ("E9", "F821", "F822", "F823", "F7", "F63", "PLE", "syntax")
+_HIGH = ("E9", "F821", "F822", "F823", "F7", "F63", "PLE", "syntax", "invalid-syntax")
 _MEDIUM = ("B", "F811", "F601", "F602", "E722", "ASYNC", "F50", "F52")
 _LOW_CONFIDENCE = ("E7",)
 
@@ -88,9 +88,15 @@ def run_ruff(workspace: Workspace, *, agent: str) -> LintResult:
             continue
         start = int(item["location"]["row"])
         end = int(item["end_location"]["row"])
-        if not diff.changed_in(start, end):
+        code = item.get("code") or "invalid-syntax"
+        syntax = code in ("invalid-syntax", "syntax-error", "E999")
+        if syntax:
+            # A syntax error is often reported where the parser gave up (the next unchanged
+            # def, or past the last line); the branch broke the file either way.
+            last = max(1, len(workspace.texts[path].splitlines()))
+            start, end = min(start, last), min(end, last)
+        elif not diff.changed_in(start, end):
             continue
-        code = item.get("code") or "syntax-error"
         line_text = diff.added_lines.get(start) or _line(workspace.texts[path], start)
         fix = item.get("fix") or None
         suggestion = ""

@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -41,11 +42,12 @@ def _add(out: dict[tuple[str, str], Dependency], name: str, spec: str, group: st
 
 def parse_requirements(text: str) -> dict[tuple[str, str], Dependency]:
     out: dict[tuple[str, str], Dependency] = {}
-    for raw in text.splitlines():
-        line = raw.split(" #", 1)[0].strip()
+    joined = re.sub(r"\\\n", " ", text)  # continuation lines (hash-pinned requirements)
+    for raw in joined.splitlines():
+        line = re.split(r"\s#", raw, maxsplit=1)[0].strip()
         if not line or line.startswith(("#", "-", "http:", "https:", "git+")):
             continue
-        _add_pep508(out, line, "dependencies")
+        _add_pep508(out, line.split(" --hash", 1)[0], "dependencies")
     return out
 
 
@@ -79,7 +81,14 @@ def _add_table(
     for name, value in table.items():
         if name in skip:
             continue
-        spec = value if isinstance(value, str) else str(value.get("version", ""))
+        if isinstance(value, list):  # Poetry's multiple constraints: the first one's version
+            value = value[0] if value and isinstance(value[0], dict) else ""
+        if isinstance(value, str):
+            spec = value
+        else:
+            # A workspace, path or git dependency is pinned by other means than a version.
+            source = next((k for k in ("workspace", "path", "git") if k in value), "")
+            spec = str(value.get("version", source))
         _add(out, name, spec, group)
 
 
@@ -136,7 +145,17 @@ def parser_for(path: str) -> Parser | None:
 
 
 def version_of(spec: str) -> Version | None:
-    """The version a spec names (its first, i.e. lower, bound), if it names one."""
+    """The version a spec names: its lower bound (or pin), if it names one."""
+    try:
+        bounds = [
+            Version(s.version)
+            for s in SpecifierSet(spec)
+            if s.operator in ("==", "===", ">=", ">", "~=") and "*" not in s.version
+        ]
+        if bounds:
+            return max(bounds)
+    except (InvalidSpecifier, InvalidVersion):
+        pass  # not PEP 440: npm, Cargo and Go ranges
     match = _VERSION.search(spec)
     if not match:
         return None
@@ -168,7 +187,7 @@ def run_manifests(diff: DiffContext, *, agent: str) -> list[Finding]:
         try:
             new = parse(new_text)
             old = parse(old_text) if file.old_blob else {}
-        except (ValueError, tomllib.TOMLDecodeError) as exc:
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
             findings.append(
                 _finding(
                     agent,
@@ -295,7 +314,9 @@ def _compare(
 
 
 def _line_of(text: str, name: str) -> int | None:
-    pattern = re.compile(rf"(^|[\s\"'\[]){re.escape(name)}($|[\s\"'=<>!~^\[;:@,])", re.IGNORECASE)
+    # Package names compare with - _ . alike (PEP 503), so look for any of them.
+    loose = "[-_.]".join(re.escape(part) for part in re.split(r"[-_.]", name))
+    pattern = re.compile(rf"(^|[\s\"'\[.]){loose}($|[\s\"'=<>!~^\[\];:@,])", re.IGNORECASE)
     for number, line in enumerate(text.splitlines(), start=1):
         if pattern.search(line):
             return number

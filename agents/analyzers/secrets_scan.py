@@ -6,13 +6,17 @@ The secret itself never leaves this module: findings carry its kind, a masked pr
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
+from pathlib import PurePosixPath
+from typing import Any
 
 from detect_secrets.core.scan import scan_diff
 from detect_secrets.settings import default_settings, get_settings
 
-from agents.context.git import DiffContext
+from agents.context import files as kinds
+from agents.context.git import DiffContext, FileDiff
 from agents.report import Finding, Severity, Source, fingerprint
 
 # Kinds that identify a real credential format with almost no false positives.
@@ -49,6 +53,7 @@ _GUESSES = {
     "Hex High Entropy String": (Severity.medium, 0.4),
     "Public IP (ipv4)": (Severity.low, 0.3),
 }
+log = logging.getLogger(__name__)
 # detect-secrets keeps its settings in a process-wide singleton.
 _SETTINGS_LOCK = threading.Lock()
 
@@ -72,22 +77,40 @@ def whole_token(value: str, line: str) -> str:
     return match.group(0) if match else value
 
 
+def _synthetic_diff(name: str, file: FileDiff) -> str:
+    """One file's hunks under a plain name: unidiff cannot parse every real path git prints
+    (spaces, quotes), and the name only needs to keep the extension detect-secrets looks at."""
+    out = [f"diff --git a/{name} b/{name}", f"--- a/{name}", f"+++ b/{name}"]
+    for hunk in file.hunks:
+        out.append(f"@@ -{hunk.old_start},{hunk.old_count} +{hunk.new_start},{hunk.new_count} @@")
+        out += [f"{tag}{text}" for tag, text in hunk.lines]
+    return "\n".join(out) + "\n"
+
+
 def run_secrets(diff: DiffContext, *, agent: str) -> list[Finding]:
-    patch = "".join(
-        f.patch for f in diff.files if f.hunks and f.status != "deleted" and not f.binary
-    )
-    if not patch:
+    files = [f for f in diff.files if f.hunks and f.status != "deleted" and not f.binary]
+    if not files:
         return []
+    found: list[tuple[FileDiff, Any]] = []
     with _SETTINGS_LOCK, default_settings():
         # The scanned files are not in the working directory; don't let that filter drop them.
         get_settings().disable_filters("detect_secrets.filters.common.is_invalid_file")
-        found = list(scan_diff(patch))
+        for index, file in enumerate(files):
+            suffix = re.sub(r"[^A-Za-z0-9.]", "", PurePosixPath(file.path).suffix)[:10]
+            name = (
+                f"f{index}{suffix}"
+                if not kinds.is_lock_file(file.path)
+                else PurePosixPath(file.path).name
+            )
+            try:
+                found += [(file, secret) for secret in scan_diff(_synthetic_diff(name, file))]
+            except Exception as exc:  # one odd file must not cost the others their scan
+                log.warning("secrets scan of %s failed: %s", file.path, exc)
     findings: list[Finding] = []
-    for secret in found:
+    for file, secret in found:
         kind = str(secret.type)
-        path = str(secret.filename)
-        file = diff.file(path)
-        line = file.added_lines.get(int(secret.line_number), "") if file else ""
+        path = file.path
+        line = file.added_lines.get(int(secret.line_number), "")
         value = whole_token(str(secret.secret_value or ""), line)
         # The same kind of hash detect-secrets keeps in its baselines; never the value itself.
         value_hash = hashlib.sha1(value.encode("utf-8")).hexdigest()  # noqa: S324

@@ -47,6 +47,9 @@ def run_bandit(workspace: Workspace, *, agent: str) -> list[Finding]:
                 "--format=json",
                 f"--output={out}",
                 f"--skip={','.join(BANDIT_SKIP)}",
+                # bandit's default excludes match by substring (".git" in ".github/..."),
+                # which would skip changed files silently.
+                "--exclude=",
                 "--recursive",
                 ".",
             ],

@@ -27,7 +27,7 @@ def new_public_definitions(workspace: Workspace) -> list[NewDefinition]:
         if kinds.is_test_path(diff.path) or diff.path.endswith(".pyi"):
             continue
         try:
-            tree = ast.parse(workspace.texts[diff.path])
+            tree = ast.parse(workspace.texts[diff.path].removeprefix("\ufeff"))
         except (SyntaxError, ValueError):
             continue  # ruff reports the syntax error
         for node in tree.body:

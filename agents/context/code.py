@@ -47,7 +47,7 @@ class Scope:
 def python_scopes(text: str) -> list[Scope]:
     """Every function and class, innermost last for a given line."""
     try:
-        tree = ast.parse(text)
+        tree = ast.parse(text.removeprefix("\ufeff"))
     except (SyntaxError, ValueError):
         return []
     scopes = []

@@ -314,6 +314,8 @@ class GitRepo:
                 "-o",
                 "-h",
                 "--no-color",
+                "--no-line-number",
+                "--no-column",
                 "-f",
                 "-",
                 commit,
@@ -334,15 +336,19 @@ class GitRepo:
         deleted or renamed files, no mode changes, no symbolic links; those could hide a
         change a reviewer cannot see in the diff."""
         done = self.run(
-            ["apply", "--numstat", "--summary", "-"], stdin=patch.encode("utf-8"), check=False
+            ["apply", "-z", "--numstat", "--summary", "-"], stdin=patch.encode("utf-8"), check=False
         )
         if done.returncode != 0:
             return f"not a valid patch ({done.stderr.decode('utf-8', 'replace').strip()[:200]})"
         paths: list[str] = []
-        for line in done.stdout.decode("utf-8", "surrogateescape").splitlines():
-            if line.startswith(" "):
-                return f"it changes more than file contents ({line.strip()})"
-            added, removed, path = line.split("\t", 2)
+        # -z: "added<TAB>removed<TAB>path" entries end in NUL, paths unquoted; any summary
+        # (create, delete, rename, mode change) follows as lines starting with a space.
+        for entry in done.stdout.decode("utf-8", "surrogateescape").split("\0"):
+            if not entry:
+                continue
+            if entry.startswith(" "):
+                return f"it changes more than file contents ({entry.strip().splitlines()[0]})"
+            added, removed, path = entry.split("\t", 2)
             if added == "-" or removed == "-":
                 return f"it has a binary section ({path})"
             paths.append(path)
@@ -380,6 +386,7 @@ class GitRepo:
                 "diff",
                 "-U3",
                 "--no-color",
+                "--submodule=short",  # diff.submodule=log would print blocks with no header
                 "--src-prefix=a/",
                 "--dst-prefix=b/",
                 *common,
@@ -465,6 +472,9 @@ def _parse_hunks(block: str) -> list[Hunk]:
     if lines and lines[-1] == "":
         lines.pop()
     for line in lines:
+        if line.startswith("diff --git "):
+            current = None  # a type change is two blocks: the second's headers are no hunk lines
+            continue
         if line.startswith("@@"):
             match = _HUNK_HEADER.match(line)
             if not match:
