@@ -80,6 +80,8 @@ class Jobs:
             for proposal_id in self.proposals.approved_waiting(self.settings.chatops_lease_s):
                 log.warning("re-enqueuing the apply of proposal %s (task lost)", proposal_id)
                 self.enqueue_apply(proposal_id)
+            for proposal_id in self.proposals.fail_abandoned(self.settings.chatops_requeue_after_s):
+                log.warning("proposal %s was left applying by a dead worker; failed", proposal_id)
         return ids
 
     def _reaper(self) -> None:

@@ -512,3 +512,26 @@ def test_an_unexpected_error_while_applying_ends_failed_not_stuck(world: World) 
     [after] = world.proposals.for_run(run_id)
     assert after.status == "failed" and "PermissionError" in (after.result or "")
     assert ("chatops", "apply_proposal", "failed") in world.audit(run_id)
+
+
+def test_a_proposal_left_applying_by_a_dead_worker_fails_visibly(world: World) -> None:
+    run_id = world.analyzed("feature/imports", {"shop/cli.py": UNUSED})
+    world.set_proposal(run_id, "P1", status="applying", decided_at=utcnow() - timedelta(hours=1))
+    [proposal] = world.proposals.for_run(run_id)
+    assert world.proposals.fail_abandoned(older_than_s=7200) == []
+    assert world.proposals.fail_abandoned(older_than_s=600) == [proposal.id]
+    [after] = world.proposals.for_run(run_id)
+    assert after.status == "failed" and "worker stopped while applying" in (after.result or "")
+    assert world.approvals.apply(proposal.id or 0) is None  # never re-applied
+
+
+def test_a_url_repository_follows_the_remotes_default_branch(tmp_path: Path) -> None:
+    from agents.context.git import GitRepo, clone_or_fetch
+
+    origin = RepoBuilder(tmp_path / "origin", default_branch="main")
+    origin.commit({"a.py": "A = 1\n"})
+    mirror = clone_or_fetch(str(origin.root), tmp_path / "mirror")
+    assert "main" in GitRepo.open(mirror).default_branch_names()
+    origin.git("branch", "-m", "main", "trunk")
+    clone_or_fetch(str(origin.root), tmp_path / "mirror")
+    assert "trunk" in GitRepo.open(mirror).default_branch_names()

@@ -558,4 +558,23 @@ def clone_or_fetch(url: str, dest: Path) -> Path:
     )
     if done.returncode != 0:
         raise GitFailure(f"cannot fetch {url}: {done.stderr.decode('utf-8', 'replace').strip()}")
+    # Follow the remote's default branch, which fetch never updates in a bare clone: it is
+    # protected, so it must be the current one.
+    remote_head = subprocess.run(
+        ["git", "ls-remote", "--symref", "origin", "HEAD"],
+        cwd=dest,
+        capture_output=True,
+        env=env,
+        check=False,
+    ).stdout.decode("utf-8", "replace")
+    for line in remote_head.splitlines():
+        if line.startswith("ref: refs/heads/") and line.endswith("\tHEAD"):
+            branch_ref = line.removeprefix("ref: ").split("\t", 1)[0]
+            subprocess.run(
+                ["git", "symbolic-ref", "HEAD", branch_ref],
+                cwd=dest,
+                env=env,
+                capture_output=True,
+                check=False,
+            )
     return dest

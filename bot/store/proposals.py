@@ -72,6 +72,38 @@ class ProposalStore:
             )
             return [int(pid) for pid in session.exec(query) if pid is not None]
 
+    def fail_abandoned(self, older_than_s: float) -> list[int]:
+        """Proposals left `applying` by a worker that died mid-write: marked failed, so they
+        are visible rather than stuck. Never re-applied: whether the write landed must be
+        checked by a person (the branch's log shows the Chatops-Run trailer)."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        with session_scope(self.engine) as session:
+            ids = [
+                int(pid)
+                for pid in session.exec(
+                    select(ProposalRow.id).where(
+                        col(ProposalRow.status) == "applying", col(ProposalRow.decided_at) < cutoff
+                    )
+                )
+                if pid is not None
+            ]
+        failed = []
+        for proposal_id in ids:
+            reason = (
+                "the worker stopped while applying it; check the branch's log for its "
+                "Chatops-Run trailer before proposing it again"
+            )
+            if self.transition(proposal_id, "applying", "failed", result=reason):
+                self.audit(
+                    actor="chatops",
+                    action="apply_proposal",
+                    outcome="failed",
+                    detail=reason,
+                    proposal_id=proposal_id,
+                )
+                failed.append(proposal_id)
+        return failed
+
     def approval(self, proposal_id: int) -> ApprovalRow | None:
         with session_scope(self.engine) as session:
             query = select(ApprovalRow).where(ApprovalRow.proposal_id == proposal_id)
