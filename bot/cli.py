@@ -102,29 +102,36 @@ class _ProgressPrinter:
             self.live.stop()
 
 
+# Options `analyze branch` and `analyze ticket` share.
+RepoOption = Annotated[
+    Path, typer.Option("--repo", help="Path of the git repository (default: here).")
+]
+BaseOption = Annotated[
+    str | None,
+    typer.Option("--base", help="Branch to compare with (default: the default branch)."),
+]
+FormatOption = Annotated[OutputFormat, typer.Option("--format", help="text, markdown or json.")]
+OutputOption = Annotated[
+    Path | None, typer.Option("--output", help="Write the report to this file.")
+]
+FailOnOption = Annotated[
+    Severity | None,
+    typer.Option("--fail-on", help="Exit 1 if a finding at or above this severity exists."),
+]
+OfflineOption = Annotated[
+    bool, typer.Option("--offline", help="Use the analyzers only, even with an API key.")
+]
+
+
 @analyze_app.command("branch")
 def analyze_branch_command(
     name: Annotated[str, typer.Argument(help="The branch to analyze, e.g. feature/login.")],
-    repo: Annotated[
-        Path, typer.Option("--repo", help="Path of the git repository (default: here).")
-    ] = Path("."),
-    base: Annotated[
-        str | None,
-        typer.Option("--base", help="Branch to compare with (default: the default branch)."),
-    ] = None,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="text, markdown or json.")
-    ] = OutputFormat.text,
-    output: Annotated[
-        Path | None, typer.Option("--output", help="Write the report to this file.")
-    ] = None,
-    fail_on: Annotated[
-        Severity | None,
-        typer.Option("--fail-on", help="Exit 1 if a finding at or above this severity exists."),
-    ] = None,
-    offline: Annotated[
-        bool, typer.Option("--offline", help="Use the analyzers only, even with an API key.")
-    ] = False,
+    repo: RepoOption = Path("."),
+    base: BaseOption = None,
+    output_format: FormatOption = OutputFormat.text,
+    output: OutputOption = None,
+    fail_on: FailOnOption = None,
+    offline: OfflineOption = False,
 ) -> None:
     """Analyze a branch: the analyzers always; Claude too when ANTHROPIC_API_KEY is set."""
     errors = Console(stderr=True)
@@ -177,24 +184,15 @@ def _emit(
 @analyze_app.command("ticket")
 def analyze_ticket_command(
     key: Annotated[str, typer.Argument(help="The Jira issue key, e.g. PAY-412.")],
-    repo: Annotated[
-        Path, typer.Option("--repo", help="Path of the git repository (default: here).")
-    ] = Path("."),
+    repo: RepoOption = Path("."),
     branch: Annotated[
         str | None, typer.Option("--branch", help="The branch (default: those naming KEY).")
     ] = None,
-    base: Annotated[str | None, typer.Option("--base", help="Branch to compare with.")] = None,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="text, markdown or json.")
-    ] = OutputFormat.text,
-    output: Annotated[Path | None, typer.Option("--output", help="Write here.")] = None,
-    fail_on: Annotated[
-        Severity | None,
-        typer.Option("--fail-on", help="Exit 1 if a finding at or above this severity exists."),
-    ] = None,
-    offline: Annotated[
-        bool, typer.Option("--offline", help="Use the analyzers only, even with an API key.")
-    ] = False,
+    base: BaseOption = None,
+    output_format: FormatOption = OutputFormat.text,
+    output: OutputOption = None,
+    fail_on: FailOnOption = None,
+    offline: OfflineOption = False,
 ) -> None:
     """Analyze the branches that implement a Jira ticket, against its acceptance criteria."""
     errors = Console(stderr=True)
