@@ -119,36 +119,25 @@ def parse(text: str) -> Command:
 
 def _analyze(words: list[str]) -> AnalyzeBranch | AnalyzeTicket:
     if len(words) >= 2 and words[0].lower() == "ticket":
-        return _ticket(words[1:])
+        clauses = _clauses(words[2:], ("branch", "in"), USAGE["ticket"])
+        return AnalyzeTicket(
+            key=words[1].upper(), branch=clauses.get("branch"), repo=clauses.get("in")
+        )
     if len(words) < 2 or words[0].lower() != "branch":
         raise CommandError("Say what to analyze.", USAGE["analyze"])
-    branch = words[1]
-    repo = base = None
-    rest = words[2:]
-    while rest:
-        if len(rest) < 2:
-            raise CommandError(f"{rest[0]!r} needs a value.", USAGE["analyze"])
-        keyword, value, rest = rest[0].lower(), rest[1], rest[2:]
-        if keyword == "in" and repo is None:
-            repo = value
-        elif keyword == "against" and base is None:
-            base = value
-        else:
-            raise CommandError(f"Unexpected {keyword!r}.", USAGE["analyze"])
-    return AnalyzeBranch(branch=branch, repo=repo, base=base)
+    clauses = _clauses(words[2:], ("in", "against"), USAGE["analyze"])
+    return AnalyzeBranch(branch=words[1], repo=clauses.get("in"), base=clauses.get("against"))
 
 
-def _ticket(words: list[str]) -> AnalyzeTicket:
-    key, rest = words[0].upper(), words[1:]
-    branch = repo = None
+def _clauses(words: list[str], keywords: tuple[str, ...], usage: str) -> dict[str, str]:
+    """`KEYWORD VALUE` pairs in any order, each keyword at most once."""
+    found: dict[str, str] = {}
+    rest = words
     while rest:
         if len(rest) < 2:
-            raise CommandError(f"{rest[0]!r} needs a value.", USAGE["ticket"])
+            raise CommandError(f"{rest[0]!r} needs a value.", usage)
         keyword, value, rest = rest[0].lower(), rest[1], rest[2:]
-        if keyword == "branch" and branch is None:
-            branch = value
-        elif keyword == "in" and repo is None:
-            repo = value
-        else:
-            raise CommandError(f"Unexpected {keyword!r}.", USAGE["ticket"])
-    return AnalyzeTicket(key=key, branch=branch, repo=repo)
+        if keyword not in keywords or keyword in found:
+            raise CommandError(f"Unexpected {keyword!r}.", usage)
+        found[keyword] = value
+    return found

@@ -95,19 +95,10 @@ class Jobs:
     def start_consumer(self, *, in_process: bool) -> Consumer:
         """Worker threads (and the reaper) in this process. `in_process` skips huey's signal
         handlers, which only the main thread of a dedicated worker may install."""
-        consumer = self.huey.create_consumer(
-            workers=self.settings.chatops_workers,
-            worker_type="thread",
-            periodic=False,
-            initial_delay=0.05,
-            max_delay=0.5,
-            check_worker_health=True,
-        )
+        consumer = self._consumer_with_reaper()
         if in_process:
             setattr(consumer, "_set_signal_handlers", lambda: None)  # noqa: B010
         consumer.start()
-        threading.Thread(target=self._reaper, name="chatops-reaper", daemon=True).start()
-        self._consumer = consumer
         return consumer
 
     def stop(self, graceful: bool = True) -> None:
@@ -117,13 +108,17 @@ class Jobs:
 
     def run_forever(self) -> None:
         """`chatops worker`: block, with huey's signal handling (SIGINT/SIGTERM)."""
+        self._consumer_with_reaper().run()
+
+    def _consumer_with_reaper(self) -> Consumer:
         consumer = self.huey.create_consumer(
             workers=self.settings.chatops_workers,
             worker_type="thread",
             periodic=False,
             initial_delay=0.05,
             max_delay=0.5,
+            check_worker_health=True,
         )
         threading.Thread(target=self._reaper, name="chatops-reaper", daemon=True).start()
         self._consumer = consumer
-        consumer.run()
+        return consumer

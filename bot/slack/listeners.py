@@ -64,7 +64,6 @@ def register(app: App, service: Service, store: RunStore) -> None:
             parsed,
             actor,
             channel=command["channel_id"],
-            thread_ts=None,
             event_key=f"slack:command:{command.get('trigger_id')}",
             respond=respond,
             client=client,
@@ -97,7 +96,6 @@ def register(app: App, service: Service, store: RunStore) -> None:
             parsed,
             actor,
             channel=event["channel"],
-            thread_ts=None,
             event_key=f"slack:event:{body.get('event_id')}",
             respond=reply,
             client=client,
@@ -105,19 +103,22 @@ def register(app: App, service: Service, store: RunStore) -> None:
             store=store,
         )
 
-    @app.action(APPROVE)
-    def on_approve(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient
-    ) -> None:
-        ack()
-        _decide("approve", body, action, respond, client, service)
+    buttons: tuple[tuple[str, Literal["approve", "reject"]], ...] = (
+        (APPROVE, "approve"),
+        (REJECT, "reject"),
+    )
+    for action_id, decision in buttons:
+        app.action(action_id)(_button(decision, service))
 
-    @app.action(REJECT)
-    def on_reject(
+
+def _button(decision: Literal["approve", "reject"], service: Service) -> Any:
+    def on_click(
         ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient
     ) -> None:
         ack()
-        _decide("reject", body, action, respond, client, service)
+        _decide(decision, body, action, respond, client, service)
+
+    return on_click
 
 
 def _decide(
@@ -176,7 +177,6 @@ def _handle(
     actor: Actor,
     *,
     channel: str,
-    thread_ts: str | None,
     event_key: str,
     respond: Any,
     client: WebClient,

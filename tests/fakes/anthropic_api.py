@@ -26,8 +26,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.loopback import LoopbackServer, send_json
 
 CACHE_MIN_TOKENS = 1024
 API_KEY = "sk-ant-test-key"
@@ -103,7 +105,7 @@ def default_answer(body: dict[str, Any]) -> dict[str, Any]:
     return {"findings": [], "patches": []}
 
 
-class FakeAnthropic:
+class FakeAnthropic(LoopbackServer):
     def __init__(self, *, thinking_first: bool | None = None, latency_s: float = 0.0) -> None:
         """`thinking_first`: True always, False never, None every other answer (as a model with
         adaptive thinking does: sometimes it thinks first, sometimes not)."""
@@ -115,22 +117,11 @@ class FakeAnthropic:
         self.latency_s = latency_s
         self.cached_prefixes: set[str] = set()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._handler())
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> FakeAnthropic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return self.url
 
     def messages(self, role: str | None = None) -> list[Recorded]:
         return [
@@ -173,15 +164,12 @@ class FakeAnthropic:
             def _send(
                 self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
             ) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("request-id", f"req_{uuid.uuid4().hex[:16]}")
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(
+                    self,
+                    status,
+                    payload,
+                    {"request-id": f"req_{uuid.uuid4().hex[:16]}", **(headers or {})},
+                )
 
             def _error(
                 self, status: int, kind: str, message: str, headers: dict[str, str] | None = None

@@ -12,9 +12,11 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from tests.fakes.loopback import LoopbackServer, send_json
 
 EMAIL = "bot@example.invalid"
 TOKEN = "jira-api-token"
@@ -33,7 +35,7 @@ class Ticket:
     forbidden: bool = False
 
 
-class FakeJira:
+class FakeJira(LoopbackServer):
     def __init__(self) -> None:
         self.tickets: dict[str, Ticket] = {}
         self.requests: list[tuple[str, str]] = []
@@ -41,22 +43,7 @@ class FakeJira:
         self.lose_next_comment_answer = False
         self._ids = 10_000
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> FakeJira:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(self._handler())
 
     def add(self, ticket: Ticket) -> Ticket:
         self.tickets[ticket.key] = ticket
@@ -92,14 +79,7 @@ class FakeJira:
             def _send(
                 self, status: int, payload: Any, headers: dict[str, str] | None = None
             ) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json;charset=UTF-8")
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload, headers, "application/json;charset=UTF-8")
 
             def _error(
                 self, status: int, message: str, headers: dict[str, str] | None = None

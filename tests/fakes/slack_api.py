@@ -21,9 +21,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
+
+from tests.fakes.loopback import LoopbackServer, send_json
 
 BOT_TOKEN = "xoxb-test-token"
 TOTAL_BLOCKS_LIMIT = 13_000
@@ -68,7 +70,7 @@ def block_error(blocks: list[dict[str, Any]]) -> str | None:
     return None
 
 
-class FakeSlack:
+class FakeSlack(LoopbackServer):
     def __init__(self, channels: tuple[str, ...] = ("C111",)) -> None:
         self.calls: list[Call] = []
         self.messages: list[Message] = []
@@ -80,14 +82,7 @@ class FakeSlack:
         self.retry_after = 1
         self._ts = 1_700_000_000
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        super().__init__(self._handler())
 
     @property
     def api_url(self) -> str:
@@ -95,14 +90,6 @@ class FakeSlack:
 
     def response_url(self) -> str:
         return f"{self.url}/response/{uuid.uuid4().hex[:8]}"
-
-    def __enter__(self) -> FakeSlack:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def called(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
@@ -220,14 +207,7 @@ class FakeSlack:
             def _send(
                 self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
             ) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json; charset=utf-8")
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload, headers, "application/json; charset=utf-8")
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length") or 0))
