@@ -140,6 +140,8 @@ class LLMSession:
         self._lock = threading.Lock()
         self._reserved = 0.0
         self.calls: list[LLMCall] = []
+        # Each prompt sent, by (version, agent): the interaction log keeps the text once.
+        self.prompts: dict[tuple[str, str], str] = {}
 
     @property
     def spent_usd(self) -> float:
@@ -287,6 +289,7 @@ class LLMSession:
         with self._lock:
             self._reserved -= reservation
             self.calls.append(call)
+            self.prompts.setdefault((prompt.version, agent), prompt.stable)
 
     def _translate(self, exc: anthropic.APIError) -> LLMError:
         import anthropic

@@ -18,6 +18,7 @@ from agents.context.git import DiffContext, GitRepo, load_diff
 from agents.context.guidance import read_guidance
 from agents.context.jira import TicketContext
 from agents.context.workspace import prepare
+from agents.learnings import Learnings
 from agents.llm import LLMError, LLMSession
 from agents.report import (
     AgentRun,
@@ -82,16 +83,24 @@ def analyze_branch(
     agents: Sequence[Agent] | None = None,
     llm: LLMSession | None = None,
     ticket: TicketContext | None = None,
+    learnings: Learnings | None = None,
 ) -> Report:
     """Analyze `branch` of the repository at `repo_path` against `base` (default branch if None).
 
     With `llm`, the agents also ask the model; without, the analyzers alone make the report.
+    `learnings` (curated from the team's votes) rule out findings and, online, join the prompts.
     Raises AnalysisInputError for anything the user can fix (bad names, nothing to analyze).
     """
     repo = GitRepo.open(repo_path)
     diff = load_diff(repo, branch, base)
     return run_pipeline(
-        diff, checkpoint=checkpoint, run_id=run_id, agents=agents, llm=llm, ticket=ticket
+        diff,
+        checkpoint=checkpoint,
+        run_id=run_id,
+        agents=agents,
+        llm=llm,
+        ticket=ticket,
+        learnings=learnings,
     )
 
 
@@ -103,6 +112,7 @@ def run_pipeline(
     agents: Sequence[Agent] | None = None,
     llm: LLMSession | None = None,
     ticket: TicketContext | None = None,
+    learnings: Learnings | None = None,
 ) -> Report:
     run_id = run_id or uuid.uuid4().hex[:12]
     steps = list(agents) if agents is not None else default_agents(ticket)
@@ -118,6 +128,7 @@ def run_pipeline(
             workspace=workspace,
             llm=llm,
             guidance=read_guidance(diff) if llm is not None else "",
+            learnings=learnings or Learnings(),
         )
         tell()
         for agent, status in zip(steps, progress.agents, strict=True):
@@ -142,6 +153,7 @@ def run_pipeline(
                 status.error = f"{type(exc).__name__}: {exc}"[:500]
             finally:
                 state.findings[before:] = number_repeats(state.findings[before:])
+                _apply_learnings(state)
             status.duration_ms = int((time.perf_counter() - started) * 1000)
             if not tell():
                 stopped = True
@@ -159,6 +171,16 @@ def run_pipeline(
         )
     report.compliance = state.compliance
     return report
+
+
+def _apply_learnings(state: PipelineState) -> None:
+    """Drop what the team's learnings rule out, before later agents weigh the findings."""
+    if not state.learnings:
+        return
+    kept, dropped = state.learnings.filter(state.findings)
+    state.findings[:] = kept
+    state.suppressed += sum(dropped.values())
+    state.learnings_applied |= set(dropped)
 
 
 def dedupe(findings: list[Finding]) -> list[Finding]:
@@ -216,6 +238,8 @@ def _assemble(
         llm_calls=calls,
         prompt_versions=dict(state.prompt_versions),
         dropped_unsupported=state.dropped_unsupported,
+        learnings_applied=sorted(state.learnings_applied),
+        suppressed_findings=state.suppressed,
     )
 
 
@@ -269,6 +293,11 @@ def _summary(
     failed = [a.name for a in agents if a.status == "failed"]
     if failed:
         text += f" Failed: {', '.join(failed)} (see agents)."
+    if state.suppressed:
+        text += (
+            f" {state.suppressed} finding(s) left out by the team's learnings "
+            "(the report lists which applied)."
+        )
     if stopped:
         text += " Stopped on request before every agent ran."
     for note in state.notes:

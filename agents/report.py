@@ -213,6 +213,14 @@ class Report(_Model):
     )
     ticket: TicketInfo | None = None
     compliance: Compliance | None = None
+    learnings_applied: list[str] = Field(
+        default_factory=list,
+        description="Ids of the team's learnings that applied: in a prompt, or ruling out a "
+        "finding (`/agent learnings` lists them).",
+    )
+    suppressed_findings: int = Field(
+        default=0, description="Findings left out because a learning ruled them out."
+    )
 
     def findings_at_least(self, severity: Severity) -> list[Finding]:
         return [f for f in self.findings if f.severity.at_least(severity)]

@@ -8,18 +8,26 @@ from pathlib import Path
 from sqlalchemy import Engine, inspect
 
 from bot.approvals import Approvals
+from bot.budget_guard import DailyBudget
 from bot.config import ConfigError, PolicyConfig, RepoConfig, load_policy
+from bot.digest_poster import Digests
+from bot.feedback import FeedbackService
 from bot.jobs import Jobs, make_huey
 from bot.repos import RepoResolver
 from bot.runner import RunExecutor
+from bot.scheduler import Scheduler
 from bot.service import Service
 from bot.settings import Settings
 from bot.slack.app import web_client
+from bot.slack.digest import SlackDigestSink
 from bot.slack.groups import SlackGroups, WorkspaceTeam
 from bot.slack.notifier import SlackNotifier
 from bot.store.db import make_engine, upgrade
+from bot.store.digests import DigestStore
+from bot.store.feedback import FeedbackStore
 from bot.store.proposals import ProposalStore
 from bot.store.runs import RunStore
+from bot.store.stats import Stats
 
 
 @dataclass
@@ -30,6 +38,9 @@ class App:
     store: RunStore
     jobs: Jobs
     service: Service
+    feedback: FeedbackService
+    digests: Digests
+    scheduler: Scheduler
 
     def close(self) -> None:
         self.jobs.stop()
@@ -59,6 +70,10 @@ def build_app(
             f"The database at {url.split('@')[-1]} has no schema: run `chatops db upgrade`."
         )
     store = RunStore(engine)
+    feedback_store = FeedbackStore(engine)
+    stats = Stats(engine)
+    cap = settings.chatops_daily_budget_usd
+    budget = DailyBudget(stats, cap, policy.digest.timezone) if cap is not None else None
     executor = RunExecutor(
         store,
         policy,
@@ -66,6 +81,9 @@ def build_app(
         settings.llm(),
         settings.chatops_lease_s,
         jira=settings.jira(),
+        learnings=feedback_store.for_repo,
+        budget=budget.left if budget is not None else None,
+        save_prompts=feedback_store.save_prompts,
     )
     slack_client = None
     if settings.slack_bot_token is not None:
@@ -75,6 +93,7 @@ def build_app(
         executor.observers.append(SlackNotifier(slack_client, store))
     jobs = Jobs(make_huey(settings), store, executor, settings)
     service = Service(store, jobs.enqueue, policy)
+    service.budget = budget
     approvals = Approvals(
         store,
         ProposalStore(engine),
@@ -90,4 +109,16 @@ def build_app(
     approvals.jira = settings.jira()
     service.approvals = approvals
     service.jira = settings.jira()
-    return App(settings, policy, engine, store, jobs, service)
+    feedback = FeedbackService(store, feedback_store, stats, policy, approvals.is_approver)
+    service.feedback = feedback
+    digests = Digests(
+        stats,
+        DigestStore(engine),
+        policy,
+        daily_budget_usd=cap,
+        sink=SlackDigestSink(slack_client) if slack_client is not None else None,
+    )
+    service.digests = digests
+    scheduler = Scheduler(digests, feedback)
+    jobs.register_tick(scheduler.tick)
+    return App(settings, policy, engine, store, jobs, service, feedback, digests, scheduler)

@@ -9,6 +9,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -168,7 +169,23 @@ class Approvals:
         writable = self._writable(name, repo, run, proposal)
         return writable if not writable.allowed else allowed
 
-    def _approver(self, actor: Actor, run: Run, *, four_eyes: bool) -> Decision:
+    def actionable(self, actor: Actor, limit: int = 10) -> list[tuple[ProposalRow, Run]]:
+        """Open, unexpired proposals `actor` may decide (App Home lists them)."""
+        since = utcnow() - timedelta(seconds=self.policy.approvals.ttl_seconds)
+        mine = []
+        for proposal, run in self.proposals.open_since(since):
+            four_eyes = self.policy.approvals.four_eyes
+            if self._approver(actor, run, four_eyes=four_eyes).allowed:
+                mine.append((proposal, run))
+            if len(mine) >= limit:
+                break
+        return mine
+
+    def is_approver(self, actor: Actor) -> Decision:
+        """May `actor` act as an approver at all (forget a learning, say)?"""
+        return self._approver(actor, None, four_eyes=False)
+
+    def _approver(self, actor: Actor, run: Run | None, *, four_eyes: bool) -> Decision:
         workspace = (
             self.workspace_team() if self.workspace_team and actor.surface == "slack" else None
         )
@@ -176,7 +193,7 @@ class Approvals:
             return Decision.deny("could not confirm this workspace's team; denied")
         return can_approve(
             user=actor.user,
-            requester=run.requester,
+            requester=run.requester if run is not None else "",
             approvers=self.policy.approvals.approvers,
             four_eyes=four_eyes,
             groups=self.groups,

@@ -397,12 +397,7 @@ def audit_command(
 ) -> None:
     """Print the audit trail: every decision, granted or denied, and every apply."""
     errors = Console(stderr=True)
-    start = None
-    if since is not None:
-        try:
-            start = datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=UTC)
-        except ValueError:
-            _fail(errors, f"--since {since!r} is not a date.", "Use YYYY-MM-DD, e.g. 2026-11-01.")
+    start = _since_or_exit(errors, since)
     the_app = _app_or_exit(errors)
     try:
         rows = the_app.service.audit(run_id=run, since=start)
@@ -420,6 +415,129 @@ def audit_command(
         )
     Console(width=200).print(table)
     errors.print(f"{len(rows)} audit row(s)", markup=False)
+
+
+def _since_or_exit(errors: Console, since: str | None) -> datetime | None:
+    if since is None:
+        return None
+    try:
+        return datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        _fail(errors, f"--since {since!r} is not a date.", "Use YYYY-MM-DD, e.g. 2026-11-01.")
+        raise AssertionError("unreachable") from None
+
+
+feedback_app = typer.Typer(help="Votes, learnings and acceptance.", no_args_is_help=True)
+app.add_typer(feedback_app, name="feedback")
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+@feedback_app.command("export")
+def feedback_export_command(
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="csv or jsonl.")] = (
+        ExportFormat.jsonl
+    ),
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only votes from this date (YYYY-MM-DD, UTC).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Write the interaction log: each vote with its prompt, output, correction and versions."""
+    errors = Console(stderr=True)
+    start = _since_or_exit(errors, since)
+    the_app = _app_or_exit(errors)
+    try:
+        if output is None:
+            count = the_app.feedback.export(sys.stdout, fmt.value, start)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as out:
+                count = the_app.feedback.export(out, fmt.value, start)
+    finally:
+        the_app.engine.dispose()
+    errors.print(f"{count} vote(s) exported", markup=False)
+
+
+@feedback_app.command("curate")
+def feedback_curate_command() -> None:
+    """Turn the votes into learnings now (the scheduler does it every hour)."""
+    errors = Console(stderr=True)
+    the_app = _app_or_exit(errors)
+    try:
+        curated = the_app.feedback.curate()
+    finally:
+        the_app.engine.dispose()
+    console = Console(width=160)
+    table = Table("id", "repo", "agent", "kind", "learning")
+    for row in curated.active:
+        new = row.id in curated.added
+        table.add_row(
+            row.id + (" (new)" if new else ""), row.repo, row.agent, row.kind, Text(row.text)
+        )
+    console.print(table)
+    console.print(curated.message, markup=False)
+
+
+@feedback_app.command("stats")
+def feedback_stats_command(
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only votes from this date (YYYY-MM-DD, UTC).")
+    ] = None,
+) -> None:
+    """Acceptance rate (up / (up + down)) per agent and prompt version."""
+    errors = Console(stderr=True)
+    start = _since_or_exit(errors, since)
+    the_app = _app_or_exit(errors)
+    try:
+        rows = the_app.feedback.acceptance(start)
+    finally:
+        the_app.engine.dispose()
+    table = Table("agent", "prompt version", "👍", "👎", "acceptance")
+    for (agent, version), votes in sorted(rows.items()):
+        rate = f"{votes.rate:.0%}" if votes.rate is not None else "-"
+        table.add_row(agent, version or "(analyzers)", str(votes.up), str(votes.down), rate)
+    Console(width=120).print(table)
+    if not rows:
+        errors.print("no votes yet", markup=False)
+
+
+@app.command("digest")
+def digest_command(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print it here; post nothing.")
+    ] = False,
+    chart: Annotated[
+        Path | None, typer.Option("--chart", help="With --dry-run, write the chart (PNG) here.")
+    ] = None,
+) -> None:
+    """The digest of the last scheduled period, posted to [digest] channel once (a second
+    call, or the scheduler, posts nothing more)."""
+    from bot.digest import chart_png
+    from bot.digest import text as digest_text
+
+    errors = Console(stderr=True)
+    the_app = _app_or_exit(errors)
+    try:
+        digests = the_app.digests
+        period = digests.latest_period()
+        if dry_run:
+            data = digests.build(period)
+            Console(width=160).print(Text(digest_text(data)))
+            if chart is not None:
+                chart.write_bytes(chart_png(data))
+                errors.print(f"chart written to {chart}", markup=False)
+            return
+        posted = digests.post_scheduled(force_period=period)
+    finally:
+        the_app.engine.dispose()
+    if posted.outcome in ("no_channel", "no_slack", "failed"):
+        _fail(errors, posted.message, "Use --dry-run to see it without Slack.")
+    errors.print(posted.message, markup=False)
 
 
 @db_app.command("upgrade")

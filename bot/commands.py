@@ -4,11 +4,14 @@ analyze branch NAME [in REPO] [against BASE]
 status [RUN]
 stop RUN
 approve P1 | reject P1 [reason]
+up [RUN/]F3 | down [RUN/]F3 [reason]   (or RUN alone: the whole report)
+learnings [REPO] | forget ID | digest
 help
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 
@@ -49,11 +52,48 @@ class Reject:
 
 
 @dataclass(frozen=True)
+class Vote:
+    """👍 (+1) or 👎 (-1) on a finding (`item` F3) or on a whole report (`item` None)."""
+
+    value: int
+    run_id: str | None = None  # None: the report the shell showed last
+    item: str | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Learnings:
+    repo: str | None = None
+
+
+@dataclass(frozen=True)
+class Forget:
+    learning_id: str
+
+
+@dataclass(frozen=True)
+class Digest:
+    pass
+
+
+@dataclass(frozen=True)
 class Help:
     pass
 
 
-Command = AnalyzeBranch | AnalyzeTicket | Status | Stop | Approve | Reject | Help
+Command = (
+    AnalyzeBranch
+    | AnalyzeTicket
+    | Status
+    | Stop
+    | Approve
+    | Reject
+    | Vote
+    | Learnings
+    | Forget
+    | Digest
+    | Help
+)
 
 USAGE = {
     "analyze": "analyze branch NAME [in REPO] [against BASE]   "
@@ -63,6 +103,11 @@ USAGE = {
     "stop": "stop RUN          e.g. stop 3f2a9c1b7d4e  (ends the run at the next agent)",
     "approve": "approve PROPOSAL  e.g. approve 3f2a9c1b7d4e/P1",
     "reject": 'reject PROPOSAL [reason]  e.g. reject 3f2a9c1b7d4e/P1 "not needed"',
+    "up": "up [RUN/]F3       👍 a finding (or `up RUN` for the whole report)",
+    "down": 'down [RUN/]F3 [reason]  👎 and what was wrong, e.g. down F2 "tests may assert"',
+    "learnings": "learnings [REPO] what the agents learned from the votes",
+    "forget": "forget ID         remove a learning (approvers)",
+    "digest": "digest            the last 24 hours of agent activity, here",
     "help": "help              this list",
 }
 
@@ -114,7 +159,43 @@ def parse(text: str) -> Command:
         if not rest:
             raise CommandError("reject needs a proposal id.", USAGE["reject"])
         return Reject(rest[0], " ".join(rest[1:]))
+    if verb in ("up", "down"):
+        return _vote(verb, rest)
+    if verb == "learnings":
+        if len(rest) > 1:
+            raise CommandError("learnings takes at most one repository.", USAGE["learnings"])
+        return Learnings(rest[0] if rest else None)
+    if verb == "forget":
+        if len(rest) != 1:
+            raise CommandError("forget needs one learning id.", USAGE["forget"])
+        return Forget(rest[0])
+    if verb == "digest":
+        if rest:
+            raise CommandError("digest takes no arguments.", USAGE["digest"])
+        return Digest()
     raise CommandError(f"Unknown command {verb!r}.", "help lists the commands")
+
+
+_RUN_ID = re.compile(r"[0-9a-f]{6,32}")
+_ITEM = re.compile(r"[Ff]\d{1,4}")
+
+
+def _vote(verb: str, words: list[str]) -> Vote:
+    value = 1 if verb == "up" else -1
+    if verb == "up" and len(words) > 1:
+        raise CommandError("up takes one finding or run.", USAGE["up"])
+    reason = " ".join(words[1:])
+    if not words:
+        return Vote(value, reason=reason)
+    target = words[0]
+    run, _, item = target.rpartition("/")
+    if run and _RUN_ID.fullmatch(run) and _ITEM.fullmatch(item):
+        return Vote(value, run, item.upper(), reason)
+    if not run and _ITEM.fullmatch(item):
+        return Vote(value, None, item.upper(), reason)
+    if not run and _RUN_ID.fullmatch(item):
+        return Vote(value, item, None, reason)
+    raise CommandError(f"{target!r} is not a finding (F3, RUN/F3) or a run id.", USAGE[verb])
 
 
 def _analyze(words: list[str]) -> AnalyzeBranch | AnalyzeTicket:

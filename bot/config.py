@@ -58,15 +58,42 @@ class ApprovalsConfig(_Strict):
 
 
 class DigestConfig(_Strict):
-    channel: str | None = None
-    cron: str = "0 9 * * 1-5"
+    channel: str | None = None  # a Slack channel id (C...); no channel, no scheduled digest
+    cron: str = "0 9 * * 1-5"  # weekdays at 09:00
     timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from bot.schedule import cron
+
+        cron(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from bot.schedule import zone
+
+        zone(value)
+        return value
+
+
+class FeedbackConfig(_Strict):
+    # A finding's fingerprint is suppressed in a repository once its down-votes outnumber its
+    # up-votes by this many; a rule ("do not flag X in tests/") is made once this many different
+    # findings of one kind were rejected under one top-level folder.
+    suppress_after: int = Field(default=2, ge=1)
+    rule_after: int = Field(default=3, ge=2)
+    examples_per_agent: int = Field(default=5, ge=0, le=20)
+    notes_per_agent: int = Field(default=20, ge=0, le=100)
 
 
 class PolicyConfig(_Strict):
     repos: dict[str, RepoConfig] = Field(default_factory=dict)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
     digest: DigestConfig = Field(default_factory=DigestConfig)
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     source: str = Field(default="(defaults)", exclude=True)
 
     @field_validator("repos")

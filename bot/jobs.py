@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from huey import Huey, PostgresHuey, RedisHuey, SqliteHuey
+from huey import Huey, PostgresHuey, RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
 
 from bot.settings import Settings
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 RUN_TASK = "chatops.run_analysis"
 APPLY_TASK = "chatops.apply_proposal"
-APPLY_TASK = "chatops.apply_proposal"
+TICK_TASK = "chatops.scheduler_tick"
 
 
 def make_huey(settings: Settings) -> Huey:
@@ -64,6 +64,10 @@ class Jobs:
     def enqueue_apply(self, proposal_id: int) -> None:
         assert self._apply_task is not None, "register_apply first"
         self._apply_task(proposal_id)
+
+    def register_tick(self, tick: Callable[[], None]) -> None:
+        """A task every minute (the digest, curation), run by consumers with the scheduler on."""
+        self.huey.periodic_task(crontab(), name=TICK_TASK)(tick)
 
     def pending(self) -> int:
         return int(self.huey.pending_count())
@@ -114,7 +118,7 @@ class Jobs:
         consumer = self.huey.create_consumer(
             workers=self.settings.chatops_workers,
             worker_type="thread",
-            periodic=False,
+            periodic=self.settings.chatops_scheduler,
             initial_delay=0.05,
             max_delay=0.5,
             check_worker_health=True,

@@ -9,11 +9,12 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Protocol
 
 from agents.context.jira import JiraSettings, fetch_ticket
 from agents.errors import AnalysisInputError, GitFailure
+from agents.learnings import Learnings
 from agents.llm import LLMSession, LLMSettings
 from agents.pipeline import Progress, analyze_branch
 from agents.report import Report
@@ -49,8 +50,16 @@ class RunExecutor:
         lease_s: float,
         observers: list[RunObserver] | None = None,
         jira: JiraSettings | None = None,
+        learnings: Callable[[str], Learnings] | None = None,
+        budget: Callable[[], float | None] | None = None,
+        save_prompts: Callable[[dict[tuple[str, str], str]], None] | None = None,
     ) -> None:
         self.jira = jira
+        # The repository's curated learnings; what is left of today's budget (None: no cap);
+        # where each prompt's text is kept for the interaction log.
+        self.learnings = learnings
+        self.budget = budget
+        self.save_prompts = save_prompts
         self.store = store
         self.policy = policy
         self.repos = repos
@@ -88,14 +97,16 @@ class RunExecutor:
                 if self.jira is None:
                     raise ConfigError("Jira is not configured (JIRA_URL) on this worker.")
                 ticket = fetch_ticket(self.jira, run.ticket)
+            session = self._session()
             report = analyze_branch(
                 path,
                 run.target,
                 run.base or config.base,
                 checkpoint=lambda progress: keep_alive.checkpoint(progress),
                 run_id=run_id,
-                llm=LLMSession(self.llm) if self.llm is not None else None,
+                llm=session,
                 ticket=ticket,
+                learnings=self.learnings(name) if self.learnings is not None else None,
             )
         except (AnalysisInputError, ConfigError) as exc:
             self._fail(run_id, worker, str(exc))
@@ -112,7 +123,24 @@ class RunExecutor:
         if not self.store.finish(run_id, worker, report):
             log.warning("run %s: lease lost before finishing; another worker owns it", run_id)
             return
+        if session is not None and self.save_prompts is not None:
+            try:
+                self.save_prompts(session.prompts)
+            except Exception:  # the log loses a prompt text; the run and its report are kept
+                log.exception("run %s: could not keep the prompt texts", run_id)
         self._tell(lambda o: o.finished(run_id, report))
+
+    def _session(self) -> LLMSession | None:
+        """A model session whose cost cap is the run's cap or what is left of today's budget,
+        whichever is lower."""
+        if self.llm is None:
+            return None
+        settings = self.llm
+        left = self.budget() if self.budget is not None else None
+        if left is not None:
+            cap = settings.max_run_cost_usd
+            settings = replace(settings, max_run_cost_usd=max(0.0, min(cap or left, left)))
+        return LLMSession(settings)
 
     def _fail(self, run_id: str, worker: str, error: str) -> None:
         if self.store.fail(run_id, worker, error):

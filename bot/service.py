@@ -20,6 +20,9 @@ from bot.tickets import branches_for
 
 if TYPE_CHECKING:
     from bot.approvals import Approvals, Outcome
+    from bot.budget_guard import DailyBudget
+    from bot.digest_poster import Digests
+    from bot.feedback import FeedbackService
 
 
 class UserError(AnalysisInputError):
@@ -48,6 +51,23 @@ class Service:
         self.policy = policy
         self.approvals: Approvals | None = None  # wired by bot.app
         self.jira: JiraSettings | None = None
+        self.budget: DailyBudget | None = None
+        self.feedback: FeedbackService | None = None
+        self.digests: Digests | None = None
+
+    def check_budget(self, actor: Actor) -> None:
+        """Refuse a new run once today's model budget is spent (and keep a row of it: the
+        digest says how often that happened)."""
+        if self.budget is None:
+            return
+        refusal = self.budget.refusal()
+        if refusal is None:
+            return
+        if self.approvals is not None:
+            self.approvals.proposals.audit(
+                actor=actor.user, action="budget_refused", outcome="denied", detail=refusal
+            )
+        raise UserError(refusal, "An admin can raise CHATOPS_DAILY_BUDGET_USD.")
 
     def request_analysis(
         self,
@@ -59,6 +79,7 @@ class Service:
         thread_ts: str | None = None,
     ) -> Requested:
         """Check the request, record a queued run, and hand it to the queue. Returns at once."""
+        self.check_budget(actor)
         try:
             name, repo = self.policy.repo(command.repo)
         except ConfigError as exc:
@@ -102,6 +123,7 @@ class Service:
         Reads Jira: call it after a Slack ack, never before."""
         if self.jira is None:
             raise UserError("Jira is not configured.", "Set JIRA_URL and its credentials.")
+        self.check_budget(actor)
         try:
             validate_key(command.key)
             ticket = fetch_ticket(self.jira, command.key)

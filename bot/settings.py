@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     chatops_llm_concurrency: int = Field(default=4, ge=1, le=32)
     chatops_llm_timeout_s: float = Field(default=120.0, gt=0)
     chatops_llm_max_retries: int = Field(default=2, ge=0, le=10)
+    chatops_daily_budget_usd: float | None = Field(
+        default=None, gt=0, description="Refuse new runs once today's model spend reaches it."
+    )
     chatops_validate: bool = True
     chatops_count_tokens: bool = True
 
@@ -74,6 +77,9 @@ class Settings(BaseSettings):
     chatops_lease_s: float = Field(default=120.0, gt=0)
     chatops_max_attempts: int = Field(default=3, ge=1)
     chatops_requeue_after_s: float = Field(default=600.0, gt=0)
+    # Periodic jobs (the digest, curation) in this process's consumer. With several workers,
+    # turn it on for one; the digest is posted once per channel and period either way.
+    chatops_scheduler: bool = True
 
     @property
     def db_url(self) -> str:

@@ -24,13 +24,18 @@ from bot.commands import (
     Approve,
     Command,
     CommandError,
+    Digest,
+    Forget,
     Help,
+    Learnings,
     Reject,
     Status,
     Stop,
+    Vote,
     help_text,
     parse,
 )
+from bot.digest import text as digest_text
 from bot.render.terminal import print_report, progress_view
 from bot.service import Actor, UserError
 from bot.store.models import Run
@@ -141,6 +146,46 @@ class Shell:
                 self.say(f"Stop requested: run {run.id} ends after the agent now running.")
         elif isinstance(command, Approve | Reject):
             self._decide(command)
+        elif isinstance(command, Vote):
+            self._vote(command)
+        elif isinstance(command, Learnings):
+            self._learnings(command.repo)
+        elif isinstance(command, Forget):
+            row = self.app.feedback.forget(self.actor, command.learning_id)
+            self.say(f"Forgot {row.id}: {row.text}. Later runs go without it.", "green")
+        elif isinstance(command, Digest):
+            digests = self.app.digests
+            self.say(digest_text(digests.build(digests.recent_period())))
+
+    def _vote(self, command: Vote) -> None:
+        run_id = command.run_id or self.last_run
+        if run_id is None:
+            raise UserError("Which run? No report was shown yet.", "e.g. `up 3f2a9c1b7d4e/F2`")
+        voted = self.app.feedback.vote(
+            self.actor,
+            run_id,
+            command.item,
+            command.value,
+            via="shell",
+            reason=command.reason or None,
+        )
+        self.say(voted.message, "green")
+        if command.value < 0 and not command.reason:
+            self.say(
+                f'  Say what was wrong: down {run_id}/{command.item or ""} "REASON" '
+                "(curation turns reasons into learnings).",
+                "dim",
+            )
+
+    def _learnings(self, repo: str | None) -> None:
+        rows = self.app.feedback.learnings(repo)
+        if not rows:
+            self.say("No learnings yet: `chatops feedback curate` turns votes into learnings.")
+            return
+        table = Table("id", "repo", "agent", "kind", "learning")
+        for row in rows:
+            table.add_row(row.id, row.repo, row.agent, row.kind, Text(row.text))
+        self.console.print(table)
 
     def _decide(self, command: Approve | Reject) -> None:
         ref = command.proposal
@@ -213,6 +258,7 @@ class Shell:
         if report is None:
             self.say(f"Run {run.id}: {run.status}, no report.")
             return
+        self.last_run = run.id  # `up F2` / `approve P1` now mean this report's
         print_report(self.console, report)
         for proposal in report.proposals:
             self.say(

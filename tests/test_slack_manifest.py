@@ -13,7 +13,7 @@ from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 
 from bot.approvals import Outcome
-from bot.slack.listeners import ACTIONS, COMMANDS, EVENTS, register
+from bot.slack.listeners import ACTIONS, COMMANDS, EVENTS, VIEWS, register
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.testdata import slack_testdata
 
@@ -42,10 +42,18 @@ def test_the_schema_would_catch_a_broken_manifest() -> None:
 
 
 class _DenyAll:
-    """Just enough of the service for the listeners to answer: every decision is denied."""
+    """Just enough of the service for the listeners to answer: every decision is denied, and
+    nothing (feedback, approvals, digests) is wired."""
+
+    feedback = None
+    approvals = None
+    digests = None
 
     def decide(self, *args: object, **kwargs: object) -> Outcome:
         return Outcome(False, "Not done: test.")
+
+    def recent_runs(self, *args: object, **kwargs: object) -> list[object]:
+        return []
 
 
 def _dispatch(app: App, body: dict[str, Any] | str, content_type: str) -> int:
@@ -89,6 +97,18 @@ def _action(action_id: str, slack: FakeSlack) -> str:
 
 
 def _event(kind: str) -> dict[str, Any]:
+    recorded = {
+        "reaction_added": "event_reaction_added.json",
+        "reaction_removed": "event_reaction_added.json",
+        "app_home_opened": "event_app_home_opened.json",
+    }
+    if kind in recorded:
+        payload: dict[str, Any] = json.loads(
+            slack_testdata("payloads", recorded[kind]).read_text()
+        )
+        payload["event"]["type"] = kind
+        payload["event"]["tab"] = "home"
+        return payload
     return {
         "type": "event_callback",
         "team_id": "T111",
@@ -119,15 +139,31 @@ def test_every_declared_command_and_event_is_handled_and_nothing_else() -> None:
             assert _dispatch(app, _event(event), "application/json") == 200, event
         for action in ACTIONS:
             assert _dispatch(app, _action(action, slack), form) == 200, action
+        for callback in VIEWS:
+            submission = json.loads(slack_testdata("payloads", "view_submission.json").read_text())
+            submission["view"]["callback_id"] = callback
+            body = urlencode({"payload": json.dumps(submission)})
+            assert _dispatch(app, body, form) == 200, callback
         # Bolt answers 404 for what no listener handles: an undeclared command, event, action.
         assert _dispatch(app, _command("/deploy"), form) == 404
         assert _dispatch(app, _action("delete_everything", slack), form) == 404
-        assert [r["text"] for r in slack.responses] == [":no_entry: Not done: test."] * 2
-        assert _dispatch(app, _event("reaction_added"), "application/json") == 404
+        decisions = [r["text"] for r in slack.responses if "Not done" in r["text"]]
+        assert decisions == [":no_entry: Not done: test."] * 2
+        votes = [r["text"] for r in slack.responses if "Not done" not in r["text"]]
+        assert votes == ["Not a vote."] * 3  # nothing wired: the vote buttons say so
+        [home] = slack.views  # app_home_opened published the Home tab
+        assert home["type"] == "home" and home["user_id"] == "W111"
+        assert _dispatch(app, _event("member_joined_channel"), "application/json") == 404
         [reply] = slack.messages  # the mention was answered in its thread with the help
         assert reply.thread_ts == "1.1" and "analyze branch NAME" in reply.text
 
 
 def test_scopes_are_the_fewest_that_work() -> None:
     scopes = set(manifest()["oauth_config"]["scopes"]["bot"])
-    assert scopes == {"commands", "chat:write", "app_mentions:read", "files:write"}
+    assert scopes == {
+        "commands",
+        "chat:write",
+        "app_mentions:read",
+        "files:write",
+        "reactions:read",
+    }

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from agents.context.git import DiffContext
 from agents.context.workspace import Workspace
+from agents.learnings import Learnings
 from agents.llm import LLMSession
 from agents.report import Compliance, Finding, Proposal
 
@@ -19,7 +20,10 @@ class PipelineState:
     # The model, when a key is configured; None runs every agent on the analyzers alone.
     llm: LLMSession | None = None
     guidance: str = ""
-    learnings: list[str] = field(default_factory=list)
+    learnings: Learnings = field(default_factory=Learnings)
+    # Ids of the learnings that applied: in a prompt sent, or a finding they ruled out.
+    learnings_applied: set[str] = field(default_factory=set)
+    suppressed: int = 0
     findings: list[Finding] = field(default_factory=list)
     proposals: list[Proposal] = field(default_factory=list)
     # Said in the report's summary: what an agent chose not to do, and why.

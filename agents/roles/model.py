@@ -36,9 +36,24 @@ class Shown:
         return any(s <= end and start <= e for s, e in self.ranges)
 
 
+def render_prompt(state: PipelineState, role: str) -> tuple[Prompt, set[str]]:
+    """The role's prompt with the team's learnings and examples, and the ids of those used."""
+    learned = state.learnings.texts_for(role)
+    shots = state.learnings.examples_for(role)
+    prompt = prompts.render(
+        role,
+        guidance=state.guidance,
+        learnings=[text for _, text in learned],
+        team_examples=[text for _, text in shots],
+    )
+    return prompt, {item_id for item_id, _ in learned + shots}
+
+
 def prompt_for(state: PipelineState, role: str) -> Prompt:
-    prompt = prompts.render(role, guidance=state.guidance, learnings=state.learnings)
+    prompt, used = render_prompt(state, role)
     state.prompt_versions[role] = prompt.version
+    with state._lock:
+        state.learnings_applied |= used
     return prompt
 
 
@@ -85,7 +100,7 @@ def file_units(state: PipelineState) -> tuple[list[Unit], dict[str, Shown]]:
 
 def chunk_budget(state: PipelineState, role: str) -> int:
     assert state.llm is not None
-    prefix = estimate_tokens(prompts.render(role, guidance=state.guidance).stable)
+    prefix = estimate_tokens(render_prompt(state, role)[0].stable)
     return state.llm.settings.input_budget_tokens - prefix - _USER_OVERHEAD_TOKENS
 
 

@@ -57,8 +57,9 @@ def render_markdown(report: Report) -> str:
         out += [f"### {severity.value.capitalize()} ({len(group)})", ""]
         for finding in group:
             where = location(finding)
+            number = report.findings.index(finding) + 1
             out.append(
-                f"- **{_inline(finding.title)}**"
+                f"- F{number} **{_inline(finding.title)}**"
                 + (f" `{where}`" if where else "")
                 + f" ({finding.source.value}, {finding.agent}, "
                 f"confidence {finding.confidence:.0%}, `{finding.fingerprint}`)"
@@ -94,6 +95,18 @@ def render_markdown(report: Report) -> str:
                 _fence(proposal.content, "diff" if proposal.kind.value == "patch" else ""),
                 "",
             ]
+    if report.learnings_applied:
+        out += [
+            "## Learnings applied",
+            "",
+            ", ".join(f"`{i}`" for i in report.learnings_applied)
+            + (
+                f" ({report.suppressed_findings} finding(s) left out)"
+                if report.suppressed_findings
+                else ""
+            ),
+            "",
+        ]
     cov = report.coverage
     out += ["## Coverage", "", f"{len(cov.files_analyzed)} file(s) analyzed."]
     if cov.files_skipped:

@@ -64,16 +64,18 @@ def report_view(report: Report) -> RenderableType:
     parts.append(Text(report.summary))
     if report.findings:
         table = Table(show_header=True, header_style="bold", expand=True, show_lines=False)
+        table.add_column("#", no_wrap=True)
         table.add_column("severity", no_wrap=True)
         table.add_column("where", overflow="fold", max_width=40)
         table.add_column("finding", overflow="fold", ratio=1)
-        for finding in report.findings:
+        for number, finding in enumerate(report.findings, start=1):
             body = Text(finding.title, style="bold")
             if finding.detail:
                 body.append("\n" + finding.detail)
             if finding.suggestion:
                 body.append("\n→ " + finding.suggestion, style="italic")
             table.add_row(
+                f"F{number}",
                 Text(finding.severity.value, style=SEVERITY_STYLE[finding.severity]),
                 Text(location(finding)),
                 body,
@@ -113,6 +115,19 @@ def report_view(report: Report) -> RenderableType:
     if len(cov.files_skipped) > 20:
         coverage.append(f"\n  ... and {len(cov.files_skipped) - 20} more skipped")
     parts.append(coverage)
+    if report.learnings_applied:
+        left_out = (
+            f"; {report.suppressed_findings} finding(s) left out"
+            if report.suppressed_findings
+            else ""
+        )
+        parts.append(
+            Text(
+                f"Learnings applied: {', '.join(report.learnings_applied)}{left_out} "
+                "(`learnings` lists them)",
+                style="dim",
+            )
+        )
     u = report.usage
     parts.append(
         Text(

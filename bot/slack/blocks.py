@@ -21,6 +21,8 @@ from slack_sdk.models.blocks import (
     DividerBlock,
     HeaderBlock,
     MarkdownTextObject,
+    Option,
+    OverflowMenuElement,
     PlainTextObject,
     SectionBlock,
 )
@@ -120,16 +122,63 @@ def verdict_line(report: Report) -> str:
     return f"*Risk: {risk.level.value.upper()} ({risk.score}/100)* · {escape(report.summary)}"
 
 
-def _finding_block(finding: Finding) -> SectionBlock:
+VOTE_UP = "report_vote_up"
+VOTE_DOWN = "report_vote_down"
+VOTE_FINDING = "finding_vote"
+REPORT_VOTE_BLOCK = "report_vote"
+
+
+def finding_vote_value(run_id: str, fingerprint: str, vote: str) -> str:
+    return f"{vote}:{run_id}:{fingerprint}"
+
+
+def parse_vote_value(value: str) -> tuple[int, str, str] | None:
+    """(+1 or -1, run id, fingerprint or "") from a vote button or overflow option."""
+    parts = value.split(":")
+    if len(parts) == 2:
+        parts.append("")
+    if len(parts) != 3 or parts[0] not in ("up", "down"):
+        return None
+    return (1 if parts[0] == "up" else -1), parts[1], parts[2]
+
+
+def _finding_votes(run_id: str, finding: Finding) -> OverflowMenuElement:
+    return OverflowMenuElement(
+        action_id=VOTE_FINDING,
+        options=[
+            Option(value=finding_vote_value(run_id, finding.fingerprint, "up"), text="👍 Useful"),
+            Option(
+                value=finding_vote_value(run_id, finding.fingerprint, "down"),
+                text="👎 Wrong or noise…",
+            ),
+        ],
+    )
+
+
+def report_votes(run_id: str) -> ActionsBlock:
+    """👍 / 👎 on the whole report (a 👎 asks what was wrong)."""
+    return ActionsBlock(
+        block_id=REPORT_VOTE_BLOCK,
+        elements=[
+            ButtonElement(text="👍 Useful", action_id=VOTE_UP, value=f"up:{run_id}"),
+            ButtonElement(text="👎 Not useful", action_id=VOTE_DOWN, value=f"down:{run_id}"),
+        ],
+    )
+
+
+def _finding_block(finding: Finding, number: int, run_id: str) -> SectionBlock:
     where = location(finding)
     text = (
-        f"{_SEVERITY_ICON[finding.severity]} *{escape(clip(finding.title, 300))}*"
+        f"`F{number}` {_SEVERITY_ICON[finding.severity]} *{escape(clip(finding.title, 300))}*"
         + (f"  `{escape(where)}`" if where else "")
         + f"\n{escape(clip(finding.detail, 1200))}"
         + (f"\n_Suggestion:_ {escape(clip(finding.suggestion, 800))}" if finding.suggestion else "")
         + f"\n_{finding.source.value} · {finding.agent} · confidence {finding.confidence:.0%}_"
     )
-    return _section(text)
+    return SectionBlock(
+        text=MarkdownTextObject(text=clip(text, MAX_SECTION)),
+        accessory=_finding_votes(run_id, finding),
+    )
 
 
 def report_blocks(report: Report) -> tuple[list[dict[str, object]], bool]:
@@ -164,11 +213,12 @@ def report_blocks(report: Report) -> tuple[list[dict[str, object]], bool]:
                 + (f"\n_{escape(c.note)}_" if c.note else "")
             )
         )
+    numbers = {id(f): n for n, f in enumerate(report.findings, start=1)}
     for severity in Severity:
         group = [f for f in report.findings if f.severity is severity]
         if group:
             body.append(_section(f"*{severity.value.capitalize()}* ({len(group)})"))
-            body.extend(_finding_block(f) for f in group)
+            body.extend(_finding_block(f, numbers[id(f)], report.run_id) for f in group)
     for proposal in report.proposals:
         preview = escape(clip(proposal.content, PREVIEW_CHARS)).replace("```", "ˋˋˋ")
         if len(proposal.content) > PREVIEW_CHARS:
@@ -191,7 +241,22 @@ def report_blocks(report: Report) -> tuple[list[dict[str, object]], bool]:
             + (f", {len(cov.files_skipped)} skipped ({clip(skipped, 1500)})" if skipped else "")
         ),
         _context(_footer(report)),
+        report_votes(report.run_id),
     ]
+    if report.learnings_applied:
+        tail.insert(
+            1,
+            _context(
+                "Learnings applied: "
+                + ", ".join(f"`{escape(i)}`" for i in report.learnings_applied[:20])
+                + (
+                    f" ({report.suppressed_findings} finding(s) left out)"
+                    if report.suppressed_findings
+                    else ""
+                )
+                + " · `/agent learnings` lists them"
+            ),
+        )
     blocks = to_dicts(head + body + tail)
     if len(blocks) <= MAX_BLOCKS and size(blocks) <= MAX_MESSAGE_CHARS:
         return blocks, False

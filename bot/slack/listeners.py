@@ -16,10 +16,14 @@ from bot.commands import (
     Approve,
     Command,
     CommandError,
+    Digest,
+    Forget,
     Help,
+    Learnings,
     Reject,
     Status,
     Stop,
+    Vote,
     help_text,
     parse,
 )
@@ -27,12 +31,18 @@ from bot.service import Actor, Service, UserError
 from bot.slack.blocks import (
     APPROVE,
     REJECT,
+    VOTE_DOWN,
+    VOTE_FINDING,
+    VOTE_UP,
     ParentView,
     decided_blocks,
     escape,
     parent_blocks,
     parent_text,
+    parse_vote_value,
 )
+from bot.slack.home import publish_home
+from bot.slack.views import REASON_BLOCK, VOTE_REASON, modal_values, vote_modal
 from bot.store.models import Run
 from bot.store.runs import RunStore
 
@@ -40,8 +50,11 @@ log = logging.getLogger(__name__)
 
 # What this app handles; manifest.yml declares exactly these (tests/test_slack_manifest.py).
 COMMANDS = ("/agent",)
-EVENTS = ("app_mention",)
-ACTIONS = (APPROVE, REJECT)
+EVENTS = ("app_mention", "reaction_added", "reaction_removed", "app_home_opened")
+ACTIONS = (APPROVE, REJECT, VOTE_UP, VOTE_DOWN, VOTE_FINDING)
+VIEWS = (VOTE_REASON,)
+# Reactions that are votes on a report (skin tones are stripped first).
+_REACTION_VOTES = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
 
 
 def register(app: App, service: Service, store: RunStore) -> None:
@@ -109,6 +122,111 @@ def register(app: App, service: Service, store: RunStore) -> None:
     )
     for action_id, decision in buttons:
         app.action(action_id)(_button(decision, service))
+    for action_id in (VOTE_UP, VOTE_DOWN, VOTE_FINDING):
+        app.action(action_id)(_vote_click(service))
+
+    @app.view(VIEWS[0])
+    def on_vote_reason(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        run_id, fingerprint, reason, correction = modal_values(view)
+        if not run_id:  # not our modal's metadata: nothing to attach the reason to
+            ack()
+            log.warning("a vote modal came back without its run; ignored")
+            return
+        if not reason.strip():
+            ack(response_action="errors", errors={REASON_BLOCK: "Say what was wrong."})
+            return
+        ack()
+        try:
+            assert service.feedback is not None
+            service.feedback.explain(_clicker(body), run_id, fingerprint, reason, correction)
+        except UserError as exc:
+            log.info("vote reason for %s not kept: %s", run_id, exc.message)
+
+    @app.event(EVENTS[1])
+    def on_reaction_added(event: dict[str, Any]) -> None:
+        _reaction(event, service, store, added=True)
+
+    @app.event(EVENTS[2])
+    def on_reaction_removed(event: dict[str, Any]) -> None:
+        _reaction(event, service, store, added=False)
+
+    @app.event(EVENTS[3])
+    def on_home_opened(event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
+        if event.get("tab") != "home":
+            return
+        actor = Actor(user=str(event.get("user", "")), surface="slack", team=body.get("team_id"))
+        publish_home(client, service, actor)
+
+
+def _clicker(body: dict[str, Any]) -> Actor:
+    """Who clicked: the member's own team (a Slack Connect guest's differs)."""
+    user = body.get("user") or {}
+    return Actor(
+        user=str(user.get("id", "")),
+        surface="slack",
+        team=user.get("team_id") or (body.get("team") or {}).get("id"),
+    )
+
+
+def _vote_click(service: Service) -> Any:
+    def on_click(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient
+    ) -> None:
+        ack()
+        chosen = (action.get("selected_option") or {}).get("value") or action.get("value", "")
+        parsed = parse_vote_value(str(chosen))
+        if parsed is None or service.feedback is None:
+            respond(response_type="ephemeral", replace_original=False, text="Not a vote.")
+            return
+        value, run_id, fingerprint = parsed
+        try:
+            voted = service.feedback.vote(
+                _clicker(body), run_id, fingerprint or None, value, via="button"
+            )
+        except UserError as exc:
+            respond(
+                response_type="ephemeral",
+                replace_original=False,
+                text=f":warning: {escape(exc.message)}",
+            )
+            return
+        if value > 0:
+            respond(response_type="ephemeral", replace_original=False, text=voted.message)
+            return
+        try:
+            client.views_open(
+                trigger_id=str(body.get("trigger_id", "")),
+                view=vote_modal(run_id, fingerprint, voted.item),
+            )
+        except SlackApiError as exc:  # the vote is kept; the reason can still be typed
+            log.warning("could not open the vote modal: %s", exc.response.get("error"))
+            respond(
+                response_type="ephemeral",
+                replace_original=False,
+                text=f"{voted.message} Say what was wrong with "
+                f"`/agent down {run_id}/{voted.item if fingerprint else ''} REASON`.",
+            )
+
+    return on_click
+
+
+def _reaction(event: dict[str, Any], service: Service, store: RunStore, *, added: bool) -> None:
+    """👍 / 👎 on a run's parent or report message is a vote on the report."""
+    value = _REACTION_VOTES.get(str(event.get("reaction", "")).split("::")[0])
+    item = event.get("item") or {}
+    if value is None or item.get("type") != "message" or service.feedback is None:
+        return
+    run = store.run_for_message(str(item.get("channel", "")), str(item.get("ts", "")))
+    if run is None:
+        return
+    actor = Actor(user=str(event.get("user", "")), surface="slack", team=event.get("user_team"))
+    if not added:
+        service.feedback.withdraw(actor, run.id, value)
+        return
+    try:
+        service.feedback.vote(actor, run.id, None, value, via="reaction")
+    except UserError as exc:  # a reaction on a run still going: nothing to vote on yet
+        log.info("reaction on run %s not counted: %s", run.id, exc.message)
 
 
 def _button(decision: Literal["approve", "reject"], service: Service) -> Any:
@@ -129,12 +247,7 @@ def _decide(
     client: WebClient,
     service: Service,
 ) -> None:
-    user = body.get("user") or {}
-    actor = Actor(
-        user=str(user.get("id", "")),
-        surface="slack",
-        team=user.get("team_id") or (body.get("team") or {}).get("id"),
-    )
+    actor = _clicker(body)
     ref, _, shown = str(action.get("value", "")).partition(":")
     outcome = service.decide(
         actor,
@@ -143,12 +256,19 @@ def _decide(
         shown_sha=shown or "-",
         event_key=f"slack:action:{actor.user}:{action.get('action_ts')}:{ref}",
     )
+    from_home = (body.get("view") or {}).get("type") == "home"
     if not outcome.ok:
+        if from_home:  # no message to answer in: the home tab shows the state again
+            publish_home(client, service, actor)
+            return
         respond(
             response_type="ephemeral",
             replace_original=False,
             text=f":no_entry: {escape(outcome.message)}",
         )
+        return
+    if from_home:
+        publish_home(client, service, actor)
         return
     message = body.get("message") or {}
     verb = "Approved" if decision == "approve" else "Rejected"
@@ -202,9 +322,56 @@ def _handle(
             )
             icon = ":white_check_mark:" if outcome.ok else ":no_entry:"
             respond(response_type="ephemeral", text=f"{icon} {escape(outcome.message)}")
+        else:
+            _feedback_command(command, actor, channel, respond, service)
     except UserError as exc:
         hint = f"\n{escape(exc.hint)}" if exc.hint else ""
         respond(response_type="ephemeral", text=f":warning: {escape(exc.message)}{hint}")
+
+
+def _feedback_command(
+    command: Command, actor: Actor, channel: str, respond: Any, service: Service
+) -> None:
+    feedback = service.feedback
+    if feedback is None:
+        raise UserError("Feedback is not wired on this instance.")
+    if isinstance(command, Vote):
+        if command.run_id is None:
+            raise UserError(
+                "Say which run: the report's footer shows its id.",
+                "e.g. `/agent up 3f2a9c1b7d4e/F2` or `/agent down 3f2a9c1b7d4e too noisy`",
+            )
+        voted = feedback.vote(
+            actor,
+            command.run_id,
+            command.item,
+            command.value,
+            via="command",
+            reason=command.reason or None,
+        )
+        respond(response_type="ephemeral", text=voted.message)
+    elif isinstance(command, Learnings):
+        rows = feedback.learnings(command.repo)
+        if not rows:
+            respond(response_type="ephemeral", text="No learnings yet: votes are curated hourly.")
+            return
+        lines = [
+            f"`{row.id}` {row.repo} · {row.agent} · {row.kind}: {escape(row.text[:300])}"
+            for row in rows[:40]
+        ]
+        respond(response_type="ephemeral", text="\n".join(lines))
+    elif isinstance(command, Forget):
+        row = feedback.forget(actor, command.learning_id)
+        respond(
+            response_type="ephemeral",
+            text=f"Forgot `{row.id}` ({escape(row.text[:200])}). Later runs go without it.",
+        )
+    elif isinstance(command, Digest):
+        if service.digests is None:
+            raise UserError("The digest is not wired on this instance.")
+        posted = service.digests.post_now(channel)
+        if posted.outcome != "posted":
+            respond(response_type="ephemeral", text=f":warning: {escape(posted.message)}")
 
 
 def _analyze(

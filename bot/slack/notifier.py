@@ -71,7 +71,7 @@ class SlackNotifier:
             self._update(run, status, agents, verdict_line(report))
         blocks, cut = report_blocks(report)
         assert run.channel is not None
-        self.client.chat_postMessage(
+        posted = self.client.chat_postMessage(
             channel=run.channel,
             thread_ts=run.thread_ts,
             text=f"Report for {report.target.branch}: risk {report.risk.level.value}",
@@ -79,6 +79,7 @@ class SlackNotifier:
             unfurl_links=False,
             unfurl_media=False,
         )
+        self.store.set_report_message(run.id, str(posted["ts"]))
         for proposal in report.proposals:
             if len(proposal.content) > PREVIEW_CHARS:  # approvers see the exact change
                 suffix = "diff" if proposal.kind.value == "patch" else "txt"

@@ -10,13 +10,18 @@ from sqlmodel import Field, SQLModel
 from bot.store.types import UTCDateTime, utcnow
 
 
-def _when(nullable: bool = False) -> Column:  # type: ignore[type-arg]
-    return Column(UTCDateTime(), nullable=nullable)
+def _when(nullable: bool = False, index: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(UTCDateTime(), nullable=nullable, index=index)
 
 
 class Run(SQLModel, table=True):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_status_lease", "status", "lease_until"),)
+    __table_args__ = (
+        Index("ix_runs_status_lease", "status", "lease_until"),
+        # A reaction names a message: find its run by the parent's or the report's ts.
+        Index("ix_runs_thread", "thread_ts"),
+        Index("ix_runs_report_message", "report_ts"),
+    )
 
     id: str = Field(primary_key=True, max_length=32)
     requester: str = Field(index=True, max_length=64)
@@ -35,10 +40,12 @@ class Run(SQLModel, table=True):
     progress: str | None = Field(default=None, sa_column=Column(Text))  # JSON of agent states
     channel: str | None = Field(default=None, max_length=64)
     thread_ts: str | None = Field(default=None, max_length=32)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    report_ts: str | None = Field(default=None, max_length=32)  # the report message in the thread
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(index=True))
     enqueued_at: datetime = Field(default_factory=utcnow, sa_column=_when())
     started_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+    duration_ms: int | None = None  # from the last claim to the end
 
 
 class StoredReport(SQLModel, table=True):
@@ -69,7 +76,7 @@ class FindingRow(SQLModel, table=True):
     file: str | None = Field(default=None, max_length=1024)
     start_line: int | None = None
     title: str = Field(sa_column=Column(Text, nullable=False))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(index=True))
 
 
 class ProposalRow(SQLModel, table=True):
@@ -90,7 +97,7 @@ class ProposalRow(SQLModel, table=True):
     decided_by: str | None = Field(default=None, max_length=64)
     decided_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
     result: str | None = Field(default=None, sa_column=Column(Text))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when(index=True))
 
 
 class ApprovalRow(SQLModel, table=True):
@@ -105,8 +112,14 @@ class ApprovalRow(SQLModel, table=True):
 
 
 class FeedbackRow(SQLModel, table=True):
+    """The interaction log: one vote per user per item (the latest wins), with what was voted
+    on: the output as shown, the agent, the model and the prompt version that produced it."""
+
     __tablename__ = "feedback"
-    __table_args__ = (UniqueConstraint("run_id", "fingerprint", "user"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "fingerprint", "user"),
+        Index("ix_feedback_repo_fingerprint", "repo", "fingerprint"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(foreign_key="runs.id", index=True, max_length=32)
@@ -115,7 +128,56 @@ class FeedbackRow(SQLModel, table=True):
     vote: int  # +1 or -1
     reason: str | None = Field(default=None, sa_column=Column(Text))
     correction: str | None = Field(default=None, sa_column=Column(Text))
-    at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    at: datetime = Field(default_factory=utcnow, sa_column=_when(index=True))
+    repo: str = Field(default="", max_length=64)
+    agent: str = Field(default="", max_length=64)  # "report" for a vote on the whole report
+    category: str = Field(default="", max_length=64)
+    rule: str = Field(default="", max_length=64)
+    file: str | None = Field(default=None, max_length=1024)
+    source: str = Field(default="", max_length=16)
+    model: str = Field(default="", max_length=64)  # "" when no model produced it
+    prompt_version: str = Field(default="", max_length=32)
+    output: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    via: str = Field(default="button", max_length=16)  # button, reaction, shell
+
+
+class LearningRow(SQLModel, table=True):
+    """A learning curated from the votes. `key` makes curation idempotent; a forgotten row
+    stays (with who forgot it) so curation does not bring it back."""
+
+    __tablename__ = "learnings"
+    __table_args__ = (UniqueConstraint("repo", "key"),)
+
+    id: str = Field(primary_key=True, max_length=16)  # L + 6 hex digits
+    repo: str = Field(index=True, max_length=64)
+    agent: str = Field(max_length=64)
+    kind: str = Field(max_length=16)  # rule, note, example, suppress
+    key: str = Field(max_length=128)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    category: str | None = Field(default=None, max_length=64)
+    path_glob: str | None = Field(default=None, max_length=255)
+    fingerprint: str | None = Field(default=None, max_length=32)
+    votes: int = 0
+    prompt_generation: int = 0  # the curation pass that made it
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    forgotten_by: str | None = Field(default=None, max_length=64)
+    forgotten_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+
+
+class DigestRow(SQLModel, table=True):
+    """One digest per channel and period: the unique key is the claim, taken before posting."""
+
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("channel", "period_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=64)
+    period_key: str = Field(max_length=64)
+    status: str = Field(default="claimed", max_length=16)  # claimed, posted
+    worker: str = Field(default="", max_length=128)
+    claimed_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    posted_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+    ts: str | None = Field(default=None, max_length=32)
 
 
 class AuditEvent(SQLModel, table=True):
@@ -148,7 +210,7 @@ class LLMCallRow(SQLModel, table=True):
     cost_usd: float = 0.0
     latency_ms: int = 0
     outcome: str = Field(max_length=32)
-    at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    at: datetime = Field(default_factory=utcnow, sa_column=_when(index=True))
 
 
 class ProcessedEvent(SQLModel, table=True):
@@ -168,3 +230,5 @@ class PromptVersionRow(SQLModel, table=True):
     version: str = Field(primary_key=True, max_length=32)
     agent: str = Field(primary_key=True, max_length=64)
     first_seen: datetime = Field(default_factory=utcnow, sa_column=_when())
+    # The system prompt's stable prefix: the interaction log's "prompt" for this version.
+    text: str | None = Field(default=None, sa_column=Column(Text))

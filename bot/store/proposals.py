@@ -13,7 +13,7 @@ from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
 from bot.store.db import session_scope
-from bot.store.models import ApprovalRow, AuditEvent, ProposalRow
+from bot.store.models import ApprovalRow, AuditEvent, ProposalRow, Run
 from bot.store.types import utcnow
 
 
@@ -34,6 +34,18 @@ class ProposalStore:
         with session_scope(self.engine) as session:
             query = select(ProposalRow).where(ProposalRow.run_id == run_id)
             return list(session.exec(query.order_by(col(ProposalRow.id))))
+
+    def open_since(self, since: datetime, limit: int = 50) -> list[tuple[ProposalRow, Run]]:
+        """Proposals still waiting for a decision, created after `since`, newest first."""
+        with session_scope(self.engine) as session:
+            query = (
+                select(ProposalRow, Run)
+                .join(Run, col(Run.id) == col(ProposalRow.run_id))
+                .where(col(ProposalRow.status) == "proposed", col(ProposalRow.created_at) >= since)
+                .order_by(col(ProposalRow.created_at).desc())
+                .limit(limit)
+            )
+            return [(proposal, run) for proposal, run in session.exec(query)]
 
     def transition(self, proposal_id: int, expected: str, new: str, **values: object) -> bool:
         """Move from `expected` to `new` in one conditional update; False if it was not in

@@ -171,6 +171,9 @@ class RunStore:
                 return False
             run = session.get(Run, run_id)
             assert run is not None
+            if run.started_at is not None:
+                run.duration_ms = int((now - run.started_at).total_seconds() * 1000)
+                session.add(run)
             session.add(
                 StoredReport(
                     run_id=run_id,
@@ -285,6 +288,19 @@ class RunStore:
             session.execute(
                 update(Run).where(col(Run.id) == run_id).values(channel=channel, thread_ts=ts)
             )
+
+    def set_report_message(self, run_id: str, ts: str) -> None:
+        """The report's own message: reactions on it are votes on the report."""
+        with session_scope(self.engine) as session:
+            session.execute(update(Run).where(col(Run.id) == run_id).values(report_ts=ts))
+
+    def run_for_message(self, channel: str, ts: str) -> Run | None:
+        """The run whose parent or report message this is."""
+        with session_scope(self.engine) as session:
+            query = select(Run).where(
+                col(Run.channel) == channel, or_(col(Run.thread_ts) == ts, col(Run.report_ts) == ts)
+            )
+            return session.exec(query).first()
 
     def save_progress(self, run_id: str, progress: dict[str, object]) -> None:
         with session_scope(self.engine) as session:

@@ -10,6 +10,9 @@
 - The external file upload: `files.getUploadURLExternal` → POST the bytes to the upload URL →
   `files.completeUploadExternal` shares them in a channel or thread.
 - `response_url`s under `/response/...` record what `respond()` sends.
+- `views.open` takes a well-formed trigger_id once (`invalid_trigger_id`, `exchanged_trigger_id`);
+  `views.publish` wants a user and a home view; both refuse views past Slack's limits (100 blocks,
+  a 24-character modal title, 250 kB). `chat.getPermalink` knows only posted messages.
 
 Every call is recorded with its arguments.
 """
@@ -17,6 +20,7 @@ Every call is recorded with its arguments.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -29,6 +33,7 @@ from tests.fakes.loopback import LoopbackServer, send_json
 
 BOT_TOKEN = "xoxb-test-token"
 TOTAL_BLOCKS_LIMIT = 13_000
+TRIGGER_ID = re.compile(r"\d+\.[0-9a-z]+\.[0-9a-z]+")
 
 
 @dataclass
@@ -79,6 +84,8 @@ class FakeSlack(LoopbackServer):
         self.shared_files: list[dict[str, Any]] = []
         self.channels = set(channels)
         self.rate_limits: dict[str, int] = {}  # method -> 429s still to send
+        self.views: list[dict[str, Any]] = []  # modals opened and Home tabs published
+        self.used_triggers: set[str] = set()
         self.retry_after = 1
         self._ts = 1_700_000_000
         self._lock = threading.Lock()
@@ -167,6 +174,20 @@ class FakeSlack(LoopbackServer):
                     message.edits += 1
                     return {"ok": True, "channel": channel, "ts": message.ts, "text": message.text}
             return {"ok": False, "error": "message_not_found"}
+        if method == "chat.getPermalink":
+            for message in self.messages:
+                if message.channel == args.get("channel") and message.ts == args.get("message_ts"):
+                    return {
+                        "ok": True,
+                        "channel": message.channel,
+                        "permalink": f"{self.url}/archives/{message.channel}/p"
+                        + message.ts.replace(".", ""),
+                    }
+            if args.get("channel") not in self.channels:
+                return {"ok": False, "error": "channel_not_found"}
+            return {"ok": False, "error": "message_not_found"}
+        if method in ("views.open", "views.publish"):
+            return self._view(method, args)
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": self._next_ts()}
         if method == "files.getUploadURLExternal":
@@ -196,6 +217,37 @@ class FakeSlack(LoopbackServer):
             self.shared_files.extend(shared)
             return {"ok": True, "files": [{"id": f["id"], "title": f["title"]} for f in shared]}
         return {"ok": False, "error": "unknown_method"}
+
+    def _view(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        """views.open (a modal, by a trigger_id used once) and views.publish (a Home tab)."""
+        raw = args.get("view")
+        if not raw:
+            return {"ok": False, "error": "invalid_arguments"}
+        if len(raw if isinstance(raw, str) else json.dumps(raw)) > 250_000:
+            return {"ok": False, "error": "view_too_large"}
+        view = json.loads(raw) if isinstance(raw, str) else raw
+        if method == "views.open":
+            trigger = str(args.get("trigger_id", ""))
+            if not TRIGGER_ID.fullmatch(trigger):
+                return {"ok": False, "error": "invalid_trigger_id"}
+            if trigger in self.used_triggers:
+                return {"ok": False, "error": "exchanged_trigger_id"}
+            self.used_triggers.add(trigger)
+        elif not args.get("user_id"):
+            return {"ok": False, "error": "invalid_arguments"}
+        elif view.get("type") != "home":
+            return {"ok": False, "error": "invalid_arguments"}
+        blocks = view.get("blocks") or []
+        title = (view.get("title") or {}).get("text", "")
+        if len(blocks) > 100 or len(title) > 24 or block_error(blocks[:50]) == "invalid_blocks":
+            return {
+                "ok": False,
+                "error": "invalid_arguments",
+                "response_metadata": {"messages": ["[ERROR] view does not fit Slack's limits"]},
+            }
+        view_id = f"V{uuid.uuid4().hex[:8].upper()}"
+        self.views.append({"method": method, "user_id": args.get("user_id"), **view})
+        return {"ok": True, "view": {"id": view_id, **view}}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self

@@ -1,0 +1,114 @@
+"""Posting the digest: on schedule exactly once per channel and period (the claim row decides
+who posts, whichever worker or restart gets there), or on demand."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from bot.config import PolicyConfig
+from bot.digest import DigestData, chart_png, collect
+from bot.runner import worker_id
+from bot.schedule import Period, last_fire, period_ending, zone
+from bot.store.digests import DigestStore
+from bot.store.stats import Stats
+from bot.store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+# A scheduled digest missed (every worker down at 09:00) is still posted this long after.
+CATCH_UP = timedelta(hours=6)
+# A claim not marked posted after this long is someone's crash: another may post it.
+STALE_CLAIM_S = 600.0
+
+
+class DigestSink(Protocol):
+    def post_digest(self, channel: str, data: DigestData, chart: bytes) -> str:
+        """Post it; return the message's ts."""
+        ...
+
+
+@dataclass(frozen=True)
+class Posted:
+    outcome: str  # posted, already_posted, not_due, no_channel, no_slack, failed
+    message: str
+    ts: str | None = None
+
+
+class Digests:
+    def __init__(
+        self,
+        stats: Stats,
+        store: DigestStore,
+        policy: PolicyConfig,
+        *,
+        daily_budget_usd: float | None,
+        sink: DigestSink | None,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.stats = stats
+        self.store = store
+        self.policy = policy
+        self.daily_budget_usd = daily_budget_usd
+        self.sink = sink
+        self.now = now
+        self.tz = zone(policy.digest.timezone)
+
+    def build(self, period: Period) -> DigestData:
+        return collect(
+            self.stats,
+            period,
+            self.tz,
+            proposal_ttl_s=self.policy.approvals.ttl_seconds,
+            daily_budget_usd=self.daily_budget_usd,
+            now=self.now(),
+        )
+
+    def latest_period(self) -> Period:
+        """The last complete scheduled period (the one the last scheduled digest covers)."""
+        now = self.now()
+        fire = last_fire(self.policy.digest.cron, self.tz, now)
+        return period_ending(self.policy.digest.cron, self.tz, fire or now)
+
+    def recent_period(self, hours: int = 24) -> Period:
+        now = self.now()
+        return Period(now - timedelta(hours=hours), now)
+
+    def post_scheduled(self, *, force_period: Period | None = None) -> Posted:
+        """Post the due digest once. Every worker's scheduler may call this every minute."""
+        channel = self.policy.digest.channel
+        if not channel:
+            return Posted("no_channel", "No digest channel: set [digest] channel in the policy.")
+        if self.sink is None:
+            return Posted("no_slack", "Slack is not configured (SLACK_BOT_TOKEN).")
+        now = self.now()
+        if force_period is None:
+            fire = last_fire(self.policy.digest.cron, self.tz, now)
+            if fire is None or now - fire > CATCH_UP:
+                return Posted("not_due", "No digest is due now.")
+            period = period_ending(self.policy.digest.cron, self.tz, fire)
+        else:
+            period = force_period
+        worker = worker_id()
+        if not self.store.claim(channel, period.key, worker, STALE_CLAIM_S):
+            return Posted("already_posted", f"The digest for {period.key} is already posted.")
+        try:
+            data = self.build(period)
+            ts = self.sink.post_digest(channel, data, chart_png(data))
+        except Exception as exc:
+            log.exception("the digest for %s could not be posted; the next tick retries", period)
+            self.store.release(channel, period.key, worker)
+            return Posted("failed", f"The digest could not be posted: {exc}")
+        self.store.mark_posted(channel, period.key, worker, ts)
+        return Posted("posted", f"Posted the digest for {period.label(self.tz)}.", ts)
+
+    def post_now(self, channel: str, period: Period | None = None) -> Posted:
+        """On demand (`/agent digest`): to the asking channel, not counted as the scheduled one."""
+        if self.sink is None:
+            return Posted("no_slack", "Slack is not configured (SLACK_BOT_TOKEN).")
+        data = self.build(period or self.recent_period())
+        ts = self.sink.post_digest(channel, data, chart_png(data))
+        return Posted("posted", "Posted the digest.", ts)

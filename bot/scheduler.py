@@ -1,0 +1,41 @@
+"""The periodic jobs, ticked once a minute by a consumer with the scheduler on
+(`CHATOPS_SCHEDULER`): curate the votes every hour, and post the digest when it is due."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from bot.digest_poster import Digests
+from bot.feedback import FeedbackService
+from bot.store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        digests: Digests,
+        feedback: FeedbackService,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.digests = digests
+        self.feedback = feedback
+        self.now = now
+
+    def tick(self) -> None:
+        """Each job on its own: one failing does not stop the other."""
+        if self.now().minute == 0:
+            try:
+                curated = self.feedback.curate()
+                log.info("scheduled curation: %s", curated.message)
+            except Exception:
+                log.exception("scheduled curation failed")
+        try:
+            posted = self.digests.post_scheduled()
+            if posted.outcome not in ("not_due", "already_posted", "no_channel"):
+                log.info("scheduled digest: %s", posted.message)
+        except Exception:
+            log.exception("scheduled digest failed")

@@ -1,0 +1,41 @@
+"""The App Home tab: the user's recent runs with links, what waits for their approval, and the
+team's acceptance rate. Published on `app_home_opened` and after a decision made from it."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.service import Actor, Service
+from bot.slack.views import HomeRun, home_view
+from bot.store.stats import Acceptance
+from bot.store.types import utcnow
+
+log = logging.getLogger(__name__)
+RECENT_RUNS = 8
+
+
+def publish_home(client: WebClient, service: Service, actor: Actor) -> None:
+    runs = []
+    for run in service.recent_runs(limit=RECENT_RUNS, requester=actor.user):
+        runs.append(HomeRun(run, _link(client, run.channel, run.report_ts or run.thread_ts)))
+    pending = service.approvals.actionable(actor) if service.approvals is not None else []
+    acceptance = Acceptance(0, 0)
+    if service.feedback is not None:
+        since = utcnow() - timedelta(days=30)
+        acceptance = sum(service.feedback.stats.acceptance(since).values(), Acceptance(0, 0))
+    view = home_view(runs, pending, acceptance)
+    client.views_publish(user_id=actor.user, view=view)
+
+
+def _link(client: WebClient, channel: str | None, ts: str | None) -> str | None:
+    if not channel or not ts:
+        return None
+    try:
+        return str(client.chat_getPermalink(channel=channel, message_ts=ts)["permalink"])
+    except SlackApiError as exc:  # a run without a link is still listed
+        log.info("no permalink for %s/%s: %s", channel, ts, exc.response.get("error"))
+        return None

@@ -1,0 +1,152 @@
+"""Views beyond the report: the down-vote modal, the App Home tab, and the digest message."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from bot.digest import DigestData, sections
+from bot.slack.blocks import MAX_BLOCKS, clip, escape, proposal_buttons, to_dicts
+from bot.store.models import ProposalRow, Run
+from bot.store.stats import Acceptance
+
+VOTE_REASON = "vote_reason"
+REASON_BLOCK = "reason"
+CORRECTION_BLOCK = "correction"
+# Slack's limits: a modal title 24 characters, a view 100 blocks.
+MAX_VIEW_BLOCKS = 100
+
+
+def vote_modal(run_id: str, fingerprint: str, label: str) -> View:
+    """Asked after a 👎: what was wrong, and optionally what the right output would be."""
+    return View(
+        type="modal",
+        callback_id=VOTE_REASON,
+        private_metadata=json.dumps({"run": run_id, "fp": fingerprint}),
+        title=PlainTextObject(text="What was wrong?"),
+        submit=PlainTextObject(text="Send"),
+        close=PlainTextObject(text="Skip"),
+        blocks=[
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"Your 👎 on {escape(clip(label, 200))} is recorded. Saying why teaches "
+                    "the agents: curation turns it into a learning for later runs."
+                )
+            ),
+            InputBlock(
+                block_id=REASON_BLOCK,
+                label=PlainTextObject(text="What was wrong?"),
+                element=PlainTextInputElement(
+                    action_id=REASON_BLOCK, multiline=True, max_length=2000
+                ),
+            ),
+            InputBlock(
+                block_id=CORRECTION_BLOCK,
+                label=PlainTextObject(text="What would the right output be?"),
+                optional=True,
+                element=PlainTextInputElement(
+                    action_id=CORRECTION_BLOCK, multiline=True, max_length=2000
+                ),
+            ),
+        ],
+    )
+
+
+def modal_values(view: dict[str, object]) -> tuple[str, str, str, str | None]:
+    """(run id, fingerprint, reason, correction) from a submitted vote modal."""
+    try:
+        meta = json.loads(str(view.get("private_metadata") or "{}"))
+    except ValueError:
+        meta = {}
+    if not isinstance(meta, dict):
+        meta = {}
+    values = (view.get("state") or {}).get("values", {})  # type: ignore[attr-defined]
+    reason = ((values.get(REASON_BLOCK) or {}).get(REASON_BLOCK) or {}).get("value") or ""
+    correction = ((values.get(CORRECTION_BLOCK) or {}).get(CORRECTION_BLOCK) or {}).get("value")
+    return str(meta.get("run", "")), str(meta.get("fp", "")), str(reason), correction
+
+
+@dataclass(frozen=True)
+class HomeRun:
+    run: Run
+    link: str | None
+
+
+def home_view(
+    runs: list[HomeRun],
+    pending: list[tuple[ProposalRow, Run]],
+    team_acceptance: Acceptance,
+) -> View:
+    blocks: list[Block] = [HeaderBlock(text=PlainTextObject(text="chatops"))]
+    rate = team_acceptance.rate
+    blocks.append(
+        SectionBlock(
+            text=MarkdownTextObject(
+                text="*The team's acceptance rate (30 days):* "
+                + (
+                    f"{rate:.0%} ({team_acceptance.up} 👍, {team_acceptance.down} 👎)"
+                    if rate is not None
+                    else "no votes yet: vote on reports with 👍 / 👎"
+                )
+            )
+        )
+    )
+    blocks.append(DividerBlock())
+    blocks.append(SectionBlock(text=MarkdownTextObject(text="*Your recent runs*")))
+    if not runs:
+        blocks.append(_note("None yet. Try `/agent analyze branch NAME` in a channel."))
+    for item in runs:
+        run = item.run
+        title = f"`{run.id}` *{escape(clip(run.target, 120))}* in {escape(run.repo)}"
+        link = f" · <{item.link}|open>" if item.link else ""
+        when = run.created_at.strftime("%Y-%m-%d %H:%M UTC")
+        blocks.append(
+            SectionBlock(text=MarkdownTextObject(text=f"{title}: {run.status}{link}\n{when}"))
+        )
+    blocks.append(DividerBlock())
+    blocks.append(SectionBlock(text=MarkdownTextObject(text="*Waiting for your approval*")))
+    if not pending:
+        blocks.append(_note("Nothing waits for you."))
+    room = MAX_VIEW_BLOCKS - len(blocks) - 1
+    for proposal, run in pending[: max(0, room // 2)]:
+        ref = f"{run.id}/{proposal.pid}"
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"*{ref}*: {escape(clip(proposal.title, 200))} → "
+                    f"`{escape(clip(proposal.target, 200))}` (run of {escape(run.target)})"
+                )
+            )
+        )
+        blocks.append(
+            proposal_buttons(run.id, proposal.pid, proposal.content_sha256, branch=run.target)
+        )
+    return View(type="home", blocks=blocks[:MAX_VIEW_BLOCKS])
+
+
+def _note(text: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=text)])
+
+
+def digest_blocks(data: DigestData) -> list[dict[str, object]]:
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text="chatops digest")),
+        _note(escape(data.period.label(data.tz))),
+    ]
+    for title, lines in sections(data):
+        body = "\n".join(f"• {escape(line)}" for line in lines)
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=clip(f"*{title}*\n{body}", 3000))))
+    return to_dicts(blocks[:MAX_BLOCKS])
