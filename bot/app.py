@@ -37,6 +37,7 @@ class App:
     engine: Engine
     store: RunStore
     jobs: Jobs
+    executor: RunExecutor
     service: Service
     feedback: FeedbackService
     digests: Digests
@@ -121,4 +122,6 @@ def build_app(
     service.digests = digests
     scheduler = Scheduler(digests, feedback)
     jobs.register_tick(scheduler.tick)
-    return App(settings, policy, engine, store, jobs, service, feedback, digests, scheduler)
+    return App(
+        settings, policy, engine, store, jobs, executor, service, feedback, digests, scheduler
+    )

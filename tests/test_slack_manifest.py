@@ -103,9 +103,7 @@ def _event(kind: str) -> dict[str, Any]:
         "app_home_opened": "event_app_home_opened.json",
     }
     if kind in recorded:
-        payload: dict[str, Any] = json.loads(
-            slack_testdata("payloads", recorded[kind]).read_text()
-        )
+        payload: dict[str, Any] = json.loads(slack_testdata("payloads", recorded[kind]).read_text())
         payload["event"]["type"] = kind
         payload["event"]["tab"] = "home"
         return payload

@@ -233,9 +233,7 @@ class FakeSlack(LoopbackServer):
             if trigger in self.used_triggers:
                 return {"ok": False, "error": "exchanged_trigger_id"}
             self.used_triggers.add(trigger)
-        elif not args.get("user_id"):
-            return {"ok": False, "error": "invalid_arguments"}
-        elif view.get("type") != "home":
+        elif not args.get("user_id") or view.get("type") != "home":
             return {"ok": False, "error": "invalid_arguments"}
         blocks = view.get("blocks") or []
         title = (view.get("title") or {}).get("text", "")
