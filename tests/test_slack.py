@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
@@ -454,3 +455,183 @@ def test_a_ticket_gets_a_compliance_report_and_one_approved_comment(served: Serv
     assert len(comments) == 1
     assert f"chatops:{ref}" in comments[0]["body"]
     assert "||Criterion||Judgment||Evidence||" in comments[0]["body"]
+
+
+def interact(served: Served, payload: dict[str, object]) -> tuple[int, bytes]:
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    status, answer, _ = served.post(body, sign(body))
+    return status, answer
+
+
+def block_action(served: Served, user: str, message_ts: str, action: dict[str, object]) -> int:
+    payload = json.loads((TESTDATA / "block_actions_button_in_thread.json").read_text())
+    message = next(m for m in served.slack.messages if m.ts == message_ts)
+    payload.update(
+        user={"id": user, "team_id": "T111"},
+        team={"id": "T111"},
+        channel={"id": "C111"},
+        trigger_id=f"{uuid.uuid4().int % 10**12}.111.{uuid.uuid4().hex[:8]}",
+        response_url=served.slack.response_url(),
+        actions=[{"action_ts": f"{time.time():.6f}", **action}],
+    )
+    payload["container"].update(channel_id="C111", message_ts=message_ts)
+    payload["message"].update(ts=message_ts, text=message.text, blocks=message.blocks)
+    return interact(served, payload)[0]
+
+
+def event(served: Served, kind: str, **fields: object) -> int:
+    name = (
+        "event_app_home_opened.json" if kind == "app_home_opened" else "event_reaction_added.json"
+    )
+    payload = json.loads((TESTDATA / name).read_text())
+    payload["event"] = {"type": kind, **fields}
+    payload["event_id"] = f"Ev{uuid.uuid4().hex[:10]}"
+    body = json.dumps(payload).encode()
+    return served.post(body, sign(body), "application/json")[0]
+
+
+def votes(served: Served) -> list[tuple[str, str, int, str | None, str | None, str]]:
+    from sqlmodel import select
+
+    from bot.store.db import make_engine, session_scope
+    from bot.store.models import FeedbackRow
+
+    engine = make_engine(f"sqlite:///{served.data / 'chatops.db'}")
+    with session_scope(engine) as session:
+        rows = list(session.exec(select(FeedbackRow).order_by(FeedbackRow.id)))
+    engine.dispose()
+    return [(r.user, r.fingerprint, r.vote, r.reason, r.correction, r.via) for r in rows]
+
+
+def report_of(served: Served, branch: str) -> tuple[str, Any]:
+    served.command(f"analyze branch {branch} in shop")
+    ts = parent_for(served.slack, branch)
+    [report] = served.slack.wait_for(
+        lambda: [m for m in served.slack.thread(ts) if m.text.startswith("Report for")]
+    )
+    return ts, report
+
+
+def test_votes_by_overflow_modal_and_reactions_reach_the_log(served: Served) -> None:
+    served.repo.branch("feature/votes", "main")
+    served.repo.commit({"shop/votes.py": "def run(x):\n    return eval(x)\n"})
+    served.repo.checkout("main")
+    parent_ts, report = report_of(served, "feature/votes")
+    [section] = [b for b in report.blocks if "accessory" in b and "`F1`" in b["text"]["text"]]
+    menu = section["accessory"]
+    assert menu["type"] == "overflow" and menu["action_id"] == "finding_vote"
+    down = menu["options"][1]
+    assert down["value"].startswith("down:")
+    fingerprint = down["value"].rsplit(":", 1)[1]
+
+    views_before = len(served.slack.views)
+    assert (
+        block_action(
+            served,
+            "W111",
+            report.ts,
+            {"action_id": "finding_vote", "type": "overflow", "selected_option": down},
+        )
+        == 200
+    )
+    [modal] = served.slack.wait_for(lambda: served.slack.views[views_before:])
+    assert modal["type"] == "modal" and modal["callback_id"] == "vote_reason"
+    served.slack.wait_for(lambda: [v for v in votes(served) if v[1] == fingerprint])
+
+    submission = json.loads((TESTDATA / "view_submission.json").read_text())
+    submission["user"] = {"id": "W111", "team_id": "T111"}
+    submission["view"].update(callback_id="vote_reason", private_metadata=modal["private_metadata"])
+    submission["view"]["state"] = {"values": {"reason": {"reason": {"value": ""}}}}
+    status, answer = interact(served, submission)  # no reason: Slack shows the error in the modal
+    assert status == 200 and json.loads(answer)["errors"] == {"reason": "Say what was wrong."}
+    submission["view"]["state"] = {
+        "values": {
+            "reason": {"reason": {"type": "plain_text_input", "value": "eval of a constant"}},
+            "correction": {"correction": {"type": "plain_text_input", "value": "No finding"}},
+        }
+    }
+    assert interact(served, submission)[0] == 200
+    served.slack.wait_for(lambda: [v for v in votes(served) if v[3] == "eval of a constant"])
+
+    # 👍 on the report message by someone else, then taken back
+    assert (
+        event(
+            served,
+            "reaction_added",
+            user="W222",
+            reaction="+1::skin-tone-3",
+            item={"type": "message", "channel": "C111", "ts": report.ts},
+        )
+        == 200
+    )
+    served.slack.wait_for(lambda: [v for v in votes(served) if v[0] == "W222"])
+    # a reaction on a message that is not a run's changes nothing
+    assert (
+        event(
+            served,
+            "reaction_added",
+            user="W333",
+            reaction="-1",
+            item={"type": "message", "channel": "C111", "ts": "1.000001"},
+        )
+        == 200
+    )
+    assert (
+        event(
+            served,
+            "reaction_removed",
+            user="W222",
+            reaction="+1",
+            item={"type": "message", "channel": "C111", "ts": parent_ts},
+        )
+        == 200
+    )
+    served.slack.wait_for(lambda: not [v for v in votes(served) if v[0] == "W222"])
+    mine = [v for v in votes(served) if v[0] == "W111" and v[1] == fingerprint]
+    assert mine == [("W111", fingerprint, -1, "eval of a constant", "No finding", "button")]
+    assert not [v for v in votes(served) if v[0] == "W333"]
+
+
+def test_the_home_tab_shows_runs_with_links_approvals_and_acceptance(served: Served) -> None:
+    served.repo.branch("feature/home", "main")
+    served.repo.commit({"shop/home.py": "import os\nimport sys\n\n\ndef main():\n    return 1\n"})
+    served.repo.checkout("main")
+    _, report = report_of(served, "feature/home")
+    run_id = json.dumps(report.blocks).split("run `")[1].split("`")[0]
+    before = len(served.slack.views)
+    assert event(served, "app_home_opened", user="W111", tab="home", channel="D111") == 200
+    assert event(served, "app_home_opened", user="U222", tab="messages", channel="D111") == 200
+    assert event(served, "app_home_opened", user="U222", tab="home", channel="D111") == 200
+    published = served.slack.wait_for(
+        lambda: served.slack.views[before:] if len(served.slack.views) >= before + 2 else None
+    )
+    time.sleep(0.3)
+    assert len(served.slack.views) == before + 2  # the "messages" tab publishes nothing
+    by_user = {view["user_id"]: view for view in published}
+    mine, approver = by_user["W111"], by_user["U222"]
+    text = json.dumps(mine["blocks"])
+    assert f"`{run_id}` *feature/home* in shop: done" in text
+    assert f"{served.slack.url}/archives/C111/p" in text  # a link to the run's thread
+    assert "acceptance rate (30 days)" in text
+    assert "Nothing waits for you." in text  # W111 is not an approver
+    buttons = [
+        e
+        for b in approver["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["value"].startswith(f"{run_id}/P1:")
+    ]
+    assert [b["action_id"] for b in buttons] == ["proposal_approve", "proposal_reject"]
+
+
+def test_digest_on_demand_posts_in_the_channel_with_its_chart(served: Served) -> None:
+    files_before = len(served.slack.shared_files)
+    status, _, _ = served.command("digest")
+    assert status == 200
+    [message] = served.slack.wait_for(
+        lambda: [m for m in served.slack.top_level() if m.text.startswith("chatops digest")]
+    )
+    text = json.dumps(message.blocks)
+    assert "*Runs*" in text and "*Acceptance" in text and "*Tokens and cost*" in text
+    [chart] = served.slack.wait_for(lambda: served.slack.shared_files[files_before:])
+    assert chart["content"].startswith(b"\x89PNG")
