@@ -514,6 +514,14 @@ def digest_command(
     chart: Annotated[
         Path | None, typer.Option("--chart", help="With --dry-run, write the chart (PNG) here.")
     ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="The period scheduled before this time (ISO 8601, UTC unless it says), e.g. to "
+            "post a missed digest. Default: now.",
+        ),
+    ] = None,
 ) -> None:
     """The digest of the last scheduled period, posted to [digest] channel once (a second
     call, or the scheduler, posts nothing more)."""
@@ -521,10 +529,18 @@ def digest_command(
     from bot.digest import text as digest_text
 
     errors = Console(stderr=True)
+    when = None
+    if at is not None:
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            _fail(errors, f"--at {at!r} is not a time.", "Use ISO 8601, e.g. 2026-11-24T09:00.")
+        assert when is not None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
     the_app = _app_or_exit(errors)
     try:
         digests = the_app.digests
-        period = digests.latest_period()
+        period = digests.latest_period(when)
         if dry_run:
             data = digests.build(period)
             Console(width=160).print(Text(digest_text(data)))

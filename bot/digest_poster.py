@@ -67,9 +67,10 @@ class Digests:
             now=self.now(),
         )
 
-    def latest_period(self) -> Period:
-        """The last complete scheduled period (the one the last scheduled digest covers)."""
-        now = self.now()
+    def latest_period(self, at: datetime | None = None) -> Period:
+        """The last complete scheduled period at `at` (default now): the one the last
+        scheduled digest covers."""
+        now = at or self.now()
         fire = last_fire(self.policy.digest.cron, self.tz, now)
         return period_ending(self.policy.digest.cron, self.tz, fire or now)
 

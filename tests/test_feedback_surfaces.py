@@ -1,0 +1,128 @@
+"""Feedback on the other surfaces: the shell's `up` / `down` / `learnings` / `forget` /
+`digest`, and the `chatops feedback` and `chatops digest` commands in a real process."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from bot.app import App
+from bot.shell import Shell
+from tests.gitrepo import RepoBuilder
+from tests.test_feedback import ANA, analyzed, make_app
+
+
+@pytest.fixture
+def app(tmp_path: Path, planted_repo: RepoBuilder) -> App:
+    built = make_app(tmp_path, planted_repo)
+    yield built
+    built.close()
+
+
+def shell(app: App, user: str, lines: list[str]) -> str:
+    out = io.StringIO()
+    Shell(app, user, Console(file=out, width=200)).run(lines)
+    return out.getvalue()
+
+
+def test_the_shell_votes_curates_lists_and_forgets(app: App) -> None:
+    run_id = analyzed(app).run_id
+    said = shell(
+        app,
+        "ana",
+        [
+            f"status {run_id}",  # shows the report; `up F1` now means its F1
+            "up F1",
+            'down F2 "tests may use assert"',
+            "down F9",
+            f"down {run_id}",
+            "learnings",
+        ],
+    )
+    assert f"Recorded 👍 on F1 of run {run_id}." in said
+    assert f"Recorded 👎 on F2 of run {run_id}." in said
+    assert "error: The report has no F9" in said
+    assert f"Recorded 👎 on the report of run {run_id}." in said
+    assert f"Say what was wrong: down {run_id}/" in said
+    assert "No learnings yet" in said
+    rows = app.feedback.store.votes()
+    assert [(r.user, r.vote, r.reason, r.via) for r in rows] == [
+        ("ana", 1, None, "shell"),
+        ("ana", -1, "tests may use assert", "shell"),
+        ("ana", -1, None, "shell"),
+    ]
+    [note] = app.feedback.curate().active
+    listed = shell(app, "ana", ["learnings shop", "learnings nope", f"forget {note.id}"])
+    assert note.id in listed and "tests may use assert" in listed
+    assert "error: Unknown repository 'nope'." in listed
+    assert "error: Only approvers may forget a learning: ana is not an approver." in listed
+    assert f"Forgot {note.id}" in shell(app, "UAPPROVER", [f"forget {note.id}"])
+    digest = shell(app, "ana", ["digest"])
+    assert "chatops digest" in digest and "code_review: 50% (1👍 1👎)" in digest
+
+
+def chatops(data: Path, policy: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CHATOPS_", "ANTHROPIC_", "SLACK_", "DATABASE_URL"))
+    }
+    env.update(CHATOPS_DATA_DIR=str(data), CHATOPS_CONFIG=str(policy))
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_feedback_export_curate_stats_and_digest_commands(app: App, tmp_path: Path) -> None:
+    report = analyzed(app)
+    for user in (ANA.user, "UBEN"):
+        app.feedback.vote(
+            ANA.__class__(user, "shell"), report.run_id, "F1", -1, via="shell", reason="noise"
+        )
+    data, policy = tmp_path / "data", tmp_path / "chatops.toml"
+
+    out = tmp_path / "votes.csv"
+    done = chatops(data, policy, "feedback", "export", "--format", "csv", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "2 vote(s) exported" in done.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [r["user"] for r in rows] == ["UANA", "UBEN"] and rows[0]["reason"] == "noise"
+    later = chatops(data, policy, "feedback", "export", "--since", "2999-01-01")
+    assert later.returncode == 0 and later.stdout == "" and "0 vote(s)" in later.stderr
+    bad = chatops(data, policy, "feedback", "export", "--since", "yesterday")
+    assert bad.returncode == 2
+    assert "--since 'yesterday' is not a date." in bad.stderr and "Traceback" not in bad.stderr
+
+    curated = chatops(data, policy, "feedback", "curate")
+    assert curated.returncode == 0, curated.stderr
+    assert "suppress" in curated.stdout and "(new)" in curated.stdout
+    assert "Curated: 3 learning(s) active, 3 new, 0 retired." in curated.stdout
+    stats = chatops(data, policy, "feedback", "stats")
+    assert stats.returncode == 0
+    assert "(analyzers)" in stats.stdout and "0%" in stats.stdout
+
+    # hourly digests: the one due in an hour covers now
+    policy.write_text(policy.read_text() + '\n[digest]\ncron = "0 * * * *"\n')
+    in_an_hour = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    chart = tmp_path / "digest.png"
+    dry = chatops(data, policy, "digest", "--dry-run", "--at", in_an_hour, "--chart", str(chart))
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith("chatops digest") and "1 run(s): 1 done" in dry.stdout
+    first = report.findings[0]
+    kind = f"{first.category} {first.rule}".strip()
+    assert f"{first.agent}: {kind} (2👎)" in dry.stdout  # the failure mode
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    unposted = chatops(data, policy, "digest")
+    assert unposted.returncode == 2
+    assert "No digest channel: set [digest] channel in the policy." in unposted.stderr
+    assert app.digests.store.rows() == []  # nothing claimed
+    wrong = chatops(data, policy, "digest", "--at", "tomorrow")
+    assert wrong.returncode == 2 and "--at 'tomorrow' is not a time." in wrong.stderr
