@@ -14,6 +14,8 @@ from sqlalchemy import update
 from bot.config import ApprovalsConfig, ConfigError, DigestConfig, PolicyConfig, load_policy
 from bot.digest import chart_png, text
 from bot.digest_poster import Digests
+from bot.jobs import TICK_TASK
+from bot.scheduler import Scheduler
 from bot.schedule import Period, last_fire, period_ending, zone
 from bot.slack.app import web_client
 from bot.slack.digest import SlackDigestSink
@@ -22,6 +24,7 @@ from bot.store.digests import DigestStore
 from bot.store.models import DigestRow, FeedbackRow, FindingRow, ProposalRow, Run
 from bot.store.stats import Stats
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+from tests.gitrepo import RepoBuilder
 from tests.services import DATABASE_URL, fresh_postgres, needs_postgres
 
 # Tuesday 2026-11-24, 09:00:30 UTC: the weekday 09:00 digest is due.
@@ -240,3 +243,26 @@ def test_a_bad_schedule_is_refused_at_start(tmp_path: Path, section: str, messag
     policy.write_text(f'[repos.shop]\npath = "{tmp_path}"\n\n[digest]\n{section}\n')
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("*", r"\*")):
         load_policy(policy, cwd=tmp_path)
+
+
+def test_the_scheduler_tick_curates_on_the_hour_and_posts_the_due_digest(
+    tmp_path: Path, planted_repo: RepoBuilder
+) -> None:
+    from tests.test_feedback import ANA, BEN, analyzed, make_app
+
+    app = make_app(tmp_path, planted_repo)
+    try:
+        report = analyzed(app)
+        for voter in (ANA, BEN):
+            app.feedback.vote(voter, report.run_id, "F1", -1, via="shell")
+        with FakeSlack() as slack:
+            poster = digests(str(app.engine.url), slack, DUE)
+            Scheduler(poster, app.feedback, now=lambda: DUE + timedelta(minutes=1)).tick()
+            assert app.feedback.learnings() == []  # not on the hour: no curation
+            assert len(digest_messages(slack)) == 1
+            Scheduler(poster, app.feedback, now=lambda: DUE.replace(minute=0)).tick()
+            assert [r.kind for r in app.feedback.learnings()] == ["suppress"]
+            assert len(digest_messages(slack)) == 1  # the same period: not again
+        assert TICK_TASK in {task.name for task in app.jobs.huey._registry.periodic_tasks}
+    finally:
+        app.close()

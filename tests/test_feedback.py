@@ -275,3 +275,33 @@ def test_votes_survive_in_the_table_with_what_was_voted_on(app: App) -> None:
         [row] = list(session.exec(select(FeedbackRow)))
     assert (row.agent, row.fingerprint, row.reason) == ("report", "", "too long")
     assert json.loads(row.output)["summary"] == report.summary
+
+
+def test_a_run_may_only_spend_what_is_left_of_todays_budget(
+    tmp_path: Path, planted_repo: RepoBuilder
+) -> None:
+    app = make_app(
+        tmp_path,
+        planted_repo,
+        anthropic_api_key=API_KEY,
+        chatops_daily_budget_usd=1.0,
+        chatops_max_run_cost_usd=5.0,
+    )
+    try:
+        run = app.service.request_analysis(REQUESTER, AnalyzeBranch("feature/planted")).run
+        with session_scope(app.engine) as session:
+            session.add(
+                LLMCallRow(
+                    run_id=run.id,
+                    agent="code_review",
+                    model="claude-sonnet-5-5",
+                    prompt_version="x",
+                    cost_usd=0.7,
+                    outcome="ok",
+                )
+            )
+        session_ = app.executor._session()
+        assert session_ is not None
+        assert session_.settings.max_run_cost_usd == pytest.approx(0.3)  # not the run cap of $5
+    finally:
+        app.close()
