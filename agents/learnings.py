@@ -16,7 +16,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 
-from agents.report import Finding
+from agents.report import Finding, Severity
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,10 @@ class Learning:
     path_glob: str | None = None
 
     def matches(self, finding: Finding) -> bool:
+        # A broad rule never hides a critical finding; only that finding's own suppression can.
         if self.category is None or finding.agent != self.agent:
+            return False
+        if finding.severity is Severity.critical:
             return False
         if self.category not in (finding.category, finding.rule):
             return False

@@ -110,7 +110,9 @@ def build_app(
     approvals.jira = settings.jira()
     service.approvals = approvals
     service.jira = settings.jira()
-    feedback = FeedbackService(store, feedback_store, stats, policy, approvals.is_approver)
+    feedback = FeedbackService(
+        store, feedback_store, stats, policy, approvals.is_approver, approvals.same_team
+    )
     service.feedback = feedback
     digests = Digests(
         stats,

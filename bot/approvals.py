@@ -181,6 +181,13 @@ class Approvals:
                 break
         return mine
 
+    def same_team(self, actor: Actor) -> bool:
+        """Is a Slack actor a member of this workspace (not a Slack Connect guest)?"""
+        if actor.surface != "slack" or self.workspace_team is None:
+            return True
+        workspace = self.workspace_team()
+        return workspace is not None and actor.team == workspace
+
     def is_approver(self, actor: Actor) -> Decision:
         """May `actor` act as an approver at all (forget a learning, say)?"""
         return self._approver(actor, None, four_eyes=False)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, TextIO
 
+from sqlalchemy.exc import IntegrityError
+
 from agents.learnings import Learnings
 from agents.report import Finding, Report
 from bot.config import PolicyConfig
@@ -70,7 +72,9 @@ class FeedbackService:
         stats: Stats,
         policy: PolicyConfig,
         is_approver: Callable[[Actor], Decision],
+        same_team: Callable[[Actor], bool] = lambda actor: True,
     ) -> None:
+        self.same_team = same_team
         self.runs = runs
         self.store = store
         self.stats = stats
@@ -91,6 +95,10 @@ class FeedbackService:
         correction: str | None = None,
     ) -> Voted:
         """`item`: None or "report" for the whole report, `F3`, or a finding's fingerprint."""
+        if not self.same_team(actor):
+            raise UserError(
+                "Only members of this workspace can vote: votes change what later runs report.",
+            )
         run, report = self._report(run_id)
         finding = self._finding(report, item)
         if finding is None:
@@ -164,7 +172,10 @@ class FeedbackService:
 
     def curate(self) -> Curated:
         specs = curate(self.store.votes(), self.policy.feedback)
-        added, retired = self.store.save_learnings(specs)
+        try:
+            added, retired = self.store.save_learnings(specs)
+        except IntegrityError:  # another curation committed first: ours is the same, redo
+            added, retired = self.store.save_learnings(specs)
         return Curated(added, retired, self.store.learnings())
 
     def learnings(self, repo: str | None = None) -> list[LearningRow]:

@@ -45,13 +45,15 @@ def vote(
     )
 
 
-def finding(fingerprint: str, file: str, rule: str = "B101") -> Finding:
+def finding(
+    fingerprint: str, file: str, rule: str = "B101", severity: Severity = Severity.low
+) -> Finding:
     return Finding(
         fingerprint=fingerprint,
         agent="code_review",
         category="security",
         rule=rule,
-        severity=Severity.low,
+        severity=severity,
         confidence=0.9,
         file=file,
         start_line=1,
@@ -129,9 +131,11 @@ def test_learnings_filter_by_fingerprint_and_by_rule_and_path() -> None:
         finding("f-shop", "shop/a.py"),
         finding("f-keep", "shop/b.py"),
         finding("f-other-rule", "tests/test_c.py", rule="B602"),
+        # a broad rule never hides a critical finding (only its own suppression could)
+        finding("f-critical", "tests/test_d.py", severity=Severity.critical),
     ]
     kept, dropped = learned.filter(findings)
-    assert [f.fingerprint for f in kept] == ["f-keep", "f-other-rule"]
+    assert [f.fingerprint for f in kept] == ["f-keep", "f-other-rule", "f-critical"]
     assert dropped == {"L1": 2, "L3": 1}
     assert learned.texts_for("code_review") == [
         ("L1", "no B101 in tests"),

@@ -15,8 +15,8 @@ from bot.config import ApprovalsConfig, ConfigError, DigestConfig, PolicyConfig,
 from bot.digest import chart_png, text
 from bot.digest_poster import Digests
 from bot.jobs import TICK_TASK
-from bot.scheduler import Scheduler
 from bot.schedule import Period, last_fire, period_ending, zone
+from bot.scheduler import Scheduler
 from bot.slack.app import web_client
 from bot.slack.digest import SlackDigestSink
 from bot.store.db import make_engine, session_scope, upgrade

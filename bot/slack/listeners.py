@@ -143,12 +143,12 @@ def register(app: App, service: Service, store: RunStore) -> None:
             log.info("vote reason for %s not kept: %s", run_id, exc.message)
 
     @app.event(EVENTS[1])
-    def on_reaction_added(event: dict[str, Any]) -> None:
-        _reaction(event, service, store, added=True)
+    def on_reaction_added(event: dict[str, Any], client: WebClient) -> None:
+        _reaction(event, service, store, client, added=True)
 
     @app.event(EVENTS[2])
-    def on_reaction_removed(event: dict[str, Any]) -> None:
-        _reaction(event, service, store, added=False)
+    def on_reaction_removed(event: dict[str, Any], client: WebClient) -> None:
+        _reaction(event, service, store, client, added=False)
 
     @app.event(EVENTS[3])
     def on_home_opened(event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
@@ -204,13 +204,15 @@ def _vote_click(service: Service) -> Any:
                 response_type="ephemeral",
                 replace_original=False,
                 text=f"{voted.message} Say what was wrong with "
-                f"`/agent down {run_id}/{voted.item if fingerprint else ''} REASON`.",
+                f"`/agent down {f'{run_id}/{voted.item}' if fingerprint else run_id} REASON`.",
             )
 
     return on_click
 
 
-def _reaction(event: dict[str, Any], service: Service, store: RunStore, *, added: bool) -> None:
+def _reaction(
+    event: dict[str, Any], service: Service, store: RunStore, client: WebClient, *, added: bool
+) -> None:
     """👍 / 👎 on a run's parent or report message is a vote on the report."""
     value = _REACTION_VOTES.get(str(event.get("reaction", "")).split("::")[0])
     item = event.get("item") or {}
@@ -219,7 +221,9 @@ def _reaction(event: dict[str, Any], service: Service, store: RunStore, *, added
     run = store.run_for_message(str(item.get("channel", "")), str(item.get("ts", "")))
     if run is None:
         return
-    actor = Actor(user=str(event.get("user", "")), surface="slack", team=event.get("user_team"))
+    user = str(event.get("user", ""))
+    # A reaction event does not say the member's own team (a Slack Connect guest's differs).
+    actor = Actor(user=user, surface="slack", team=event.get("user_team") or _team_of(client, user))
     if not added:
         service.feedback.withdraw(actor, run.id, value)
         return
@@ -227,6 +231,14 @@ def _reaction(event: dict[str, Any], service: Service, store: RunStore, *, added
         service.feedback.vote(actor, run.id, None, value, via="reaction")
     except UserError as exc:  # a reaction on a run still going: nothing to vote on yet
         log.info("reaction on run %s not counted: %s", run.id, exc.message)
+
+
+def _team_of(client: WebClient, user: str) -> str | None:
+    try:
+        return str(client.users_info(user=user)["user"]["team_id"])
+    except (SlackApiError, KeyError, TypeError) as exc:
+        log.info("could not read the team of %s: %s", user, exc)
+        return None
 
 
 def _button(decision: Literal["approve", "reject"], service: Service) -> Any:
@@ -369,7 +381,13 @@ def _feedback_command(
     elif isinstance(command, Digest):
         if service.digests is None:
             raise UserError("The digest is not wired on this instance.")
-        posted = service.digests.post_now(channel)
+        try:
+            posted = service.digests.post_now(channel)
+        except SlackApiError as exc:
+            raise UserError(
+                f"I could not post the digest here ({exc.response.get('error')}).",
+                "Invite me with `/invite @chatops`, then try again.",
+            ) from None
         if posted.outcome != "posted":
             respond(response_type="ephemeral", text=f":warning: {escape(posted.message)}")
 

@@ -163,7 +163,8 @@ class Stats:
             return Usage(int(tokens_in), int(tokens_out), float(cost), int(calls))
 
     def spent_usd(self, since: datetime) -> float:
-        return self.usage(since, datetime.max.replace(tzinfo=since.tzinfo)).cost_usd
+        """Spent from `since` on (a day's start: nothing is recorded in the future)."""
+        return self.usage(since, since + timedelta(days=2)).cost_usd
 
     def refused_for_budget(self, start: datetime, end: datetime) -> int:
         with session_scope(self.engine) as session:

@@ -86,6 +86,7 @@ class FakeSlack(LoopbackServer):
         self.rate_limits: dict[str, int] = {}  # method -> 429s still to send
         self.views: list[dict[str, Any]] = []  # modals opened and Home tabs published
         self.used_triggers: set[str] = set()
+        self.user_teams: dict[str, str] = {}  # users.info: a member's own team (default T111)
         self.retry_after = 1
         self._ts = 1_700_000_000
         self._lock = threading.Lock()
@@ -186,6 +187,12 @@ class FakeSlack(LoopbackServer):
             if args.get("channel") not in self.channels:
                 return {"ok": False, "error": "channel_not_found"}
             return {"ok": False, "error": "message_not_found"}
+        if method == "users.info":
+            user = str(args.get("user", ""))
+            if not user:
+                return {"ok": False, "error": "user_not_found"}
+            team = self.user_teams.get(user, "T111")
+            return {"ok": True, "user": {"id": user, "team_id": team, "name": user.lower()}}
         if method in ("views.open", "views.publish"):
             return self._view(method, args)
         if method == "chat.postEphemeral":
