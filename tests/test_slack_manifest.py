@@ -164,4 +164,23 @@ def test_scopes_are_the_fewest_that_work() -> None:
         "app_mentions:read",
         "files:write",
         "reactions:read",
+        "users:read",
+        "usergroups:read",
     }
+
+
+def test_the_fake_grants_exactly_the_manifests_scopes() -> None:
+    """Every end-to-end test runs with the scopes manifest.yml asks for: a method it forgot
+    fails there as it would in a workspace."""
+    from slack_sdk.errors import SlackApiError
+
+    with FakeSlack() as granted, FakeSlack(scopes={"chat:write"}) as narrow:
+        client = WebClient(token=BOT_TOKEN, base_url=granted.api_url)
+        assert client.users_info(user="W111")["user"]["team_id"] == "T111"
+        try:
+            WebClient(token=BOT_TOKEN, base_url=narrow.api_url).users_info(user="W111")
+        except SlackApiError as exc:
+            assert exc.response["error"] == "missing_scope"
+            assert exc.response["needed"] == "users:read"
+        else:
+            raise AssertionError("users.info without users:read must fail")

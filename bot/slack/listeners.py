@@ -136,8 +136,9 @@ def register(app: App, service: Service, store: RunStore) -> None:
             ack(response_action="errors", errors={REASON_BLOCK: "Say what was wrong."})
             return
         ack()
+        if service.feedback is None:
+            return
         try:
-            assert service.feedback is not None
             service.feedback.explain(_clicker(body), run_id, fingerprint, reason, correction)
         except UserError as exc:
             log.info("vote reason for %s not kept: %s", run_id, exc.message)

@@ -1,6 +1,8 @@
 """A fake Slack Web API on 127.0.0.1 that behaves like Slack where it matters.
 
 - Auth: `Authorization: Bearer <token>`; a wrong token answers `invalid_auth` (HTTP 200, as Slack).
+  The token holds the scopes `manifest.yml` asks for; a method that needs another (per Slack's
+  method catalog in the test data) answers `missing_scope` with `needed` and `provided`.
 - Block Kit limits Slack enforces and slack_sdk does not (testdata README): at most 50 blocks
   (`invalid_blocks`), section text 3,000 and section fields 2,000 characters (`invalid_blocks`),
   header 150, and about 13,000 characters of blocks in all (`msg_blocks_too_long`).
@@ -26,10 +28,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import yaml
+
 from tests.fakes.loopback import LoopbackServer, send_json
+from tests.testdata import slack_testdata
 
 BOT_TOKEN = "xoxb-test-token"
 TOTAL_BLOCKS_LIMIT = 13_000
@@ -75,8 +81,30 @@ def block_error(blocks: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def _catalog_scopes() -> dict[str, set[str]]:
+    """The bot scopes each method needs, from Slack's method catalog in the test data."""
+    needs: dict[str, set[str]] = {}
+    for path in slack_testdata("methods").glob("*.json"):
+        spec = json.loads(path.read_text())
+        if isinstance(spec, dict) and isinstance(spec.get("scopes"), dict):
+            needs[path.stem] = {item["name"] for item in spec["scopes"].get("bot", [])}
+    return needs
+
+
+def _manifest_scopes() -> set[str]:
+    """What the app is granted when installed from manifest.yml."""
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[2] / "manifest.yml").read_text())
+    return set(manifest["oauth_config"]["scopes"]["bot"])
+
+
 class FakeSlack(LoopbackServer):
-    def __init__(self, channels: tuple[str, ...] = ("C111",)) -> None:
+    def __init__(
+        self, channels: tuple[str, ...] = ("C111",), scopes: set[str] | None = None
+    ) -> None:
+        # The token has the scopes manifest.yml asks for: a method needing another answers
+        # missing_scope, as Slack does.
+        self.scopes = _manifest_scopes() if scopes is None else scopes
+        self.needs = _catalog_scopes()
         self.calls: list[Call] = []
         self.messages: list[Message] = []
         self.responses: list[dict[str, Any]] = []  # what respond() posted to response_urls
@@ -297,8 +325,16 @@ class FakeSlack(LoopbackServer):
                         call.status, call.response = 429, {"ok": False, "error": "ratelimited"}
                         self._send(429, call.response, {"Retry-After": str(fake.retry_after)})
                         return
+                    needed = fake.needs.get(method, set())
                     if token != BOT_TOKEN:
                         call.response = {"ok": False, "error": "invalid_auth"}
+                    elif needed and not needed & fake.scopes:
+                        call.response = {
+                            "ok": False,
+                            "error": "missing_scope",
+                            "needed": ",".join(sorted(needed)),
+                            "provided": ",".join(sorted(fake.scopes)),
+                        }
                     else:
                         call.response = fake._api(method, args)
                 self._send(200, call.response)
