@@ -28,6 +28,7 @@ from bot.store.feedback import FeedbackStore
 from bot.store.proposals import ProposalStore
 from bot.store.runs import RunStore
 from bot.store.stats import Stats
+from bot.store.workers import WorkerStore
 
 
 @dataclass
@@ -93,6 +94,8 @@ def build_app(
         )
         executor.observers.append(SlackNotifier(slack_client, store))
     jobs = Jobs(make_huey(settings), store, executor, settings)
+    jobs.hand_back = executor.hand_back_all
+    jobs.workers = WorkerStore(engine)
     service = Service(store, jobs.enqueue, policy)
     service.budget = budget
     approvals = Approvals(

@@ -7,10 +7,9 @@ one-line error saying what to do), 3 an internal failure (git or an analyzer bro
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -29,11 +28,14 @@ from agents.pipeline import Progress, analyze_branch
 from agents.report import Report, Severity, report_json_schema
 from bot.app import App, build_app
 from bot.config import ConfigError
+from bot.logs import configure
+from bot.metrics import register_store
 from bot.render.markdown import render_markdown
 from bot.render.terminal import print_report, progress_view
 from bot.settings import Settings, SettingsError, load_settings
 from bot.shell import Shell
 from bot.store.db import upgrade
+from bot.store.types import utcnow
 from bot.tickets import branches_for
 
 app = typer.Typer(
@@ -330,6 +332,7 @@ def shell_command(
     user = as_user or os.environ.get("USER") or "local"
     in_process = the_app.settings.chatops_queue == "sqlite"
     if in_process:
+        the_app.jobs.kind = "shell"
         the_app.jobs.start_consumer(in_process=True)
     try:
         Shell(the_app, user).run()
@@ -362,7 +365,9 @@ def serve_command(
         settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     )
     bolt = build_bolt_app(client, secret, the_app.service, the_app.store)
+    register_store(the_app.engine, the_app.jobs.pending)
     if settings.chatops_queue == "sqlite":
+        the_app.jobs.kind = "serve"
         the_app.jobs.start_consumer(in_process=True)
     try:
         if settings.slack_app_token is not None:
@@ -378,14 +383,73 @@ def serve_command(
 
 
 @app.command("worker")
-def worker_command() -> None:
-    """Run jobs from the shared queue until SIGINT or SIGTERM."""
+def worker_command(
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Serve Prometheus /metrics on this port.")
+    ] = None,
+) -> None:
+    """Run jobs from the shared queue. SIGTERM (or Ctrl-C) stops taking work, waits
+    CHATOPS_SHUTDOWN_GRACE_S for running jobs and hands back what is still running."""
     errors = Console(stderr=True)
     the_app = _app_or_exit(errors)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        register_store(the_app.engine, the_app.jobs.pending)
+        start_http_server(metrics_port, addr="0.0.0.0")  # noqa: S104  # scraped from elsewhere
     try:
         the_app.jobs.run_forever()
     finally:
         the_app.engine.dispose()
+
+
+@app.command("status")
+def status_command() -> None:
+    """Queue depth, the workers seen recently, runs by status, and stuck runs."""
+    errors = Console(stderr=True)
+    the_app = _app_or_exit(errors)
+    settings = the_app.settings
+    try:
+        depth = the_app.jobs.pending()
+        workers = (
+            the_app.jobs.workers.seen_since(utcnow() - timedelta(minutes=2))
+            if (the_app.jobs.workers)
+            else []
+        )
+        by_status = the_app.store.count_by_status()
+        stuck = the_app.store.stuck(settings.chatops_requeue_after_s)
+    finally:
+        the_app.engine.dispose()
+    console = Console(width=160)
+    queue = settings.chatops_queue
+    console.print(Text(f"queue ({queue}): {depth} task(s) waiting"))
+    console.print(
+        Text("runs: " + (", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none"))
+    )
+    table = Table("worker", "kind", "state", "scheduler", "last seen (UTC)", title="workers")
+    for worker in workers:
+        table.add_row(
+            Text(worker.id),
+            worker.kind,
+            worker.state,
+            "yes" if worker.scheduler else "no",
+            worker.last_seen.strftime("%H:%M:%S"),
+        )
+    console.print(table if workers else Text("workers: none seen in the last 2 minutes"))
+    if stuck:
+        stuck_table = Table("run", "status", "target", "since (UTC)", title="stuck runs")
+        for run in stuck:
+            since = run.lease_until if run.status == "running" else run.enqueued_at
+            stuck_table.add_row(
+                run.id,
+                run.status,
+                Text(run.target),
+                since.strftime("%Y-%m-%d %H:%M") if since else "",
+            )
+        console.print(stuck_table)
+        console.print(Text("The reaper re-enqueues stuck runs while a worker is running."))
+    else:
+        console.print(Text("stuck runs: none"))
 
 
 @app.command("audit")
@@ -566,8 +630,6 @@ def db_upgrade_command() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("CHATOPS_LOG_LEVEL", "WARNING").upper(),
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    fmt = os.environ.get("CHATOPS_LOG_FORMAT", "text").lower()
+    configure(os.environ.get("CHATOPS_LOG_LEVEL", "WARNING"), "json" if fmt == "json" else "text")
     app()

@@ -3,12 +3,19 @@
 huey deletes a task when a worker takes it, so a worker killed mid-run loses the task: its lease
 on the run then expires, and a reaper (a thread in every consumer process) enqueues the run again.
 Tasks are idempotent: a run is executed only by the worker that claims it.
+
+SIGTERM is graceful: the consumer takes no more tasks and waits up to CHATOPS_SHUTDOWN_GRACE_S
+for the running ones; runs still going then are handed back to the queue (queued again, not
+counted as an attempt), so another worker takes them at once instead of after a lease.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Callable
 
 from huey import Huey, PostgresHuey, RedisHuey, SqliteHuey, crontab
@@ -17,6 +24,7 @@ from huey.consumer import Consumer
 from bot.settings import Settings
 from bot.store.proposals import ProposalStore
 from bot.store.runs import RunStore
+from bot.store.workers import WorkerStore
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,11 @@ class Jobs:
         self.proposals: ProposalStore | None = None
         self._consumer: Consumer | None = None
         self._stop = threading.Event()
+        # Set by bot.app: the executor's hand-back, and where this process says it is alive.
+        self.hand_back: Callable[[], list[str]] = lambda: []
+        self.workers: WorkerStore | None = None
+        self.kind = "worker"
+        self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     def enqueue(self, run_id: str) -> None:
         self._run_task(run_id)
@@ -89,12 +102,36 @@ class Jobs:
         return ids
 
     def _reaper(self) -> None:
-        interval = max(0.5, self.settings.chatops_lease_s / 2)
+        interval = max(0.5, min(10.0, self.settings.chatops_lease_s / 2))
+        self._beat("running")
         while not self._stop.wait(interval):
             try:
                 self.reap_once()
+                self._beat("running")
             except Exception:  # a database hiccup must not kill the reaper
                 log.exception("reaper pass failed")
+
+    def _beat(self, state: str) -> None:
+        if self.workers is None:
+            return
+        try:
+            self.workers.beat(
+                self.process,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                kind=self.kind,
+                scheduler=self.settings.chatops_scheduler,
+                state=state,
+            )
+        except Exception:
+            log.exception("could not record that this worker is %s", state)
+
+    def _handed_back(self) -> None:
+        """After the consumer stopped: runs still going go back to the queue."""
+        self._stop.set()
+        for run_id in self.hand_back():
+            self.enqueue(run_id)
+        self._beat("stopped")
 
     def start_consumer(self, *, in_process: bool) -> Consumer:
         """Worker threads (and the reaper) in this process. `in_process` skips huey's signal
@@ -106,13 +143,21 @@ class Jobs:
         return consumer
 
     def stop(self, graceful: bool = True) -> None:
-        self._stop.set()
-        if self._consumer is not None:
-            self._consumer.stop(graceful=graceful)
+        """Stop the in-process consumer: no new tasks, running ones get the grace period."""
+        if self._consumer is None:
+            self._stop.set()
+            return
+        self._beat("stopping")
+        self._consumer.stop(graceful=graceful)
+        self._handed_back()
 
     def run_forever(self) -> None:
-        """`chatops worker`: block, with huey's signal handling (SIGINT/SIGTERM)."""
-        self._consumer_with_reaper().run()
+        """`chatops worker`: block until SIGTERM or SIGINT (both graceful), then hand back."""
+        consumer = self._consumer_with_reaper()
+        try:
+            consumer.run()
+        finally:
+            self._handed_back()
 
     def _consumer_with_reaper(self) -> Consumer:
         consumer = self.huey.create_consumer(
@@ -122,6 +167,8 @@ class Jobs:
             initial_delay=0.05,
             max_delay=0.5,
             check_worker_health=True,
+            graceful_signal="TERM",
+            shutdown_timeout=self.settings.chatops_shutdown_grace_s,
         )
         threading.Thread(target=self._reaper, name="chatops-reaper", daemon=True).start()
         self._consumer = consumer

@@ -19,7 +19,9 @@ from agents.llm import LLMSession, LLMSettings
 from agents.pipeline import Progress, analyze_branch
 from agents.report import Report
 from bot.config import ConfigError, PolicyConfig
+from bot.logs import run_context
 from bot.repos import RepoResolver
+from bot.store.models import Run
 from bot.store.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class RunObserver(Protocol):
 
 
 def worker_id() -> str:
+    """Who holds a claim: this process and this claim (each claim gets its own id)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
@@ -66,6 +69,17 @@ class RunExecutor:
         self.llm = llm
         self.lease_s = lease_s
         self.observers: list[RunObserver] = list(observers or [])
+        self._active: dict[str, str] = {}  # run id -> the claim's worker id, while it runs
+        self._active_lock = threading.Lock()
+
+    def hand_back_all(self) -> list[str]:
+        """Shutting down: give every run this process still works on back to the queue."""
+        with self._active_lock:
+            held = list(self._active.items())
+        handed = [run_id for run_id, worker in held if self.store.hand_back(run_id, worker)]
+        for run_id in handed:
+            log.warning("run %s: handed back to the queue (this worker is stopping)", run_id)
+        return handed
 
     def _tell(self, call: Callable[[RunObserver], None]) -> None:
         for observer in self.observers:
@@ -81,6 +95,16 @@ class RunExecutor:
             log.info("run %s: not claimable (finished, cancelled or held); nothing to do", run_id)
             return
         log.info("run %s: claimed by %s (attempt %d)", run_id, worker, run.attempts)
+        with self._active_lock:
+            self._active[run_id] = worker
+        try:
+            with run_context(run_id):
+                self._execute(run_id, run, worker)
+        finally:
+            with self._active_lock:
+                self._active.pop(run_id, None)
+
+    def _execute(self, run_id: str, run: Run, worker: str) -> None:
         keep_alive = _Heartbeat(
             self.store,
             run_id,

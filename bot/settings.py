@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     # Periodic jobs (the digest, curation) in this process's consumer. With several workers,
     # turn it on for one; the digest is posted once per channel and period either way.
     chatops_scheduler: bool = True
+    # On SIGTERM a consumer takes no more work and waits this long for running jobs; what is
+    # still running then is handed back to the queue for another worker.
+    chatops_shutdown_grace_s: float = Field(default=30.0, ge=0)
+    chatops_log_format: Literal["text", "json"] = "text"
 
     @property
     def db_url(self) -> str:

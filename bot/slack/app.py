@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.asgi import SlackRequestHandler
 from slack_bolt.adapter.asgi.http_request import AsgiHttpRequest
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
+from bot.metrics import ACK_SECONDS
 from bot.service import Service
 from bot.slack.listeners import register
 from bot.store.runs import RunStore
@@ -56,12 +59,31 @@ class ThreadedSlackRequestHandler(SlackRequestHandler):
 
 
 class HttpApp:
-    """ASGI: Bolt at /slack/events, a health check at /healthz, 404 elsewhere."""
+    """ASGI: Bolt at /slack/events, a health check at /healthz, Prometheus metrics at /metrics,
+    404 elsewhere."""
 
     def __init__(self, bolt: App) -> None:
         self.slack = ThreadedSlackRequestHandler(bolt)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/metrics":
+            body = await asyncio.to_thread(generate_latest)  # reads the store: off the loop
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        if scope["type"] == "http" and scope["path"] == "/slack/events":
+            started = time.perf_counter()
+            try:
+                await self.slack(scope, receive, send)
+            finally:
+                ACK_SECONDS.observe(time.perf_counter() - started)
+            return
         if scope["type"] == "http" and scope["path"] == "/healthz":
             await send(
                 {

@@ -213,6 +213,21 @@ class LLMCallRow(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, sa_column=_when(index=True))
 
 
+class WorkerRow(SQLModel, table=True):
+    """A consumer process, as it last said it was alive (`chatops status` lists them)."""
+
+    __tablename__ = "workers"
+
+    id: str = Field(primary_key=True, max_length=128)  # host:pid:random
+    host: str = Field(max_length=255)
+    pid: int
+    kind: str = Field(max_length=16)  # worker, serve, shell
+    scheduler: bool = False
+    state: str = Field(default="running", max_length=16)  # running, stopping, stopped
+    started_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    last_seen: datetime = Field(default_factory=utcnow, sa_column=_when(index=True))
+
+
 class ProcessedEvent(SQLModel, table=True):
     """A surface event already acted on (a Slack event_id, a command fingerprint): a retry of it
     finds the row and starts nothing. Shared by every instance through the database."""

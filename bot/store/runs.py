@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, or_, update
+from sqlalchemy import Engine, and_, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -229,6 +229,46 @@ class RunStore:
                 .values(status="failed", error=error[:2000], finished_at=utcnow(), lease_until=None)
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def hand_back(self, run_id: str, worker: str) -> bool:
+        """A worker shutting down gives a run it holds back to the queue: queued again, its
+        attempt not counted (it did not fail). Its late `finish` then stores nothing."""
+        with session_scope(self.engine) as session:
+            result = session.execute(
+                update(Run)
+                .where(
+                    col(Run.id) == run_id, col(Run.worker) == worker, col(Run.status) == "running"
+                )
+                .values(
+                    status="queued",
+                    worker=None,
+                    lease_until=None,
+                    attempts=col(Run.attempts) - 1,
+                    enqueued_at=utcnow(),
+                )
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def stuck(self, requeue_after_s: float) -> list[Run]:
+        """Running past their lease (the worker died), or queued longer than a task should wait
+        (the task was lost): what the reaper will pick up, as `chatops status` shows it."""
+        now = utcnow()
+        with session_scope(self.engine) as session:
+            query = select(Run).where(
+                or_(
+                    and_(col(Run.status) == "running", col(Run.lease_until) < now),
+                    and_(
+                        col(Run.status) == "queued",
+                        col(Run.enqueued_at) < now - timedelta(seconds=requeue_after_s),
+                    ),
+                )
+            )
+            return list(session.exec(query.order_by(col(Run.created_at))))
+
+    def count_by_status(self) -> dict[str, int]:
+        with session_scope(self.engine) as session:
+            rows = session.exec(select(Run.status, func.count()).group_by(Run.status))
+            return {status: int(n) for status, n in rows}
 
     def request_stop(self, run_id: str) -> Run | None:
         """A queued run is cancelled at once; a running one stops at its next checkpoint."""
