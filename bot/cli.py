@@ -401,6 +401,11 @@ def worker_command(
         the_app.jobs.run_forever()
     finally:
         the_app.engine.dispose()
+    # What still runs in a thread was handed back to the queue: leave without waiting for it
+    # (a model call can take minutes).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @app.command("status")

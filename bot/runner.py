@@ -7,10 +7,13 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Protocol
+
+from sqlalchemy.exc import OperationalError
 
 from agents.context.jira import JiraSettings, fetch_ticket
 from agents.errors import AnalysisInputError, GitFailure
@@ -25,6 +28,8 @@ from bot.store.models import Run
 from bot.store.runs import RunStore
 
 log = logging.getLogger(__name__)
+# About half a minute of retries: a database restart, not an outage.
+FINISH_ATTEMPTS = 7
 
 
 class RunObserver(Protocol):
@@ -144,7 +149,7 @@ class RunExecutor:
             return
         finally:
             keep_alive.stop()
-        if not self.store.finish(run_id, worker, report):
+        if not self._finish(run_id, worker, report):
             log.warning("run %s: lease lost before finishing; another worker owns it", run_id)
             return
         if session is not None and self.save_prompts is not None:
@@ -153,6 +158,20 @@ class RunExecutor:
             except Exception:  # the log loses a prompt text; the run and its report are kept
                 log.exception("run %s: could not keep the prompt texts", run_id)
         self._tell(lambda o: o.finished(run_id, report))
+
+    def _finish(self, run_id: str, worker: str, report: Report) -> bool:
+        """Store the report, riding out a database restart: the work is done, keep it."""
+        delay = 0.5
+        for attempt in range(FINISH_ATTEMPTS):
+            try:
+                return self.store.finish(run_id, worker, report)
+            except OperationalError:
+                if attempt == FINISH_ATTEMPTS - 1:
+                    raise  # the lease runs out; the reaper gives the run to another worker
+                log.warning("run %s: the store is unavailable; retrying in %.1f s", run_id, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
+        return False  # pragma: no cover
 
     def _session(self) -> LLMSession | None:
         """A model session whose cost cap is the run's cap or what is left of today's budget,
@@ -200,12 +219,19 @@ class _Heartbeat:
 
     def _beat(self) -> None:
         while not self._done.wait(self.lease_s / 3):
-            if not self.store.heartbeat(self.run_id, self.worker, self.lease_s):
-                self._keep_going = False
+            try:
+                if not self.store.heartbeat(self.run_id, self.worker, self.lease_s):
+                    self._keep_going = False
+            except Exception:  # the database is away (a restart): try again at the next beat;
+                # if it stays away past the lease, the reaper hands the run to another worker
+                log.warning("run %s: heartbeat failed; retrying", self.run_id, exc_info=True)
 
     def checkpoint(self, progress: Progress) -> bool:
         state = json.dumps([asdict(agent) for agent in progress.agents])
-        if not self.store.heartbeat(self.run_id, self.worker, self.lease_s, progress=state):
-            self._keep_going = False
+        try:
+            if not self.store.heartbeat(self.run_id, self.worker, self.lease_s, progress=state):
+                self._keep_going = False
+        except Exception:  # progress is shown, not kept: a database blip must not end the run
+            log.warning("run %s: could not save progress; going on", self.run_id, exc_info=True)
         self.on_progress(progress)
         return self._keep_going

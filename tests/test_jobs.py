@@ -209,3 +209,73 @@ def test_a_stopped_run_ends_at_the_next_checkpoint(environment: dict[str, str]) 
         finally:
             stop(worker)
             observer.close()
+
+
+@pytest.mark.parametrize("environment", BACKENDS, indirect=True)
+def test_sigterm_hands_a_long_run_back_and_another_worker_finishes_it(
+    environment: dict[str, str],
+) -> None:
+    with FakeAnthropic(latency_s=30) as model:
+        slow_model = {
+            "ANTHROPIC_API_KEY": API_KEY,
+            "ANTHROPIC_BASE_URL": model.base_url,
+            "CHATOPS_LLM_MAX_RETRIES": "0",
+            "CHATOPS_COUNT_TOKENS": "false",
+            "CHATOPS_SHUTDOWN_GRACE_S": "1",
+            "CHATOPS_LEASE_S": "60",  # a hand-back, not an expired lease, must free the run
+        }
+        observer = make_app(environment)
+        first = start_worker(environment, slow_model)
+        second: subprocess.Popen[bytes] | None = None
+        try:
+            run_id = observer.service.request_analysis(
+                Actor("U1", "shell"), AnalyzeBranch("feature/planted")
+            ).run.id
+            wait_for(lambda: model.messages("code_review"), what="the first model call")
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(timeout=15) == 0  # grace 1 s, then out, not after the 30 s call
+            handed = observer.store.get(run_id)
+            assert handed is not None and (handed.status, handed.attempts) == ("queued", 0)
+            [seen] = observer.jobs.workers.seen_since(handed.created_at)  # type: ignore[union-attr]
+            assert (seen.kind, seen.state) == ("worker", "stopped")
+            model.latency_s = 0
+            second = start_worker(environment, slow_model)
+            run = wait_for(
+                lambda: (r := observer.store.get(run_id)) and r.status in ("done", "failed") and r,
+                what="the second worker",
+            )
+            assert (run.status, run.attempts) == ("done", 1), run.error
+            assert observer.store.reports_count(run_id) == 1
+        finally:
+            for process in (first, second):
+                if process is not None and process.poll() is None:
+                    process.kill()
+            observer.close()
+
+
+@pytest.mark.parametrize("environment", [BACKENDS[0]], indirect=True)
+def test_sigterm_lets_a_run_finish_within_the_grace_period(environment: dict[str, str]) -> None:
+    with FakeAnthropic(latency_s=2) as model:
+        slow_model = {
+            "ANTHROPIC_API_KEY": API_KEY,
+            "ANTHROPIC_BASE_URL": model.base_url,
+            "CHATOPS_LLM_MAX_RETRIES": "0",
+            "CHATOPS_COUNT_TOKENS": "false",
+            "CHATOPS_SHUTDOWN_GRACE_S": "60",
+        }
+        observer = make_app(environment)
+        worker = start_worker(environment, slow_model)
+        try:
+            run_id = observer.service.request_analysis(
+                Actor("U1", "shell"), AnalyzeBranch("feature/planted")
+            ).run.id
+            wait_for(lambda: model.messages("code_review"), what="the first model call")
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=60) == 0
+            run = observer.store.get(run_id)
+            assert run is not None and (run.status, run.attempts) == ("done", 1), run
+            assert observer.store.reports_count(run_id) == 1
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+            observer.close()

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import OperationalError
 
 from bot.commands import (
     AnalyzeBranch,
@@ -340,6 +341,13 @@ def _handle(
     except UserError as exc:
         hint = f"\n{escape(exc.hint)}" if exc.hint else ""
         respond(response_type="ephemeral", text=f":warning: {escape(exc.message)}{hint}")
+    except OperationalError:
+        log.exception("the store is unavailable; %s not handled", event_key)
+        respond(
+            response_type="ephemeral",
+            text=":warning: My database is unavailable right now, so nothing was started. "
+            "Try again in a minute.",
+        )
 
 
 def _feedback_command(
