@@ -1,0 +1,317 @@
+"""Several instances on one PostgreSQL database and one Redis queue: the same Slack event
+delivered to two of them starts one run, and two instances handling two Approve clicks at once
+make one commit. Each instance is a whole app (its own engine, pool, queue client and Bolt app),
+as `chatops serve` builds it; requests go through Bolt's dispatch concurrently. And the servers
+themselves restart: queued runs survive a Redis restart, a run survives a PostgreSQL restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slack_bolt import App as BoltApp
+from slack_bolt import BoltRequest
+from slack_sdk import WebClient
+
+from bot.app import App, build_app
+from bot.commands import AnalyzeBranch
+from bot.service import Actor
+from bot.settings import Settings
+from bot.slack.listeners import register
+from bot.store.db import upgrade
+from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
+from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+from tests.gitrepo import RepoBuilder
+from tests.services import REDIS_URL, fresh_postgres, needs_postgres, needs_redis
+from tests.test_jobs import start_worker, stop, wait_for
+from tests.testdata import slack_testdata
+
+pytestmark = [needs_postgres, needs_redis]
+
+UNUSED_IMPORTS = "import json\nimport os\nimport sys\n\n\ndef main():\n    return sys.argv\n"
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, repo: RepoBuilder) -> Iterator[Callable[[], App]]:
+    """A factory of instances sharing PostgreSQL, a Redis queue and a policy file."""
+    repo.branch("feature/imports")
+    repo.commit({"shop/cli.py": UNUSED_IMPORTS})
+    repo.checkout("main")
+    policy = tmp_path / "chatops.toml"
+    policy.write_text(
+        f'[repos.shop]\npath = "{repo.root}"\n\n[approvals]\napprovers = ["UAPP1", "UAPP2"]\n'
+    )
+    apps: list[App] = []
+    with fresh_postgres() as url:
+        upgrade(url)
+
+        def instance() -> App:
+            assert REDIS_URL
+            app = build_app(
+                Settings(
+                    database_url=url,
+                    chatops_queue="redis",
+                    chatops_redis_url=REDIS_URL,
+                    chatops_queue_name=f"scale-{uuid.uuid4().hex[:8]}"
+                    if not apps
+                    else apps[0].settings.chatops_queue_name,
+                    chatops_data_dir=tmp_path / "data",
+                    chatops_config=policy,
+                )
+            )
+            apps.append(app)
+            return app
+
+        try:
+            yield instance
+        finally:
+            for app in apps:
+                app.jobs.huey.storage.flush_queue()
+                app.close()
+
+
+def at_once(*calls: Callable[[], Any]) -> list[Any]:
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(index: int, call: Callable[[], Any]) -> None:
+        barrier.wait()
+        results[index] = call()
+
+    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def bolt_for(app: App, slack: FakeSlack) -> BoltApp:
+    bolt = BoltApp(
+        client=WebClient(token=BOT_TOKEN, base_url=slack.api_url),
+        signing_secret="unused",
+        request_verification_enabled=False,
+        process_before_response=True,  # dispatch returns when the listener is done
+    )
+    register(bolt, app.service, app.store)
+    return bolt
+
+
+def test_the_same_slack_event_delivered_to_two_instances_starts_one_run(
+    deployment: Callable[[], App],
+) -> None:
+    first, second = deployment(), deployment()
+    payload = json.loads(slack_testdata("payloads", "AppMentionPayload.json").read_text())
+    payload.update(type="event_callback", team_id="T111", event_id="Ev0SAME")
+    payload["event"].update(
+        type="app_mention",
+        user="W111",
+        channel="C111",
+        ts="1700000000.000100",
+        text="<@UBOT> analyze branch feature/imports",
+    )
+    body = json.dumps(payload)
+    with FakeSlack() as slack:
+        bolts = [bolt_for(first, slack), bolt_for(second, slack)]
+        statuses = at_once(
+            *[
+                (
+                    lambda b=b: (
+                        b.dispatch(
+                            BoltRequest(body=body, headers={"content-type": ["application/json"]})
+                        ).status
+                    )
+                )
+                for b in bolts
+            ]
+        )
+        assert statuses == [200, 200]
+        runs = first.store.recent(limit=10)
+        assert [(r.target, r.requester) for r in runs] == [("feature/imports", "W111")]
+        assert len(slack.top_level()) == 1  # one parent message
+        assert first.jobs.pending() == 1  # one task on the shared queue
+
+
+def test_two_instances_handling_two_approve_clicks_at_once_make_one_commit(
+    deployment: Callable[[], App], repo: RepoBuilder
+) -> None:
+    first, second = deployment(), deployment()
+    run = first.service.request_analysis(Actor("UREQ", "slack"), AnalyzeBranch("feature/imports"))
+    first.executor(run.run.id)
+    [proposal] = first.service.proposals(run.run.id)
+    ref = f"{run.run.id}/{proposal.pid}"
+    base = repo.head("feature/imports")
+    shown = proposal.content_sha256[:16]
+
+    outcomes = at_once(
+        lambda: first.service.decide(Actor("UAPP1", "shell"), ref, "approve", shown_sha=shown),
+        lambda: second.service.decide(Actor("UAPP2", "shell"), ref, "approve", shown_sha=shown),
+    )
+    assert sorted(o.ok for o in outcomes) == [False, True]
+    [denied] = [o for o in outcomes if not o.ok]
+    # which check stops the second depends on timing: the status read, or the conditional update
+    assert re.search(r"already approved|decided by someone else", denied.message), denied.message
+    # the apply task, delivered twice (a retry, a reaper), runs on both instances at once
+    assert proposal.id is not None
+    assert first.service.approvals is not None and second.service.approvals is not None
+    at_once(
+        lambda: first.service.approvals.apply(proposal.id),  # type: ignore[union-attr,arg-type]
+        lambda: second.service.approvals.apply(proposal.id),  # type: ignore[union-attr,arg-type]
+    )
+    head = repo.head("feature/imports")
+    assert repo.git("rev-list", "--count", f"{base}..{head}").strip() == "1"
+    [done] = first.service.proposals(run.run.id)
+    assert done.status == "applied"
+
+
+def _restart_redis() -> None:
+    """The queue server restarts: Redis here keeps nothing on disk, so queued tasks are gone."""
+    subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"], check=False
+    )
+    subprocess.run(
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "-::1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/var/lib/redis",
+            "--logfile",
+            "/var/log/redis/ci.log",
+        ],
+        check=True,
+    )
+    wait_for(
+        lambda: (
+            subprocess.run(
+                ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "ping"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            == "PONG"
+        ),
+        what="Redis to answer again",
+    )
+
+
+def _restart_postgres() -> None:
+    cluster = sorted(os.listdir("/etc/postgresql"))[-1]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"],
+        check=True,
+        capture_output=True,
+    )
+
+
+restartable = pytest.mark.skipif(
+    not (shutil.which("redis-server") and shutil.which("pg_ctlcluster") and os.geteuid() == 0),
+    reason="restarting the servers needs redis-server, pg_ctlcluster and root",
+)
+
+
+@pytest.fixture
+def worker_env(deployment: Callable[[], App], tmp_path: Path) -> dict[str, str]:
+    app = deployment()
+    s = app.settings
+    return {
+        "DATABASE_URL": str(s.database_url),
+        "CHATOPS_QUEUE": "redis",
+        "CHATOPS_REDIS_URL": s.chatops_redis_url,
+        "CHATOPS_QUEUE_NAME": s.chatops_queue_name,
+        "CHATOPS_DATA_DIR": str(s.chatops_data_dir),
+        "CHATOPS_CONFIG": str(s.chatops_config),
+        "CHATOPS_LEASE_S": "3",
+        "CHATOPS_REQUEUE_AFTER_S": "2",
+        "CHATOPS_WORKERS": "2",
+    }
+
+
+@pytest.mark.slow
+@restartable
+def test_runs_queued_before_the_queue_server_restarts_still_execute(
+    deployment: Callable[[], App], worker_env: dict[str, str]
+) -> None:
+    app = deployment()
+    ids = [
+        app.service.request_analysis(Actor("U1", "shell"), AnalyzeBranch("feature/imports")).run.id
+        for _ in range(3)
+    ]
+    assert app.jobs.pending() == 3
+    _restart_redis()
+    assert app.jobs.pending() == 0  # the tasks are gone with the server's memory
+    worker = start_worker(worker_env)
+    try:
+        finished = wait_for(
+            lambda: all((r := app.store.get(i)) is not None and r.status == "done" for i in ids),
+            what="the reaper to re-enqueue the lost tasks and a worker to run them",
+        )
+        assert finished
+        assert [app.store.reports_count(i) for i in ids] == [1, 1, 1]
+    finally:
+        stop(worker)
+
+
+@pytest.mark.slow
+@restartable
+def test_a_postgres_restart_during_a_run_loses_nothing(
+    deployment: Callable[[], App], worker_env: dict[str, str]
+) -> None:
+    app = deployment()
+    with FakeAnthropic(latency_s=3) as model:
+        worker = start_worker(
+            worker_env,
+            {
+                "ANTHROPIC_API_KEY": API_KEY,
+                "ANTHROPIC_BASE_URL": model.base_url,
+                "CHATOPS_LLM_MAX_RETRIES": "0",
+                "CHATOPS_COUNT_TOKENS": "false",
+            },
+        )
+        try:
+            run_id = app.service.request_analysis(
+                Actor("U1", "shell"), AnalyzeBranch("feature/imports")
+            ).run.id
+            wait_for(lambda: model.messages("code_review"), what="the first model call")
+            _restart_postgres()
+            # a request arriving after the restart is recorded (the pool reconnects)
+            later = app.service.request_analysis(
+                Actor("U2", "shell"), AnalyzeBranch("feature/imports")
+            ).run.id
+            runs = wait_for(
+                lambda: (
+                    [
+                        r
+                        for i in (run_id, later)
+                        if (r := app.store.get(i)) is not None and r.status in ("done", "failed")
+                    ]
+                    if all(
+                        (r := app.store.get(i)) is not None and r.status in ("done", "failed")
+                        for i in (run_id, later)
+                    )
+                    else None
+                ),
+                timeout=90,
+                what="both runs to end",
+            )
+            assert [r.status for r in runs] == ["done", "done"], [r.error for r in runs]
+            assert [app.store.reports_count(r.id) for r in runs] == [1, 1]
+        finally:
+            stop(worker)
