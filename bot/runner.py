@@ -94,6 +94,10 @@ class RunExecutor:
                 log.exception("an observer failed; the run is unaffected")
 
     def __call__(self, run_id: str) -> None:
+        with run_context(run_id):  # every log line of this job carries its run id
+            self._claim_and_execute(run_id)
+
+    def _claim_and_execute(self, run_id: str) -> None:
         worker = worker_id()
         run = self.store.claim(run_id, worker, self.lease_s)
         if run is None:
@@ -103,8 +107,7 @@ class RunExecutor:
         with self._active_lock:
             self._active[run_id] = worker
         try:
-            with run_context(run_id):
-                self._execute(run_id, run, worker)
+            self._execute(run_id, run, worker)
         finally:
             with self._active_lock:
                 self._active.pop(run_id, None)

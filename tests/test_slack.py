@@ -650,3 +650,18 @@ def test_digest_on_demand_posts_in_the_channel_with_its_chart(served: Served) ->
     assert "*Runs*" in text and "*Acceptance" in text and "*Tokens and cost*" in text
     [chart] = served.slack.wait_for(lambda: served.slack.shared_files[files_before:])
     assert chart["content"].startswith(b"\x89PNG")
+
+
+def test_serve_exposes_prometheus_metrics_with_ack_latency(served: Served) -> None:
+    served.command("help")
+    with urllib.request.urlopen(f"{served.url}/metrics", timeout=10) as response:
+        assert response.headers["content-type"].startswith("text/plain")
+        text = response.read().decode()
+    count = next(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("chatops_slack_ack_seconds_count")
+    )
+    assert count >= 1
+    assert 'chatops_runs{status="done"}' in text and "chatops_queue_depth" in text
+    assert "chatops_store_up 1.0" in text

@@ -1,0 +1,162 @@
+"""What an operator sees: Prometheus metrics, `chatops status`, and JSON logs with the run id."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from sqlalchemy import update
+
+from bot.app import App
+from bot.commands import AnalyzeBranch
+from bot.logs import JsonFormatter, run_context
+from bot.metrics import StoreCollector
+from bot.service import Actor
+from bot.store.db import session_scope
+from bot.store.models import LLMCallRow, Run
+from bot.store.types import utcnow
+from tests.gitrepo import RepoBuilder
+from tests.test_feedback import analyzed, make_app
+
+
+@pytest.fixture
+def app(tmp_path: Path, planted_repo: RepoBuilder) -> App:
+    built = make_app(tmp_path, planted_repo)
+    yield built
+    built.close()
+
+
+def scrape(app: App) -> dict[str, float]:
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(app.engine, app.jobs.pending))
+    samples = {}
+    for line in generate_latest(registry).decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_metrics_count_runs_queue_tokens_cost_and_approvals(app: App) -> None:
+    report = analyzed(app)
+    app.service.request_analysis(Actor("U1", "shell"), AnalyzeBranch("feature/planted"))
+    with session_scope(app.engine) as session:
+        session.add(
+            LLMCallRow(
+                run_id=report.run_id,
+                agent="code_review",
+                model="claude-sonnet-5-5",
+                prompt_version="v",
+                input_tokens=1200,
+                output_tokens=300,
+                cost_usd=0.25,
+                outcome="ok",
+            )
+        )
+    app.service.decide(Actor("U9", "shell"), f"{report.run_id}/P1", "approve")  # denied
+    app.jobs._beat("running")
+    samples = scrape(app)
+    assert samples['chatops_runs{status="done"}'] == 1
+    assert samples['chatops_runs{status="queued"}'] == 1
+    # two requests, two tasks: the first run was executed here directly, its task still waits
+    assert samples["chatops_queue_depth"] == 2
+    assert samples['chatops_llm_tokens_total{direction="input"}'] == 1200
+    assert samples["chatops_llm_cost_usd_total"] == 0.25
+    assert samples['chatops_approvals_total{action="approve_proposal",outcome="denied"}'] == 1
+    assert samples['chatops_workers{kind="worker"}'] == 1
+    assert samples["chatops_store_up"] == 1
+
+
+def test_a_scrape_answers_when_the_store_does_not(app: App) -> None:
+    app.engine.dispose()
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(app.engine, lambda: 1 // 0))
+    text = generate_latest(registry).decode()
+    assert "chatops_store_up 0.0" in text
+
+
+def chatops(app: App, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CHATOPS_", "ANTHROPIC_", "SLACK_", "DATABASE_URL"))
+    }
+    env.update(
+        CHATOPS_DATA_DIR=str(app.settings.chatops_data_dir),
+        CHATOPS_CONFIG=str(app.settings.chatops_config),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def test_status_shows_queue_workers_and_stuck_runs(app: App) -> None:
+    stuck = app.service.request_analysis(Actor("U1", "shell"), AnalyzeBranch("feature/planted"))
+    assert app.store.claim(stuck.run.id, "dead-worker", 60)
+    with session_scope(app.engine) as session:  # its worker died: the lease ran out
+        session.execute(
+            update(Run)
+            .where(Run.id == stuck.run.id)
+            .values(lease_until=utcnow() - timedelta(minutes=5))
+        )
+    app.jobs._beat("running")
+    done = chatops(app, "status")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "queue (sqlite): 1 task(s) waiting" in out
+    assert "runs: 1 running" in out
+    assert app.jobs.process in out and "worker" in out
+    assert "stuck runs" in out and stuck.run.id in out
+
+
+def test_json_logs_carry_the_run_id() -> None:
+    import logging
+
+    record = logging.LogRecord("bot.runner", logging.INFO, __file__, 1, "claimed %s", ("x",), None)
+    with run_context("abc123def456"):
+        line = JsonFormatter().format(record)
+    entry = json.loads(line)
+    assert entry["run_id"] == "abc123def456" and entry["message"] == "claimed x"
+    assert entry["level"] == "info" and entry["logger"] == "bot.runner"
+    assert "run_id" not in json.loads(JsonFormatter().format(record))  # outside a run
+
+
+@pytest.mark.slow
+def test_a_worker_logs_json_lines_with_the_run_id(app: App) -> None:
+    run = app.service.request_analysis(Actor("U1", "shell"), AnalyzeBranch("feature/planted")).run
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CHATOPS_", "ANTHROPIC_", "SLACK_", "DATABASE_URL"))
+    }
+    env.update(
+        CHATOPS_DATA_DIR=str(app.settings.chatops_data_dir),
+        CHATOPS_CONFIG=str(app.settings.chatops_config),
+        CHATOPS_LOG_FORMAT="json",
+        CHATOPS_LOG_LEVEL="INFO",
+        CHATOPS_SHUTDOWN_GRACE_S="5",
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bot", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        from tests.test_jobs import wait_for
+
+        wait_for(lambda: (r := app.store.get(run.id)) and r.status == "done", what="the run")
+    finally:
+        worker.terminate()
+        _, err = worker.communicate(timeout=30)
+    entries = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert entries and len(entries) == len([x for x in err.splitlines() if x.strip()])
+    claimed = [e for e in entries if e["message"].startswith(f"run {run.id}: claimed")]
+    assert claimed and claimed[0]["run_id"] == run.id
