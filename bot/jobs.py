@@ -62,6 +62,7 @@ class Jobs:
         self._stop = threading.Event()
         # Set by bot.app: the executor's hand-back, and where this process says it is alive.
         self.hand_back: Callable[[], list[str]] = lambda: []
+        self.redeliver: Callable[[float], list[str]] = lambda older_than_s: []
         self.workers: WorkerStore | None = None
         self.kind = "worker"
         self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -99,6 +100,9 @@ class Jobs:
                 self.enqueue_apply(proposal_id)
             for proposal_id in self.proposals.fail_abandoned(self.settings.chatops_requeue_after_s):
                 log.warning("proposal %s was left applying by a dead worker; failed", proposal_id)
+        # A report stored but never posted: its worker died in between. A lease's time is
+        # more than any post takes.
+        self.redeliver(self.settings.chatops_lease_s)
         return ids
 
     def _reaper(self) -> None:

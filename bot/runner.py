@@ -86,6 +86,16 @@ class RunExecutor:
             log.warning("run %s: handed back to the queue (this worker is stopping)", run_id)
         return handed
 
+    def redeliver(self, older_than_s: float) -> list[str]:
+        """Post again the reports a dead worker stored but never posted (one reaper each)."""
+        runs = self.store.claim_redelivery(older_than_s, worker_id())
+        for run_id in runs:
+            report = self.store.report(run_id)
+            if report is not None:
+                log.warning("run %s: its report was never posted; posting it now", run_id)
+                self._tell(lambda o, r=report, i=run_id: o.finished(i, r))  # type: ignore[misc]
+        return runs
+
     def _tell(self, call: Callable[[RunObserver], None]) -> None:
         for observer in self.observers:
             try:

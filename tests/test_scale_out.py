@@ -14,6 +14,7 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +22,23 @@ import pytest
 from slack_bolt import App as BoltApp
 from slack_bolt import BoltRequest
 from slack_sdk import WebClient
+from sqlalchemy import update
 
 from bot.app import App, build_app
 from bot.commands import AnalyzeBranch
 from bot.service import Actor
 from bot.settings import Settings
 from bot.slack.listeners import register
-from bot.store.db import upgrade
+from bot.store.db import session_scope, upgrade
+from bot.store.models import Run
+from bot.store.runs import NewRun
+from bot.store.types import utcnow
 from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.gitrepo import RepoBuilder
 from tests.services import REDIS_URL, fresh_postgres, needs_postgres, needs_redis
 from tests.test_jobs import start_worker, stop, wait_for
 from tests.testdata import slack_testdata
-
-pytestmark = [needs_postgres, needs_redis]
 
 UNUSED_IMPORTS = "import json\nimport os\nimport sys\n\n\ndef main():\n    return sys.argv\n"
 
@@ -106,6 +109,8 @@ def bolt_for(app: App, slack: FakeSlack) -> BoltApp:
     return bolt
 
 
+@needs_postgres
+@needs_redis
 def test_the_same_slack_event_delivered_to_two_instances_starts_one_run(
     deployment: Callable[[], App],
 ) -> None:
@@ -141,6 +146,8 @@ def test_the_same_slack_event_delivered_to_two_instances_starts_one_run(
         assert first.jobs.pending() == 1  # one task on the shared queue
 
 
+@needs_postgres
+@needs_redis
 def test_two_instances_handling_two_approve_clicks_at_once_make_one_commit(
     deployment: Callable[[], App], repo: RepoBuilder
 ) -> None:
@@ -244,6 +251,8 @@ def worker_env(deployment: Callable[[], App], tmp_path: Path) -> dict[str, str]:
     }
 
 
+@needs_postgres
+@needs_redis
 @pytest.mark.slow
 @restartable
 def test_runs_queued_before_the_queue_server_restarts_still_execute(
@@ -269,6 +278,8 @@ def test_runs_queued_before_the_queue_server_restarts_still_execute(
         stop(worker)
 
 
+@needs_postgres
+@needs_redis
 @pytest.mark.slow
 @restartable
 def test_a_postgres_restart_during_a_run_loses_nothing(
@@ -315,3 +326,48 @@ def test_a_postgres_restart_during_a_run_loses_nothing(
             assert [app.store.reports_count(r.id) for r in runs] == [1, 1]
         finally:
             stop(worker)
+
+
+def test_a_report_stored_but_never_posted_is_posted_once_by_a_reaper(
+    tmp_path: Path, planted_repo: RepoBuilder
+) -> None:
+    """The worker died between storing the report and posting it: a reaper posts it, once."""
+    policy = tmp_path / "chatops.toml"
+    policy.write_text(f'[repos.shop]\npath = "{planted_repo.root}"\n')
+    with FakeSlack() as slack:
+        app = build_app(
+            Settings(
+                chatops_data_dir=tmp_path / "data",
+                chatops_config=policy,
+                slack_bot_token=BOT_TOKEN,
+                slack_api_url=slack.api_url,
+            )
+        )
+        try:
+            parent = WebClient(token=BOT_TOKEN, base_url=slack.api_url).chat_postMessage(
+                channel="C111", text="Analyzing feature/planted"
+            )
+            run, _ = app.store.create(
+                NewRun("W111", "slack", "shop", "feature/planted", channel="C111")
+            )
+            app.store.set_message(run.id, "C111", str(parent["ts"]))
+            observers, app.executor.observers = app.executor.observers, []
+            app.executor(run.id)  # stored; "dies" before posting
+            app.executor.observers = observers
+            assert slack.thread(str(parent["ts"])) == []
+            app.jobs.reap_once()
+            assert slack.thread(str(parent["ts"])) == []  # too soon: the worker may be posting
+            with session_scope(app.engine) as session:
+                session.execute(
+                    update(Run)
+                    .where(Run.id == run.id)
+                    .values(finished_at=utcnow() - timedelta(minutes=5))
+                )
+            app.jobs.reap_once()
+            app.jobs.reap_once()  # a second reaper pass (or another worker's) posts nothing more
+            reports = [m for m in slack.thread(str(parent["ts"])) if m.text.startswith("Report")]
+            assert len(reports) == 1
+            stored = app.store.get(run.id)
+            assert stored is not None and stored.report_ts == reports[0].ts
+        finally:
+            app.close()

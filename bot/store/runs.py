@@ -334,6 +334,35 @@ class RunStore:
         with session_scope(self.engine) as session:
             session.execute(update(Run).where(col(Run.id) == run_id).values(report_ts=ts))
 
+    def claim_redelivery(self, older_than_s: float, worker: str) -> list[str]:
+        """Finished Slack runs whose report was never posted (the worker died between storing
+        and posting it), claimed for `worker` so that only one reaper posts each again."""
+        now = utcnow()
+        with session_scope(self.engine) as session:
+            candidates = list(
+                session.exec(
+                    select(Run.id).where(
+                        col(Run.status).in_(("done", "cancelled")),
+                        col(Run.surface) == "slack",
+                        col(Run.channel).is_not(None),
+                        col(Run.report_ts).is_(None),
+                        col(Run.finished_at) < now - timedelta(seconds=older_than_s),
+                        col(Run.finished_at) > now - timedelta(hours=1),
+                    )
+                )
+            )
+        claimed = []
+        for run_id in candidates:
+            with session_scope(self.engine) as session:
+                result = session.execute(
+                    update(Run)
+                    .where(col(Run.id) == run_id, col(Run.report_ts).is_(None))
+                    .values(report_ts=f"pending:{worker}"[:32])
+                )
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    claimed.append(run_id)
+        return claimed
+
     def run_for_message(self, channel: str, ts: str) -> Run | None:
         """The run whose parent or report message this is."""
         with session_scope(self.engine) as session:
