@@ -356,7 +356,7 @@ def main() -> None:
         ("command to report p99 (s)", "report_p99", "{:.1f}"),
         ("runs lost", "lost", "{:.0f}"),
         ("runs duplicated", "duplicated", "{:.0f}"),
-        ("runs retried after the kill", "retried", "{:.0f}"),
+        ("runs that took a second attempt", "retried", "{:.0f}"),
         ("all runs ended after (s)", "drained_s", "{:.0f}"),
     ]
     for label, key, fmt in rows:
