@@ -12,9 +12,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 from rich.console import Console
+from typer.testing import CliRunner
 
 from bot.app import App
+from bot.cli import app as cli
 from bot.shell import Shell
 from tests.gitrepo import RepoBuilder
 from tests.test_feedback import ANA, analyzed, make_app
@@ -69,16 +72,12 @@ def test_the_shell_votes_curates_lists_and_forgets(app: App) -> None:
     assert "chatops digest" in digest and "code_review: 50% (1👍 1👎)" in digest
 
 
-def chatops(data: Path, policy: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CHATOPS_", "ANTHROPIC_", "SLACK_", "DATABASE_URL"))
-    }
-    env.update(CHATOPS_DATA_DIR=str(data), CHATOPS_CONFIG=str(policy))
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args], capture_output=True, text=True, env=env, timeout=120
-    )
+def chatops(data: Path, policy: Path, *args: str) -> Result:
+    """The command in this process (CliRunner): the same code as the console script, without
+    a new interpreter for each call (one test below runs the real process)."""
+    env = {key: None for key in os.environ if key.startswith(("CHATOPS_", "ANTHROPIC_", "SLACK_"))}
+    env.update(CHATOPS_DATA_DIR=str(data), CHATOPS_CONFIG=str(policy), DATABASE_URL=None)
+    return CliRunner().invoke(cli, list(args), env=env)
 
 
 def test_feedback_export_curate_stats_and_digest_commands(app: App, tmp_path: Path) -> None:
@@ -91,22 +90,30 @@ def test_feedback_export_curate_stats_and_digest_commands(app: App, tmp_path: Pa
 
     out = tmp_path / "votes.csv"
     done = chatops(data, policy, "feedback", "export", "--format", "csv", "-o", str(out))
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.output
     assert "2 vote(s) exported" in done.stderr
     rows = list(csv.DictReader(out.open()))
     assert [r["user"] for r in rows] == ["UANA", "UBEN"] and rows[0]["reason"] == "noise"
     later = chatops(data, policy, "feedback", "export", "--since", "2999-01-01")
-    assert later.returncode == 0 and later.stdout == "" and "0 vote(s)" in later.stderr
-    bad = chatops(data, policy, "feedback", "export", "--since", "yesterday")
+    assert later.exit_code == 0 and later.stdout == "" and "0 vote(s)" in later.stderr
+    # the real process: a bad date is exit 2 and one line, no traceback
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATOPS_", "DATABASE_URL"))}
+    bad = subprocess.run(
+        [sys.executable, "-m", "bot", "feedback", "export", "--since", "yesterday"],
+        capture_output=True,
+        text=True,
+        env={**env, "CHATOPS_DATA_DIR": str(data), "CHATOPS_CONFIG": str(policy)},
+        timeout=60,
+    )
     assert bad.returncode == 2
     assert "--since 'yesterday' is not a date." in bad.stderr and "Traceback" not in bad.stderr
 
     curated = chatops(data, policy, "feedback", "curate")
-    assert curated.returncode == 0, curated.stderr
+    assert curated.exit_code == 0, curated.output
     assert "suppress" in curated.stdout and "(new)" in curated.stdout
     assert "Curated: 3 learning(s) active, 3 new, 0 retired." in curated.stdout
     stats = chatops(data, policy, "feedback", "stats")
-    assert stats.returncode == 0
+    assert stats.exit_code == 0
     assert "(analyzers)" in stats.stdout and "0%" in stats.stdout
 
     # hourly digests: the one due in an hour covers now
@@ -114,15 +121,15 @@ def test_feedback_export_curate_stats_and_digest_commands(app: App, tmp_path: Pa
     in_an_hour = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
     chart = tmp_path / "digest.png"
     dry = chatops(data, policy, "digest", "--dry-run", "--at", in_an_hour, "--chart", str(chart))
-    assert dry.returncode == 0, dry.stderr
+    assert dry.exit_code == 0, dry.output
     assert dry.stdout.startswith("chatops digest") and "1 run(s): 1 done" in dry.stdout
     first = report.findings[0]
     kind = f"{first.category} {first.rule}".strip()
     assert f"{first.agent}: {kind} (2👎)" in dry.stdout  # the failure mode
     assert chart.read_bytes().startswith(b"\x89PNG")
     unposted = chatops(data, policy, "digest")
-    assert unposted.returncode == 2
+    assert unposted.exit_code == 2
     assert "No digest channel: set [digest] channel in the policy." in unposted.stderr
     assert app.digests.store.rows() == []  # nothing claimed
     wrong = chatops(data, policy, "digest", "--at", "tomorrow")
-    assert wrong.returncode == 2 and "--at 'tomorrow' is not a time." in wrong.stderr
+    assert wrong.exit_code == 2 and "--at 'tomorrow' is not a time." in wrong.stderr
