@@ -247,7 +247,17 @@ def scenario(
             if open_runs == 0:
                 break
             time.sleep(1)
-        time.sleep(3)  # the last reports' posts
+        # The last reports' posts; a report a killed worker stored but never posted is posted by
+        # a reaper a lease (10 s) and a pass (5 s) later.
+        for _ in range(30):
+            with engine.connect() as connection:
+                unposted = connection.execute(
+                    text("SELECT count(*) FROM runs WHERE status = 'done' AND report_ts IS NULL")
+                ).scalar_one()
+            if unposted == 0:
+                break
+            time.sleep(1)
+        time.sleep(2)
         drained_s = time.monotonic() - started
         with engine.connect() as connection:
             events = dict(

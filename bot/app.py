@@ -95,6 +95,7 @@ def build_app(
         executor.observers.append(SlackNotifier(slack_client, store))
     jobs = Jobs(make_huey(settings), store, executor, settings)
     jobs.hand_back = executor.hand_back_all
+    executor.stopping = jobs.stopping
     jobs.redeliver = executor.redeliver
     jobs.workers = WorkerStore(engine)
     service = Service(store, jobs.enqueue, policy)

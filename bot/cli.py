@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -373,13 +375,27 @@ def serve_command(
         if settings.slack_app_token is not None:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-            SocketModeHandler(bolt, settings.slack_app_token.get_secret_value()).start()  # type: ignore[no-untyped-call]
+            socket_mode = SocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
+            socket_mode.connect()  # type: ignore[no-untyped-call]
+            stop = threading.Event()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+            stop.wait()
+            socket_mode.close()  # type: ignore[no-untyped-call]
         else:
             import uvicorn
 
+            # uvicorn stops serving on SIGTERM, then re-raises the signal with the handler it
+            # found: make that one leave through `finally`, so the in-process consumer stops
+            # gracefully and hands back what it still runs.
+            signal.signal(signal.SIGTERM, _leave)
             uvicorn.run(HttpApp(bolt), host=host, port=port, log_level="warning")
     finally:
         the_app.close()
+
+
+def _leave(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 @app.command("worker")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from bot.config import FeedbackConfig
 from bot.store.feedback import LearningSpec
@@ -36,10 +37,15 @@ class _Item:
 
 
 def curate(votes: Iterable[FeedbackRow], config: FeedbackConfig) -> list[LearningSpec]:
-    items: dict[tuple[str, str], _Item] = {}
+    # One voice per person per finding: a finding that comes back in later runs can be voted
+    # on again, but only each person's latest vote counts, so nobody suppresses one alone.
+    latest: dict[tuple[str, str, str], FeedbackRow] = {}
     for row in sorted(votes, key=lambda r: r.at):
         if row.fingerprint and row.agent != "report":
-            items.setdefault((row.repo, row.fingerprint), _Item([])).rows.append(row)
+            latest[(row.repo, row.fingerprint, row.user)] = row
+    items: dict[tuple[str, str], _Item] = {}
+    for row in sorted(latest.values(), key=lambda r: r.at):
+        items.setdefault((row.repo, row.fingerprint), _Item([])).rows.append(row)
     specs: list[LearningSpec] = []
     specs += _suppressions(items, config)
     specs += _rules(items, config)
@@ -121,10 +127,12 @@ def _rules(items: dict[tuple[str, str], _Item], config: FeedbackConfig) -> list[
 
 def _notes(items: dict[tuple[str, str], _Item], config: FeedbackConfig) -> list[LearningSpec]:
     per_agent: dict[tuple[str, str], list[LearningSpec]] = defaultdict(list)
+    at: dict[str, datetime] = {}
     for (repo, fingerprint), item in items.items():
         for row in item.rows:
             if row.vote >= 0 or not row.reason:
                 continue
+            at[f"note:{fingerprint}:{row.user}"] = row.at
             where = f" in {row.file}" if row.file else ""
             per_agent[(repo, row.agent)].append(
                 LearningSpec(
@@ -138,7 +146,8 @@ def _notes(items: dict[tuple[str, str], _Item], config: FeedbackConfig) -> list[
                 )
             )
     specs = []
-    for notes in per_agent.values():  # the newest, within the cap
+    for notes in per_agent.values():  # the newest reasons, within the cap
+        notes.sort(key=lambda spec: at[spec.key])
         specs += notes[-config.notes_per_agent :] if config.notes_per_agent else []
     return sorted(specs, key=lambda s: s.key)
 

@@ -4,10 +4,13 @@ who posts, whichever worker or restart gets there), or on demand."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
+
+from sqlalchemy.exc import OperationalError
 
 from bot.config import PolicyConfig
 from bot.digest import DigestData, chart_png, collect
@@ -23,6 +26,7 @@ log = logging.getLogger(__name__)
 CATCH_UP = timedelta(hours=6)
 # A claim not marked posted after this long is someone's crash: another may post it.
 STALE_CLAIM_S = 600.0
+MARK_ATTEMPTS = 7  # about half a minute: a database restart
 
 
 class DigestSink(Protocol):
@@ -103,8 +107,23 @@ class Digests:
             log.exception("the digest for %s could not be posted; the next tick retries", period)
             self.store.release(channel, period.key, worker)
             return Posted("failed", f"The digest could not be posted: {exc}")
-        self.store.mark_posted(channel, period.key, worker, ts)
+        self._mark_posted(channel, period.key, worker, ts)
         return Posted("posted", f"Posted the digest for {period.label(self.tz)}.", ts)
+
+    def _mark_posted(self, channel: str, key: str, worker: str, ts: str) -> None:
+        """It is posted: saying so must not fail on a database blip, or the claim goes stale
+        and another worker posts it again."""
+        delay = 0.5
+        for attempt in range(MARK_ATTEMPTS):
+            try:
+                self.store.mark_posted(channel, key, worker, ts)
+                return
+            except OperationalError:
+                if attempt == MARK_ATTEMPTS - 1:
+                    raise
+                log.warning("the digest %s is posted; the store is away, retrying", key)
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
 
     def post_now(self, channel: str, period: Period | None = None) -> Posted:
         """On demand (`/agent digest`): to the asking channel, not counted as the scheduled one."""

@@ -7,7 +7,7 @@ import csv
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, TextIO
 
@@ -109,7 +109,7 @@ class FeedbackService:
                 vote=value,
                 repo=run.repo,
                 agent=REPORT,
-                model=report.usage.model or "",
+                model=(report.usage.model or "").split(", ")[-1],  # the main model
                 output=json.dumps(
                     {"summary": report.summary, "risk": report.risk.model_dump(mode="json")}
                 ),
@@ -142,7 +142,7 @@ class FeedbackService:
                 correction=_clean(correction),
             )
             label = finding_ref(report, finding)
-        row = self.store.record(vote)
+        row = self.store.record(_fitted(vote))
         return Voted(run, label, vote.fingerprint, row)
 
     def explain(
@@ -252,6 +252,21 @@ class FeedbackService:
                 if finding.fingerprint == item:
                     return finding
         raise UserError(f"{item!r} is not a finding of this report.", "Use F1, F2 ...")
+
+
+def _fitted(vote: Vote) -> Vote:
+    """Within the columns' sizes (PostgreSQL refuses longer values; SQLite would keep them)."""
+    return replace(
+        vote,
+        agent=vote.agent[:64],
+        category=vote.category[:64],
+        rule=vote.rule[:64],
+        file=vote.file[:1024] if vote.file else vote.file,
+        source=vote.source[:16],
+        model=vote.model[:64],
+        prompt_version=vote.prompt_version[:32],
+        user=vote.user[:64],
+    )
 
 
 def _model(report: Report, finding: Finding) -> str:

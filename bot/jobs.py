@@ -62,6 +62,10 @@ class Jobs:
         self._stop = threading.Event()
         # Set by bot.app: the executor's hand-back, and where this process says it is alive.
         self.hand_back: Callable[[], list[str]] = lambda: []
+        # The executor asks this: is the consumer stopping (huey's stop flag)?
+        self.stopping: Callable[[], bool] = lambda: (
+            self._consumer is not None and self._consumer.stop_flag.is_set()
+        )
         self.redeliver: Callable[[float], list[str]] = lambda older_than_s: []
         self.workers: WorkerStore | None = None
         self.kind = "worker"
@@ -134,7 +138,10 @@ class Jobs:
         """After the consumer stopped: runs still going go back to the queue."""
         self._stop.set()
         for run_id in self.hand_back():
-            self.enqueue(run_id)
+            try:
+                self.enqueue(run_id)
+            except Exception:  # the queue is away: the reaper re-enqueues queued runs later
+                log.exception("run %s: handed back but not enqueued", run_id)
         self._beat("stopped")
 
     def start_consumer(self, *, in_process: bool) -> Consumer:

@@ -7,6 +7,8 @@ restart loses nothing; what is per process (ack latency) is a histogram in that 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
@@ -33,27 +35,50 @@ _APPROVAL_ACTIONS = ("approve_proposal", "reject_proposal", "apply_proposal")
 
 
 class StoreCollector(Collector):
-    def __init__(self, engine: Engine, queue_depth: Callable[[], int]) -> None:
+    """Reads the store at most every `cache_s` seconds, however often it is scraped."""
+
+    def __init__(
+        self, engine: Engine, queue_depth: Callable[[], int], cache_s: float = 5.0
+    ) -> None:
         self.engine = engine
         self.queue_depth = queue_depth
+        self.cache_s = cache_s
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list[Metric]] | None = None
 
     def collect(self) -> Iterator[Metric]:
+        with self._lock:  # one reader at a time: concurrent scrapes share its result
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] > self.cache_s:
+                self._cached = (now, self._read())
+            return iter(self._cached[1])
+
+    def _read(self) -> list[Metric]:
+        metrics: list[Metric] = []
         try:
-            yield from self._collect()
+            metrics += self._collect()
         except Exception:  # a scrape must answer even when the database does not
             log.exception("metrics: the store could not be read")
             up = GaugeMetricFamily("chatops_store_up", "1 when the store could be read.")
             up.add_metric([], 0)
-            yield up
+            metrics.append(up)
+        queue_up = GaugeMetricFamily("chatops_queue_up", "1 when the queue could be read.")
+        try:
+            depth = GaugeMetricFamily("chatops_queue_depth", "Tasks waiting in the queue.")
+            depth.add_metric([], self.queue_depth())
+            metrics.append(depth)
+            queue_up.add_metric([], 1)
+        except Exception:
+            log.exception("metrics: the queue could not be read")
+            queue_up.add_metric([], 0)
+        metrics.append(queue_up)
+        return metrics
 
     def _collect(self) -> Iterator[Metric]:
         runs = GaugeMetricFamily("chatops_runs", "Runs by status.", labels=["status"])
         for status, n in sorted(RunStore(self.engine).count_by_status().items()):
             runs.add_metric([status], n)
         yield runs
-        depth = GaugeMetricFamily("chatops_queue_depth", "Tasks waiting in the queue.")
-        depth.add_metric([], self.queue_depth())
-        yield depth
         with session_scope(self.engine) as session:
             tokens_in, tokens_out, cost = session.exec(
                 select(

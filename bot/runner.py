@@ -76,23 +76,33 @@ class RunExecutor:
         self.observers: list[RunObserver] = list(observers or [])
         self._active: dict[str, str] = {}  # run id -> the claim's worker id, while it runs
         self._active_lock = threading.Lock()
+        self.stopping: Callable[[], bool] = lambda: False  # set by bot.jobs
+        self.handed_back: list[str] = []  # handed back by _fail during a shutdown
 
     def hand_back_all(self) -> list[str]:
         """Shutting down: give every run this process still works on back to the queue."""
         with self._active_lock:
             held = list(self._active.items())
-        handed = [run_id for run_id, worker in held if self.store.hand_back(run_id, worker)]
-        for run_id in handed:
-            log.warning("run %s: handed back to the queue (this worker is stopping)", run_id)
+            handed = list(self.handed_back)
+        for run_id, worker in held:
+            try:
+                if self.store.hand_back(run_id, worker):
+                    handed.append(run_id)
+                    log.warning("run %s: handed back to the queue (this worker stops)", run_id)
+            except Exception:  # the store is away: the lease runs out and the reaper takes it
+                log.exception("run %s: could not hand it back", run_id)
         return handed
 
     def redeliver(self, older_than_s: float) -> list[str]:
-        """Post again the reports a dead worker stored but never posted (one reaper each)."""
-        runs = self.store.claim_redelivery(older_than_s, worker_id())
+        """Post the reports a dead worker stored but never posted. The observers claim each
+        post, so several reapers post each report once."""
+        if not self.observers:
+            return []
+        runs = self.store.unposted(older_than_s)
         for run_id in runs:
             report = self.store.report(run_id)
             if report is not None:
-                log.warning("run %s: its report was never posted; posting it now", run_id)
+                log.warning("run %s: its report was not posted; posting it now", run_id)
                 self._tell(lambda o, r=report, i=run_id: o.finished(i, r))  # type: ignore[misc]
         return runs
 
@@ -177,7 +187,17 @@ class RunExecutor:
         delay = 0.5
         for attempt in range(FINISH_ATTEMPTS):
             try:
-                return self.store.finish(run_id, worker, report)
+                if self.store.finish(run_id, worker, report):
+                    return True
+                # An earlier attempt may have committed and lost its answer: then it is ours.
+                run = self.store.get(run_id)
+                return bool(
+                    attempt
+                    and run is not None
+                    and run.worker == worker
+                    and run.status in ("done", "cancelled")
+                    and self.store.reports_count(run_id) == 1
+                )
             except OperationalError:
                 if attempt == FINISH_ATTEMPTS - 1:
                     raise  # the lease runs out; the reaper gives the run to another worker
@@ -199,8 +219,23 @@ class RunExecutor:
         return LLMSession(settings)
 
     def _fail(self, run_id: str, worker: str, error: str) -> None:
+        # The stop signal may have reached our git, ruff or bandit processes too (a process
+        # group, a container): that is not the run's failure. Hand it back.
+        if self._shutting_down() and self.store.hand_back(run_id, worker):
+            log.warning("run %s: interrupted by the shutdown; handed back", run_id)
+            with self._active_lock:
+                self.handed_back.append(run_id)
+            return
         if self.store.fail(run_id, worker, error):
             self._tell(lambda o: o.failed(run_id, error))
+
+    def _shutting_down(self) -> bool:
+        """Is this process stopping? The consumer's stop flag trails the signal by up to a
+        tenth of a second, so look twice."""
+        if self.stopping():
+            return True
+        time.sleep(0.3)
+        return self.stopping()
 
 
 class _Heartbeat:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.digest_poster import Digests
 from bot.feedback import FeedbackService
@@ -24,12 +24,17 @@ class Scheduler:
         self.digests = digests
         self.feedback = feedback
         self.now = now
+        self._curated_at: datetime | None = None
 
     def tick(self) -> None:
-        """Each job on its own: one failing does not stop the other."""
-        if self.now().minute == 0:
+        """Each job on its own: one failing does not stop the other. Curation runs on the hour,
+        or at the first tick after it when a busy consumer ran the tick late."""
+        now = self.now()
+        due = self._curated_at is None or now - self._curated_at >= timedelta(minutes=59)
+        if now.minute == 0 or due:
             try:
                 curated = self.feedback.curate()
+                self._curated_at = now
                 log.info("scheduled curation: %s", curated.message)
             except Exception:
                 log.exception("scheduled curation failed")

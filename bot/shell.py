@@ -171,8 +171,9 @@ class Shell:
         )
         self.say(voted.message, "green")
         if command.value < 0 and not command.reason:
+            target = f"{run_id}/{command.item}" if command.item else run_id
             self.say(
-                f'  Say what was wrong: down {run_id}/{command.item or ""} "REASON" '
+                f'  Say what was wrong: down {target} "REASON" '
                 "(curation turns reasons into learnings).",
                 "dim",
             )

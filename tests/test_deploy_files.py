@@ -18,7 +18,7 @@ DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
 def chatops_args(command: str) -> list[str]:
     command = command.replace("${PORT:-3000}", "3000").replace("${METRICS_PORT:-9100}", "9100")
-    command = command.replace("%i", "1")
+    command = command.replace("%i", "9101")
     words = shlex.split(command)
     at = next(i for i, w in enumerate(words) if w.endswith("chatops"))
     return words[at + 1 :]
@@ -51,7 +51,7 @@ def test_units_stop_gracefully_within_their_timeout() -> None:
     grace = Settings().chatops_shutdown_grace_s
     for unit in (DEPLOY / "systemd").glob("*.service"):
         text = unit.read_text()
-        assert "KillSignal=SIGTERM" in text, unit.name
+        assert "KillSignal=SIGTERM" in text and "KillMode=mixed" in text, unit.name
         [timeout] = re.findall(r"^TimeoutStopSec=(\d+)$", text, re.M)
         if "worker" in text:
             assert int(timeout) > grace, unit.name

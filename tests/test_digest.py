@@ -245,7 +245,7 @@ def test_a_bad_schedule_is_refused_at_start(tmp_path: Path, section: str, messag
         load_policy(policy, cwd=tmp_path)
 
 
-def test_the_scheduler_tick_curates_on_the_hour_and_posts_the_due_digest(
+def test_the_scheduler_tick_curates_hourly_and_posts_the_due_digest_once(
     tmp_path: Path, planted_repo: RepoBuilder
 ) -> None:
     from tests.test_feedback import ANA, BEN, analyzed, make_app
@@ -257,12 +257,20 @@ def test_the_scheduler_tick_curates_on_the_hour_and_posts_the_due_digest(
             app.feedback.vote(voter, report.run_id, "F1", -1, via="shell")
         with FakeSlack() as slack:
             poster = digests(str(app.engine.url), slack, DUE)
-            Scheduler(poster, app.feedback, now=lambda: DUE + timedelta(minutes=1)).tick()
-            assert app.feedback.learnings() == []  # not on the hour: no curation
-            assert len(digest_messages(slack)) == 1
-            Scheduler(poster, app.feedback, now=lambda: DUE.replace(minute=0)).tick()
+            clock = [DUE + timedelta(minutes=1)]
+            scheduler = Scheduler(poster, app.feedback, now=lambda: clock[0])
+            scheduler.tick()  # a process's first tick curates, and the digest is due
             assert [r.kind for r in app.feedback.learnings()] == ["suppress"]
-            assert len(digest_messages(slack)) == 1  # the same period: not again
+            assert len(digest_messages(slack)) == 1
+            for voter in (ANA, BEN):
+                app.feedback.vote(voter, report.run_id, "F2", -1, via="shell")
+            clock[0] = DUE + timedelta(minutes=30)
+            scheduler.tick()
+            assert len(app.feedback.learnings()) == 1  # within the hour: not curated again
+            clock[0] = DUE + timedelta(minutes=61)  # a late tick after the hour still curates
+            scheduler.tick()
+            assert [r.kind for r in app.feedback.learnings()] == ["suppress", "suppress"]
+            assert len(digest_messages(slack)) == 1  # the same period: not posted again
         assert TICK_TASK in {task.name for task in app.jobs.huey._registry.periodic_tasks}
     finally:
         app.close()

@@ -54,7 +54,7 @@ def test_the_shell_votes_curates_lists_and_forgets(app: App) -> None:
     assert f"Recorded 👎 on F2 of run {run_id}." in said
     assert "error: The report has no F9" in said
     assert f"Recorded 👎 on the report of run {run_id}." in said
-    assert f"Say what was wrong: down {run_id}/" in said
+    assert f'Say what was wrong: down {run_id} "REASON"' in said  # a command that parses
     assert "No learnings yet" in said
     rows = app.feedback.store.votes()
     assert [(r.user, r.vote, r.reason, r.via) for r in rows] == [

@@ -18,7 +18,7 @@ from bot.commands import AnalyzeBranch
 from bot.logs import JsonFormatter, run_context
 from bot.metrics import StoreCollector
 from bot.service import Actor
-from bot.store.db import session_scope
+from bot.store.db import make_engine, session_scope
 from bot.store.models import LLMCallRow, Run
 from bot.store.types import utcnow
 from tests.gitrepo import RepoBuilder
@@ -73,12 +73,12 @@ def test_metrics_count_runs_queue_tokens_cost_and_approvals(app: App) -> None:
     assert samples["chatops_store_up"] == 1
 
 
-def test_a_scrape_answers_when_the_store_does_not(app: App) -> None:
-    app.engine.dispose()
+def test_a_scrape_answers_when_the_store_and_queue_do_not(tmp_path: Path) -> None:
     registry = CollectorRegistry()
-    registry.register(StoreCollector(app.engine, lambda: 1 // 0))
+    gone = make_engine(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'chatops.db'}")
+    registry.register(StoreCollector(gone, lambda: 1 // 0))
     text = generate_latest(registry).decode()
-    assert "chatops_store_up 0.0" in text
+    assert "chatops_store_up 0.0" in text and "chatops_queue_up 0.0" in text
 
 
 def chatops(app: App, *args: str) -> subprocess.CompletedProcess[str]:
@@ -160,3 +160,59 @@ def test_a_worker_logs_json_lines_with_the_run_id(app: App) -> None:
     assert entries and len(entries) == len([x for x in err.splitlines() if x.strip()])
     claimed = [e for e in entries if e["message"].startswith(f"run {run.id}: claimed")]
     assert claimed and claimed[0]["run_id"] == run.id
+
+
+@pytest.mark.slow
+def test_serve_stops_gracefully_on_sigterm(app: App) -> None:
+    import signal
+    import urllib.request
+
+    from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+    from tests.test_jobs import wait_for
+    from tests.test_slack import free_port
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CHATOPS_", "ANTHROPIC_", "SLACK_", "DATABASE_URL"))
+    }
+    port = free_port()
+    with FakeSlack() as slack:
+        env.update(
+            CHATOPS_DATA_DIR=str(app.settings.chatops_data_dir),
+            CHATOPS_CONFIG=str(app.settings.chatops_config),
+            SLACK_BOT_TOKEN=BOT_TOKEN,
+            SLACK_SIGNING_SECRET="secret",
+            SLACK_API_URL=slack.api_url,
+        )
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_for(
+                lambda: _answers(f"http://127.0.0.1:{port}/healthz", urllib.request),
+                what="serve to start",
+            )
+            [row] = wait_for(
+                lambda: app.jobs.workers.seen_since(utcnow() - timedelta(minutes=1)),  # type: ignore[union-attr]
+                what="serve's consumer to say it is alive",
+            )
+            assert (row.kind, row.state) == ("serve", "running")
+            serve.send_signal(signal.SIGTERM)
+            assert serve.wait(timeout=20) == 0
+            [row] = app.jobs.workers.seen_since(utcnow() - timedelta(minutes=1))  # type: ignore[union-attr]
+            assert row.state == "stopped"  # it went through the graceful stop and hand-back
+        finally:
+            if serve.poll() is None:
+                serve.kill()
+
+
+def _answers(url: str, request: object) -> bool:
+    try:
+        with request.urlopen(url, timeout=1) as response:  # type: ignore[attr-defined]
+            return bool(response.status == 200)
+    except OSError:
+        return False

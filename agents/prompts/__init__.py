@@ -6,6 +6,8 @@ the team's guidance or the learnings makes a new version, recorded on every repo
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from importlib import resources
 
 import yaml
@@ -72,10 +74,22 @@ def render(
 
 
 def _one_line(text: str) -> str:
-    """A learning is one bullet: no line breaks to start a heading or a new section with."""
-    return " ".join(text.split())[:500]
+    """A learning is one bullet: no line breaks to start a heading or a new section with, no
+    hidden characters."""
+    return " ".join(_visible(text).split())[:500]
+
+
+def _visible(text: str) -> str:
+    """Without control and format characters (zero-width, bidirectional overrides), which a
+    reader cannot see but a model reads."""
+    return "".join(
+        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf")
+    )
 
 
 def _quoted(text: str) -> str:
-    """Example text cannot close its own tag."""
-    return text.replace("</team_example", "<\\/team_example")
+    """Example text cannot close its own tag, in any spelling."""
+    return _CLOSING_TAG.sub(r"<\\/\1", _visible(text))
+
+
+_CLOSING_TAG = re.compile(r"</\s*(team_example)", re.IGNORECASE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 
 from agents.analyzers.autofix import build_patch
 from agents.analyzers.lint import LintResult, run_ruff
@@ -28,8 +29,10 @@ class CodeReviewAgent:
         # ruff and bandit run in their own processes; secrets are scanned here meanwhile, so the
         # three overlap on a multi-core machine.
         with ThreadPoolExecutor(max_workers=2) as pool:
-            lint_job = pool.submit(run_ruff, state.workspace, agent=self.name)
-            bandit_job = pool.submit(run_bandit, state.workspace, agent=self.name)
+            lint_job = pool.submit(copy_context().run, run_ruff, state.workspace, agent=self.name)
+            bandit_job = pool.submit(
+                copy_context().run, run_bandit, state.workspace, agent=self.name
+            )
             secrets = run_secrets(state.diff, agent=self.name)
             lint, security = lint_job.result(), bandit_job.result()
         state.findings.extend(lint.findings)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -162,7 +163,9 @@ def run_chunks(
             answers.append((answer, chunk))
 
     with ThreadPoolExecutor(max_workers=max(1, settings.concurrency)) as pool:
-        for future in [pool.submit(call, chunk, True) for chunk in packing.chunks]:
+        # Each call in the caller's context (a log line of it carries the run it belongs to).
+        calls = [pool.submit(copy_context().run, call, chunk, True) for chunk in packing.chunks]
+        for future in calls:
             future.result()
     return answers
 

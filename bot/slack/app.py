@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -64,10 +65,12 @@ class HttpApp:
 
     def __init__(self, bolt: App) -> None:
         self.slack = ThreadedSlackRequestHandler(bolt)
+        # Scrapes read the store: their own thread, so a slow database never holds up acks.
+        self._metrics = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/metrics":
-            body = await asyncio.to_thread(generate_latest)  # reads the store: off the loop
+            body = await asyncio.get_running_loop().run_in_executor(self._metrics, generate_latest)
             await send(
                 {
                     "type": "http.response.start",

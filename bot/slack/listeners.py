@@ -356,6 +356,9 @@ def _feedback_command(
     feedback = service.feedback
     if feedback is None:
         raise UserError("Feedback is not wired on this instance.")
+    if service.approvals is not None and not service.approvals.same_team(actor):
+        # Learnings quote the team's reasons and paths; the digest, repositories and cost.
+        raise UserError("Only members of this workspace can use this command.")
     if isinstance(command, Vote):
         if command.run_id is None:
             raise UserError(

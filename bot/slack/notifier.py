@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -60,6 +61,17 @@ class SlackNotifier:
         run = self._run(run_id, wait=True)
         if run is None:
             return
+        # One poster per report: the worker that finished it, or a reaper redelivering it.
+        marker = f"pending:{uuid.uuid4().hex[:12]}"
+        if not self.store.claim_report_post(run.id, marker):
+            return
+        try:
+            self._post_report(run, report)
+        except Exception:
+            self.store.release_report_post(run.id, marker)
+            raise
+
+    def _post_report(self, run: Run, report: Report) -> None:
         agents = [
             AgentProgress(
                 a.name, "cancelled" if a.status == "skipped" else a.status, a.duration_ms, a.error

@@ -234,6 +234,17 @@ class RunStore:
         """A worker shutting down gives a run it holds back to the queue: queued again, its
         attempt not counted (it did not fail). Its late `finish` then stores nothing."""
         with session_scope(self.engine) as session:
+            # A run someone asked to stop ends here, cancelled: it would never be claimed again.
+            session.execute(
+                update(Run)
+                .where(
+                    col(Run.id) == run_id,
+                    col(Run.worker) == worker,
+                    col(Run.status) == "running",
+                    col(Run.stop_requested).is_(True),
+                )
+                .values(status="cancelled", finished_at=utcnow(), lease_until=None)
+            )
             result = session.execute(
                 update(Run)
                 .where(
@@ -305,6 +316,16 @@ class RunStore:
                     "giving up. Check the workers' logs.",
                 )
             )
+            # A run asked to stop whose worker died: cancelled, since a claim would refuse it.
+            session.execute(
+                update(Run)
+                .where(
+                    col(Run.status) == "running",
+                    col(Run.lease_until) < now,
+                    col(Run.stop_requested).is_(True),
+                )
+                .values(status="cancelled", finished_at=now, lease_until=None)
+            )
             expired = list(
                 session.exec(
                     select(Run.id).where(col(Run.status) == "running", col(Run.lease_until) < now)
@@ -334,12 +355,12 @@ class RunStore:
         with session_scope(self.engine) as session:
             session.execute(update(Run).where(col(Run.id) == run_id).values(report_ts=ts))
 
-    def claim_redelivery(self, older_than_s: float, worker: str) -> list[str]:
+    def unposted(self, older_than_s: float) -> list[str]:
         """Finished Slack runs whose report was never posted (the worker died between storing
-        and posting it), claimed for `worker` so that only one reaper posts each again."""
+        and posting it, or the post failed), finished within the last hour."""
         now = utcnow()
         with session_scope(self.engine) as session:
-            candidates = list(
+            return list(
                 session.exec(
                     select(Run.id).where(
                         col(Run.status).in_(("done", "cancelled")),
@@ -351,17 +372,26 @@ class RunStore:
                     )
                 )
             )
-        claimed = []
-        for run_id in candidates:
-            with session_scope(self.engine) as session:
-                result = session.execute(
-                    update(Run)
-                    .where(col(Run.id) == run_id, col(Run.report_ts).is_(None))
-                    .values(report_ts=f"pending:{worker}"[:32])
-                )
-                if result.rowcount == 1:  # type: ignore[attr-defined]
-                    claimed.append(run_id)
-        return claimed
+
+    def claim_report_post(self, run_id: str, marker: str) -> bool:
+        """Only one poster of a run's report: the first to mark it (a worker, or a reaper
+        redelivering it)."""
+        with session_scope(self.engine) as session:
+            result = session.execute(
+                update(Run)
+                .where(col(Run.id) == run_id, col(Run.report_ts).is_(None))
+                .values(report_ts=marker)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def release_report_post(self, run_id: str, marker: str) -> None:
+        """The post failed: let a later redelivery try."""
+        with session_scope(self.engine) as session:
+            session.execute(
+                update(Run)
+                .where(col(Run.id) == run_id, col(Run.report_ts) == marker)
+                .values(report_ts=None)
+            )
 
     def run_for_message(self, channel: str, ts: str) -> Run | None:
         """The run whose parent or report message this is."""
