@@ -63,8 +63,10 @@ class Jobs:
         # Set by bot.app: the executor's hand-back, and where this process says it is alive.
         self.hand_back: Callable[[], list[str]] = lambda: []
         # The executor asks this: is the consumer stopping (huey's stop flag)?
+        self._stopping = threading.Event()
         self.stopping: Callable[[], bool] = lambda: (
-            self._consumer is not None and self._consumer.stop_flag.is_set()
+            self._stopping.is_set()
+            or (self._consumer is not None and self._consumer.stop_flag.is_set())
         )
         self.redeliver: Callable[[float], list[str]] = lambda older_than_s: []
         self.workers: WorkerStore | None = None
@@ -159,7 +161,9 @@ class Jobs:
             self._stop.set()
             return
         self._beat("stopping")
-        self._consumer.stop(graceful=graceful)
+        self._stopping.set()
+        consumer, self._consumer = self._consumer, None  # stopping twice does nothing more
+        consumer.stop(graceful=graceful)
         self._handed_back()
 
     def run_forever(self) -> None:

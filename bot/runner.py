@@ -83,7 +83,7 @@ class RunExecutor:
         """Shutting down: give every run this process still works on back to the queue."""
         with self._active_lock:
             held = list(self._active.items())
-            handed = list(self.handed_back)
+            handed, self.handed_back = list(self.handed_back), []
         for run_id, worker in held:
             try:
                 if self.store.hand_back(run_id, worker):

@@ -211,7 +211,7 @@ def test_a_stopped_run_ends_at_the_next_checkpoint(environment: dict[str, str]) 
             observer.close()
 
 
-@pytest.mark.parametrize("environment", [BACKENDS[0], BACKENDS[2]], indirect=True)
+@pytest.mark.parametrize("environment", [BACKENDS[2]], indirect=True)
 def test_sigterm_hands_a_long_run_back_and_another_worker_finishes_it(
     environment: dict[str, str],
 ) -> None:
@@ -251,6 +251,41 @@ def test_sigterm_hands_a_long_run_back_and_another_worker_finishes_it(
                 if process is not None and process.poll() is None:
                     process.kill()
             observer.close()
+
+
+def test_stopping_hands_back_a_run_still_going_after_the_grace_period(
+    planted_repo: RepoBuilder, tmp_path: Path
+) -> None:
+    """The in-process consumer on SQLite: a model call outlasting the grace is handed back."""
+    policy = tmp_path / "chatops.toml"
+    policy.write_text(f'[repos.shop]\npath = "{planted_repo.root}"\n')
+    with FakeAnthropic(latency_s=30) as model:
+        app = build_app(
+            Settings(
+                chatops_data_dir=tmp_path / "data",
+                chatops_config=policy,
+                anthropic_api_key=API_KEY,
+                anthropic_base_url=model.base_url,
+                chatops_count_tokens=False,
+                chatops_llm_max_retries=0,
+                chatops_shutdown_grace_s=0.5,
+                chatops_scheduler=False,
+            )
+        )
+        try:
+            app.jobs.start_consumer(in_process=True)
+            run_id = app.service.request_analysis(
+                Actor("U1", "shell"), AnalyzeBranch("feature/planted")
+            ).run.id
+            wait_for(lambda: model.messages("code_review"), what="the first model call")
+            started = time.monotonic()
+            app.jobs.stop()
+            assert time.monotonic() - started < 10  # the grace, not the 30 s call
+            run = app.store.get(run_id)
+            assert run is not None and (run.status, run.attempts, run.worker) == ("queued", 0, None)
+            assert app.jobs.pending() == 1  # enqueued again for the next consumer
+        finally:
+            app.close()
 
 
 def test_stopping_lets_a_run_finish_within_the_grace_period(
