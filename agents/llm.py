@@ -8,10 +8,11 @@ failed or not, is recorded with its tokens, cost, latency and outcome.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from anthropic.types import MessageParam, OutputConfigParam, TextBlockParam
 
 T = TypeVar("T", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_FAST_MODEL = "claude-haiku-5-5"
@@ -127,10 +129,21 @@ class Prompt:
 class LLMSession:
     """One run's use of the model: the client, every call made, the money spent and reserved."""
 
-    def __init__(self, settings: LLMSettings, client: anthropic.Anthropic | None = None) -> None:
+    def __init__(
+        self,
+        settings: LLMSettings,
+        client: anthropic.Anthropic | None = None,
+        *,
+        on_call: Callable[[LLMCall], None] | None = None,
+        budget_left: Callable[[], float | None] | None = None,
+    ) -> None:
+        """`on_call` hears of every call as it ends (to record spend at once); `budget_left`
+        says what a shared budget still allows (checked before every call)."""
         import anthropic
 
         self.settings = settings
+        self.on_call = on_call
+        self.budget_left = budget_left
         self._client = client or anthropic.Anthropic(
             api_key=settings.api_key,
             base_url=settings.base_url,
@@ -247,6 +260,9 @@ class LLMSession:
             estimate_tokens(prompt.stable) + estimate_tokens(user), max_tokens, 0, 0
         ) + price.cost(0, 0, estimate_tokens(prompt.stable), 0)
         cap = self.settings.max_run_cost_usd
+        # What a shared budget still allows, with this session's finished calls already in it
+        # (read before the lock: it may ask a database).
+        left = self.budget_left() if self.budget_left is not None else None
         with self._lock:
             spent = sum(call.cost_usd for call in self.calls)
             if cap is not None and spent + self._reserved + worst > cap:
@@ -254,6 +270,13 @@ class LLMSession:
                     "cost_cap",
                     f"Stopped calling the model: the run's cost cap (CHATOPS_MAX_RUN_COST_USD = "
                     f"${cap:.2f}) would be passed; ${spent:.4f} spent.",
+                    retryable=False,
+                )
+            if left is not None and self._reserved + worst > left:
+                raise CostCapReached(
+                    "budget",
+                    f"Stopped calling the model: today's budget (CHATOPS_DAILY_BUDGET_USD) "
+                    f"leaves ${max(left, 0.0):.4f}, less than this call may cost.",
                     retryable=False,
                 )
             self._reserved += worst
@@ -290,6 +313,11 @@ class LLMSession:
             self._reserved -= reservation
             self.calls.append(call)
             self.prompts.setdefault((prompt.version, agent), prompt.stable)
+        if self.on_call is not None:
+            try:
+                self.on_call(call)
+            except Exception:  # the ledger missed one call; the run and its report go on
+                log.exception("could not record a model call")
 
     def _translate(self, exc: anthropic.APIError) -> LLMError:
         import anthropic

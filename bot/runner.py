@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Protocol
 
 from sqlalchemy.exc import OperationalError
@@ -149,7 +149,7 @@ class RunExecutor:
                 if self.jira is None:
                     raise ConfigError("Jira is not configured (JIRA_URL) on this worker.")
                 ticket = fetch_ticket(self.jira, run.ticket)
-            session = self._session()
+            session = self._session(run_id)
             report = analyze_branch(
                 path,
                 run.target,
@@ -187,7 +187,7 @@ class RunExecutor:
         delay = 0.5
         for attempt in range(FINISH_ATTEMPTS):
             try:
-                if self.store.finish(run_id, worker, report):
+                if self.store.finish(run_id, worker, report, calls_recorded=self.llm is not None):
                     return True
                 # An earlier attempt may have committed and lost its answer: then it is ours.
                 run = self.store.get(run_id)
@@ -206,17 +206,16 @@ class RunExecutor:
                 delay = min(delay * 2, 8.0)
         return False  # pragma: no cover
 
-    def _session(self) -> LLMSession | None:
-        """A model session whose cost cap is the run's cap or what is left of today's budget,
-        whichever is lower."""
+    def _session(self, run_id: str) -> LLMSession | None:
+        """A model session that records each call as it ends and checks today's budget (if
+        any) before each call, so runs going at once share it."""
         if self.llm is None:
             return None
-        settings = self.llm
-        left = self.budget() if self.budget is not None else None
-        if left is not None:
-            cap = settings.max_run_cost_usd
-            settings = replace(settings, max_run_cost_usd=max(0.0, min(cap or left, left)))
-        return LLMSession(settings)
+        return LLMSession(
+            self.llm,
+            on_call=lambda call: self.store.record_call(run_id, call),
+            budget_left=self.budget,
+        )
 
     def _fail(self, run_id: str, worker: str, error: str) -> None:
         # The stop signal may have reached our git, ruff or bandit processes too (a process

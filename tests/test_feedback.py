@@ -7,12 +7,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 from sqlmodel import select
 
+from agents.llm import CostCapReached, Prompt
 from agents.report import Report, Source
 from bot.app import App, build_app
 from bot.commands import AnalyzeBranch
@@ -21,6 +24,7 @@ from bot.service import Actor, UserError
 from bot.settings import Settings
 from bot.store.db import session_scope
 from bot.store.models import FeedbackRow, LLMCallRow
+from bot.store.types import utcnow
 from tests.fakes.anthropic_api import API_KEY, FakeAnthropic, Recorded
 from tests.gitrepo import RepoBuilder
 
@@ -277,31 +281,59 @@ def test_votes_survive_in_the_table_with_what_was_voted_on(app: App) -> None:
     assert json.loads(row.output)["summary"] == report.summary
 
 
-def test_a_run_may_only_spend_what_is_left_of_todays_budget(
+def test_runs_share_todays_budget_call_by_call_and_spend_counts_at_once(
     tmp_path: Path, planted_repo: RepoBuilder
 ) -> None:
-    app = make_app(
-        tmp_path,
-        planted_repo,
-        anthropic_api_key=API_KEY,
-        chatops_daily_budget_usd=1.0,
-        chatops_max_run_cost_usd=5.0,
-    )
-    try:
-        run = app.service.request_analysis(REQUESTER, AnalyzeBranch("feature/planted")).run
-        with session_scope(app.engine) as session:
-            session.add(
-                LLMCallRow(
-                    run_id=run.id,
+    class Answer(BaseModel):
+        findings: list[str]
+
+    with FakeAnthropic() as fake:
+        fake.responders["code_review"] = lambda body: {"findings": []}
+        app = make_app(
+            tmp_path,
+            planted_repo,
+            anthropic_api_key=API_KEY,
+            anthropic_base_url=fake.base_url,
+            chatops_daily_budget_usd=1.0,
+            chatops_max_run_cost_usd=5.0,
+        )
+        try:
+            run = app.service.request_analysis(REQUESTER, AnalyzeBranch("feature/planted")).run
+            session = app.executor._session(run.id)
+            assert session is not None
+            prompt = Prompt("# Role: code_review\nReview.")
+            session.structured(
+                agent="code_review",
+                model="claude-sonnet-5-5",
+                prompt=prompt,
+                user="hi",
+                output=Answer,
+                max_tokens=256,
+            )
+            # recorded as it ended, not when the run finishes: another run sees the spend now
+            assert app.digests.stats.spent_usd(utcnow() - timedelta(hours=1)) > 0
+            with session_scope(app.engine) as db:
+                db.add(
+                    LLMCallRow(
+                        run_id=run.id,
+                        agent="other",
+                        model="claude-sonnet-5-5",
+                        prompt_version="x",
+                        cost_usd=0.999,
+                        outcome="ok",
+                    )
+                )
+            left = session.budget_left() if session.budget_left else None
+            assert left is not None and left < 0.001
+            with pytest.raises(CostCapReached, match="today's budget"):
+                session.structured(
                     agent="code_review",
                     model="claude-sonnet-5-5",
-                    prompt_version="x",
-                    cost_usd=0.7,
-                    outcome="ok",
+                    prompt=prompt,
+                    user="hi",
+                    output=Answer,
+                    max_tokens=256,
                 )
-            )
-        session_ = app.executor._session()
-        assert session_ is not None
-        assert session_.settings.max_run_cost_usd == pytest.approx(0.3)  # not the run cap of $5
-    finally:
-        app.close()
+            assert len(fake.messages()) == 1  # the refused call never left
+        finally:
+            app.close()

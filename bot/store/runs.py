@@ -12,7 +12,7 @@ from sqlalchemy import Engine, and_, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from agents.report import Report
+from agents.report import LLMCall, Report
 from bot.store.db import session_scope
 from bot.store.models import (
     FindingRow,
@@ -154,7 +154,14 @@ class RunStore:
             run = session.get(Run, run_id)
             return run is not None and not run.stop_requested
 
-    def finish(self, run_id: str, worker: str, report: Report) -> bool:
+    def record_call(self, run_id: str, call: LLMCall) -> None:
+        """A model call as it ends: today's spend counts it at once, whatever the run does."""
+        with session_scope(self.engine) as session:
+            session.add(LLMCallRow(run_id=run_id, **call.model_dump()))
+
+    def finish(
+        self, run_id: str, worker: str, report: Report, *, calls_recorded: bool = False
+    ) -> bool:
         """Store the report and mark the run done, in one transaction, only if `worker` still
         holds the run. A worker that lost its lease stores nothing."""
         now = utcnow()
@@ -212,8 +219,9 @@ class RunStore:
                         content_sha256=proposal.content_sha256,
                     )
                 )
-            for call in report.llm_calls:
-                session.add(LLMCallRow(run_id=run_id, **call.model_dump()))
+            if not calls_recorded:  # else record_call kept each as it ended
+                for call in report.llm_calls:
+                    session.add(LLMCallRow(run_id=run_id, **call.model_dump()))
             for agent, version in report.prompt_versions.items():
                 if session.get(PromptVersionRow, (version, agent)) is None:
                     session.add(PromptVersionRow(version=version, agent=agent))
