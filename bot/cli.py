@@ -54,6 +54,10 @@ EXIT_FINDINGS = 1
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 3
 
+Since = Annotated[
+    str | None, typer.Option("--since", help="Only from this date on (YYYY-MM-DD, UTC).")
+]
+
 
 class OutputFormat(StrEnum):
     text = "text"
@@ -476,9 +480,7 @@ def status_command() -> None:
 @app.command("audit")
 def audit_command(
     run: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", help="Only from this date (YYYY-MM-DD, UTC).")
-    ] = None,
+    since: Since = None,
 ) -> None:
     """Print the audit trail: every decision, granted or denied, and every apply."""
     errors = Console(stderr=True)
@@ -526,9 +528,7 @@ def feedback_export_command(
     fmt: Annotated[ExportFormat, typer.Option("--format", help="csv or jsonl.")] = (
         ExportFormat.jsonl
     ),
-    since: Annotated[
-        str | None, typer.Option("--since", help="Only votes from this date (YYYY-MM-DD, UTC).")
-    ] = None,
+    since: Since = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
@@ -570,9 +570,7 @@ def feedback_curate_command() -> None:
 
 @feedback_app.command("stats")
 def feedback_stats_command(
-    since: Annotated[
-        str | None, typer.Option("--since", help="Only votes from this date (YYYY-MM-DD, UTC).")
-    ] = None,
+    since: Since = None,
 ) -> None:
     """Acceptance rate (up / (up + down)) per agent and prompt version."""
     errors = Console(stderr=True)

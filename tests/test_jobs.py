@@ -253,27 +253,35 @@ def test_sigterm_hands_a_long_run_back_and_another_worker_finishes_it(
             observer.close()
 
 
+def in_process_app(
+    repo: RepoBuilder, tmp_path: Path, model: FakeAnthropic, **settings: object
+) -> App:
+    """The embedded deployment (`chatops serve`, `shell`): the consumer in this process."""
+    policy = tmp_path / "chatops.toml"
+    policy.write_text(f'[repos.shop]\npath = "{repo.root}"\n')
+    app = build_app(
+        Settings(
+            chatops_data_dir=tmp_path / "data",
+            chatops_config=policy,
+            anthropic_api_key=API_KEY,
+            anthropic_base_url=model.base_url,
+            chatops_count_tokens=False,
+            chatops_llm_max_retries=0,
+            chatops_scheduler=False,
+            **settings,  # type: ignore[arg-type]
+        )
+    )
+    app.jobs.start_consumer(in_process=True)
+    return app
+
+
 def test_stopping_hands_back_a_run_still_going_after_the_grace_period(
     planted_repo: RepoBuilder, tmp_path: Path
 ) -> None:
     """The in-process consumer on SQLite: a model call outlasting the grace is handed back."""
-    policy = tmp_path / "chatops.toml"
-    policy.write_text(f'[repos.shop]\npath = "{planted_repo.root}"\n')
     with FakeAnthropic(latency_s=30) as model:
-        app = build_app(
-            Settings(
-                chatops_data_dir=tmp_path / "data",
-                chatops_config=policy,
-                anthropic_api_key=API_KEY,
-                anthropic_base_url=model.base_url,
-                chatops_count_tokens=False,
-                chatops_llm_max_retries=0,
-                chatops_shutdown_grace_s=0.5,
-                chatops_scheduler=False,
-            )
-        )
+        app = in_process_app(planted_repo, tmp_path, model, chatops_shutdown_grace_s=0.5)
         try:
-            app.jobs.start_consumer(in_process=True)
             run_id = app.service.request_analysis(
                 Actor("U1", "shell"), AnalyzeBranch("feature/planted")
             ).run.id
@@ -293,22 +301,9 @@ def test_stopping_lets_a_run_finish_within_the_grace_period(
 ) -> None:
     """The in-process consumer (`chatops serve`, `shell`) stops the same way: no new tasks, the
     running one finishes within the grace period, nothing is handed back."""
-    policy = tmp_path / "chatops.toml"
-    policy.write_text(f'[repos.shop]\npath = "{planted_repo.root}"\n')
     with FakeAnthropic(latency_s=0.5) as model:
-        app = build_app(
-            Settings(
-                chatops_data_dir=tmp_path / "data",
-                chatops_config=policy,
-                anthropic_api_key=API_KEY,
-                anthropic_base_url=model.base_url,
-                chatops_count_tokens=False,
-                chatops_shutdown_grace_s=60,
-                chatops_scheduler=False,
-            )
-        )
+        app = in_process_app(planted_repo, tmp_path, model, chatops_shutdown_grace_s=60)
         try:
-            app.jobs.start_consumer(in_process=True)
             run_id = app.service.request_analysis(
                 Actor("U1", "shell"), AnalyzeBranch("feature/planted")
             ).run.id
