@@ -4,18 +4,16 @@ who posts, whichever worker or restart gets there), or on demand."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy.exc import OperationalError
-
 from bot.config import PolicyConfig
 from bot.digest import DigestData, chart_png, collect
 from bot.runner import worker_id
 from bot.schedule import Period, last_fire, period_ending, zone
+from bot.store.db import through_restart
 from bot.store.digests import DigestStore
 from bot.store.stats import Stats
 from bot.store.types import utcnow
@@ -26,7 +24,6 @@ log = logging.getLogger(__name__)
 CATCH_UP = timedelta(hours=6)
 # A claim not marked posted after this long is someone's crash: another may post it.
 STALE_CLAIM_S = 600.0
-MARK_ATTEMPTS = 7  # about half a minute: a database restart
 
 
 class DigestSink(Protocol):
@@ -113,17 +110,9 @@ class Digests:
     def _mark_posted(self, channel: str, key: str, worker: str, ts: str) -> None:
         """It is posted: saying so must not fail on a database blip, or the claim goes stale
         and another worker posts it again."""
-        delay = 0.5
-        for attempt in range(MARK_ATTEMPTS):
-            try:
-                self.store.mark_posted(channel, key, worker, ts)
-                return
-            except OperationalError:
-                if attempt == MARK_ATTEMPTS - 1:
-                    raise
-                log.warning("the digest %s is posted; the store is away, retrying", key)
-                time.sleep(delay)
-                delay = min(delay * 2, 8.0)
+        through_restart(
+            lambda _: self.store.mark_posted(channel, key, worker, ts), f"the digest {key}"
+        )
 
     def post_now(self, channel: str, period: Period | None = None) -> Posted:
         """On demand (`/agent digest`): to the asking channel, not counted as the scheduled one."""

@@ -231,7 +231,10 @@ class FeedbackService:
             raise UserError(f"No run {run_id!r}.", "`status` lists your recent runs.")
         report = self.runs.report(run.id)
         if report is None:
-            raise UserError(f"Run {run.id} has no report to vote on ({run.status}).")
+            raise UserError(
+                f"Run {run.id} has no report to vote on ({run.status}).",
+                f"Vote once its report is shown; `status {run.id}` says where it is.",
+            )
         return run, report
 
     @staticmethod

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Protocol
 
-from sqlalchemy.exc import OperationalError
-
 from agents.context.jira import JiraSettings, fetch_ticket
 from agents.errors import AnalysisInputError, GitFailure
 from agents.learnings import Learnings
@@ -24,12 +22,11 @@ from agents.report import Report
 from bot.config import ConfigError, PolicyConfig
 from bot.logs import run_context
 from bot.repos import RepoResolver
+from bot.store.db import through_restart
 from bot.store.models import Run
 from bot.store.runs import RunStore
 
 log = logging.getLogger(__name__)
-# About half a minute of retries: a database restart, not an outage.
-FINISH_ATTEMPTS = 7
 
 
 class RunObserver(Protocol):
@@ -160,8 +157,8 @@ class RunExecutor:
                 ticket=ticket,
                 learnings=self.learnings(name) if self.learnings is not None else None,
             )
-        except (AnalysisInputError, ConfigError) as exc:
-            self._fail(run_id, worker, str(exc))
+        except (AnalysisInputError, ConfigError) as exc:  # the request's fault, never a signal's
+            self._fail(run_id, worker, str(exc), interruptible=False)
             return
         except GitFailure as exc:
             self._fail(run_id, worker, f"git failed: {exc}")
@@ -183,28 +180,23 @@ class RunExecutor:
         self._tell(lambda o: o.finished(run_id, report))
 
     def _finish(self, run_id: str, worker: str, report: Report) -> bool:
-        """Store the report, riding out a database restart: the work is done, keep it."""
-        delay = 0.5
-        for attempt in range(FINISH_ATTEMPTS):
-            try:
-                if self.store.finish(run_id, worker, report, calls_recorded=self.llm is not None):
-                    return True
-                # An earlier attempt may have committed and lost its answer: then it is ours.
-                run = self.store.get(run_id)
-                return bool(
-                    attempt
-                    and run is not None
-                    and run.worker == worker
-                    and run.status in ("done", "cancelled")
-                    and self.store.reports_count(run_id) == 1
-                )
-            except OperationalError:
-                if attempt == FINISH_ATTEMPTS - 1:
-                    raise  # the lease runs out; the reaper gives the run to another worker
-                log.warning("run %s: the store is unavailable; retrying in %.1f s", run_id, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 8.0)
-        return False  # pragma: no cover
+        """Store the report, riding out a database restart: the work is done, keep it. If
+        that still fails, the lease runs out and the reaper gives the run to another worker."""
+
+        def attempt(number: int) -> bool:
+            if self.store.finish(run_id, worker, report, calls_recorded=self.llm is not None):
+                return True
+            # An earlier attempt may have committed and lost its answer: then it is ours.
+            run = self.store.get(run_id)
+            return bool(
+                number
+                and run is not None
+                and run.worker == worker
+                and run.status in ("done", "cancelled")
+                and self.store.reports_count(run_id) == 1
+            )
+
+        return through_restart(attempt, f"run {run_id}: storing the report")
 
     def _session(self, run_id: str) -> LLMSession | None:
         """A model session that records each call as it ends and checks today's budget (if
@@ -217,10 +209,10 @@ class RunExecutor:
             budget_left=self.budget,
         )
 
-    def _fail(self, run_id: str, worker: str, error: str) -> None:
+    def _fail(self, run_id: str, worker: str, error: str, *, interruptible: bool = True) -> None:
         # The stop signal may have reached our git, ruff or bandit processes too (a process
         # group, a container): that is not the run's failure. Hand it back.
-        if self._shutting_down() and self.store.hand_back(run_id, worker):
+        if interruptible and self._shutting_down() and self.store.hand_back(run_id, worker):
             log.warning("run %s: interrupted by the shutdown; handed back", run_id)
             with self._active_lock:
                 self.handed_back.append(run_id)

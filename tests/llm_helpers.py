@@ -12,3 +12,14 @@ from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
 def session_for(fake: FakeAnthropic, **overrides: Any) -> LLMSession:
     settings = LLMSettings(api_key=API_KEY, base_url=fake.base_url, timeout_s=10, max_retries=2)
     return LLMSession(replace(settings, **overrides))
+
+
+def model_env(fake: FakeAnthropic, **extra: str) -> dict[str, str]:
+    """The environment that points a `chatops` process at the fake, one try per call."""
+    return {
+        "ANTHROPIC_API_KEY": API_KEY,
+        "ANTHROPIC_BASE_URL": fake.base_url,
+        "CHATOPS_LLM_MAX_RETRIES": "0",
+        "CHATOPS_COUNT_TOKENS": "false",
+        **extra,
+    }

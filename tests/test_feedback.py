@@ -16,14 +16,14 @@ from pydantic import BaseModel
 from sqlmodel import select
 
 from agents.llm import CostCapReached, Prompt
-from agents.report import Report, Source
+from agents.report import LLMCall, Report, Source
 from bot.app import App, build_app
 from bot.commands import AnalyzeBranch
 from bot.digest import text
 from bot.service import Actor, UserError
 from bot.settings import Settings
 from bot.store.db import session_scope
-from bot.store.models import FeedbackRow, LLMCallRow
+from bot.store.models import FeedbackRow
 from bot.store.types import utcnow
 from tests.fakes.anthropic_api import API_KEY, FakeAnthropic, Recorded
 from tests.gitrepo import RepoBuilder
@@ -50,6 +50,21 @@ def analyzed(app: App, branch: str = "feature/planted") -> Report:
     report = app.service.report(requested.run.id)
     assert report is not None, app.service.status(requested.run.id).error
     return report
+
+
+def spend(app: App, run_id: str, usd: float, **tokens: int) -> None:
+    """A model call that cost `usd`, recorded as the executor records them."""
+    app.store.record_call(
+        run_id,
+        LLMCall(
+            agent="code_review",
+            model="claude-sonnet-5-5",
+            prompt_version="v",
+            cost_usd=usd,
+            outcome="ok",
+            **tokens,
+        ),
+    )
 
 
 def number_of(report: Report, rule: str) -> str:
@@ -250,17 +265,7 @@ def test_the_daily_budget_refuses_new_runs_and_the_digest_says_so(
     app = make_app(tmp_path, planted_repo, chatops_daily_budget_usd=0.5)
     try:
         report = analyzed(app)  # offline: costs nothing, so allowed
-        with session_scope(app.engine) as session:
-            session.add(
-                LLMCallRow(
-                    run_id=report.run_id,
-                    agent="code_review",
-                    model="claude-sonnet-5-5",
-                    prompt_version="x",
-                    cost_usd=0.75,
-                    outcome="ok",
-                )
-            )
+        spend(app, report.run_id, 0.75)
         with pytest.raises(UserError, match=r"Today's model budget is spent: \$0.75 of \$0.50"):
             app.service.request_analysis(REQUESTER, AnalyzeBranch("feature/planted"))
         assert len(app.service.recent_runs()) == 1  # nothing half-made
@@ -312,17 +317,7 @@ def test_runs_share_todays_budget_call_by_call_and_spend_counts_at_once(
             )
             # recorded as it ended, not when the run finishes: another run sees the spend now
             assert app.digests.stats.spent_usd(utcnow() - timedelta(hours=1)) > 0
-            with session_scope(app.engine) as db:
-                db.add(
-                    LLMCallRow(
-                        run_id=run.id,
-                        agent="other",
-                        model="claude-sonnet-5-5",
-                        prompt_version="x",
-                        cost_usd=0.999,
-                        outcome="ok",
-                    )
-                )
+            spend(app, run.id, 0.999)  # another run's calls
             left = session.budget_left() if session.budget_left else None
             assert left is not None and left < 0.001
             with pytest.raises(CostCapReached, match="today's budget"):

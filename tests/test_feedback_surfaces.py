@@ -20,6 +20,7 @@ from bot.app import App
 from bot.cli import app as cli
 from bot.shell import Shell
 from tests.gitrepo import RepoBuilder
+from tests.processes import clean_env
 from tests.test_feedback import ANA, analyzed, make_app
 
 
@@ -97,12 +98,11 @@ def test_feedback_export_curate_stats_and_digest_commands(app: App, tmp_path: Pa
     later = chatops(data, policy, "feedback", "export", "--since", "2999-01-01")
     assert later.exit_code == 0 and later.stdout == "" and "0 vote(s)" in later.stderr
     # the real process: a bad date is exit 2 and one line, no traceback
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATOPS_", "DATABASE_URL"))}
     bad = subprocess.run(
         [sys.executable, "-m", "bot", "feedback", "export", "--since", "yesterday"],
         capture_output=True,
         text=True,
-        env={**env, "CHATOPS_DATA_DIR": str(data), "CHATOPS_CONFIG": str(policy)},
+        env=clean_env(CHATOPS_DATA_DIR=str(data), CHATOPS_CONFIG=str(policy)),
         timeout=60,
     )
     assert bad.returncode == 2

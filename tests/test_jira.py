@@ -4,7 +4,6 @@ for a ticket, compliance offline and with a model, and an approved comment poste
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.jira_api import EMAIL, PAT, TOKEN, FakeJira, Ticket
 from tests.gitrepo import RepoBuilder
 from tests.llm_helpers import session_for
+from tests.processes import clean_env
 
 DESCRIPTION = """Payments sometimes fail on a flaky gateway.
 
@@ -284,10 +284,7 @@ def test_a_comment_is_posted_once_even_when_the_answer_is_lost(jira: FakeJira) -
 def test_cli_analyze_ticket_prints_the_compliance(
     jira: FakeJira, ticket_repo: RepoBuilder, tmp_path: Path
 ) -> None:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("CHATOPS_", "ANTHROPIC_", "JIRA_"))
-    }
-    env.update(JIRA_URL=jira.url, JIRA_EMAIL=EMAIL, JIRA_API_TOKEN=TOKEN)
+    env = clean_env(JIRA_URL=jira.url, JIRA_EMAIL=EMAIL, JIRA_API_TOKEN=TOKEN)
     done = subprocess.run(
         [
             sys.executable,

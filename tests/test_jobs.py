@@ -4,10 +4,8 @@ environment provides them."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +21,8 @@ from bot.settings import Settings
 from bot.store.db import upgrade
 from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
 from tests.gitrepo import RepoBuilder
+from tests.llm_helpers import model_env
+from tests.processes import ended, start_worker, stop, wait_for
 from tests.services import REDIS_URL, fresh_postgres, needs_postgres, needs_redis
 
 pytestmark = pytest.mark.slow
@@ -66,42 +66,6 @@ def make_app(env: dict[str, str]) -> App:
     return build_app(settings)
 
 
-def start_worker(
-    env: dict[str, str], extra: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CHATOPS_", "ANTHROPIC_", "DATABASE_URL"))
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "bot", "worker"],
-        env={**clean, **env, **(extra or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.mark.parametrize("environment", BACKENDS, indirect=True)
 def test_a_run_queued_by_one_process_is_finished_by_another(environment: dict[str, str]) -> None:
     # The requesting process queues the run and goes away before any worker exists.
@@ -116,10 +80,7 @@ def test_a_run_queued_by_one_process_is_finished_by_another(environment: dict[st
     worker = start_worker(environment)
     observer = make_app(environment)
     try:
-        run = wait_for(
-            lambda: (r := observer.store.get(run_id)) and r.status in ("done", "failed") and r,
-            what="the run to finish",
-        )
+        run = ended(observer.store, run_id, "the run to finish")
         assert run.status == "done", run.error
         assert run.attempts == 1
         assert observer.store.reports_count(run_id) == 1
@@ -135,12 +96,7 @@ def test_a_worker_killed_mid_run_still_ends_in_exactly_one_report(
     environment: dict[str, str],
 ) -> None:
     with FakeAnthropic(latency_s=30) as model:  # the first worker hangs in its first model call
-        slow_model = {
-            "ANTHROPIC_API_KEY": API_KEY,
-            "ANTHROPIC_BASE_URL": model.base_url,
-            "CHATOPS_LLM_MAX_RETRIES": "0",
-            "CHATOPS_COUNT_TOKENS": "false",
-        }
+        slow_model = model_env(model)
         observer = make_app(environment)
         first = start_worker(environment, slow_model)
         second: subprocess.Popen[bytes] | None = None
@@ -155,10 +111,7 @@ def test_a_worker_killed_mid_run_still_ends_in_exactly_one_report(
             first.wait(timeout=10)
             model.latency_s = 0
             second = start_worker(environment, slow_model)
-            run = wait_for(
-                lambda: (r := observer.store.get(run_id)) and r.status in ("done", "failed") and r,
-                what="the reaper and second worker",
-            )
+            run = ended(observer.store, run_id, "the reaper and second worker")
             assert run.status == "done", run.error
             assert run.attempts == 2
             assert observer.store.reports_count(run_id) == 1
@@ -175,12 +128,7 @@ def test_a_worker_killed_mid_run_still_ends_in_exactly_one_report(
 @pytest.mark.parametrize("environment", [BACKENDS[0]], indirect=True)
 def test_a_stopped_run_ends_at_the_next_checkpoint(environment: dict[str, str]) -> None:
     with FakeAnthropic(latency_s=2) as model:
-        slow_model = {
-            "ANTHROPIC_API_KEY": API_KEY,
-            "ANTHROPIC_BASE_URL": model.base_url,
-            "CHATOPS_LLM_MAX_RETRIES": "0",
-            "CHATOPS_COUNT_TOKENS": "false",
-        }
+        slow_model = model_env(model)
         observer = make_app(environment)
         worker = start_worker(environment, slow_model)
         try:
@@ -216,14 +164,8 @@ def test_sigterm_hands_a_long_run_back_and_another_worker_finishes_it(
     environment: dict[str, str],
 ) -> None:
     with FakeAnthropic(latency_s=30) as model:
-        slow_model = {
-            "ANTHROPIC_API_KEY": API_KEY,
-            "ANTHROPIC_BASE_URL": model.base_url,
-            "CHATOPS_LLM_MAX_RETRIES": "0",
-            "CHATOPS_COUNT_TOKENS": "false",
-            "CHATOPS_SHUTDOWN_GRACE_S": "1",
-            "CHATOPS_LEASE_S": "60",  # a hand-back, not an expired lease, must free the run
-        }
+        # a hand-back, not an expired lease, must free the run
+        slow_model = model_env(model, CHATOPS_SHUTDOWN_GRACE_S="1", CHATOPS_LEASE_S="60")
         observer = make_app(environment)
         first = start_worker(environment, slow_model)
         second: subprocess.Popen[bytes] | None = None
@@ -240,10 +182,7 @@ def test_sigterm_hands_a_long_run_back_and_another_worker_finishes_it(
             assert (seen.kind, seen.state) == ("worker", "stopped")
             model.latency_s = 0
             second = start_worker(environment, slow_model)
-            run = wait_for(
-                lambda: (r := observer.store.get(run_id)) and r.status in ("done", "failed") and r,
-                what="the second worker",
-            )
+            run = ended(observer.store, run_id, "the second worker")
             assert (run.status, run.attempts) == ("done", 1), run.error
             assert observer.store.reports_count(run_id) == 1
         finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -19,10 +18,11 @@ from bot.logs import JsonFormatter, run_context
 from bot.metrics import StoreCollector
 from bot.service import Actor
 from bot.store.db import make_engine, session_scope
-from bot.store.models import LLMCallRow, Run
+from bot.store.models import Run
 from bot.store.types import utcnow
 from tests.gitrepo import RepoBuilder
-from tests.test_feedback import analyzed, make_app
+from tests.processes import clean_env, wait_for
+from tests.test_feedback import analyzed, make_app, spend
 
 
 @pytest.fixture
@@ -46,19 +46,7 @@ def scrape(app: App) -> dict[str, float]:
 def test_metrics_count_runs_queue_tokens_cost_and_approvals(app: App) -> None:
     report = analyzed(app)
     app.service.request_analysis(Actor("U1", "shell"), AnalyzeBranch("feature/planted"))
-    with session_scope(app.engine) as session:
-        session.add(
-            LLMCallRow(
-                run_id=report.run_id,
-                agent="code_review",
-                model="claude-sonnet-5-5",
-                prompt_version="v",
-                input_tokens=1200,
-                output_tokens=300,
-                cost_usd=0.25,
-                outcome="ok",
-            )
-        )
+    spend(app, report.run_id, 0.25, input_tokens=1200, output_tokens=300)
     app.service.decide(Actor("U9", "shell"), f"{report.run_id}/P1", "approve")  # denied
     app.jobs._beat("running")
     samples = scrape(app)
@@ -82,12 +70,7 @@ def test_a_scrape_answers_when_the_store_and_queue_do_not(tmp_path: Path) -> Non
 
 
 def chatops(app: App, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CHATOPS_", "ANTHROPIC_", "SLACK_", "DATABASE_URL"))
-    }
-    env.update(
+    env = clean_env(
         CHATOPS_DATA_DIR=str(app.settings.chatops_data_dir),
         CHATOPS_CONFIG=str(app.settings.chatops_config),
     )
@@ -130,12 +113,7 @@ def test_json_logs_carry_the_run_id() -> None:
 @pytest.mark.slow
 def test_a_worker_logs_json_lines_with_the_run_id(app: App) -> None:
     run = app.service.request_analysis(Actor("U1", "shell"), AnalyzeBranch("feature/planted")).run
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CHATOPS_", "ANTHROPIC_", "SLACK_", "DATABASE_URL"))
-    }
-    env.update(
+    env = clean_env(
         CHATOPS_DATA_DIR=str(app.settings.chatops_data_dir),
         CHATOPS_CONFIG=str(app.settings.chatops_config),
         CHATOPS_LOG_FORMAT="json",
@@ -150,8 +128,6 @@ def test_a_worker_logs_json_lines_with_the_run_id(app: App) -> None:
         text=True,
     )
     try:
-        from tests.test_jobs import wait_for
-
         wait_for(lambda: (r := app.store.get(run.id)) and r.status == "done", what="the run")
     finally:
         worker.terminate()
@@ -168,17 +144,11 @@ def test_serve_stops_gracefully_on_sigterm(app: App) -> None:
     import urllib.request
 
     from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
-    from tests.test_jobs import wait_for
     from tests.test_slack import free_port
 
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CHATOPS_", "ANTHROPIC_", "SLACK_", "DATABASE_URL"))
-    }
     port = free_port()
     with FakeSlack() as slack:
-        env.update(
+        env = clean_env(
             CHATOPS_DATA_DIR=str(app.settings.chatops_data_dir),
             CHATOPS_CONFIG=str(app.settings.chatops_config),
             SLACK_BOT_TOKEN=BOT_TOKEN,

@@ -33,11 +33,12 @@ from bot.store.db import session_scope, upgrade
 from bot.store.models import Run
 from bot.store.runs import NewRun
 from bot.store.types import utcnow
-from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
+from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.gitrepo import RepoBuilder
+from tests.llm_helpers import model_env
+from tests.processes import start_worker, stop, wait_for
 from tests.services import REDIS_URL, fresh_postgres, needs_postgres, needs_redis
-from tests.test_jobs import start_worker, stop, wait_for
 from tests.testdata import slack_testdata
 
 UNUSED_IMPORTS = "import json\nimport os\nimport sys\n\n\ndef main():\n    return sys.argv\n"
@@ -287,15 +288,7 @@ def test_a_postgres_restart_during_a_run_loses_nothing(
 ) -> None:
     app = deployment()
     with FakeAnthropic(latency_s=3) as model:
-        worker = start_worker(
-            worker_env,
-            {
-                "ANTHROPIC_API_KEY": API_KEY,
-                "ANTHROPIC_BASE_URL": model.base_url,
-                "CHATOPS_LLM_MAX_RETRIES": "0",
-                "CHATOPS_COUNT_TOKENS": "false",
-            },
-        )
+        worker = start_worker(worker_env, model_env(model))
         try:
             run_id = app.service.request_analysis(
                 Actor("U1", "shell"), AnalyzeBranch("feature/imports")

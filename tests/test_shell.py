@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,15 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.gitrepo import RepoBuilder
+from tests.processes import clean_env
 
 
 def shell(repo: Path, data: Path, lines: list[str], *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CHATOPS_", "ANTHROPIC_", "DATABASE_URL"))
-    }
-    env["CHATOPS_DATA_DIR"] = str(data)
+    env = clean_env(CHATOPS_DATA_DIR=str(data))
     return subprocess.run(
         [sys.executable, "-m", "bot", "shell", "--repo", str(repo), *args],
         input="\n".join(lines) + "\n",
@@ -91,12 +86,7 @@ def test_history_survives_a_restart_and_errors_say_what_to_do(
 def test_a_broken_policy_file_stops_the_shell_with_the_reason(tmp_path: Path) -> None:
     policy = tmp_path / "chatops.toml"
     policy.write_text('[repos.shop]\nmode = "yolo"\npath = "."\n')
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CHATOPS_", "ANTHROPIC_", "DATABASE_URL"))
-    }
-    env.update(CHATOPS_DATA_DIR=str(tmp_path / "data"), CHATOPS_CONFIG=str(policy))
+    env = clean_env(CHATOPS_DATA_DIR=str(tmp_path / "data"), CHATOPS_CONFIG=str(policy))
     done = subprocess.run(
         [sys.executable, "-m", "bot", "shell"],
         input="exit\n",
@@ -119,12 +109,7 @@ def test_approve_in_the_shell_commits_and_audit_shows_it(repo: RepoBuilder, tmp_
     base = repo.head("feature/imports")
     policy = tmp_path / "chatops.toml"
     policy.write_text(f'[repos.shop]\npath = "{repo.root}"\n\n[approvals]\napprovers = ["lead"]\n')
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CHATOPS_", "ANTHROPIC_", "DATABASE_URL"))
-    }
-    env.update(CHATOPS_DATA_DIR=str(tmp_path / "data"), CHATOPS_CONFIG=str(policy))
+    env = clean_env(CHATOPS_DATA_DIR=str(tmp_path / "data"), CHATOPS_CONFIG=str(policy))
 
     def run(args: list[str], lines: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from tests.fakes.jira_api import TOKEN as JIRA_TOKEN
 from tests.fakes.jira_api import FakeJira, Ticket
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.gitrepo import RepoBuilder
+from tests.processes import clean_env
 from tests.testdata import slack_testdata
 
 pytestmark = pytest.mark.slow
@@ -141,12 +141,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                 "* A failed charge is retried\n* Nobody is charged twice\n",
             )
         )
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("CHATOPS_", "ANTHROPIC_", "SLACK_", "DATABASE_URL"))
-        }
-        env.update(
+        env = clean_env(
             CHATOPS_DATA_DIR=str(root / "data"),
             CHATOPS_CONFIG=str(policy),
             SLACK_BOT_TOKEN=BOT_TOKEN,

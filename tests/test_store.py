@@ -158,3 +158,32 @@ def test_a_run_out_of_attempts_fails_visibly(sqlite_url: str) -> None:
     failed = store.get(run.id)
     assert failed is not None and failed.status == "failed"
     assert "stopped 3 times" in (failed.error or "")
+
+
+def test_writes_ride_out_a_database_restart_and_give_up_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from bot.store import db
+
+    pauses: list[float] = []
+    monkeypatch.setattr(db.time, "sleep", pauses.append)
+    calls: list[int] = []
+
+    def flaky(attempt: int) -> str:
+        calls.append(attempt)
+        if attempt < 2:
+            raise OperationalError("UPDATE", {}, Exception("server closed the connection"))
+        return "stored"
+
+    assert db.through_restart(flaky, "test") == "stored"
+    assert calls == [0, 1, 2] and pauses == [0.5, 1.0]
+
+    def down(attempt: int) -> str:
+        raise OperationalError("UPDATE", {}, Exception("connection refused"))
+
+    pauses.clear()
+    with pytest.raises(OperationalError):
+        db.through_restart(down, "test")
+    assert pauses == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]  # about half a minute, then it gives up

@@ -3,18 +3,26 @@ instead of failing), or PostgreSQL through psycopg 3. Alembic applies the schema
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
 SQLITE_BUSY_TIMEOUT_S = 30
+# About half a minute of retries: a database restart, not an outage.
+RESTART_ATTEMPTS = 7
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def normalise_url(url: str) -> str:
@@ -83,3 +91,19 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str) -> None:
     """Apply every migration (`chatops db upgrade`; the embedded default runs it at start)."""
     command.upgrade(alembic_config(url), "head")
+
+
+def through_restart(action: Callable[[int], T], what: str) -> T:
+    """`action(attempt)`, tried again while the database is unreachable (a restart), with a
+    growing pause; the last failure is raised. For writes whose work is already done."""
+    delay = 0.5
+    for attempt in range(RESTART_ATTEMPTS):
+        try:
+            return action(attempt)
+        except OperationalError:
+            if attempt == RESTART_ATTEMPTS - 1:
+                raise
+            log.warning("%s: the store is unavailable; retrying in %.1f s", what, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
+    raise AssertionError("unreachable")  # pragma: no cover
