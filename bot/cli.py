@@ -19,19 +19,23 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from agents.context.git import GitRepo
 from agents.context.jira import fetch_ticket
 from agents.errors import AnalysisInputError, GitFailure
+from agents.evaluation import DEFAULT_WINDOW, evaluate_history
 from agents.llm import LLMSession
-from agents.pipeline import Progress, analyze_branch
+from agents.pipeline import Progress as PipelineProgress
+from agents.pipeline import analyze_branch
 from agents.report import Report, Severity, report_json_schema
 from bot.app import App, build_app
 from bot.config import ConfigError
 from bot.logs import configure
 from bot.metrics import register_store
+from bot.render.evaluation import print_evaluation
 from bot.render.markdown import render_markdown
 from bot.render.terminal import print_report, progress_view
 from bot.settings import Settings, SettingsError, load_settings
@@ -86,7 +90,7 @@ class _ProgressPrinter:
         self.live: Live | None = None
         self.reported: set[str] = set()
 
-    def __call__(self, progress: Progress) -> bool:
+    def __call__(self, progress: PipelineProgress) -> bool:
         if self.console.is_terminal:
             if self.live is None:
                 self.live = Live(progress_view(progress), console=self.console, transient=False)
@@ -299,6 +303,85 @@ def demo_command(
         soft_wrap=True,
     )
     analyze_branch_command(DEMO_BRANCH, repo=where, offline=offline)
+
+
+eval_app = typer.Typer(
+    help="What the bot would have said on your own history.", no_args_is_help=True
+)
+app.add_typer(eval_app, name="eval")
+
+
+class EvalFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+@eval_app.command("history")
+def eval_history_command(
+    repo: RepoOption = Path("."),
+    last: Annotated[
+        int | None, typer.Option("--last", min=1, help="The newest N first-parent commits.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Commits from this date on (YYYY-MM-DD).")
+    ] = None,
+    branch: Annotated[
+        str | None, typer.Option("--branch", help="Whose history (default: HEAD).")
+    ] = None,
+    window: Annotated[
+        int, typer.Option("--window", min=1, help="Later commits touching a file to look at.")
+    ] = DEFAULT_WINDOW,
+    output_format: Annotated[EvalFormat, typer.Option("--format", help="text or json.")] = (
+        EvalFormat.text
+    ),
+    details: Annotated[
+        bool, typer.Option("--details", help="JSON: list every finding and its outcome.")
+    ] = False,
+) -> None:
+    """Replay the history offline: each commit against its parent, then which findings later
+    commits addressed, per rule, against the base rate of plain churn."""
+    errors = Console(stderr=True)
+    if since is not None:
+        _since_or_exit(errors, since)
+    if last is None and since is None:
+        last = 100
+    try:
+        git_repo = GitRepo.open(repo)
+        head = git_repo.resolve(branch).sha if branch else git_repo.head_commit()
+        with Progress(
+            TextColumn("replaying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=errors,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("commits", total=None)
+
+            def advance(done: int, total: int, _commit: object) -> None:
+                bar.update(task, completed=done, total=total)
+
+            evaluation = evaluate_history(
+                git_repo,
+                head,
+                last=last,
+                since=since,
+                window=window,
+                on_commit=advance,
+                details=details,
+            )
+    except AnalysisInputError as exc:
+        _fail(errors, exc.message, exc.hint)
+        return
+    except GitFailure as exc:
+        _fail(errors, str(exc), "Check the repository with `git fsck`.", EXIT_FAILURE)
+        return
+    if output_format is EvalFormat.json:
+        sys.stdout.write(evaluation.model_dump_json(indent=2) + "\n")
+    else:
+        print_evaluation(Console(width=160), evaluation)
+    if evaluation.failures:
+        raise typer.Exit(EXIT_FAILURE)
 
 
 db_app = typer.Typer(help="The database.", no_args_is_help=True)

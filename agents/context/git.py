@@ -226,6 +226,13 @@ class GitRepo:
         )
         raise AnalysisInputError(f"No {what} named {name!r} in {self.root}.", hint)
 
+    def head_commit(self) -> str:
+        """The commit checked out (HEAD), for commands that default to "here"."""
+        sha = self._verify("HEAD")
+        if sha is None:
+            raise AnalysisInputError(f"{self.root} has no commits yet.", "Commit something first.")
+        return sha
+
     def branch_names(self) -> list[str]:
         out = self._text(
             ["for-each-ref", "--format=%(refname)", "refs/heads", "refs/remotes"]
@@ -530,6 +537,48 @@ def load_diff(repo: GitRepo, branch: str, base: str | None = None) -> DiffContex
         head_sha=head.sha,
         base_sha=merge_base,
         files=files,
+    )
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    parent: str | None  # the first parent; None for a root commit
+    subject: str
+
+
+def first_parent_history(
+    repo: GitRepo, head_sha: str, *, last: int | None = None, since: str | None = None
+) -> list[CommitInfo]:
+    """The first-parent history ending at `head_sha`, oldest first: the newest `last` commits,
+    or those since `since` (an ISO date the caller checked). Both are bounds; neither: all."""
+    args = ["log", "--first-parent", "-z", "--format=%H%x1f%P%x1f%s"]
+    if last is not None:
+        args.append(f"--max-count={int(last)}")
+    if since is not None:
+        args.append(f"--since={since}")
+    out = repo.run([*args, "--end-of-options", head_sha]).stdout.decode("utf-8", "replace")
+    commits: list[CommitInfo] = []
+    for record in out.split("\0"):
+        if not record.strip():
+            continue
+        sha, parents, subject = (record.strip("\n").split("\x1f") + ["", ""])[:3]
+        first = parents.split()[0] if parents.split() else None
+        commits.append(CommitInfo(sha=sha, parent=first, subject=subject))
+    commits.reverse()
+    return commits
+
+
+def load_commit(repo: GitRepo, commit: CommitInfo) -> DiffContext:
+    """One commit against its first parent, as a `DiffContext` (the commit is the head)."""
+    assert commit.parent is not None
+    return DiffContext(
+        repo=repo,
+        branch=commit.sha[:12],
+        base=commit.parent[:12],
+        head_sha=commit.sha,
+        base_sha=commit.parent,
+        files=repo.diff(commit.parent, commit.sha),
     )
 
 
