@@ -74,6 +74,10 @@ class Finding(_Model):
     detail: str = ""
     suggestion: str = ""
     source: Source
+    seen_by: list[str] = Field(
+        default_factory=list,
+        description="Every analyzer and rule that reported this same problem, when several did.",
+    )
 
 
 class ProposalKind(StrEnum):

@@ -47,9 +47,10 @@ def test_shell_true_is_high(report: Report) -> None:
     assert finding.start_line == 16
 
 
-def test_yaml_load_without_loader_is_medium(report: Report) -> None:
+def test_yaml_load_without_loader_is_high(report: Report) -> None:
+    # yaml.load without a safe loader builds arbitrary objects: remote code execution.
     finding = only(report, rule="B506")
-    assert finding.severity is Severity.medium
+    assert finding.severity is Severity.high
     assert finding.start_line == 20
 
 

@@ -13,26 +13,28 @@ LARGE_CHANGE_LINES = 500
 LARGE_CHANGE_FILES = 25
 HUGE_CHANGE_LINES = 2000
 
+# A sensitive area touched is a notice, not a problem: it points the reviewer (and the model)
+# there and weighs in the verdict. CI changes are judged by what they change (`_ci_change`).
 _SENSITIVE = {
     "ci": (
-        Severity.medium,
+        Severity.info,
         "CI configuration changed",
         "Check who can trigger it and what "
         "secrets it can read; CI runs with the repository's credentials.",
     ),
     "migration": (
-        Severity.medium,
+        Severity.low,
         "Database migration changed",
         "Check it is reversible, "
         "safe on a live table (locks, backfills) and ordered after the code it needs.",
     ),
     "infra": (
-        Severity.low,
+        Severity.info,
         "Infrastructure definition changed",
         "Check the blast radius: network exposure, permissions, and what changes on apply.",
     ),
     "auth": (
-        Severity.medium,
+        Severity.info,
         "Security-sensitive code changed",
         "Review authentication, "
         "authorization and secret handling with extra care; add tests for denial paths.",
@@ -90,9 +92,12 @@ def run_heuristics(diff: DiffContext) -> list[Finding]:
                 "Split it into smaller branches that can be reviewed and reverted on their own.",
             )
         )
+    added_tests = {
+        name for f in diff.files for line in f.added_lines.values() if (name := _test_name(line))
+    }
     for file in diff.files:
         findings.extend(_sensitive(file))
-        findings.extend(_removed_tests(file))
+        findings.extend(_removed_tests(file, added_tests))
         findings.extend(_hidden_characters(file))
     findings.extend(_no_test_changes(diff))
     return findings
@@ -103,6 +108,11 @@ def _sensitive(file: FileDiff) -> list[Finding]:
     if kind is None or file.status == "deleted":
         return []
     severity, title, suggestion = _SENSITIVE[kind]
+    if kind == "ci":
+        judged = _ci_change(file)
+        if judged is None:
+            return []
+        severity, title, suggestion = judged
     return [
         _finding(
             f"sensitive-path:{kind}",
@@ -130,12 +140,15 @@ def _hidden_characters(file: FileDiff) -> list[Finding]:
     if not lines:
         return []
     shown = ", ".join(str(n) for n in lines[:10])
+    # Test vectors and fixtures (URL, IDNA, bidi parsing) contain them on purpose.
+    where = kinds.illustrative_kind(file.path)
     return [
         _finding(
             "hidden-unicode",
-            Severity.high,
+            Severity.high if where is None else Severity.low,
             f"Hidden Unicode control characters in {file.path}",
-            f"Added lines {shown} contain zero-width or bidirectional control characters.",
+            f"Added lines {shown} contain zero-width or bidirectional control characters."
+            + (f" Rated low: in {where}." if where else ""),
             "Remove them; if a string needs one, write it as an escape sequence.",
             file=file.path,
             line=lines[0],
@@ -144,37 +157,98 @@ def _hidden_characters(file: FileDiff) -> list[Finding]:
     ]
 
 
-def _removed_tests(file: FileDiff) -> list[Finding]:
+def _removed_tests(file: FileDiff, added_anywhere: set[str]) -> list[Finding]:
+    """Tests whose name the branch removed and added nowhere: a renamed, moved or split test is
+    not a deleted one."""
     if not kinds.is_test_path(file.old_path or file.path):
         return []
+    removed = {name for line in file.removed_lines if (name := _test_name(line))}
+    gone = sorted(removed - added_anywhere)
+    if not gone:
+        return []
+    listed = "Removed: " + ", ".join(gone[:10]) + (" ..." if len(gone) > 10 else "")
     if file.status == "deleted":
         return [
             _finding(
                 "deleted-test",
                 Severity.medium,
                 f"Test file deleted: {file.path}",
-                "Deleting tests removes the checks that guard existing behaviour.",
+                f"{listed}; no test of these names is added elsewhere in the branch.",
                 "Say in the branch why these tests are no longer needed, or move them.",
                 file=file.path,
                 confidence=0.9,
             )
         ]
-    removed = {_test_name(line) for line in file.removed_lines} - {None}
-    added = {_test_name(line) for line in file.added_lines.values()} - {None}
-    gone = sorted(name for name in removed - added if name)
-    if not gone:
-        return []
     return [
         _finding(
             "deleted-test",
             Severity.medium,
             f"{len(gone)} test(s) removed from {file.path}",
-            "Removed: " + ", ".join(gone[:10]) + (" ..." if len(gone) > 10 else ""),
+            f"{listed}; no test of these names is added elsewhere in the branch.",
             "Make sure the behaviour they checked is still tested elsewhere.",
             file=file.path,
             confidence=0.8,
         )
     ]
+
+
+# CI lines that only say which versions and platforms to run on.
+_CI_MATRIX_LINE = re.compile(
+    r"^\s*-?\s*((\{[^}]*\}|\[[^\]]*\]|['\"]?[\w.*+~^<>=-]+['\"]?)\s*,?"
+    r"|(python|python-version|pythons?|node|node-version|go|go-version|java|java-version|ruby"
+    r"|ruby-version|rust|toolchain|os|platform|tox|toxenv|tox-env|env|envs|version|versions"
+    r"|include|exclude|matrix|name|experimental|allow-prereleases|fail-fast|max-parallel"
+    r"|continue-on-error|cache|architecture|arch)\s*:.*)\s*(#.*)?$",
+    re.IGNORECASE,
+)
+_CI_USES = re.compile(r"^\s*-?\s*uses\s*:\s*['\"]?([^@\s'\"]+)@\S+")
+_CI_INJECTION = re.compile(
+    r"\$\{\{\s*(github\.event\.(issue|pull_request|comment|review|review_comment|discussion"
+    r"|head_commit|commits|pages|workflow_run)[\w.\[\]*]*\.(title|body|name|message|label|ref"
+    r"|email|head_ref|default_branch)|github\.head_ref)",
+    re.IGNORECASE,
+)
+_CI_RISKY = re.compile(
+    r"pull_request_target|workflow_run|\bpermissions\s*:|write-all|:\s*write\b|\bsecrets\."
+    r"|id-token|self-hosted|persist-credentials\s*:\s*true|(curl|wget)[^|\n]*\|\s*(ba|z)?sh\b",
+    re.IGNORECASE,
+)
+
+
+def _ci_change(file: FileDiff) -> tuple[Severity, str, str] | None:
+    """How risky a CI edit is, from its lines: untrusted input in a script is high; triggers,
+    permissions and secrets are medium; bumping an action's version is a notice; a change to
+    the version matrix alone is nothing to report."""
+    added = [t for t in file.added_lines.values() if t.strip() and not t.strip().startswith("#")]
+    removed = [t for t in file.removed_lines if t.strip() and not t.strip().startswith("#")]
+    if any(_CI_INJECTION.search(t) for t in added):
+        return (
+            Severity.high,
+            "Untrusted event text expanded in a CI script",
+            "Pass it through an environment variable (env: TITLE: ${{ ... }}) and quote "
+            '"$TITLE"; never expand ${{ github.event.* }} inside run:.',
+        )
+    if any(_CI_RISKY.search(t) for t in added):
+        return (
+            Severity.medium,
+            "CI triggers, permissions or secrets changed",
+            "Check who can trigger it, which token permissions and secrets it gets, and "
+            "whether code from a fork can run with them.",
+        )
+    changed = added + removed
+    if not changed or all(_CI_MATRIX_LINE.match(t) and not _CI_USES.match(t) for t in changed):
+        return None
+    bumps_old = {m.group(1) for t in removed if (m := _CI_USES.match(t))}
+    bumps_new = {m.group(1) for t in added if (m := _CI_USES.match(t))}
+    others = [t for t in changed if not _CI_USES.match(t) and not _CI_MATRIX_LINE.match(t)]
+    if bumps_new and bumps_new <= bumps_old and not others:
+        return (
+            Severity.info,
+            "CI action versions changed",
+            "Pin actions to a full commit id, and read what the new version changes.",
+        )
+    severity, title, suggestion = _SENSITIVE["ci"]
+    return severity, title, suggestion
 
 
 def _test_name(line: str) -> str | None:

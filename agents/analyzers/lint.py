@@ -1,7 +1,8 @@
 """ruff: lint findings on the lines a branch changed, and the safe fixes ruff offers for them.
 
 ruff runs `--isolated` with a fixed, high-signal rule selection, so results do not depend on which
-config file happens to be in the branch, and style-only rules never reach a report.
+config file happens to be in the branch, and style-only rules never reach a report. The rules the
+repository itself turned off (read from the merge-base, `ruff_config.py`) stay off.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 
 from ruff.__main__ import find_ruff_bin
 
+from agents.analyzers.ruff_config import RuffConfig
+from agents.context import files as kinds
 from agents.context.workspace import Workspace
 from agents.report import Finding, Severity, Source, fingerprint
 
@@ -23,6 +26,9 @@ RUFF_SELECT = ("F", "E4", "E7", "E9", "B", "PLE", "ASYNC")
 _HIGH = ("E9", "F821", "F822", "F823", "F7", "F63", "PLE", "syntax", "invalid-syntax")
 _MEDIUM = ("B", "F811", "F601", "F602", "E722", "ASYNC", "F50", "F52")
 _LOW_CONFIDENCE = ("E7",)
+# In a test these are the point: a useless expression that must raise, a bare except around
+# what must fail, `assert False`, a comparison whose result is discarded on purpose.
+TEST_IDIOMS = frozenset({"B018", "E722", "B011", "B015", "E701", "E731"})
 
 
 def ruff_severity(code: str) -> Severity:
@@ -56,7 +62,7 @@ class LintResult:
     fixes: list[SafeFix] = field(default_factory=list)
 
 
-def run_ruff(workspace: Workspace, *, agent: str) -> LintResult:
+def run_ruff(workspace: Workspace, *, agent: str, config: RuffConfig | None = None) -> LintResult:
     files = workspace.python_files()
     result = LintResult()
     if not files:
@@ -71,6 +77,7 @@ def run_ruff(workspace: Workspace, *, agent: str) -> LintResult:
             "--exit-zero",
             "--output-format=json",
             f"--select={','.join(RUFF_SELECT)}",
+            *(config.arguments() if config is not None else ()),
             "--",
             *by_path,
         ],
@@ -95,7 +102,7 @@ def run_ruff(workspace: Workspace, *, agent: str) -> LintResult:
             # def, or past the last line); the branch broke the file either way.
             last = max(1, len(workspace.texts[path].splitlines()))
             start, end = min(start, last), min(end, last)
-        elif not diff.changed_in(start, end):
+        elif not diff.changed_in(start, end) or code in TEST_IDIOMS and kinds.is_test_path(path):
             continue
         line_text = diff.added_lines.get(start) or _line(workspace.texts[path], start)
         fix = item.get("fix") or None

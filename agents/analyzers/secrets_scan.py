@@ -9,15 +9,18 @@ import hashlib
 import logging
 import re
 import threading
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
 from detect_secrets.core.scan import scan_diff
 from detect_secrets.settings import default_settings, get_settings
 
+from agents.analyzers.credentials import demotion
+from agents.analyzers.merge import CREDENTIAL, problem_fingerprint
 from agents.context import files as kinds
 from agents.context.git import DiffContext, FileDiff
-from agents.report import Finding, Severity, Source, fingerprint
+from agents.report import Finding, Severity, Source
 
 # Kinds that identify a real credential format with almost no false positives.
 _CRITICAL_KINDS = frozenset(
@@ -87,7 +90,11 @@ def _synthetic_diff(name: str, file: FileDiff) -> str:
     return "\n".join(out) + "\n"
 
 
-def run_secrets(diff: DiffContext, *, agent: str) -> list[Finding]:
+def run_secrets(
+    diff: DiffContext, *, agent: str, texts: Mapping[str, str] | None = None
+) -> list[Finding]:
+    """Findings for credential-looking values on added lines. `texts` (the head's content of
+    the analyzed files) lets a value in a comment or docstring be told from one in code."""
     files = [f for f in diff.files if f.hunks and f.status != "deleted" and not f.binary]
     if not files:
         return []
@@ -112,27 +119,32 @@ def run_secrets(diff: DiffContext, *, agent: str) -> list[Finding]:
         path = file.path
         line = file.added_lines.get(int(secret.line_number), "")
         value = whole_token(str(secret.secret_value or ""), line)
-        # The same kind of hash detect-secrets keeps in its baselines; never the value itself.
-        value_hash = hashlib.sha1(value.encode("utf-8")).hexdigest()  # noqa: S324
+        number = int(secret.line_number)
+        detail = f"The line adds a value that looks like a secret ({kind}): {mask(value)}."
         if kind in _CRITICAL_KINDS:
+            # A real key format is live wherever it is, a test or a comment included.
             severity, confidence = Severity.critical, 0.9
         else:
             severity, confidence = _GUESSES.get(kind, (Severity.medium, 0.5))
+            demoted = demotion(path, number, value, line, (texts or {}).get(path))
+            if demoted is not None and demoted.severity.rank < severity.rank:
+                severity = demoted.severity
+                detail += f" Rated {severity.value}: {demoted.reason}."
+        # One identity per credential line, whichever analyzer saw it (merge.py).
+        anchor = line or hashlib.sha1(value.encode("utf-8")).hexdigest()  # noqa: S324
         findings.append(
             Finding(
-                fingerprint=fingerprint(
-                    source=Source.secrets, rule=kind, file=path, anchor=value_hash
-                ),
+                fingerprint=problem_fingerprint(CREDENTIAL, path, anchor),
                 agent=agent,
                 category="secret",
                 rule=kind,
                 severity=severity,
                 confidence=confidence,
                 file=path,
-                start_line=int(secret.line_number),
-                end_line=int(secret.line_number),
+                start_line=number,
+                end_line=number,
                 title=f"Possible {kind} added",
-                detail=f"The line adds a value that looks like a secret ({kind}): {mask(value)}.",
+                detail=detail,
                 suggestion=(
                     "Remove it from the branch (rewrite the commits that added it), rotate the "
                     "credential, and read it from the environment or a secret store."

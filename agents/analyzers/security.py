@@ -6,12 +6,16 @@ bandit runs in its own process, so it uses the second core while secrets are sca
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from agents.analyzers.credentials import demotion, prose_lines
+from agents.analyzers.merge import CREDENTIAL, problem_fingerprint
+from agents.context import files as kinds
 from agents.context.workspace import Workspace
 from agents.report import Finding, Severity, Source, fingerprint
 
@@ -29,7 +33,17 @@ _SEVERITY_OVERRIDE = {
     "B608": Severity.high,
     "B602": Severity.high,
     "B605": Severity.high,
+    # Deserializing with these runs code the data chooses: remote code execution when the data
+    # comes from outside (yaml.load without a safe loader, pickle/shelve/jsonpickle, marshal).
+    "B301": Severity.high,
+    "B302": Severity.high,
+    "B506": Severity.high,
 }
+_CREDENTIAL_CHECKS = ("B105", "B106", "B107")
+_TEST_IDIOMS = frozenset({"B110", "B112"})
+_QUOTED = re.compile(r"""(['"])(.*)\1""")
+# A value read from the environment or a settings object is the right way to do it.
+_FROM_OUTSIDE = re.compile(r"\b(environ|getenv|get_secret|secrets?manager|config\(|settings\.)")
 
 
 def run_bandit(workspace: Workspace, *, agent: str) -> list[Finding]:
@@ -67,37 +81,74 @@ def run_bandit(workspace: Workspace, *, agent: str) -> list[Finding]:
         diff = files.get(path)
         if diff is None:
             continue
-        lines = [int(n) for n in item.get("line_range") or [item["line_number"]]]
-        start, end = min(lines), max(lines)
-        if not diff.changed_in(start, end):
+        finding = _finding(item, path, diff.added_lines, workspace.texts.get(path, ""), agent)
+        if finding is None:
             continue
-        test_id = str(item["test_id"])
-        severity = _SEVERITY_OVERRIDE.get(
-            test_id, _SEVERITY.get(item["issue_severity"], Severity.low)
-        )
-        line_text = diff.added_lines.get(int(item["line_number"]), "")
-        cwe = item.get("issue_cwe") or {}
-        findings.append(
-            Finding(
-                fingerprint=fingerprint(
-                    source=Source.bandit, rule=test_id, file=path, anchor=line_text
-                ),
-                agent=agent,
-                category="security",
-                rule=test_id,
-                severity=severity,
-                confidence=_CONFIDENCE.get(item["issue_confidence"], 0.3),
-                file=path,
-                start_line=start,
-                end_line=end,
-                title=f"{test_id} {item.get('test_name', '')}: {item['issue_text']}".strip(),
-                detail=(f"CWE-{cwe['id']}. " if cwe.get("id") else "")
-                + f"bandit {test_id}, confidence {str(item['issue_confidence']).lower()}.",
-                suggestion=_SUGGESTIONS.get(test_id, ""),
-                source=Source.bandit,
-            )
-        )
+        # Placed on bandit's own line (not the first line of a multi-line statement). A
+        # credential is about that one line: a change elsewhere in its dict is not a new one.
+        number = int(item["line_number"])
+        lines = [int(n) for n in item.get("line_range") or [number]]
+        if finding.rule in _CREDENTIAL_CHECKS:
+            relevant = diff.changed_in(number, number)
+        else:
+            relevant = diff.changed_in(min(lines), max(lines))
+        if relevant:
+            findings.append(finding)
     return findings
+
+
+def _finding(
+    item: dict[str, Any], path: str, added: dict[int, str], text: str, agent: str
+) -> Finding | None:
+    test_id = str(item["test_id"])
+    number = int(item["line_number"])
+    line_text = added.get(number) or _line(text, number)
+    severity = _SEVERITY_OVERRIDE.get(test_id, _SEVERITY.get(item["issue_severity"], Severity.low))
+    cwe = item.get("issue_cwe") or {}
+    detail = (f"CWE-{cwe['id']}. " if cwe.get("id") else "") + (
+        f"bandit {test_id}, confidence {str(item['issue_confidence']).lower()}."
+    )
+    anchor = fingerprint(source=Source.bandit, rule=test_id, file=path, anchor=line_text)
+    if test_id in _CREDENTIAL_CHECKS:
+        quoted = _QUOTED.search(str(item.get("issue_text", "")))
+        value = quoted.group(2) if quoted else ""
+        # An empty string, None or a value read from the environment is no hard-coded secret.
+        if not value.strip() or _FROM_OUTSIDE.search(line_text):
+            return None
+        severity = Severity.high
+        demoted = demotion(path, number, value, line_text, text)
+        if demoted is not None:
+            severity = demoted.severity
+            detail += f" Rated {severity.value}: {demoted.reason}."
+        anchor = problem_fingerprint(CREDENTIAL, path, line_text)
+    elif test_id in _TEST_IDIOMS and kinds.is_test_path(path):
+        return None  # try/except/pass around what must fail is how a test says "may raise"
+    elif kinds.illustrative_kind(path) is not None and severity.rank > Severity.low.rank:
+        # In a test, a subprocess, a temp file or a weak hash is usually the point of the test.
+        severity = Severity.low
+        detail += f" Rated low: in {kinds.illustrative_kind(path)}."
+    elif text and number in prose_lines(path, text):
+        return None  # bandit read a string that is prose (a docstring), not code
+    return Finding(
+        fingerprint=anchor,
+        agent=agent,
+        category="security",
+        rule=test_id,
+        severity=severity,
+        confidence=_CONFIDENCE.get(item["issue_confidence"], 0.3),
+        file=path,
+        start_line=number,
+        end_line=number,
+        title=f"{test_id} {item.get('test_name', '')}: {item['issue_text']}".strip(),
+        detail=detail,
+        suggestion=_SUGGESTIONS.get(test_id, ""),
+        source=Source.bandit,
+    )
+
+
+def _line(text: str, number: int) -> str:
+    lines = text.splitlines()
+    return lines[number - 1] if 0 < number <= len(lines) else ""
 
 
 _SUGGESTIONS = {

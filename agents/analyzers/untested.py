@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from agents.context import files as kinds
 from agents.context.git import DiffContext
@@ -20,11 +21,39 @@ class NewDefinition:
     end_line: int
 
 
+def is_private_module(path: str) -> bool:
+    """`_module.py`, a module in a `_package/`, or an entry point: reached through a public
+    API or run, not imported by tests by name."""
+    parts = PurePosixPath(path).parts
+    if PurePosixPath(path).name in ("__main__.py", "conftest.py", "setup.py", "noxfile.py"):
+        return True
+    return any(p.startswith("_") and p != "__init__.py" for p in parts)
+
+
+def module_names(path: str) -> list[str]:
+    """How tests would import the module at `path`: `pkg.mod` (with and without a leading
+    `src/` or `lib/`), and `from pkg import mod`."""
+    pure = PurePosixPath(path)
+    parts = list(pure.with_suffix("").parts)
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    while parts and parts[0] in ("src", "lib", "python"):
+        parts.pop(0)
+    if not parts:
+        return []
+    names = [".".join(parts)]
+    if len(parts) > 1:
+        names.append(f"from {'.'.join(parts[:-1])} import {parts[-1]}")
+    return names
+
+
 def new_public_definitions(workspace: Workspace) -> list[NewDefinition]:
     """Module-level public functions and classes whose `def`/`class` line the branch added."""
     found: list[NewDefinition] = []
     for diff in workspace.python_files():
         if kinds.is_test_path(diff.path) or diff.path.endswith(".pyi"):
+            continue
+        if is_private_module(diff.path) or kinds.illustrative_kind(diff.path) is not None:
             continue
         try:
             tree = ast.parse(workspace.texts[diff.path].removeprefix("\ufeff"))
@@ -42,13 +71,19 @@ def new_public_definitions(workspace: Workspace) -> list[NewDefinition]:
 
 
 def untested_definitions(diff: DiffContext, workspace: Workspace) -> list[NewDefinition]:
+    """New public definitions no test at the head mentions by name, in modules no test imports
+    (a test that imports the module exercises it through its API)."""
     definitions = new_public_definitions(workspace)
     if not definitions:
         return []
-    mentioned = diff.repo.grep_words(
-        diff.head_sha, (d.name for d in definitions), kinds.TEST_PATHSPECS
-    )
-    return [d for d in definitions if d.name not in mentioned]
+    modules = {d.file: module_names(d.file) for d in definitions}
+    words = {d.name for d in definitions} | {m for names in modules.values() for m in names}
+    mentioned = diff.repo.grep_words(diff.head_sha, words, kinds.TEST_PATHSPECS)
+    return [
+        d
+        for d in definitions
+        if d.name not in mentioned and not any(m in mentioned for m in modules[d.file])
+    ]
 
 
 def run_untested(definitions: list[NewDefinition], *, agent: str) -> list[Finding]:

@@ -3,12 +3,16 @@ model, the review linters cannot do, grounded by those findings, and small patch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 
+from agents.analyzers import ruff_config
+from agents.analyzers.ast_checks import run_ast_checks
 from agents.analyzers.autofix import build_patch
+from agents.analyzers.hardening import run_hardening
 from agents.analyzers.lint import LintResult, run_ruff
+from agents.analyzers.merge import merge_same_problem
 from agents.analyzers.secrets_scan import run_secrets
 from agents.analyzers.security import run_bandit
 from agents.budget import Unit
@@ -26,21 +30,40 @@ class CodeReviewAgent:
     )
 
     def run(self, state: PipelineState) -> None:
+        # The repository's own ruff ignores, from the merge-base: a branch cannot turn a check
+        # off for its own change.
+        config = ruff_config.load(state.diff.repo, state.diff.base_sha)
+        if config is not None and state.workspace.python_files():
+            state.note(config.describe())
         # ruff and bandit run in their own processes; secrets are scanned here meanwhile, so the
         # three overlap on a multi-core machine.
         with ThreadPoolExecutor(max_workers=2) as pool:
-            lint_job = pool.submit(copy_context().run, run_ruff, state.workspace, agent=self.name)
+            lint_job = pool.submit(
+                copy_context().run, run_ruff, state.workspace, agent=self.name, config=config
+            )
             bandit_job = pool.submit(
                 copy_context().run, run_bandit, state.workspace, agent=self.name
             )
-            secrets = run_secrets(state.diff, agent=self.name)
+            found = run_secrets(state.diff, agent=self.name, texts=state.workspace.texts)
+            found += run_hardening(state.diff, agent=self.name, texts=state.workspace.texts)
+            found += run_ast_checks(state.workspace, agent=self.name)
             lint, security = lint_job.result(), bandit_job.result()
-        state.findings.extend(lint.findings)
-        state.findings.extend(security)
-        state.findings.extend(secrets)
+        found = [*lint.findings, *security, *found]
+        state.findings.extend(merge_same_problem(found, self._line_text(state)))
         self._propose_fixes(state, lint)
         if state.llm is not None:
             self._review_with_model(state)
+
+    @staticmethod
+    def _line_text(state: PipelineState) -> Callable[[str, int], str]:
+        def line_text(path: str, number: int) -> str:
+            file = state.diff.file(path)
+            if file is not None and number in file.added_lines:
+                return file.added_lines[number]
+            lines = state.workspace.texts.get(path, "").splitlines()
+            return lines[number - 1] if 0 < number <= len(lines) else ""
+
+        return line_text
 
     def _propose_fixes(self, state: PipelineState, lint: LintResult) -> None:
         if not lint.fixes:

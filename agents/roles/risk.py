@@ -14,57 +14,114 @@ from agents.roles.answers import RiskAnswer
 from agents.roles.base import PipelineState
 from agents.roles.model import Shown, prompt_for, run_chunks, to_finding, validate
 
-# Points a finding adds to the score, scaled by its confidence.
-_WEIGHT = {
-    Severity.critical: 45,
-    Severity.high: 20,
-    Severity.medium: 7,
-    Severity.low: 2,
-    Severity.info: 0,
+# The band of scores each level spans, and where a level's worst finding puts the score in it.
+_BAND = {
+    RiskLevel.low: (0, 19),
+    RiskLevel.medium: (20, 49),
+    RiskLevel.high: (50, 74),
+    RiskLevel.critical: (75, 100),
 }
-_LEVELS = ((75, RiskLevel.critical), (45, RiskLevel.high), (20, RiskLevel.medium))
-_FLOOR = {Severity.critical: RiskLevel.critical, Severity.high: RiskLevel.high}
+_LEVEL_OF = {
+    Severity.critical: RiskLevel.critical,
+    Severity.high: RiskLevel.high,
+    Severity.medium: RiskLevel.medium,
+    Severity.low: RiskLevel.low,
+    Severity.info: RiskLevel.low,
+}
+# Points within the band for each further kind of finding at or above the next severity down:
+# more findings of one kind add nothing, more kinds add a little.
+_EXTRA = {RiskLevel.critical: 5, RiskLevel.high: 4, RiskLevel.medium: 3, RiskLevel.low: 2}
 _ORDER = [RiskLevel.low, RiskLevel.medium, RiskLevel.high, RiskLevel.critical]
+# Below this confidence a finding counts one severity lower: a guess does not set the level.
+CREDIBLE = 0.5
+_SENSITIVE_RULES = ("sensitive-path:auth", "sensitive-path:migration")
+
+
+def _credible(finding: Finding) -> Severity:
+    if finding.confidence >= CREDIBLE or finding.severity is Severity.info:
+        return finding.severity
+    return next(s for s in Severity if s.rank == finding.severity.rank - 1)
+
+
+def _kind(finding: Finding) -> str:
+    return f"{finding.source.value}:{finding.rule or finding.category}"
 
 
 def assess(findings: list[Finding]) -> Risk:
-    """Score 0-100 and a level, with the reasons that produced them.
+    """A level from evidence, with a score in its band and the reasons that set both.
 
-    The level follows the score, but never sits below the worst finding: one critical finding
-    makes the change critical however small it is.
+    The level is the worst credible finding's (critical needs a critical finding; a score of 100
+    too), raised from low to medium when the change touches a sensitive area (auth, sessions,
+    crypto, migrations). Within the level's band the score rises a little for each further kind
+    of finding, never for more findings of the same kind.
     """
-    score = min(100, round(sum(_WEIGHT[f.severity] * f.confidence for f in findings)))
-    level = next((lvl for threshold, lvl in _LEVELS if score >= threshold), RiskLevel.low)
-    for finding in findings:
-        floor = _FLOOR.get(finding.severity)
-        if floor and _ORDER.index(floor) > _ORDER.index(level):
-            level = floor
-    return Risk(level=level, score=score, reasons=_reasons(findings))
+    worst = max(findings, key=lambda f: (_credible(f).rank, f.confidence), default=None)
+    level = _LEVEL_OF[_credible(worst)] if worst is not None else RiskLevel.low
+    sensitive = sorted({f.file or f.title for f in findings if f.rule in _SENSITIVE_RULES})
+    raised = False
+    if level is RiskLevel.low and sensitive:
+        level, raised = RiskLevel.medium, True
+    floor, top = _BAND[level]
+    threshold = _ORDER.index(level)
+    kinds_here = {
+        _kind(f)
+        for f in findings
+        if worst is not None
+        and _kind(f) != _kind(worst)
+        and _ORDER.index(_LEVEL_OF[_credible(f)]) >= threshold - 1
+        and _credible(f).rank > Severity.info.rank
+    }
+    score = floor + 5 * (worst is not None and _LEVEL_OF[_credible(worst)] is level)
+    score += _EXTRA[level] * len(kinds_here) + 2 * len(sensitive)
+    if level is not RiskLevel.critical:
+        score = min(score, top)
+    else:
+        score = min(score, 100 if worst is not None and worst.severity is Severity.critical else 99)
+    return Risk(
+        level=level, score=score, reasons=_reasons(findings, level, worst, sensitive, raised)
+    )
 
 
-def _reasons(findings: list[Finding]) -> list[str]:
+def _where(finding: Finding) -> str:
+    return f" ({finding.file}:{finding.start_line})" if finding.file and finding.start_line else ""
+
+
+def _reasons(
+    findings: list[Finding],
+    level: RiskLevel,
+    worst: Finding | None,
+    sensitive: list[str],
+    raised: bool,
+) -> list[str]:
     reasons: list[str] = []
-    worst = sorted(
-        (f for f in findings if f.severity.at_least(Severity.high)),
+    if worst is not None and _credible(worst).rank >= Severity.medium.rank:
+        reasons.append(
+            f"{level.value} because of the worst finding, {worst.severity.value}: "
+            f"{worst.title}{_where(worst)}"
+        )
+    serious = sorted(
+        (f for f in findings if f is not worst and f.severity.at_least(Severity.high)),
         key=lambda f: (-f.severity.rank, -f.confidence),
     )
-    for finding in worst[:5]:
-        where = (
-            f" ({finding.file}:{finding.start_line})" if finding.file and finding.start_line else ""
+    for finding in serious[:4]:
+        reasons.append(f"{finding.severity.value}: {finding.title}{_where(finding)}")
+    if len(serious) > 4:
+        reasons.append(f"... and {len(serious) - 4} more high or critical findings")
+    if sensitive:
+        shown = ", ".join(sensitive[:5]) + (" ..." if len(sensitive) > 5 else "")
+        reasons.append(
+            ("medium because it touches" if raised else "It touches") + f" sensitive areas: {shown}"
         )
-        reasons.append(f"{finding.severity.value}: {finding.title}{where}")
-    if len(worst) > 5:
-        reasons.append(f"... and {len(worst) - 5} more high or critical findings")
     reasons += [
         f.title
         for f in findings
-        if f.source is Source.heuristic and f.severity.at_least(Severity.medium)
+        if f.source is Source.heuristic
+        and f.severity.at_least(Severity.medium)
+        and f is not worst
+        and f not in serious
     ]
-    medium = sum(1 for f in findings if f.severity is Severity.medium)
-    if medium and not reasons:
-        reasons.append(f"{medium} medium finding(s)")
     if not reasons:
-        reasons.append("No high-severity findings and no sensitive areas touched.")
+        reasons.append("No finding above low and no sensitive areas touched.")
     return reasons
 
 

@@ -1,0 +1,306 @@
+"""Small AST checks for what bandit does not see, on the lines a branch changed:
+
+- TLS verification turned off by assignment (`session.verify = False`,
+  `ctx.check_hostname = False`, `ctx.verify_mode = ssl.CERT_NONE`);
+- SQL built from a SQL-looking constant or f-string (`QUERY % key`, `QUERY.format(...)`,
+  `"..." + name`, directly or through one variable) that reaches `execute()`;
+- XML parsed with the standard library (or lxml) when the parser's import came through a
+  `try/except ImportError` fallback or an alias, which bandit's call checks do not follow.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+from agents.analyzers.merge import problem_fingerprint
+from agents.context import files as kinds
+from agents.context.workspace import Workspace
+from agents.report import Finding, Severity, Source
+
+_SQL = re.compile(
+    r"^\s*(select\b.*\bfrom\b|insert\s+into\b|update\b.*\bset\b|delete\s+from\b|replace\s+into\b"
+    r"|with\b.*\bas\s*\(|create\s+(table|index|view)\b|drop\s+(table|index|view)\b)",
+    re.IGNORECASE | re.DOTALL,
+)
+_OPT_OUT = re.compile(r"verif|insecure|check_?hostname|validate|cert|no_?ssl|ssl_?check", re.I)
+_EXECUTE = frozenset({"execute", "executemany", "executescript", "raw", "mogrify"})
+_UNSAFE_XML_MODULES = (
+    "xml.etree",
+    "xml.dom",
+    "xml.sax",
+    "lxml.etree",
+    "lxml",
+    "xml.parsers.expat",
+)
+_XML_PARSE = frozenset(
+    {
+        "fromstring",
+        "parse",
+        "XML",
+        "iterparse",
+        "parseString",
+        "XMLParser",
+        "make_parser",
+        "fromstringlist",
+        "XMLID",
+        "ParserCreate",
+    }
+)
+
+
+@dataclass(frozen=True)
+class _Hit:
+    problem: str
+    line: int
+    title: str
+    detail: str
+    suggestion: str
+
+
+def _dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        inner = _dotted(node.value)
+        return f"{inner}.{node.attr}" if inner else node.attr
+    return ""
+
+
+def _is_false(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and node.value is False
+
+
+def _looks_sql(text: str) -> bool:
+    return bool(_SQL.match(text))
+
+
+class _Checker(ast.NodeVisitor):
+    def __init__(self) -> None:
+        self.hits: list[_Hit] = []
+        self.sql_constants: set[str] = set()  # names bound to a SQL-looking string
+        self.built_sql: set[str] = set()  # names bound to SQL built from strings
+        # name -> the modules it was imported from, every branch of a try/except included
+        self.imports: dict[str, set[str]] = {}
+        self.fallback: set[str] = set()  # names imported again in an `except ImportError`
+        self.conditions: list[str] = []  # the source of each enclosing `if` test
+
+    def visit_If(self, node: ast.If) -> None:
+        self.visit(node.test)
+        self.conditions.append(ast.unparse(node.test))
+        for statement in node.body:
+            self.visit(statement)
+        self.conditions.pop()
+        # An `else` of a verification switch is the switch's other side: still the opt-out.
+        self.conditions.append(f"not ({ast.unparse(node.test)})")
+        for statement in node.orelse:
+            self.visit(statement)
+        self.conditions.pop()
+
+    # -- imports --------------------------------------------------------------------------------
+
+    def _bind(self, name: str, module: str, fallback: bool) -> None:
+        self.imports.setdefault(name, set()).add(module)
+        if fallback:
+            self.fallback.add(name)
+
+    def visit_Try(self, node: ast.Try) -> None:
+        for statement in node.body:
+            self.visit(statement)
+        for handler in node.handlers:
+            caught = _dotted(handler.type) if handler.type is not None else ""
+            is_import_error = caught in ("ImportError", "ModuleNotFoundError") or (
+                isinstance(handler.type, ast.Tuple)
+                and any(
+                    _dotted(e) in ("ImportError", "ModuleNotFoundError") for e in handler.type.elts
+                )
+            )
+            for statement in handler.body:
+                if is_import_error and isinstance(statement, ast.Import | ast.ImportFrom):
+                    self._import(statement, fallback=True)
+                else:
+                    self.visit(statement)
+        for statement in node.orelse + node.finalbody:
+            self.visit(statement)
+
+    def _import(self, node: ast.Import | ast.ImportFrom, *, fallback: bool) -> None:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                self._bind(alias.asname or alias.name.split(".")[0], alias.name, fallback)
+                if alias.asname:
+                    self._bind(alias.asname, alias.name, fallback)
+        else:
+            base = node.module or ""
+            for alias in node.names:
+                self._bind(alias.asname or alias.name, f"{base}.{alias.name}", fallback)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        self._import(node, fallback=False)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        self._import(node, fallback=False)
+
+    # -- TLS --------------------------------------------------------------------------------------
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        for target in node.targets:
+            if isinstance(target, ast.Attribute):
+                self._tls(target, node.value, node.lineno)
+            if isinstance(target, ast.Name):
+                if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                    if _looks_sql(node.value.value):
+                        self.sql_constants.add(target.id)
+                elif self._built_sql(node.value):
+                    self.built_sql.add(target.id)
+        self.generic_visit(node)
+
+    def _tls(self, target: ast.Attribute, value: ast.AST, line: int) -> None:
+        # Under `if verify is False:` / `if insecure:` this is the caller's explicit opt-out
+        # (how an HTTP client implements verify=False), not verification silently dropped.
+        if any(_OPT_OUT.search(condition) for condition in self.conditions):
+            return
+        if target.attr in ("verify", "check_hostname") and _is_false(value):
+            what = f"{_dotted(target)} = False"
+        elif target.attr == "verify_mode" and _dotted(value).endswith("CERT_NONE"):
+            what = f"{_dotted(target)} = {_dotted(value)}"
+        else:
+            return
+        self.hits.append(
+            _Hit(
+                "tls-verification-off",
+                line,
+                "TLS certificate verification turned off",
+                f"`{what}` accepts any certificate: anyone on the network path can read and "
+                "change the traffic.",
+                "Keep verification on; pass a CA bundle for a private CA.",
+            )
+        )
+
+    # -- SQL --------------------------------------------------------------------------------------
+
+    def _built_sql(self, node: ast.AST) -> bool:
+        """A string built by formatting, where the template is SQL-looking."""
+        if isinstance(node, ast.JoinedStr):
+            literal = "".join(
+                v.value
+                for v in node.values
+                if isinstance(v, ast.Constant) and isinstance(v.value, str)
+            )
+            return _looks_sql(literal) and any(
+                isinstance(v, ast.FormattedValue) for v in node.values
+            )
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod | ast.Add):
+            return self._sql_template(node.left) or (
+                isinstance(node.op, ast.Add) and self._built_sql(node.left)
+            )
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "format"
+        ):
+            return self._sql_template(node.func.value)
+        return False
+
+    def _sql_template(self, node: ast.AST) -> bool:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return _looks_sql(node.value)
+        if isinstance(node, ast.Name):
+            return node.id in self.sql_constants
+        return False
+
+    def visit_Call(self, node: ast.Call) -> None:
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else _dotted(node.func)
+        if name in _EXECUTE and node.args:
+            query = node.args[0]
+            direct = self._built_sql(query) and not isinstance(query, ast.Constant)
+            via = isinstance(query, ast.Name) and query.id in self.built_sql
+            # A plain f-string or literal formatting is bandit's B608; a named template or a
+            # variable in between is what it misses. Both are reported, merged with bandit's.
+            if direct or via:
+                self.hits.append(
+                    _Hit(
+                        "sql-injection",
+                        node.lineno,
+                        "SQL built from strings reaches execute()",
+                        "The query is formatted from a SQL template (%, +, .format or an "
+                        "f-string); a value from outside can change the statement.",
+                        "Use placeholders and pass the values as parameters to execute().",
+                    )
+                )
+        self._xml(node)
+        self.generic_visit(node)
+
+    # -- XML --------------------------------------------------------------------------------------
+
+    def _xml(self, node: ast.Call) -> None:
+        dotted = _dotted(node.func)
+        if not dotted:
+            return
+        head, _, rest = dotted.partition(".")
+        leaf = dotted.rsplit(".", 1)[-1]
+        if leaf not in _XML_PARSE or head not in self.imports:
+            return
+        modules = {f"{m}.{rest}" if rest else m for m in self.imports[head]}
+        unsafe = sorted(m for m in modules if m.startswith(_UNSAFE_XML_MODULES))
+        if not unsafe:
+            return
+        fallback = head in self.fallback
+        aliased = any(not m.endswith(f".{head}") and m != head for m in self.imports[head])
+        if not (fallback or aliased):
+            return  # a plain `xml.etree.ElementTree.parse` is bandit's B313-B320
+        if any(k.arg == "resolve_entities" and _is_false(k.value) for k in node.keywords):
+            return
+        how = "a try/except ImportError fallback" if fallback else "an alias"
+        self.hits.append(
+            _Hit(
+                "unsafe-xml",
+                node.lineno,
+                "XML parsed with a parser that expands entities",
+                f"`{dotted}` resolves to {unsafe[0]} through {how}: external entities and "
+                "entity expansion (XXE, billion laughs) reach the parser.",
+                "Use defusedxml unconditionally (no fallback), or lxml with "
+                "resolve_entities=False and no_network=True.",
+            )
+        )
+
+
+def run_ast_checks(workspace: Workspace, *, agent: str) -> list[Finding]:
+    findings: list[Finding] = []
+    for diff in workspace.python_files():
+        if kinds.illustrative_kind(diff.path) is not None:
+            continue
+        text = workspace.texts[diff.path].removeprefix("\ufeff")
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            continue  # ruff reports the syntax error
+        checker = _Checker()
+        checker.visit(tree)
+        lines = text.splitlines()
+        # A line the branch only moved (the same text removed elsewhere) is no new problem.
+        moved = {line.strip() for line in diff.removed_lines}
+        for hit in checker.hits:
+            if hit.line not in diff.added_lines:
+                continue
+            line_text = lines[hit.line - 1] if hit.line <= len(lines) else ""
+            if line_text.strip() in moved:
+                continue
+            findings.append(
+                Finding(
+                    fingerprint=problem_fingerprint(hit.problem, diff.path, line_text),
+                    agent=agent,
+                    category="security",
+                    rule=f"problem:{hit.problem}",
+                    severity=Severity.high,
+                    confidence=0.8,
+                    file=diff.path,
+                    start_line=hit.line,
+                    end_line=hit.line,
+                    title=hit.title,
+                    detail=hit.detail,
+                    suggestion=hit.suggestion,
+                    source=Source.heuristic,
+                )
+            )
+    return findings

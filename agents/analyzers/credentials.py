@@ -1,0 +1,225 @@
+"""Whether a credential-looking value is a credential: judged from where it is (a test, the docs,
+an example, a comment or docstring) and what it looks like (a placeholder, a demo pair, a local
+or example host, a short development default).
+
+detect-secrets and bandit ask the same question of the same lines, so both use this one answer;
+`merge.py` then makes one finding of what they both saw. A real key format (AWS, a private key
+block, a Slack or GitHub token) is never demoted: such a value is live wherever it is.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import math
+import re
+import tokenize
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+
+from agents.context import files as kinds
+from agents.report import Severity
+
+# Values people write where a real one would go; compared case-insensitively, without
+# punctuation. Includes the classic demo pairs (scott/tiger, hunter2).
+_PLACEHOLDERS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "secret",
+        "secretkey",
+        "mysecret",
+        "topsecret",
+        "changeme",
+        "changeit",
+        "token",
+        "apikey",
+        "key",
+        "test",
+        "testing",
+        "tests",
+        "testpass",
+        "testpassword",
+        "dummy",
+        "fake",
+        "sample",
+        "example",
+        "foo",
+        "bar",
+        "baz",
+        "foobar",
+        "qux",
+        "spam",
+        "eggs",
+        "tiger",
+        "scott",
+        "hunter2",
+        "letmein",
+        "admin",
+        "root",
+        "user",
+        "username",
+        "guest",
+        "default",
+        "dev",
+        "development",
+        "local",
+        "insecure",
+        "notsecret",
+        "notasecret",
+        "xxx",
+        "abc",
+        "abc123",
+        "123",
+        "1234",
+        "12345",
+        "123456",
+        "qwerty",
+        "s3cr3t",
+        "p4ssw0rd",
+        "passw0rd",
+        "none",
+        "null",
+        "empty",
+        "redacted",
+        "hidden",
+        "mask",
+        "masked",
+        "placeholder",
+        "yourpassword",
+        "yoursecret",
+        "yourtoken",
+        "mypassword",
+        "mytoken",
+    }
+)
+_TEMPLATED = re.compile(r"[{}<>$%]|\.\.\.|^\*+$|^x+$|^(.)\1+$", re.IGNORECASE)
+_URL_CREDENTIALS = re.compile(
+    r"://(?P<user>[^:/\s@'\"]*):(?P<password>[^@\s/'\"]*)@(?P<host>[^/\s:'\"?#]*)"
+)
+_LOCAL_HOST = re.compile(
+    r"^(localhost|127\.\d+\.\d+\.\d+|0\.0\.0\.0|\[?::1\]?|host|hostname|server|db|database"
+    r"|postgres|mysql|redis|rabbitmq|mongo|example|your[-_.]?\w*"
+    r"|([\w-]+\.)*(example|localhost|test|invalid|local|internal|lan))$"
+    r"|^([\w-]+\.)*example\.(com|org|net)$",
+    re.IGNORECASE,
+)
+SHORT_VALUE = 8
+# Shannon entropy (bits per character) below which a value reads like words, not a key.
+LOW_ENTROPY = 3.0
+
+
+@dataclass(frozen=True)
+class Demotion:
+    severity: Severity
+    reason: str
+
+
+def _plain(value: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", value.lower())
+
+
+def is_placeholder(value: str) -> bool:
+    value = value.strip().strip("'\"`")
+    if not value:
+        return True
+    if _TEMPLATED.search(value):
+        return True
+    plain = _plain(value)
+    if not plain or plain in _PLACEHOLDERS:
+        return True
+    # "test-password", "dummy_secret_key", "my-dev-token": every word is a placeholder word.
+    words = [w for w in re.split(r"[^a-z0-9]+", value.lower()) if w]
+    return bool(words) and all(w in _PLACEHOLDERS for w in words)
+
+
+def entropy(value: str) -> float:
+    if not value:
+        return 0.0
+    counts = Counter(value)
+    return -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+
+
+def value_demotion(value: str, line: str) -> Demotion | None:
+    """What the value itself says: a placeholder, a demo account, a local host, a short
+    development default."""
+    match = _URL_CREDENTIALS.search(line)
+    if match:
+        user, password, host = match.group("user"), match.group("password"), match.group("host")
+        if is_placeholder(password) or password == user:
+            return Demotion(Severity.info, f"placeholder credentials ({user or '?'}:****)")
+        if _LOCAL_HOST.match(host):
+            return Demotion(Severity.low, f"credentials for a local or example host ({host})")
+    if not value:
+        return None
+    if is_placeholder(value):
+        return Demotion(Severity.info, "a placeholder value, not a credential")
+    if len(value) < SHORT_VALUE:
+        return Demotion(
+            Severity.low, f"a short value ({len(value)} characters): a development default"
+        )
+    if entropy(value) < LOW_ENTROPY and value.replace("-", "").replace("_", "").isalpha():
+        return Demotion(Severity.low, "a low-entropy word, not a generated secret")
+    return None
+
+
+def place_demotion(path: str, line_number: int, text: str | None) -> Demotion | None:
+    """What the place says: a test, the docs, an example or fixture, a comment or docstring."""
+    kind = kinds.illustrative_kind(path)
+    if kind is not None:
+        return Demotion(Severity.low, f"in {kind}")
+    if text is not None and line_number in prose_lines(path, text):
+        return Demotion(Severity.low, "in a comment or docstring")
+    return None
+
+
+def demotion(
+    path: str, line_number: int, value: str, line: str, text: str | None
+) -> Demotion | None:
+    """The lower of what the value and the place say, with both reasons."""
+    found = [d for d in (value_demotion(value, line), place_demotion(path, line_number, text)) if d]
+    if not found:
+        return None
+    lowest = min(found, key=lambda d: d.severity.rank)
+    return Demotion(lowest.severity, "; ".join(d.reason for d in found))
+
+
+_COMMENT_START = ("#", "//", "/*", "*", "--", ";", "<!--", "%", "rem ", "REM ")
+
+
+@lru_cache(maxsize=256)
+def _python_prose(text: str) -> frozenset[int]:
+    lines: set[int] = set()
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.COMMENT:
+                lines.add(token.start[0])
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        pass
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return frozenset(lines)
+    for node in ast.walk(tree):
+        # A string standing alone as a statement: a docstring, or a block of prose.
+        if (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            lines.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+    return frozenset(lines)
+
+
+def prose_lines(path: str, text: str) -> frozenset[int]:
+    """Line numbers of comments and docstrings: Python exactly, other files by line start."""
+    if kinds.is_python(path):
+        return _python_prose(text.removeprefix("\ufeff"))
+    return frozenset(
+        n
+        for n, line in enumerate(text.splitlines(), start=1)
+        if line.lstrip().startswith(_COMMENT_START)
+    )

@@ -1,0 +1,365 @@
+"""Precision on the shapes real repositories have: each class of noise the offline report used to
+raise, on a small repository built here (the examples are of a class, not the test set)."""
+
+from __future__ import annotations
+
+from agents.analyzers.merge import CREDENTIAL, problem_fingerprint
+from agents.pipeline import analyze_branch
+from agents.report import Finding, Report, RiskLevel, Severity, Source
+from agents.roles.risk import assess
+from tests.gitrepo import RepoBuilder
+
+STRONG = "kX9mQ2vL7pR4wZ8nT5bY"  # a high-entropy value in no placeholder list
+
+
+def credentials(report: Report) -> dict[tuple[str, int], Finding]:
+    found = [f for f in report.findings if f.category == "secret" or f.rule in ("B105", "B106")]
+    out: dict[tuple[str, int], Finding] = {}
+    for finding in found:
+        assert finding.file and finding.start_line
+        key = (finding.file, finding.start_line)
+        assert key not in out, f"two credential findings on one line: {found}"
+        out[key] = finding
+    return out
+
+
+# -- 1. credentials that are not credentials ------------------------------------------------------
+
+
+def test_credentials_in_tests_docs_examples_and_prose_are_demoted_with_a_reason(
+    make_branch,
+) -> None:  # type: ignore[no-untyped-def]
+    repo = make_branch(
+        "feature/placeholders",
+        {
+            "tests/test_db.py": f'DB = "postgresql://app:{STRONG}@db.internal.corp/app"\n'
+            f'API_KEY = "{STRONG}"\n',
+            "docs/setup.md": "Run:\n\n    export DATABASE_URL=postgres://scott:tiger@db.corp.io/app\n",
+            "examples/settings.py": f'SECRET_KEY = "{STRONG}"\n',
+            "shop/settings.py": 'SECRET_KEY = "dev"\n',
+            "shop/local.py": 'API_TOKEN = "q7Zk2x"\n',
+            "shop/dsn.py": 'DSN = "mysql://username:password@localhost/shop"\n',
+            "shop/client.py": (
+                f'def connect():\n    """Connect.\n\n    password = "{STRONG}"\n    """\n'
+                "    return None\n"
+            ),
+        },
+    )
+    report = analyze_branch(repo.root, "feature/placeholders")
+    found = credentials(report)
+    expect = {
+        ("tests/test_db.py", 1): (Severity.low, "in a test file"),
+        ("tests/test_db.py", 2): (Severity.low, "in a test file"),
+        ("docs/setup.md", 3): (Severity.info, "placeholder credentials"),
+        ("examples/settings.py", 1): (Severity.low, "in an example or fixture"),
+        ("shop/settings.py", 1): (Severity.info, "a placeholder value"),
+        ("shop/local.py", 1): (Severity.low, "a short value (6 characters)"),
+        ("shop/dsn.py", 1): (Severity.info, "placeholder credentials"),
+        ("shop/client.py", 4): (Severity.low, "in a comment or docstring"),
+    }
+    for where, (severity, reason) in expect.items():
+        assert where in found, f"{where} not reported at all (demote, never drop): {found}"
+        assert found[where].severity is severity, (where, found[where])
+        assert reason in found[where].detail, (where, found[where].detail)
+    assert not any(f.severity.at_least(Severity.high) for f in report.findings)
+
+
+def test_real_credentials_keep_their_severity_wherever_they_are(make_branch) -> None:  # type: ignore[no-untyped-def]
+    aws = "AKIA4HJXZQ2WBNVGL7PK"
+    repo = make_branch(
+        "feature/real",
+        {
+            "shop/prod.py": f'DB_PASSWORD = "{STRONG}"\n',
+            "tests/test_keys.py": f'AWS_ACCESS_KEY_ID = "{aws}"\n',
+            "docs/deploy.md": f"    # the key is {aws}\n",
+        },
+    )
+    found = credentials(analyze_branch(repo.root, "feature/real"))
+    assert found[("shop/prod.py", 1)].severity is Severity.high
+    assert found[("tests/test_keys.py", 1)].severity is Severity.critical
+    assert found[("docs/deploy.md", 1)].severity is Severity.critical
+
+
+# -- 2. one problem, one finding ------------------------------------------------------------------
+
+
+def test_one_credential_seen_by_several_tools_is_one_finding(make_branch) -> None:  # type: ignore[no-untyped-def]
+    line = f'    connect(host="db", password="{STRONG}")'
+    repo = make_branch(
+        "feature/both",
+        {"shop/db.py": f'password = "{STRONG}"\n\n\ndef go(connect):\n{line}\n'},
+    )
+    report = analyze_branch(repo.root, "feature/both")
+    found = credentials(report)
+    assert sorted(found) == [("shop/db.py", 1), ("shop/db.py", 5)]
+    first = found[("shop/db.py", 1)]
+    assert any(s.startswith("secrets ") for s in first.seen_by), first.seen_by
+    assert "bandit B105" in first.seen_by
+    assert "bandit B106" in found[("shop/db.py", 5)].seen_by
+    assert "Seen by:" in first.detail
+    # The identity is the problem's, not the tool's: the same whichever tool saw it.
+    assert first.fingerprint == problem_fingerprint(
+        CREDENTIAL, "shop/db.py", f'password = "{STRONG}"'
+    )
+    assert found[("shop/db.py", 5)].fingerprint == problem_fingerprint(
+        CREDENTIAL, "shop/db.py", line
+    )
+
+
+# -- 3. the right line ----------------------------------------------------------------------------
+
+_DICT = [
+    "SETTINGS = {",
+    '    "name": "shop",',
+    '    "host": "db",',
+    '    "port": 5432,',
+    f'    "password": "{STRONG}",',
+    '    "timeout": 30,',
+    "}",
+]
+
+
+def test_a_credential_in_a_multi_line_dict_is_on_its_own_line(repo: RepoBuilder) -> None:
+    repo.branch("feature/dict")
+    repo.commit({"shop/conf.py": "\n".join(_DICT) + "\n"})
+    repo.branch("feature/other-key")
+    changed = [*_DICT]
+    changed[5] = '    "timeout": 60,'
+    repo.commit({"shop/conf.py": "\n".join(changed) + "\n"})
+    repo.checkout("main")
+    added = credentials(analyze_branch(repo.root, "feature/dict"))
+    assert list(added) == [("shop/conf.py", 5)]
+    # Another key of the dict changed: the password line did not, so it is not reported again.
+    again = analyze_branch(repo.root, "feature/other-key", "feature/dict")
+    assert credentials(again) == {}
+
+
+def test_b105_and_b106_never_fire_for_empty_none_or_the_environment(make_branch) -> None:  # type: ignore[no-untyped-def]
+    repo = make_branch(
+        "feature/empty",
+        {
+            "shop/auth_conf.py": (
+                "import os\n\n"
+                'password = ""\n'
+                "token = None\n"
+                'db_password = os.environ.get("DB_PASSWORD", "")\n'
+                'secret = os.getenv("SECRET", "")\n\n\n'
+                "def go(connect):\n"
+                '    connect(password="")\n'
+                '    connect(password=os.environ["PW"])\n'
+            )
+        },
+    )
+    assert credentials(analyze_branch(repo.root, "feature/empty")) == {}
+
+
+# -- 4. the repository's own lint configuration ----------------------------------------------------
+
+_PYPROJECT = """[project]
+name = "shop"
+
+[tool.ruff.lint]
+ignore = ["F401"]
+
+[tool.ruff.lint.per-file-ignores]
+"shop/legacy/*" = ["F841"]
+"""
+_UNUSED = "import os\n\n\ndef f():\n    x = 1\n    return 2\n"
+
+
+def test_the_repositorys_ruff_ignores_from_the_merge_base_apply(repo: RepoBuilder) -> None:
+    repo.commit({"pyproject.toml": _PYPROJECT}, "ruff config")
+    repo.branch("feature/lint")
+    repo.commit({"shop/a.py": _UNUSED, "shop/legacy/b.py": _UNUSED})
+    repo.checkout("main")
+    report = analyze_branch(repo.root, "feature/lint")
+    lint = sorted((f.file, f.rule) for f in report.findings if f.source is Source.ruff)
+    assert lint == [("shop/a.py", "F841")]
+    assert "ruff honoured the repository's pyproject.toml at the base" in report.summary
+    assert "ignore F401" in report.summary
+
+
+def test_a_branch_cannot_silence_a_check_on_its_own_change(repo: RepoBuilder) -> None:
+    repo.branch("feature/silence")
+    repo.commit(
+        {
+            "ruff.toml": '[lint]\nignore = ["F841", "F401"]\n',
+            "shop/a.py": _UNUSED,
+        }
+    )
+    repo.checkout("main")
+    report = analyze_branch(repo.root, "feature/silence")
+    lint = sorted(f.rule for f in report.findings if f.source is Source.ruff)
+    assert lint == ["F401", "F841"]
+    assert "ruff honoured" not in report.summary
+
+
+# -- 5. test idioms ---------------------------------------------------------------------------------
+
+
+def test_test_idioms_are_not_findings_but_the_same_in_source_is(make_branch) -> None:  # type: ignore[no-untyped-def]
+    idioms = (
+        "import pytest\n\n\n"
+        "def test_raises():\n"
+        "    with pytest.raises(ZeroDivisionError):\n"
+        "        1 / 0\n\n\n"
+        "def test_bare():\n"
+        "    try:\n"
+        "        pytest.fail()\n"
+        "    except:\n"
+        "        pass\n\n\n"
+        "def test_never():\n"
+        "    assert False\n\n\n"
+        "def test_dup():\n"
+        "    pass\n\n\n"
+        "def test_dup():\n"
+        "    pass\n"
+    )
+    source = (
+        "def handle(job):\n    try:\n        job()\n    except:\n        pass\n    result = 1\n"
+    )
+    repo = make_branch("feature/tests", {"tests/test_auth.py": idioms, "shop/jobs.py": source})
+    report = analyze_branch(repo.root, "feature/tests")
+    in_tests = sorted(f.rule for f in report.findings if f.file == "tests/test_auth.py")
+    assert in_tests == ["F811"], in_tests  # a duplicate test name hides a test: kept
+    in_source = sorted(f.rule for f in report.findings if f.file == "shop/jobs.py")
+    assert "E722" in in_source and "F841" in in_source
+    # A test of the login code is not login code.
+    assert not any(f.rule.startswith("sensitive-path") for f in report.findings)
+
+
+# -- 6. heuristics that know what tests are ------------------------------------------------------
+
+
+def test_a_renamed_moved_or_split_test_is_not_a_deleted_one(repo: RepoBuilder) -> None:
+    repo.commit(
+        {
+            "tests/test_orders.py": (
+                "def test_create():\n    pass\n\n\ndef test_cancel():\n    pass\n"
+            )
+        },
+        "orders tests",
+    )
+    repo.branch("feature/split")
+    repo.commit(
+        {
+            "tests/test_orders.py": None,
+            "tests/orders/test_create.py": "def test_create():\n    assert 1\n",
+            "tests/orders/test_cancel.py": "def test_cancel():\n    assert 1\n",
+            "tests/test_cart.py": "from shop.cart import total\n\n\ndef test_total():\n    assert total([]) == 0\n",
+        }
+    )
+    repo.checkout("main")
+    report = analyze_branch(repo.root, "feature/split")
+    assert [f for f in report.findings if f.rule == "deleted-test"] == []
+
+
+def test_a_test_really_removed_is_still_reported(repo: RepoBuilder) -> None:
+    repo.branch("feature/gone")
+    repo.commit({"tests/test_cart.py": "from shop.cart import total\n"})
+    repo.checkout("main")
+    report = analyze_branch(repo.root, "feature/gone")
+    [deleted] = [f for f in report.findings if f.rule == "deleted-test"]
+    assert "test_total" in deleted.detail
+
+
+def test_untested_code_skips_private_modules_and_modules_tests_import(make_branch) -> None:  # type: ignore[no-untyped-def]
+    repo = make_branch(
+        "feature/code",
+        {
+            "shop/_internal.py": "def helper():\n    return 1\n",
+            "shop/_impl/engine.py": "def run():\n    return 1\n",
+            "shop/cart.py": (
+                "def total(prices):\n    return sum(prices)\n\n\n"
+                "def discount(prices):\n    return total(prices) * 0.9\n"
+            ),
+            "shop/report.py": "def render(rows):\n    return rows\n",
+        },
+    )
+    report = analyze_branch(repo.root, "feature/code")
+    untested = {f.file for f in report.findings if f.rule == "untested-code"}
+    assert untested == {"shop/report.py"}
+
+
+_WORKFLOW = """name: tests
+on: [push]
+jobs:
+  test:
+    runs-on: ubuntu-latest
+    strategy:
+      matrix:
+        python-version: ["3.10", "3.11"]
+    steps:
+      - uses: actions/checkout@v4
+      - run: pytest
+"""
+
+
+def _ci_findings(repo: RepoBuilder, name: str, text: str) -> list[Finding]:
+    repo.branch(name, "main")
+    repo.commit({".github/workflows/tests.yml": text})
+    repo.checkout("main")
+    return [f for f in analyze_branch(repo.root, name).findings if f.rule == "sensitive-path:ci"]
+
+
+def test_a_ci_matrix_edit_is_not_a_risky_ci_change(repo: RepoBuilder) -> None:
+    repo.commit({".github/workflows/tests.yml": _WORKFLOW}, "ci")
+    matrix = _WORKFLOW.replace('["3.10", "3.11"]', '["3.10", "3.11", "3.12"]')
+    assert _ci_findings(repo, "feature/matrix", matrix) == []
+    [bump] = _ci_findings(repo, "feature/bump", _WORKFLOW.replace("checkout@v4", "checkout@v5"))
+    assert bump.severity is Severity.info
+    [risky] = _ci_findings(
+        repo, "feature/target", _WORKFLOW.replace("on: [push]", "on: [pull_request_target]")
+    )
+    assert risky.severity is Severity.medium
+    [injected] = _ci_findings(
+        repo,
+        "feature/inject",
+        _WORKFLOW.replace("- run: pytest", '- run: echo "${{ github.event.issue.title }}"'),
+    )
+    assert injected.severity is Severity.high
+
+
+# -- 7. a verdict that follows evidence, not counts ------------------------------------------------
+
+
+def _f(severity: Severity, rule: str, line: int, confidence: float = 0.8) -> Finding:
+    return Finding(
+        fingerprint=f"{rule}{line}",
+        agent="code_review",
+        category="secret",
+        rule=rule,
+        severity=severity,
+        confidence=confidence,
+        file="tests/test_x.py",
+        start_line=line,
+        title=f"{rule} on line {line}",
+        source=Source.secrets,
+    )
+
+
+def test_many_findings_of_one_kind_do_not_make_a_change_critical() -> None:
+    many_highs = [_f(Severity.high, "Secret Keyword", n) for n in range(1, 25)]
+    risk = assess(many_highs)
+    assert risk.level is RiskLevel.high
+    assert risk.score < 75
+    assert assess(many_highs[:1]).score == risk.score  # more of the same kind adds nothing
+    assert risk.reasons[0].startswith("high because of the worst finding")
+
+
+def test_critical_and_a_score_of_100_need_a_critical_finding() -> None:
+    kinds = ["B602", "B307", "B608", "B506", "B301", "B105", "Secret Keyword"]
+    highs = [_f(Severity.high, rule, n) for n, rule in enumerate(kinds, start=1)]
+    assert assess(highs).level is RiskLevel.high
+    assert assess(highs).score <= 74
+    with_critical = [*highs, _f(Severity.critical, "AWS Access Key", 99)]
+    risk = assess(with_critical)
+    assert risk.level is RiskLevel.critical
+    assert "AWS Access Key" in risk.reasons[0]
+    assert assess(with_critical[-1:]).score < risk.score  # more kinds add a little
+
+
+def test_low_confidence_findings_do_not_set_the_level() -> None:
+    assert assess([_f(Severity.high, "guess", 1, confidence=0.3)]).level is RiskLevel.medium
+    assert assess([]).level is RiskLevel.low
+    assert assess([]).score == 0
