@@ -341,8 +341,9 @@ def eval_history_command(
     """Replay the history offline: each commit against its parent, then which findings later
     commits addressed, per rule, against the base rate of plain churn."""
     errors = Console(stderr=True)
-    if since is not None:
-        _since_or_exit(errors, since)
+    start = _since_or_exit(errors, since)
+    if start is not None and start.year > 2099:  # past git's calendar, which ignores them
+        _fail(errors, f"--since {since!r} is too far ahead.", "Use a date before 2100.")
     if last is None and since is None:
         last = 100
     try:
@@ -365,7 +366,7 @@ def eval_history_command(
                 git_repo,
                 head,
                 last=last,
-                since=since,
+                since=start.isoformat() if start is not None else None,
                 window=window,
                 on_commit=advance,
                 details=details,

@@ -168,7 +168,7 @@ def run_hardening(
             if not any(rule.safe.search(line) for line in removed):
                 continue
             # The unsafe form was there before too: a refactor, not a reversal.
-            if any(rule.unsafe.search(line) for line in removed):
+            if any(rule.unsafe.search(line) and not rule.safe.search(line) for line in removed):
                 continue
             for number, text in sorted(added.items()):
                 if not rule.unsafe.search(text) or rule.safe.search(text):
