@@ -363,3 +363,17 @@ def test_low_confidence_findings_do_not_set_the_level() -> None:
     assert assess([_f(Severity.high, "guess", 1, confidence=0.3)]).level is RiskLevel.medium
     assert assess([]).level is RiskLevel.low
     assert assess([]).score == 0
+
+
+def test_what_bandit_itself_doubts_is_not_high(make_branch) -> None:  # type: ignore[no-untyped-def]
+    code = (
+        "def compile_insert(table, columns):\n"
+        '    text = f"INSERT INTO {table} ({columns}) SELECT {columns} FROM staging"\n'
+        "    return text\n"
+    )
+    repo = make_branch("feature/compiler", {"shop/sql/compiler.py": code})
+    report = analyze_branch(repo.root, "feature/compiler")
+    [b608] = [f for f in report.findings if f.rule == "B608"]
+    # SQL-looking text built far from any execute(): bandit's confidence is low.
+    assert b608.severity is Severity.medium
+    assert "not confident" in b608.detail

@@ -41,6 +41,7 @@ _SEVERITY_OVERRIDE = {
 }
 _CREDENTIAL_CHECKS = ("B105", "B106", "B107")
 _TEST_IDIOMS = frozenset({"B110", "B112"})
+_AT_MOST_MEDIUM = frozenset({"B324"})
 _QUOTED = re.compile(r"""(['"])(.*)\1""")
 # A value read from the environment or a settings object is the right way to do it.
 _FROM_OUTSIDE = re.compile(r"\b(environ|getenv|get_secret|secrets?manager|config\(|settings\.)")
@@ -129,6 +130,13 @@ def _finding(
         detail += f" Rated low: in {kinds.illustrative_kind(path)}."
     elif text and number in prose_lines(path, text):
         return None  # bandit read a string that is prose (a docstring), not code
+    if (
+        str(item.get("issue_confidence")) == "LOW" or test_id in _AT_MOST_MEDIUM
+    ) and severity.rank > Severity.medium.rank:
+        # bandit's own low confidence (SQL-looking text built far from any execute(), say in
+        # a query compiler), or a weak hash that is as often a cache key: worth a look, not high.
+        severity = Severity.medium
+        detail += " Rated medium: bandit is not confident this is exploitable."
     return Finding(
         fingerprint=anchor,
         agent=agent,
