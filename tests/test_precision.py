@@ -377,3 +377,33 @@ def test_what_bandit_itself_doubts_is_not_high(make_branch) -> None:  # type: ig
     # SQL-looking text built far from any execute(): bandit's confidence is low.
     assert b608.severity is Severity.medium
     assert "not confident" in b608.detail
+
+
+def test_a_file_that_never_parsed_is_not_the_branchs_syntax_error(repo: RepoBuilder) -> None:
+    py2 = "".join(f'print "line {n}"\n' for n in range(30))
+    repo.commit({"tools/legacy.py": py2}, "python 2 script")
+    repo.branch("feature/legacy")
+    repo.commit({"tools/legacy.py": py2 + 'print "one more"\n', "shop/new.py": "def f(:\n"})
+    repo.checkout("main")
+    report = analyze_branch(repo.root, "feature/legacy")
+    syntax = [(f.file, f.rule) for f in report.findings if f.rule == "invalid-syntax"]
+    # One finding for the file the branch broke; none for the one that never parsed.
+    assert syntax == [("shop/new.py", "invalid-syntax")]
+    assert "tools/legacy.py does not parse as Python 3 at the base either" in report.summary
+
+
+def test_a_shell_with_a_constant_command_and_a_bare_reraise_are_not_high(make_branch) -> None:  # type: ignore[no-untyped-def]
+    code = (
+        "import os\n\n\n"
+        "def publish():\n"
+        '    os.system("python -m build")\n\n\n'
+        "def handle():\n"
+        "    raise\n"
+    )
+    report = analyze_branch(
+        make_branch("feature/const", {"shop/release.py": code}).root, "feature/const"
+    )
+    by_rule = {f.rule: f.severity for f in report.findings if f.file == "shop/release.py"}
+    assert by_rule["B605"] is Severity.low  # bandit: "seems safe"
+    assert by_rule["PLE0704"] is Severity.low
+    assert report.risk.level is RiskLevel.low

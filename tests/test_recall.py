@@ -243,3 +243,21 @@ def test_sessions_cookies_redirects_sso_jwt_crypto_and_permissions_are_sensitive
     report = analyze_branch(make_branch("feature/areas", files).root, "feature/areas")
     sensitive = {f.file for f in report.findings if f.rule == "sensitive-path:auth"}
     assert sensitive == set(paths)
+
+
+def test_a_hand_written_constant_time_compare_replaced_by_equality(repo: RepoBuilder) -> None:
+    before = (
+        "import hmac\n\n_compare = getattr(hmac, 'compare_digest', None)\n\n\n"
+        "def check(cert_digest, expected):\n"
+        "    if not _const_compare_digest(cert_digest, expected):\n"
+        "        raise ValueError('bad fingerprint')\n"
+    )
+    after = (
+        "def check(cert_digest, expected):\n"
+        "    if cert_digest != expected:\n"
+        "        raise ValueError('bad fingerprint')\n"
+    )
+    report = swap(repo, "digest", before, after)
+    [found] = on_line(report, "shop/io.py", 2)
+    assert found.severity is Severity.high
+    assert "compare_digest" in found.detail

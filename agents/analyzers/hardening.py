@@ -118,7 +118,7 @@ REVERSALS: tuple[Reversal, ...] = (
     ),
     Reversal(
         "timing-unsafe-compare",
-        _re(r"\b(hmac\.)?compare_digest\s*\("),
+        _re(r"compare_digest|constant_time_compare|const_compare|safe_str_cmp|secure_compare"),
         _re(
             r"(?i)(digest|signature|sig|token|hmac|mac|hash|secret|password)\w*\s*(==|!=)|(==|!=)\s*\w*(digest|signature|sig|token|hmac|mac|hash|secret|password)"
         ),

@@ -23,6 +23,7 @@ from agents.report import Finding, Severity, Source, fingerprint
 # bugbear (likely bugs), pylint errors, async pitfalls.
 RUFF_SELECT = ("F", "E4", "E7", "E9", "B", "PLE", "ASYNC")
 
+SYNTAX = ("invalid-syntax", "syntax-error", "E999")
 _HIGH = ("E9", "F821", "F822", "F823", "F7", "F63", "PLE", "syntax", "invalid-syntax")
 _MEDIUM = ("B", "F811", "F601", "F602", "E722", "ASYNC", "F50", "F52")
 _LOW_CONFIDENCE = ("E7",)
@@ -32,11 +33,11 @@ TEST_IDIOMS = frozenset({"B018", "E722", "B011", "B015", "E701", "E731"})
 
 
 def ruff_severity(code: str) -> Severity:
-    if code.startswith(_HIGH):
-        return Severity.high
     # A bare `raise` in a helper called from an except block is a Python idiom.
     if code in ("B007", "B009", "B010", "B018", "PLE0704"):
         return Severity.low
+    if code.startswith(_HIGH):
+        return Severity.high
     if code.startswith(_MEDIUM):
         return Severity.medium
     return Severity.low
@@ -89,6 +90,7 @@ def run_ruff(workspace: Workspace, *, agent: str, config: RuffConfig | None = No
     if done.returncode != 0:
         raise RuntimeError(f"ruff failed: {done.stderr.decode('utf-8', 'replace').strip()}")
     root = str(workspace.root.resolve())
+    broken: set[str] = set()
     for item in json.loads(done.stdout or b"[]"):
         path = _relative(item["filename"], root)
         diff = by_path.get(path)
@@ -97,8 +99,12 @@ def run_ruff(workspace: Workspace, *, agent: str, config: RuffConfig | None = No
         start = int(item["location"]["row"])
         end = int(item["end_location"]["row"])
         code = item.get("code") or "invalid-syntax"
-        syntax = code in ("invalid-syntax", "syntax-error", "E999")
+        syntax = code in SYNTAX
         if syntax:
+            # One per file: after the first, a parser's errors are mostly echoes of it.
+            if path in broken:
+                continue
+            broken.add(path)
             # A syntax error is often reported where the parser gave up (the next unchanged
             # def, or past the last line); the branch broke the file either way.
             last = max(1, len(workspace.texts[path].splitlines()))

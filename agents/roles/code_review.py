@@ -3,6 +3,7 @@ model, the review linters cannot do, grounded by those findings, and small patch
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
@@ -11,7 +12,7 @@ from agents.analyzers import ruff_config
 from agents.analyzers.ast_checks import run_ast_checks
 from agents.analyzers.autofix import build_patch
 from agents.analyzers.hardening import run_hardening
-from agents.analyzers.lint import LintResult, run_ruff
+from agents.analyzers.lint import SYNTAX, LintResult, run_ruff
 from agents.analyzers.merge import merge_same_problem
 from agents.analyzers.secrets_scan import run_secrets
 from agents.analyzers.security import run_bandit
@@ -48,11 +49,37 @@ class CodeReviewAgent:
             found += run_hardening(state.diff, agent=self.name, texts=state.workspace.texts)
             found += run_ast_checks(state.workspace, agent=self.name)
             lint, security = lint_job.result(), bandit_job.result()
-        found = [*lint.findings, *security, *found]
+        found = [*self._branch_syntax_errors(state, lint.findings), *security, *found]
         state.findings.extend(merge_same_problem(found, self._line_text(state)))
         self._propose_fixes(state, lint)
         if state.llm is not None:
             self._review_with_model(state)
+
+    @staticmethod
+    def _branch_syntax_errors(state: PipelineState, findings: list[Finding]) -> list[Finding]:
+        """Drop syntax errors of a file that did not parse at the base either (Python 2 code,
+        a template with a .py name): the branch did not break it, and every line would be
+        flagged."""
+        paths = {f.file for f in findings if f.rule in SYNTAX and f.file}
+        if not paths:
+            return findings
+        old = {
+            path: file.old_blob
+            for path in paths
+            if (file := state.diff.file(path)) is not None and file.old_blob
+        }
+        blobs = state.diff.repo.read_objects(old.values())
+        already: set[str] = set()
+        for path, blob in old.items():
+            try:
+                ast.parse((blobs.get(blob) or b"").decode("utf-8", "replace"))
+            except (SyntaxError, ValueError):
+                already.add(path)
+                state.note(
+                    f"{path} does not parse as Python 3 at the base either: its syntax errors "
+                    "are not reported as the branch's."
+                )
+        return [f for f in findings if not (f.rule in SYNTAX and f.file in already)]
 
     @staticmethod
     def _line_text(state: PipelineState) -> Callable[[str, int], str]:
