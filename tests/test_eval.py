@@ -36,7 +36,9 @@ def _history(tmp_path: Path) -> tuple[RepoBuilder, list[str]]:
     shas.append(
         repo.commit(
             {
-                "shop/calc.py": "def a(x):\n    return eval(x)\n\n\ndef b(y):\n    return eval(y)\n",
+                "shop/calc.py": (
+                    "def a(x):\n    return eval(x)\n\n\ndef b(y):\n    return eval(y)\n"
+                ),
                 "shop/notes.py": "ONE = 1\nTWO = 2\n",
             },
             "calculators",

@@ -153,7 +153,7 @@ def test_b105_and_b106_never_fire_for_empty_none_or_the_environment(make_branch)
     assert credentials(analyze_branch(repo.root, "feature/empty")) == {}
 
 
-# -- 4. the repository's own lint configuration ----------------------------------------------------
+# -- 4. the repository's own lint configuration ---------------------------------------------------
 
 _PYPROJECT = """[project]
 name = "shop"
@@ -194,7 +194,7 @@ def test_a_branch_cannot_silence_a_check_on_its_own_change(repo: RepoBuilder) ->
     assert "ruff honoured" not in report.summary
 
 
-# -- 5. test idioms ---------------------------------------------------------------------------------
+# -- 5. test idioms -------------------------------------------------------------------------------
 
 
 def test_test_idioms_are_not_findings_but_the_same_in_source_is(make_branch) -> None:  # type: ignore[no-untyped-def]
@@ -228,7 +228,7 @@ def test_test_idioms_are_not_findings_but_the_same_in_source_is(make_branch) -> 
     assert not any(f.rule.startswith("sensitive-path") for f in report.findings)
 
 
-# -- 6. heuristics that know what tests are ------------------------------------------------------
+# -- 6. heuristics that know what tests are -------------------------------------------------------
 
 
 def test_a_renamed_moved_or_split_test_is_not_a_deleted_one(repo: RepoBuilder) -> None:
@@ -246,7 +246,9 @@ def test_a_renamed_moved_or_split_test_is_not_a_deleted_one(repo: RepoBuilder) -
             "tests/test_orders.py": None,
             "tests/orders/test_create.py": "def test_create():\n    assert 1\n",
             "tests/orders/test_cancel.py": "def test_cancel():\n    assert 1\n",
-            "tests/test_cart.py": "from shop.cart import total\n\n\ndef test_total():\n    assert total([]) == 0\n",
+            "tests/test_cart.py": (
+                "from shop.cart import total\n\n\ndef test_total():\n    assert total([]) == 0\n"
+            ),
         }
     )
     repo.checkout("main")
@@ -320,7 +322,7 @@ def test_a_ci_matrix_edit_is_not_a_risky_ci_change(repo: RepoBuilder) -> None:
     assert injected.severity is Severity.high
 
 
-# -- 7. a verdict that follows evidence, not counts ------------------------------------------------
+# -- 7. a verdict that follows evidence, not counts -----------------------------------------------
 
 
 def _f(severity: Severity, rule: str, line: int, confidence: float = 0.8) -> Finding:

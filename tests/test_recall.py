@@ -74,8 +74,8 @@ REVERSALS = [
     ),
     (
         "verify",
-        "import requests\n\n\ndef get(url):\n    return requests.get(url, verify=True, timeout=5)\n",
-        "import requests\n\n\ndef get(url):\n    return requests.get(url, verify=False, timeout=5)\n",
+        "import requests\n\n\ndef get(u):\n    return requests.get(u, timeout=5, verify=True)\n",
+        "import requests\n\n\ndef get(u):\n    return requests.get(u, timeout=5, verify=False)\n",
         5,
         "TLS verification",
     ),
@@ -125,7 +125,7 @@ def test_a_refactor_that_keeps_the_unsafe_call_is_no_reversal(repo: RepoBuilder)
     assert not any(f.rule.endswith(":reverted") for f in report.findings)
 
 
-# -- what bandit does not see ----------------------------------------------------------------------
+# -- what bandit does not see ---------------------------------------------------------------------
 
 
 def test_tls_verification_turned_off_by_assignment(make_branch) -> None:  # type: ignore[no-untyped-def]
@@ -200,7 +200,7 @@ def test_xml_through_an_import_fallback_or_alias(make_branch) -> None:  # type: 
     assert "fallback" in xml[9].detail
 
 
-# -- severity of deserialization -------------------------------------------------------------------
+# -- severity of deserialization ------------------------------------------------------------------
 
 
 def test_deserialization_of_outside_data_is_high(make_branch) -> None:  # type: ignore[no-untyped-def]
@@ -222,7 +222,7 @@ def test_deserialization_of_outside_data_is_high(make_branch) -> None:  # type: 
     assert report.risk.level.value == "high"
 
 
-# -- sensitive areas ---------------------------------------------------------------------------------
+# -- sensitive areas ------------------------------------------------------------------------------
 
 
 def test_sessions_cookies_redirects_sso_jwt_crypto_and_permissions_are_sensitive(
