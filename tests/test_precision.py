@@ -409,3 +409,80 @@ def test_a_shell_with_a_constant_command_and_a_bare_reraise_are_not_high(make_br
     assert by_rule["B605"] is Severity.low  # bandit: "seems safe"
     assert by_rule["PLE0704"] is Severity.low
     assert report.risk.level is RiskLevel.low
+
+
+def test_an_undefined_name_python_never_evaluates_is_not_high(make_branch) -> None:  # type: ignore[no-untyped-def]
+    deferred = (
+        "from __future__ import annotations\n\n\n"
+        "def build(items: list[Missing]) -> Other:\n"
+        "    return crash(items)\n"
+    )
+    report = analyze_branch(
+        make_branch(
+            "feature/annotations",
+            {"shop/build.py": deferred, "shop/typed.pyi": "def f(x: Undefined) -> None: ...\n"},
+        ).root,
+        "feature/annotations",
+    )
+    f821 = {
+        (f.file, f.title.split("`")[1]): f.severity for f in report.findings if f.rule == "F821"
+    }
+    assert f821 == {
+        ("shop/build.py", "Missing"): Severity.medium,
+        ("shop/build.py", "Other"): Severity.medium,
+        ("shop/build.py", "crash"): Severity.high,  # this one raises NameError when called
+        ("shop/typed.pyi", "Undefined"): Severity.medium,
+    }
+
+
+def test_demo_accounts_and_service_hosts_in_connection_urls(make_branch) -> None:  # type: ignore[no-untyped-def]
+    repo = make_branch(
+        "feature/urls",
+        {
+            "setup.cfg": "[db]\nmssql = mssql+pyodbc://scott:tiger^5HHH@mssql2022:1433/test\n"
+            f"pg = postgresql://app:{STRONG}@db:5432/app\n"
+            f"prod = postgresql://app:{STRONG}@db.prod.corp.io/app\n"
+        },
+    )
+    found = credentials(analyze_branch(repo.root, "feature/urls"))
+    assert found[("setup.cfg", 2)].severity is Severity.info
+    assert found[("setup.cfg", 3)].severity is Severity.low
+    assert "local or example host (db)" in found[("setup.cfg", 3)].detail
+    assert found[("setup.cfg", 4)].severity is Severity.high
+
+
+def test_bandit_in_test_code_reports_only_credentials(make_branch) -> None:  # type: ignore[no-untyped-def]
+    code = (
+        "import subprocess\n\nimport requests\n\n\n"
+        "def test_call():\n"
+        '    requests.get("http://127.0.0.1:8000/")\n'
+        '    subprocess.run("ls /tmp/x", shell=True)\n'
+        f'    login(password="{STRONG}")\n'
+    )
+    report = analyze_branch(
+        make_branch("feature/t", {"tests/test_http.py": code}).root, "feature/t"
+    )
+    bandit = [
+        f for f in report.findings if f.source.value == "bandit" or "bandit B106" in f.seen_by
+    ]
+    assert [(f.start_line, f.severity) for f in bandit] == [(9, Severity.low)]
+
+
+def test_tests_removed_with_the_code_they_tested_are_low(repo: RepoBuilder) -> None:
+    repo.commit(
+        {
+            "shop/netrc.py": "".join(f"def helper_{n}():\n    return {n}\n\n\n" for n in range(10)),
+            "tests/test_netrc.py": "def test_netrc():\n    pass\n",
+        },
+        "netrc support",
+    )
+    repo.branch("feature/drop-netrc")
+    repo.commit({"shop/netrc.py": None, "tests/test_netrc.py": None})
+    repo.checkout("main")
+    [deleted] = [
+        f
+        for f in analyze_branch(repo.root, "feature/drop-netrc").findings
+        if f.rule == "deleted-test"
+    ]
+    assert deleted.severity is Severity.low
+    assert "removes more code than it adds" in deleted.detail

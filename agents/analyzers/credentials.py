@@ -107,6 +107,9 @@ _LOCAL_HOST = re.compile(
     r"|^([\w-]+\.)*example\.(com|org|net)$",
     re.IGNORECASE,
 )
+# Demo accounts whose password is a placeholder even with a suffix (`scott:tiger^5HHH`).
+_DEMO_USERS = frozenset({"scott", "user", "username", "test", "testuser", "demo", "example", "foo"})
+_DEMO_PASSWORDS = ("tiger", "password", "pass", "secret", "test", "changeme", "demo", "example")
 SHORT_VALUE = 8
 # Shannon entropy (bits per character) below which a value reads like words, not a key.
 LOW_ENTROPY = 3.0
@@ -149,9 +152,13 @@ def value_demotion(value: str, line: str) -> Demotion | None:
     match = _URL_CREDENTIALS.search(line)
     if match:
         user, password, host = match.group("user"), match.group("password"), match.group("host")
-        if is_placeholder(password) or password == user:
+        demo_pair = user.lower() in _DEMO_USERS and any(
+            password.lower().startswith(word) for word in _DEMO_PASSWORDS
+        )
+        if is_placeholder(password) or password == user or demo_pair:
             return Demotion(Severity.info, f"placeholder credentials ({user or '?'}:****)")
-        if _LOCAL_HOST.match(host):
+        # A single-label host (`db`, `mssql2022`) is a compose service or a local name.
+        if _LOCAL_HOST.match(host) or (host and "." not in host):
             return Demotion(Severity.low, f"credentials for a local or example host ({host})")
     if not value:
         return None

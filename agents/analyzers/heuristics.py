@@ -86,7 +86,8 @@ def run_heuristics(diff: DiffContext) -> list[Finding]:
         findings.append(
             _finding(
                 "size",
-                Severity.medium if changed >= HUGE_CHANGE_LINES else Severity.low,
+                # A notice for the reviewer, not a problem in the code.
+                Severity.low if changed >= HUGE_CHANGE_LINES else Severity.info,
                 f"Large change: {len(diff.files)} files, +{added} -{removed} lines",
                 "Large changes are reviewed less carefully and are harder to roll back.",
                 "Split it into smaller branches that can be reviewed and reverted on their own.",
@@ -95,9 +96,12 @@ def run_heuristics(diff: DiffContext) -> list[Finding]:
     added_tests = {
         name for f in diff.files for line in f.added_lines.values() if (name := _test_name(line))
     }
+    # A branch that removes more code than it adds is retiring a feature: its tests go too.
+    source = [f for f in diff.files if not kinds.is_test_path(f.old_path or f.path)]
+    retiring = sum(len(f.removed_lines) for f in source) > sum(len(f.added_lines) for f in source)
     for file in diff.files:
         findings.extend(_sensitive(file))
-        findings.extend(_removed_tests(file, added_tests))
+        findings.extend(_removed_tests(file, added_tests, retiring))
         findings.extend(_hidden_characters(file))
     findings.extend(_no_test_changes(diff))
     return findings
@@ -157,9 +161,10 @@ def _hidden_characters(file: FileDiff) -> list[Finding]:
     ]
 
 
-def _removed_tests(file: FileDiff, added_anywhere: set[str]) -> list[Finding]:
+def _removed_tests(file: FileDiff, added_anywhere: set[str], retiring: bool) -> list[Finding]:
     """Tests whose name the branch removed and added nowhere: a renamed, moved or split test is
-    not a deleted one."""
+    not a deleted one. When the branch removes more code than it adds, the tests likely went
+    with the feature they tested: low, and said."""
     if not kinds.is_test_path(file.old_path or file.path):
         return []
     removed = {name for line in file.removed_lines if (name := _test_name(line))}
@@ -167,11 +172,14 @@ def _removed_tests(file: FileDiff, added_anywhere: set[str]) -> list[Finding]:
     if not gone:
         return []
     listed = "Removed: " + ", ".join(gone[:10]) + (" ..." if len(gone) > 10 else "")
+    severity = Severity.low if retiring else Severity.medium
+    if retiring:
+        listed += " (the branch removes more code than it adds: a feature going away?)"
     if file.status == "deleted":
         return [
             _finding(
                 "deleted-test",
-                Severity.medium,
+                severity,
                 f"Test file deleted: {file.path}",
                 f"{listed}; no test of these names is added elsewhere in the branch.",
                 "Say in the branch why these tests are no longer needed, or move them.",
@@ -182,7 +190,7 @@ def _removed_tests(file: FileDiff, added_anywhere: set[str]) -> list[Finding]:
     return [
         _finding(
             "deleted-test",
-            Severity.medium,
+            severity,
             f"{len(gone)} test(s) removed from {file.path}",
             f"{listed}; no test of these names is added elsewhere in the branch.",
             "Make sure the behaviour they checked is still tested elsewhere.",

@@ -7,6 +7,7 @@ repository itself turned off (read from the merge-base, `ruff_config.py`) stay o
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 from dataclasses import dataclass, field
@@ -112,6 +113,13 @@ def run_ruff(workspace: Workspace, *, agent: str, config: RuffConfig | None = No
         elif not diff.changed_in(start, end) or code in TEST_IDIOMS and kinds.is_test_path(path):
             continue
         line_text = diff.added_lines.get(start) or _line(workspace.texts[path], start)
+        severity, why = ruff_severity(code), ""
+        if severity is Severity.high and not syntax:
+            why = _never_run(
+                path, workspace.texts[path], code, start, int(item["location"]["column"])
+            )
+            if why:
+                severity = Severity.medium
         fix = item.get("fix") or None
         suggestion = ""
         if fix:
@@ -131,19 +139,60 @@ def run_ruff(workspace: Workspace, *, agent: str, config: RuffConfig | None = No
                 agent=agent,
                 category="lint",
                 rule=code,
-                severity=ruff_severity(code),
+                severity=severity,
                 confidence=0.6 if code.startswith(_LOW_CONFIDENCE) else 0.9,
                 file=path,
                 start_line=start,
                 end_line=max(start, end),
                 title=f"{code}: {item.get('message', '').strip()}",
                 detail=f"ruff rule {item.get('name') or code}"
-                + (f" ({item['url']})" if item.get("url") else ""),
+                + (f" ({item['url']})" if item.get("url") else "")
+                + (f". Rated medium: {why}." if why else ""),
                 suggestion=suggestion,
                 source=Source.ruff,
             )
         )
     return result
+
+
+def _never_run(path: str, text: str, code: str, row: int, column: int) -> str:
+    """Why a would-be crash cannot happen at run time, or "": a stub is read by type
+    checkers only, and a name in a deferred annotation (`from __future__ import annotations`,
+    or a string) is never evaluated by Python itself."""
+    if path.endswith(".pyi"):
+        return "in a stub, read by type checkers and never run"
+    if code != "F821":
+        return ""
+    spans = _annotation_spans(text)
+    inside = any((r1, c1) <= (row, column - 1) <= (r2, c2) for (r1, c1), (r2, c2), _ in spans)
+    deferred = "from __future__ import annotations" in text
+    if inside and (deferred or any(s for a, b, s in spans if a <= (row, column - 1) <= b)):
+        return "the name is in an annotation Python never evaluates"
+    return ""
+
+
+def _annotation_spans(text: str) -> list[tuple[tuple[int, int], tuple[int, int], bool]]:
+    """(start, end, is a string) of every annotation in a module."""
+    try:
+        tree = ast.parse(text.removeprefix("\ufeff"))
+    except (SyntaxError, ValueError):
+        return []
+    found: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg) and node.annotation is not None:
+            found.append(node.annotation)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns:
+            found.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            found.append(node.annotation)
+    return [
+        (
+            (a.lineno, a.col_offset),
+            (a.end_lineno or a.lineno, a.end_col_offset or a.col_offset),
+            isinstance(a, ast.Constant),
+        )
+        for a in found
+    ]
 
 
 def _edit(raw: dict[str, Any]) -> Edit:

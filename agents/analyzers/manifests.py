@@ -19,6 +19,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from agents.context import files as kinds
 from agents.context.git import DiffContext
 from agents.report import Finding, Severity, Source, fingerprint
 
@@ -206,6 +207,20 @@ def run_manifests(diff: DiffContext, *, agent: str) -> list[Finding]:
     return findings
 
 
+_DEV_GROUP = re.compile(r"test|dev|doc|lint|typing|type|check|bench|example", re.IGNORECASE)
+_LIBRARY_METADATA = ("pyproject.toml", "setup.cfg", "setup.py")
+
+
+def _unpinned_severity(path: str, group: str) -> Severity:
+    """A library's metadata declares ranges (pinning there breaks its users), and test, dev
+    or docs extras and examples are not what production installs: unpinned there is normal."""
+    name = PurePosixPath(path).name
+    dev = _DEV_GROUP.search(group) or _DEV_GROUP.search(name)
+    if name in _LIBRARY_METADATA or dev or kinds.illustrative_kind(path):
+        return Severity.info
+    return Severity.low
+
+
 def _compare(
     agent: str,
     path: str,
@@ -237,7 +252,7 @@ def _compare(
                     path,
                     line,
                     "dependency-unpinned",
-                    Severity.low,
+                    _unpinned_severity(path, after.group),
                     f"Dependency added without a version: {after.name}",
                     f"{after.name} was added to {after.group} with no version "
                     "constraint, so any future release, breaking or malicious, "
@@ -267,7 +282,7 @@ def _compare(
                 path,
                 line,
                 "dependency-unpinned",
-                Severity.low,
+                _unpinned_severity(path, after.group),
                 f"Version constraint removed: {after.name}",
                 f"{after.name} went from {before.spec!r} to {after.spec or 'any'}.",
                 "Keep a version constraint.",

@@ -32,7 +32,7 @@ _TEST_NAME = re.compile(r"(^test_.*\.py$|_test\.(py|go)$|\.(test|spec)\.[jt]sx?$
 _TEST_DIRS = frozenset({"test", "tests", "testing", "__tests__", "spec"})
 # Folders and names whose credentials are illustrations: documentation, examples, fixtures.
 _DOCS_DIRS = frozenset({"doc", "docs", "documentation", "site", "website"})
-_DOCS_SUFFIXES = (".md", ".markdown", ".rst", ".txt", ".adoc", ".asciidoc", ".ipynb")
+_DOCS_SUFFIXES = (".md", ".markdown", ".rst", ".adoc", ".asciidoc", ".ipynb")
 _EXAMPLE_DIRS = frozenset(
     {"example", "examples", "sample", "samples", "demo", "demos", "tutorial", "tutorials"}
 )
