@@ -392,6 +392,8 @@ def test_a_file_that_never_parsed_is_not_the_branchs_syntax_error(repo: RepoBuil
     # One finding for the file the branch broke; none for the one that never parsed.
     assert syntax == [("shop/new.py", "invalid-syntax")]
     assert "tools/legacy.py does not parse as Python 3 at the base either" in report.summary
+    # ... and what could not be checked there is said, not hidden.
+    assert "bandit could not parse" in report.summary and "tools/legacy.py" in report.summary
 
 
 def test_a_shell_with_a_constant_command_and_a_bare_reraise_are_not_high(make_branch) -> None:  # type: ignore[no-untyped-def]

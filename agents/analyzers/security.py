@@ -46,7 +46,11 @@ _QUOTED = re.compile(r"""(['"])(.*)\1""")
 _FROM_OUTSIDE = re.compile(r"\b(environ|getenv|get_secret|secrets?manager|config\(|settings\.)")
 
 
-def run_bandit(workspace: Workspace, *, agent: str) -> list[Finding]:
+def run_bandit(
+    workspace: Workspace, *, agent: str, unread: list[str] | None = None
+) -> list[Finding]:
+    """bandit's findings on changed lines. The files bandit could not read (a syntax error,
+    Python 2) are appended to `unread`, so the report can say what it did not check."""
     files = {f.path: f for f in workspace.python_files()}
     if not files:
         return []
@@ -75,6 +79,10 @@ def run_bandit(workspace: Workspace, *, agent: str) -> list[Finding]:
         if done.returncode not in (0, 1) or not out.exists():
             raise RuntimeError(f"bandit failed: {done.stderr.decode('utf-8', 'replace').strip()}")
         data: dict[str, Any] = json.loads(out.read_text("utf-8"))
+    if unread is not None:
+        unread += sorted(
+            str(e.get("filename", "")).removeprefix("./") for e in data.get("errors", [])
+        )
     findings: list[Finding] = []
     for item in data.get("results", []):
         path = str(item["filename"]).removeprefix("./")

@@ -42,13 +42,19 @@ class CodeReviewAgent:
             lint_job = pool.submit(
                 copy_context().run, run_ruff, state.workspace, agent=self.name, config=config
             )
+            unread: list[str] = []
             bandit_job = pool.submit(
-                copy_context().run, run_bandit, state.workspace, agent=self.name
+                copy_context().run, run_bandit, state.workspace, agent=self.name, unread=unread
             )
             found = run_secrets(state.diff, agent=self.name, texts=state.workspace.texts)
             found += run_hardening(state.diff, agent=self.name, texts=state.workspace.texts)
             found += run_ast_checks(state.workspace, agent=self.name)
             lint, security = lint_job.result(), bandit_job.result()
+        if unread:
+            shown = ", ".join(unread[:5]) + (
+                f" and {len(unread) - 5} more" if len(unread) > 5 else ""
+            )
+            state.note(f"bandit could not parse {shown}; its security checks did not run there.")
         found = [*self._branch_syntax_errors(state, lint.findings), *security, *found]
         state.findings.extend(merge_same_problem(found, self._line_text(state)))
         self._propose_fixes(state, lint)
