@@ -38,6 +38,7 @@ def test_credentials_in_tests_docs_examples_and_prose_are_demoted_with_a_reason(
             "examples/settings.py": f'SECRET_KEY = "{STRONG}"\n',
             "shop/settings.py": 'SECRET_KEY = "dev"\n',
             "shop/local.py": 'API_TOKEN = "q7Zk2x"\n',
+            "shop/django_settings.py": f'SECRET_KEY = "django-insecure-{STRONG}"\n',
             "shop/dsn.py": 'DSN = "mysql://username:password@localhost/shop"\n',
             "shop/client.py": (
                 f'def connect():\n    """Connect.\n\n    password = "{STRONG}"\n    """\n'
@@ -54,6 +55,7 @@ def test_credentials_in_tests_docs_examples_and_prose_are_demoted_with_a_reason(
         ("examples/settings.py", 1): (Severity.low, "in an example or fixture"),
         ("shop/settings.py", 1): (Severity.info, "a placeholder value"),
         ("shop/local.py", 1): (Severity.low, "a short value (6 characters)"),
+        ("shop/django_settings.py", 1): (Severity.low, "development default ('insecure')"),
         ("shop/dsn.py", 1): (Severity.info, "placeholder credentials"),
         ("shop/client.py", 4): (Severity.low, "in a comment or docstring"),
     }
@@ -62,6 +64,7 @@ def test_credentials_in_tests_docs_examples_and_prose_are_demoted_with_a_reason(
         assert found[where].severity is severity, (where, found[where])
         assert reason in found[where].detail, (where, found[where].detail)
     assert not any(f.severity.at_least(Severity.high) for f in report.findings)
+    assert STRONG not in report.model_dump_json()  # demoted or not, the value stays masked
 
 
 def test_real_credentials_keep_their_severity_wherever_they_are(make_branch) -> None:  # type: ignore[no-untyped-def]
@@ -97,6 +100,7 @@ def test_one_credential_seen_by_several_tools_is_one_finding(make_branch) -> Non
     assert "bandit B105" in first.seen_by
     assert "bandit B106" in found[("shop/db.py", 5)].seen_by
     assert "Seen by:" in first.detail
+    assert STRONG not in report.model_dump_json()  # bandit quotes it; the report masks it
     # The identity is the problem's, not the tool's: the same whichever tool saw it.
     assert first.fingerprint == problem_fingerprint(
         CREDENTIAL, "shop/db.py", f'password = "{STRONG}"'
@@ -488,3 +492,21 @@ def test_tests_removed_with_the_code_they_tested_are_low(repo: RepoBuilder) -> N
     ]
     assert deleted.severity is Severity.low
     assert "removes more code than it adds" in deleted.detail
+
+
+def test_bandit_never_shows_the_password_it_quotes() -> None:
+    from agents.analyzers.security import _finding
+
+    item = {
+        "test_id": "B106",
+        "test_name": "hardcoded_password_funcarg",
+        "line_number": 2,
+        "issue_severity": "LOW",
+        "issue_confidence": "MEDIUM",
+        "issue_text": f"Possible hardcoded password: '{STRONG}'",
+    }
+    line = f'    connect(password="{STRONG}")'
+    finding = _finding(item, "shop/db.py", {2: line}, f"def go():\n{line}\n", "code_review")
+    assert finding is not None
+    assert STRONG not in finding.model_dump_json()
+    assert "kX9m********" in finding.title

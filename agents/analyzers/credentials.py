@@ -110,6 +110,27 @@ _LOCAL_HOST = re.compile(
 # Demo accounts whose password is a placeholder even with a suffix (`scott:tiger^5HHH`).
 _DEMO_USERS = frozenset({"scott", "user", "username", "test", "testuser", "demo", "example", "foo"})
 _DEMO_PASSWORDS = ("tiger", "password", "pass", "secret", "test", "changeme", "demo", "example")
+# A word in a value that says it is not for production (`django-insecure-...`, `dev-key-1`).
+_DEV_WORDS = frozenset(
+    {
+        "insecure",
+        "dev",
+        "development",
+        "changeme",
+        "dummy",
+        "fake",
+        "example",
+        "sample",
+        "test",
+        "testing",
+        "local",
+        "localdev",
+        "notsecret",
+        "placeholder",
+        "unsafe",
+        "debug",
+    }
+)
 SHORT_VALUE = 8
 # Shannon entropy (bits per character) below which a value reads like words, not a key.
 LOW_ENTROPY = 3.0
@@ -164,6 +185,11 @@ def value_demotion(value: str, line: str) -> Demotion | None:
         return None
     if is_placeholder(value):
         return Demotion(Severity.info, "a placeholder value, not a credential")
+    words = set(re.split(r"[^a-z0-9]+", value.lower()))
+    if words & _DEV_WORDS:
+        # Name the marker word only: the value itself never leaves the analyzer.
+        marker = sorted(words & _DEV_WORDS)[0]
+        return Demotion(Severity.low, f"marked as a development default ('{marker}')")
     if len(value) < SHORT_VALUE:
         return Demotion(
             Severity.low, f"a short value ({len(value)} characters): a development default"

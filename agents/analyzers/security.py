@@ -15,6 +15,7 @@ from typing import Any
 
 from agents.analyzers.credentials import demotion, prose_lines
 from agents.analyzers.merge import CREDENTIAL, problem_fingerprint
+from agents.analyzers.secrets_scan import mask
 from agents.context import files as kinds
 from agents.context.workspace import Workspace
 from agents.report import Finding, Severity, Source, fingerprint
@@ -120,6 +121,7 @@ def _finding(
         f"bandit {test_id}, confidence {str(item['issue_confidence']).lower()}."
     )
     anchor = fingerprint(source=Source.bandit, rule=test_id, file=path, anchor=line_text)
+    title = f"{test_id} {item.get('test_name', '')}: {item['issue_text']}".strip()
     if test_id in _CREDENTIAL_CHECKS:
         quoted = _QUOTED.search(str(item.get("issue_text", "")))
         value = quoted.group(2) if quoted else ""
@@ -132,6 +134,8 @@ def _finding(
             severity = demoted.severity
             detail += f" Rated {severity.value}: {demoted.reason}."
         anchor = problem_fingerprint(CREDENTIAL, path, line_text)
+        # bandit quotes the password in its message; the report never shows a secret.
+        title = title.replace(f"'{value}'", mask(value)) if value else title
     elif kinds.is_test_path(path):
         # Test code has no attack surface: a request without a timeout, a temp path, a
         # subprocess or try/except/pass there is how tests are written. Credentials (above)
@@ -160,7 +164,7 @@ def _finding(
         file=path,
         start_line=number,
         end_line=number,
-        title=f"{test_id} {item.get('test_name', '')}: {item['issue_text']}".strip(),
+        title=title,
         detail=detail,
         suggestion=_SUGGESTIONS.get(test_id, ""),
         source=Source.bandit,
