@@ -11,6 +11,7 @@ are proposed, in the same shape curation makes them, and never applied here.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -167,17 +168,22 @@ def evaluate_history(
             "No commits in that range.", "Widen it with --last N or an earlier --since DATE."
         )
     done = 0
+    lock = threading.Lock()
 
     def one(commit: CommitInfo) -> _Replayed:
         nonlocal done
         item = _replay(repo, commit, analyze)
-        done += 1
+        with lock:
+            done += 1
+            count = done
         if on_commit is not None:
-            on_commit(done, len(history), commit)
+            on_commit(count, len(history), commit)
         return item
 
+    # Each job runs in a copy of the caller's context (taken here, in the calling thread).
+    contexts = [copy_context() for _ in history]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        replayed = list(pool.map(lambda c: copy_context().run(one, c), history))
+        replayed = list(pool.map(lambda c, ctx: ctx.run(one, c), history, contexts))
     evaluation = _summarise(repo, head_sha, replayed, window, time.perf_counter() - started)
     if not details:
         evaluation.details = []

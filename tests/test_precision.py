@@ -330,6 +330,7 @@ def test_a_ci_matrix_edit_is_not_a_risky_ci_change(repo: RepoBuilder) -> None:
 
 
 def _f(severity: Severity, rule: str, line: int, confidence: float = 0.8) -> Finding:
+    bandit = rule[:1] == "B" and rule[1:].isdigit()
     return Finding(
         fingerprint=f"{rule}{line}",
         agent="code_review",
@@ -340,7 +341,7 @@ def _f(severity: Severity, rule: str, line: int, confidence: float = 0.8) -> Fin
         file="tests/test_x.py",
         start_line=line,
         title=f"{rule} on line {line}",
-        source=Source.secrets,
+        source=Source.bandit if bandit else Source.secrets,
     )
 
 
@@ -453,7 +454,8 @@ def test_demo_accounts_and_service_hosts_in_connection_urls(make_branch) -> None
     found = credentials(analyze_branch(repo.root, "feature/urls"))
     assert found[("setup.cfg", 2)].severity is Severity.info
     assert found[("setup.cfg", 3)].severity is Severity.low
-    assert "local or example host (db)" in found[("setup.cfg", 3)].detail
+    assert "local or example host" in found[("setup.cfg", 3)].detail
+    assert "(db)" not in found[("setup.cfg", 3)].detail  # no part of a URL in a reason
     assert found[("setup.cfg", 4)].severity is Severity.high
 
 
@@ -510,3 +512,75 @@ def test_bandit_never_shows_the_password_it_quotes() -> None:
     assert finding is not None
     assert STRONG not in finding.model_dump_json()
     assert "kX9m********" in finding.title
+
+
+def test_one_kind_of_problem_named_by_several_tools_counts_once() -> None:
+    rules = ["Secret Keyword", "Basic Auth Credentials", "Hex High Entropy String"]
+    names = [_f(Severity.high, rule, n) for n, rule in enumerate(rules, start=1)]
+    assert assess(names).score == assess(names[:1]).score  # all credentials: one kind
+    areas = [
+        _f(Severity.info, "sensitive-path:auth", n).model_copy(update={"file": f"auth/m{n}.py"})
+        for n in range(1, 16)
+    ]
+    assert assess(areas).score == assess(areas[:1]).score  # fifteen auth files, one area
+
+
+def test_no_tool_repeats_a_secret_in_its_words(make_branch) -> None:  # type: ignore[no-untyped-def]
+    stripe = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+    code = f'ALLOWED = {{"{stripe}", "{stripe}"}}\npassword = """first \'x\'\n{STRONG}"""\n'
+    report = analyze_branch(
+        make_branch("feature/echo", {"shop/keys.py": code}).root, "feature/echo"
+    )
+    dumped = report.model_dump_json()
+    assert any(f.rule == "B033" for f in report.findings)  # ruff quotes the duplicate item
+    assert stripe not in dumped
+    assert STRONG not in dumped
+    # ruff's fix (drop the duplicate item) would carry the key into the thread: not offered.
+    assert report.proposals == []
+    assert "the change would show a secret" in report.summary
+
+
+# -- odd input: never a lost report ------------------------------------------------------------
+
+
+def test_an_unknown_rule_in_the_repositorys_ruff_config_does_not_stop_linting(
+    repo: RepoBuilder,
+) -> None:
+    repo.commit({"pyproject.toml": '[tool.ruff.lint]\nignore = ["W503", "F401"]\n'}, "flake8 code")
+    repo.branch("feature/w503")
+    repo.commit({"shop/a.py": _UNUSED})
+    repo.checkout("main")
+    report = analyze_branch(repo.root, "feature/w503")
+    assert "F841" in {f.rule for f in report.findings}
+    assert "ruff could not apply the repository's pyproject.toml ignores" in report.summary
+    assert all(a.status == "done" for a in report.agents)
+
+
+def test_deep_nesting_and_long_lines_do_not_cost_the_other_findings(make_branch) -> None:  # type: ignore[no-untyped-def]
+    deep = "BANNER = " + " + ".join(['"="'] * 600) + "\n"
+    aws = 'AWS_ACCESS_KEY_ID = "AKIA4HJXZQ2WBNVGL7PK"\n'
+    long_ci = "on: push\njobs: {}\n# " + " " * 20000 + "!\n"
+    report = analyze_branch(
+        make_branch(
+            "feature/odd",
+            {
+                "shop/banner.py": deep + aws,
+                ".github/workflows/ci.yml": long_ci,
+                "shop/q.py": "def f(c):\n    c.execute(" + "?" * 20000 + ")\n",
+            },
+        ).root,
+        "feature/odd",
+    )
+    assert "AWS Access Key" in {f.rule for f in report.findings}
+    assert all(a.status == "done" for a in report.agents), report.agents
+
+
+def test_symbols_inside_a_strong_password_do_not_make_it_a_placeholder(make_branch) -> None:  # type: ignore[no-untyped-def]
+    repo = make_branch(
+        "feature/symbols",
+        {"shop/conf.py": 'DB_PASSWORD = "Xk9$mQ2!vL7#pR4z"\nAPI_KEY = "${API_KEY}"\n'},
+    )
+    found = credentials(analyze_branch(repo.root, "feature/symbols"))
+    assert found[("shop/conf.py", 1)].severity is Severity.high
+    templated = found.get(("shop/conf.py", 2))  # a template is not reported, or only as info
+    assert templated is None or templated.severity is Severity.info

@@ -261,3 +261,41 @@ def test_a_hand_written_constant_time_compare_replaced_by_equality(repo: RepoBui
     [found] = on_line(report, "shop/io.py", 2)
     assert found.severity is Severity.high
     assert "compare_digest" in found.detail
+
+
+def test_ordinary_refactors_are_not_reversals(repo: RepoBuilder) -> None:
+    before = (
+        "import hmac\n\nfrom defusedxml.ElementTree import fromstring\n\n\n"
+        "def read(data):\n    return fromstring(data)\n\n\n"
+        "def same(a, b):\n    return hmac.compare_digest(a, b)\n"
+    )
+    after = (
+        "from xml.etree.ElementTree import Element\n\n"
+        "from defusedxml.ElementTree import fromstring\n\n\n"
+        "def read(data):\n    return fromstring(data)\n\n\n"
+        "def build(design, platform):\n"
+        '    if design == "compact" or platform.machine() == "arm64":\n'
+        '        return Element("x")\n'
+    )
+    report = swap(repo, "refactor2", before, after)
+    assert not any(f.rule.endswith(":reverted") for f in report.findings), report.findings
+
+
+def test_sql_names_are_per_function_and_a_forms_own_verify_flag_is_no_tls(make_branch) -> None:  # type: ignore[no-untyped-def]
+    code = (
+        "def a(cur, t):\n"
+        '    query = "SELECT * FROM %s" % t\n'
+        "    return query\n\n\n"
+        "def b(cur):\n"
+        '    query = "SELECT 1 FROM dual"\n'
+        "    cur.execute(query)\n\n\n"
+        "class Form:\n"
+        "    def skip(self):\n"
+        "        self.verify = False\n"
+    )
+    report = analyze_branch(
+        make_branch("feature/scopes", {"shop/db.py": code}).root, "feature/scopes"
+    )
+    assert not any(
+        f.rule in ("problem:sql-injection", "problem:tls-verification-off") for f in report.findings
+    ), report.findings

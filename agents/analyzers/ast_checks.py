@@ -79,12 +79,28 @@ def _looks_sql(text: str) -> bool:
 class _Checker(ast.NodeVisitor):
     def __init__(self) -> None:
         self.hits: list[_Hit] = []
-        self.sql_constants: set[str] = set()  # names bound to a SQL-looking string
-        self.built_sql: set[str] = set()  # names bound to SQL built from strings
+        # Per function (the module is the outermost scope): names bound to a SQL-looking
+        # string, and names bound to SQL built from strings. A rebinding forgets a name.
+        self.scopes: list[tuple[set[str], set[str]]] = [(set(), set())]
         # name -> the modules it was imported from, every branch of a try/except included
         self.imports: dict[str, set[str]] = {}
         self.fallback: set[str] = set()  # names imported again in an `except ImportError`
         self.conditions: list[str] = []  # the source of each enclosing `if` test
+
+    @property
+    def sql_constants(self) -> set[str]:
+        return self.scopes[-1][0] | self.scopes[0][0]
+
+    @property
+    def built_sql(self) -> set[str]:
+        return self.scopes[-1][1]
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self.scopes.append((set(), set()))
+        self.generic_visit(node)
+        self.scopes.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_If(self, node: ast.If) -> None:
         self.visit(node.test)
@@ -127,9 +143,11 @@ class _Checker(ast.NodeVisitor):
     def _import(self, node: ast.Import | ast.ImportFrom, *, fallback: bool) -> None:
         if isinstance(node, ast.Import):
             for alias in node.names:
-                self._bind(alias.asname or alias.name.split(".")[0], alias.name, fallback)
-                if alias.asname:
+                if alias.asname:  # `import xml.etree.ElementTree as ET`: ET is the module
                     self._bind(alias.asname, alias.name, fallback)
+                else:  # `import xml.dom.minidom` binds `xml`, the top package
+                    top = alias.name.split(".")[0]
+                    self._bind(top, top, fallback)
         else:
             base = node.module or ""
             for alias in node.names:
@@ -148,14 +166,21 @@ class _Checker(ast.NodeVisitor):
             if isinstance(target, ast.Attribute):
                 self._tls(target, node.value, node.lineno)
             if isinstance(target, ast.Name):
-                if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-                    if _looks_sql(node.value.value):
-                        self.sql_constants.add(target.id)
-                elif self._built_sql(node.value):
-                    self.built_sql.add(target.id)
+                constants, built = self.scopes[-1]
+                constants.discard(target.id)
+                built.discard(target.id)
+                value = node.value
+                if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    if _looks_sql(value.value):
+                        constants.add(target.id)
+                elif self._built_sql(value):
+                    built.add(target.id)
         self.generic_visit(node)
 
     def _tls(self, target: ast.Attribute, value: ast.AST, line: int) -> None:
+        # `self.verify = False` sets an object's own flag (a form, a validator), not a client.
+        if isinstance(target.value, ast.Name) and target.value.id in ("self", "cls"):
+            return
         # Under `if verify is False:` / `if insecure:` this is the caller's explicit opt-out
         # (how an HTTP client implements verify=False), not verification silently dropped.
         if any(_OPT_OUT.search(condition) for condition in self.conditions):
@@ -221,7 +246,7 @@ class _Checker(ast.NodeVisitor):
                 self.hits.append(
                     _Hit(
                         "sql-injection",
-                        node.lineno,
+                        query.lineno,  # where bandit puts B608, so the two merge
                         "SQL built from strings reaches execute()",
                         "The query is formatted from a SQL template (%, +, .format or an "
                         "f-string); a value from outside can change the statement.",
@@ -271,20 +296,18 @@ def run_ast_checks(workspace: Workspace, *, agent: str) -> list[Finding]:
         if kinds.illustrative_kind(diff.path) is not None:
             continue
         text = workspace.texts[diff.path].removeprefix("\ufeff")
+        checker = _Checker()
         try:
-            tree = ast.parse(text)
+            checker.visit(ast.parse(text))
         except (SyntaxError, ValueError):
             continue  # ruff reports the syntax error
-        checker = _Checker()
-        checker.visit(tree)
-        lines = text.splitlines()
+        except (RecursionError, MemoryError):
+            continue  # too deeply nested to walk; bandit and ruff still read it
         # A line the branch only moved (the same text removed elsewhere) is no new problem.
         moved = {line.strip() for line in diff.removed_lines}
         for hit in checker.hits:
-            if hit.line not in diff.added_lines:
-                continue
-            line_text = lines[hit.line - 1] if hit.line <= len(lines) else ""
-            if line_text.strip() in moved:
+            line_text = diff.added_lines.get(hit.line)
+            if line_text is None or line_text.strip() in moved:
                 continue
             findings.append(
                 Finding(

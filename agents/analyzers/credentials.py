@@ -10,13 +10,15 @@ block, a Slack or GitHub token) is never demoted: such a value is live wherever 
 from __future__ import annotations
 
 import ast
+import hashlib
 import io
 import math
 import re
+import threading
 import tokenize
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
+from pathlib import PurePosixPath
 
 from agents.context import files as kinds
 from agents.report import Severity
@@ -96,9 +98,15 @@ _PLACEHOLDERS = frozenset(
         "mytoken",
     }
 )
-_TEMPLATED = re.compile(r"[{}<>$%]|\.\.\.|^\*+$|^x+$|^(.)\1+$", re.IGNORECASE)
+# Whole-value template forms: `${DB_PASS}`, `{{ secret }}`, `<password>`, `%(pw)s`, `%PW%`,
+# `...`, `****`, `xxxx`, one character repeated. A `$` or `%` inside a value proves nothing.
+_TEMPLATED = re.compile(
+    r"^(\$\{?[\w.-]+\}?|\{\{.*\}\}|\{[\w.-]*\}|<[^<>]+>|%\(\w+\)s|%[\w-]+%|\.\.\.+|\*+|x+|(.)\2+)$",
+    re.IGNORECASE,
+)
+# user:password@host; the password runs to the authority's last `@`, as urllib splits it.
 _URL_CREDENTIALS = re.compile(
-    r"://(?P<user>[^:/\s@'\"]*):(?P<password>[^@\s/'\"]*)@(?P<host>[^/\s:'\"?#]*)"
+    r"://(?P<user>[^:/\s@'\"]{0,200}):(?P<password>[^\s/'\"]{0,400})@(?P<host>[^/\s:'\"?#@]{0,255})"
 )
 _LOCAL_HOST = re.compile(
     r"^(localhost|127\.\d+\.\d+\.\d+|0\.0\.0\.0|\[?::1\]?|host|hostname|server|db|database"
@@ -176,11 +184,12 @@ def value_demotion(value: str, line: str) -> Demotion | None:
         demo_pair = user.lower() in _DEMO_USERS and any(
             password.lower().startswith(word) for word in _DEMO_PASSWORDS
         )
+        # The reasons name no part of the URL: a user name or host can be half a secret.
         if is_placeholder(password) or password == user or demo_pair:
-            return Demotion(Severity.info, f"placeholder credentials ({user or '?'}:****)")
+            return Demotion(Severity.info, "placeholder credentials in a URL")
         # A single-label host (`db`, `mssql2022`) is a compose service or a local name.
         if _LOCAL_HOST.match(host) or (host and "." not in host):
-            return Demotion(Severity.low, f"credentials for a local or example host ({host})")
+            return Demotion(Severity.low, "credentials for a local or example host")
     if not value:
         return None
     if is_placeholder(value):
@@ -220,21 +229,72 @@ def demotion(
     return Demotion(lowest.severity, "; ".join(d.reason for d in found))
 
 
-_COMMENT_START = ("#", "//", "/*", "*", "--", ";", "<!--", "%", "rem ", "REM ")
+# Comment markers by file kind: `--` starts a comment in SQL but an option in a shell script.
+_COMMENTS_BY_SUFFIX: dict[tuple[str, ...], tuple[str, ...]] = {
+    (".sql", ".lua", ".hs", ".elm", ".ada"): ("--",),
+    (
+        ".js",
+        ".jsx",
+        ".ts",
+        ".tsx",
+        ".go",
+        ".rs",
+        ".java",
+        ".kt",
+        ".c",
+        ".cc",
+        ".cpp",
+        ".h",
+        ".hpp",
+        ".cs",
+        ".swift",
+        ".scala",
+        ".php",
+        ".dart",
+        ".groovy",
+        ".css",
+        ".scss",
+    ): (
+        "//",
+        "/*",
+        "*",
+    ),
+    (".html", ".htm", ".xml", ".vue", ".svg", ".md", ".rst"): ("<!--", ".. "),
+    (".bat", ".cmd"): ("rem ", "REM ", "::"),
+    (".ini", ".cfg", ".conf", ".properties"): ("#", ";"),
+}
+# Parsed files seen lately: their prose lines, keyed by a hash so that no text (and no secret
+# in it) is kept once a run is over.
+_PROSE: dict[str, frozenset[int]] = {}
+_PROSE_MAX = 64
+_PROSE_LOCK = threading.Lock()
 
 
-@lru_cache(maxsize=256)
 def _python_prose(text: str) -> frozenset[int]:
+    key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    with _PROSE_LOCK:
+        known = _PROSE.get(key)
+    if known is not None:
+        return known
+    lines = _parse_prose(text)
+    with _PROSE_LOCK:
+        if len(_PROSE) >= _PROSE_MAX:
+            _PROSE.pop(next(iter(_PROSE)))
+        _PROSE[key] = lines
+    return lines
+
+
+def _parse_prose(text: str) -> frozenset[int]:
     lines: set[int] = set()
     try:
         for token in tokenize.generate_tokens(io.StringIO(text).readline):
             if token.type == tokenize.COMMENT:
                 lines.add(token.start[0])
-    except (tokenize.TokenError, SyntaxError, IndentationError):
+    except (tokenize.TokenError, SyntaxError, RecursionError, MemoryError):
         pass
     try:
         tree = ast.parse(text)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return frozenset(lines)
     for node in ast.walk(tree):
         # A string standing alone as a statement: a docstring, or a block of prose.
@@ -251,8 +311,9 @@ def prose_lines(path: str, text: str) -> frozenset[int]:
     """Line numbers of comments and docstrings: Python exactly, other files by line start."""
     if kinds.is_python(path):
         return _python_prose(text.removeprefix("\ufeff"))
+    name = PurePosixPath(path).name.lower()
+    markers = next((m for ends, m in _COMMENTS_BY_SUFFIX.items() if name.endswith(ends)), ("#",))
+    # Split on "\n" only: git's line numbers do not count form feeds or U+2028 as breaks.
     return frozenset(
-        n
-        for n, line in enumerate(text.splitlines(), start=1)
-        if line.lstrip().startswith(_COMMENT_START)
+        n for n, line in enumerate(text.split("\n"), start=1) if line.lstrip().startswith(markers)
     )

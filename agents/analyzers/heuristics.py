@@ -202,14 +202,16 @@ def _removed_tests(file: FileDiff, added_anywhere: set[str], retiring: bool) -> 
 
 # CI lines that only say which versions and platforms to run on.
 _CI_MATRIX_LINE = re.compile(
-    r"^\s*-?\s*((\{[^}]*\}|\[[^\]]*\]|['\"]?[\w.*+~^<>=-]+['\"]?)\s*,?"
+    r"^\s*+(?:-\s*+)?((\{[^}]*\}|\[[^\]]*\]|['\"]?[\w.*+~^<>=-]++['\"]?)(?:\s*+,)?"
     r"|(python|python-version|pythons?|node|node-version|go|go-version|java|java-version|ruby"
     r"|ruby-version|rust|toolchain|os|platform|tox|toxenv|tox-env|env|envs|version|versions"
     r"|include|exclude|matrix|name|experimental|allow-prereleases|fail-fast|max-parallel"
-    r"|continue-on-error|cache|architecture|arch)\s*:.*)\s*(#.*)?$",
+    r"|continue-on-error|cache|architecture|arch)\s*+:.*)\s*+(#.*)?$",
     re.IGNORECASE,
 )
-_CI_USES = re.compile(r"^\s*-?\s*uses\s*:\s*['\"]?([^@\s'\"]+)@\S+")
+_CI_USES = re.compile(r"^\s*+(?:-\s*+)?uses\s*+:\s*+['\"]?([^@\s'\"]++)@\S+")
+# Past this length a line is data (a key, a blob), not a CI edit to classify by pattern.
+_LONG_LINE = 1000
 _CI_INJECTION = re.compile(
     r"\$\{\{\s*(github\.event\.(issue|pull_request|comment|review|review_comment|discussion"
     r"|head_commit|commits|pages|workflow_run)[\w.\[\]*]*\.(title|body|name|message|label|ref"
@@ -229,6 +231,9 @@ def _ci_change(file: FileDiff) -> tuple[Severity, str, str] | None:
     the version matrix alone is nothing to report."""
     added = [t for t in file.added_lines.values() if t.strip() and not t.strip().startswith("#")]
     removed = [t for t in file.removed_lines if t.strip() and not t.strip().startswith("#")]
+    if any(len(t) > _LONG_LINE for t in added + removed):
+        severity, title, suggestion = _SENSITIVE["ci"]
+        return severity, title, suggestion
     if any(_CI_INJECTION.search(t) for t in added):
         return (
             Severity.high,

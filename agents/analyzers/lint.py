@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,8 @@ class SafeFix:
 class LintResult:
     findings: list[Finding] = field(default_factory=list)
     fixes: list[SafeFix] = field(default_factory=list)
+    # Why the repository's ruff configuration could not be applied, when it could not.
+    config_error: str = ""
 
 
 def run_ruff(workspace: Workspace, *, agent: str, config: RuffConfig | None = None) -> LintResult:
@@ -71,23 +74,32 @@ def run_ruff(workspace: Workspace, *, agent: str, config: RuffConfig | None = No
     if not files:
         return result
     by_path = {f.path: f for f in files}
-    done = subprocess.run(
-        [
-            find_ruff_bin(),
-            "check",
-            "--isolated",
-            "--no-cache",
-            "--exit-zero",
-            "--output-format=json",
-            f"--select={','.join(RUFF_SELECT)}",
-            *(config.arguments() if config is not None else ()),
-            "--",
-            *by_path,
-        ],
-        cwd=workspace.root,
-        capture_output=True,
-        check=False,
-    )
+
+    def ruff(extra: Sequence[str]) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [
+                find_ruff_bin(),
+                "check",
+                "--isolated",
+                "--no-cache",
+                "--exit-zero",
+                "--output-format=json",
+                f"--select={','.join(RUFF_SELECT)}",
+                *extra,
+                "--",
+                *by_path,
+            ],
+            cwd=workspace.root,
+            capture_output=True,
+            check=False,
+        )
+
+    done = ruff(config.arguments() if config is not None else ())
+    if done.returncode != 0 and config is not None:
+        # A code this ruff does not know (a flake8-only code, a newer rule) in the
+        # repository's ignores: lint without them rather than not at all, and say so.
+        result.config_error = done.stderr.decode("utf-8", "replace").strip()[:300]
+        done = ruff(())
     if done.returncode != 0:
         raise RuntimeError(f"ruff failed: {done.stderr.decode('utf-8', 'replace').strip()}")
     root = str(workspace.root.resolve())
@@ -175,7 +187,7 @@ def _annotation_spans(text: str) -> list[tuple[tuple[int, int], tuple[int, int],
     """(start, end, is a string) of every annotation in a module."""
     try:
         tree = ast.parse(text.removeprefix("\ufeff"))
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
     found: list[ast.expr] = []
     for node in ast.walk(tree):
@@ -208,5 +220,5 @@ def _relative(filename: str, root: str) -> str:
 
 
 def _line(text: str, number: int) -> str:
-    lines = text.splitlines()
+    lines = text.split("\n")  # git counts "\n" only
     return lines[number - 1] if 0 < number <= len(lines) else ""

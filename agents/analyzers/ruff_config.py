@@ -33,7 +33,7 @@ class RuffConfig:
             args.append(f"--ignore={','.join(self.ignore)}")
         if self.per_file_ignores:
             table = ", ".join(
-                f"{json.dumps(glob)} = {json.dumps(list(codes))}"
+                f"{json.dumps(glob, ensure_ascii=False)} = {json.dumps(list(codes))}"
                 for glob, codes in sorted(self.per_file_ignores.items())
             )
             args += ["--config", f"lint.extend-per-file-ignores = {{{table}}}"]

@@ -90,8 +90,27 @@ def _synthetic_diff(name: str, file: FileDiff) -> str:
     return "\n".join(out) + "\n"
 
 
+def redact(finding: Finding, values: set[str]) -> Finding:
+    """The finding with every known secret value masked in its words: another tool's message
+    (ruff quoting a duplicate set item, bandit quoting a password) must not show one."""
+    fields = {"title": finding.title, "detail": finding.detail, "suggestion": finding.suggestion}
+    changed = {}
+    for name, text in fields.items():
+        new = text
+        for value in values:
+            if len(value) >= 4 and value in new:
+                new = new.replace(value, mask(value))
+        if new != text:
+            changed[name] = new
+    return finding.model_copy(update=changed) if changed else finding
+
+
 def run_secrets(
-    diff: DiffContext, *, agent: str, texts: Mapping[str, str] | None = None
+    diff: DiffContext,
+    *,
+    agent: str,
+    texts: Mapping[str, str] | None = None,
+    values: set[str] | None = None,
 ) -> list[Finding]:
     """Findings for credential-looking values on added lines. `texts` (the head's content of
     the analyzed files) lets a value in a comment or docstring be told from one in code."""
@@ -119,6 +138,8 @@ def run_secrets(
         path = file.path
         line = file.added_lines.get(int(secret.line_number), "")
         value = whole_token(str(secret.secret_value or ""), line)
+        if values is not None and value:
+            values.add(value)
         number = int(secret.line_number)
         detail = f"The line adds a value that looks like a secret ({kind}): {mask(value)}."
         if kind in _CRITICAL_KINDS:

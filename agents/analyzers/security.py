@@ -42,13 +42,16 @@ _SEVERITY_OVERRIDE = {
 }
 _CREDENTIAL_CHECKS = ("B105", "B106", "B107")
 _AT_MOST_MEDIUM = frozenset({"B324"})
-_QUOTED = re.compile(r"""(['"])(.*)\1""")
 # A value read from the environment or a settings object is the right way to do it.
 _FROM_OUTSIDE = re.compile(r"\b(environ|getenv|get_secret|secrets?manager|config\(|settings\.)")
 
 
 def run_bandit(
-    workspace: Workspace, *, agent: str, unread: list[str] | None = None
+    workspace: Workspace,
+    *,
+    agent: str,
+    unread: list[str] | None = None,
+    values: set[str] | None = None,
 ) -> list[Finding]:
     """bandit's findings on changed lines. The files bandit could not read (a syntax error,
     Python 2) are appended to `unread`, so the report can say what it did not check."""
@@ -91,6 +94,8 @@ def run_bandit(
         if diff is None:
             continue
         finding = _finding(item, path, diff.added_lines, workspace.texts.get(path, ""), agent)
+        if values is not None and str(item["test_id"]) in _CREDENTIAL_CHECKS:
+            values.add(_quoted_value(str(item.get("issue_text", ""))))
         if finding is None:
             continue
         # Placed on bandit's own line (not the first line of a multi-line statement). A
@@ -123,8 +128,9 @@ def _finding(
     anchor = fingerprint(source=Source.bandit, rule=test_id, file=path, anchor=line_text)
     title = f"{test_id} {item.get('test_name', '')}: {item['issue_text']}".strip()
     if test_id in _CREDENTIAL_CHECKS:
-        quoted = _QUOTED.search(str(item.get("issue_text", "")))
-        value = quoted.group(2) if quoted else ""
+        # bandit's message is "Possible hardcoded password: '<value>'", the value verbatim
+        # (quotes and newlines included).
+        value = _quoted_value(str(item.get("issue_text", "")))
         # An empty string, None or a value read from the environment is no hard-coded secret.
         if not value.strip() or _FROM_OUTSIDE.search(line_text):
             return None
@@ -135,7 +141,7 @@ def _finding(
             detail += f" Rated {severity.value}: {demoted.reason}."
         anchor = problem_fingerprint(CREDENTIAL, path, line_text)
         # bandit quotes the password in its message; the report never shows a secret.
-        title = title.replace(f"'{value}'", mask(value)) if value else title
+        title = f"{test_id} {item.get('test_name', '')}: Possible hardcoded password: {mask(value)}"
     elif kinds.is_test_path(path):
         # Test code has no attack surface: a request without a timeout, a temp path, a
         # subprocess or try/except/pass there is how tests are written. Credentials (above)
@@ -171,8 +177,14 @@ def _finding(
     )
 
 
+def _quoted_value(text: str) -> str:
+    """bandit's "Possible hardcoded password: '<value>'": the value verbatim (quotes and
+    newlines included)."""
+    return text.split(": '", 1)[1].removesuffix("'") if ": '" in text else ""
+
+
 def _line(text: str, number: int) -> str:
-    lines = text.splitlines()
+    lines = text.split("\n")  # git counts "\n" only
     return lines[number - 1] if 0 < number <= len(lines) else ""
 
 

@@ -37,13 +37,15 @@ def module_names(path: str) -> list[str]:
     parts = list(pure.with_suffix("").parts)
     if parts and parts[-1] == "__init__":
         parts.pop()
-    while parts and parts[0] in ("src", "lib", "python"):
+    names: list[str] = []
+    while parts:
+        names.append(".".join(parts))
+        if len(parts) > 1:
+            names.append(f"from {'.'.join(parts[:-1])} import {parts[-1]}")
+        # `src/pkg/mod.py` is imported as `pkg.mod`; a package really called `lib` keeps it.
+        if parts[0] not in ("src", "lib", "python"):
+            break
         parts.pop(0)
-    if not parts:
-        return []
-    names = [".".join(parts)]
-    if len(parts) > 1:
-        names.append(f"from {'.'.join(parts[:-1])} import {parts[-1]}")
     return names
 
 
@@ -57,8 +59,8 @@ def new_public_definitions(workspace: Workspace) -> list[NewDefinition]:
             continue
         try:
             tree = ast.parse(workspace.texts[diff.path].removeprefix("\ufeff"))
-        except (SyntaxError, ValueError):
-            continue  # ruff reports the syntax error
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue  # ruff reports the syntax error; a too-deep file is not walked
         for node in tree.body:
             if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 continue

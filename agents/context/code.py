@@ -48,7 +48,7 @@ def python_scopes(text: str) -> list[Scope]:
     """Every function and class, innermost last for a given line."""
     try:
         tree = ast.parse(text.removeprefix("\ufeff"))
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
     scopes = []
     for node in ast.walk(tree):

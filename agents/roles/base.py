@@ -34,6 +34,8 @@ class PipelineState:
     dropped_unsupported: int = 0
     model_summary: str = ""
     compliance: Compliance | None = None
+    # Values the analyzers took for secrets: masked in every finding, never in a proposal.
+    secret_values: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def next_proposal_id(self) -> str:

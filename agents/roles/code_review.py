@@ -14,7 +14,7 @@ from agents.analyzers.autofix import build_patch
 from agents.analyzers.hardening import run_hardening
 from agents.analyzers.lint import SYNTAX, LintResult, run_ruff
 from agents.analyzers.merge import merge_same_problem
-from agents.analyzers.secrets_scan import run_secrets
+from agents.analyzers.secrets_scan import redact, run_secrets
 from agents.analyzers.security import run_bandit
 from agents.budget import Unit
 from agents.context.code import neutralise
@@ -34,8 +34,7 @@ class CodeReviewAgent:
         # The repository's own ruff ignores, from the merge-base: a branch cannot turn a check
         # off for its own change.
         config = ruff_config.load(state.diff.repo, state.diff.base_sha)
-        if config is not None and state.workspace.python_files():
-            state.note(config.describe())
+        config_used = config is not None and bool(state.workspace.python_files())
         # ruff and bandit run in their own processes; secrets are scanned here meanwhile, so the
         # three overlap on a multi-core machine.
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -43,23 +42,42 @@ class CodeReviewAgent:
                 copy_context().run, run_ruff, state.workspace, agent=self.name, config=config
             )
             unread: list[str] = []
+            secrets = state.secret_values  # every value a tool took for a secret, to mask
             bandit_job = pool.submit(
-                copy_context().run, run_bandit, state.workspace, agent=self.name, unread=unread
+                copy_context().run,
+                run_bandit,
+                state.workspace,
+                agent=self.name,
+                unread=unread,
+                values=secrets,
             )
-            found = run_secrets(state.diff, agent=self.name, texts=state.workspace.texts)
+            found = run_secrets(
+                state.diff, agent=self.name, texts=state.workspace.texts, values=secrets
+            )
             found += run_hardening(state.diff, agent=self.name, texts=state.workspace.texts)
             found += run_ast_checks(state.workspace, agent=self.name)
             lint, security = lint_job.result(), bandit_job.result()
+        if config is not None and config_used:
+            if lint.config_error:
+                state.note(
+                    f"ruff could not apply the repository's {config.file} ignores and ran "
+                    f"without them: {lint.config_error}"
+                )
+            else:
+                state.note(config.describe())
         if unread:
             shown = ", ".join(unread[:5]) + (
                 f" and {len(unread) - 5} more" if len(unread) > 5 else ""
             )
             state.note(f"bandit could not parse {shown}; its security checks did not run there.")
         found = [*self._branch_syntax_errors(state, lint.findings), *security, *found]
+        start = len(state.findings)
         state.findings.extend(merge_same_problem(found, self._line_text(state)))
         self._propose_fixes(state, lint)
         if state.llm is not None:
             self._review_with_model(state)
+        secrets.discard("")
+        state.findings[start:] = [redact(f, secrets) for f in state.findings[start:]]
 
     @staticmethod
     def _branch_syntax_errors(state: PipelineState, findings: list[Finding]) -> list[Finding]:
@@ -79,7 +97,7 @@ class CodeReviewAgent:
         for path, blob in old.items():
             try:
                 ast.parse((blobs.get(blob) or b"").decode("utf-8", "replace"))
-            except (SyntaxError, ValueError):
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
                 already.add(path)
                 state.note(
                     f"{path} does not parse as Python 3 at the base either: its syntax errors "
@@ -93,7 +111,7 @@ class CodeReviewAgent:
             file = state.diff.file(path)
             if file is not None and number in file.added_lines:
                 return file.added_lines[number]
-            lines = state.workspace.texts.get(path, "").splitlines()
+            lines = state.workspace.texts.get(path, "").split("\n")
             return lines[number - 1] if 0 < number <= len(lines) else ""
 
         return line_text
@@ -118,6 +136,9 @@ class CodeReviewAgent:
         """Offer a patch only if it only edits files the branch changes, and applies cleanly at
         the branch head."""
         head = state.diff.head_sha
+        if any(len(value) >= 4 and value in patch for value in state.secret_values):
+            state.note(f"{source} were not offered: the change would show a secret.")
+            return False
         problem = state.diff.repo.patch_problem(head, patch, set(state.workspace.texts))
         if problem is not None:
             state.note(f"{source} were not offered: {problem}.")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from agents.analyzers.heuristics import change_size, run_heuristics
+from agents.analyzers.merge import problem_of
 from agents.budget import Unit
 from agents.context import files as kinds
 from agents.context.code import neutralise
@@ -44,7 +45,9 @@ def _credible(finding: Finding) -> Severity:
 
 
 def _kind(finding: Finding) -> str:
-    return f"{finding.source.value}:{finding.rule or finding.category}"
+    """What kind of problem: the problem class several tools share (a credential is one kind
+    whether detect-secrets or bandit named it), else the tool's rule."""
+    return problem_of(finding) or f"{finding.source.value}:{finding.rule or finding.category}"
 
 
 def assess(findings: list[Finding]) -> Risk:
@@ -72,11 +75,10 @@ def assess(findings: list[Finding]) -> Risk:
         and _credible(f).rank > Severity.info.rank
     }
     score = floor + 5 * (worst is not None and _LEVEL_OF[_credible(worst)] is level)
-    score += _EXTRA[level] * len(kinds_here) + 2 * len(sensitive)
-    if level is not RiskLevel.critical:
-        score = min(score, top)
-    else:
-        score = min(score, 100 if worst is not None and worst.severity is Severity.critical else 99)
+    areas = {f.rule for f in findings if f.rule in _SENSITIVE_RULES}  # once per kind of area
+    score += _EXTRA[level] * len(kinds_here) + 2 * len(areas)
+    # The critical band (and 100) is only reached through a critical finding.
+    score = min(score, top)
     return Risk(
         level=level, score=score, reasons=_reasons(findings, level, worst, sensitive, raised)
     )

@@ -132,6 +132,8 @@ def _refusal(state: PipelineState, path: str, content: str) -> str:
             ast.parse(content)
         except SyntaxError as exc:
             return f"it does not parse (line {exc.lineno}: {exc.msg})"
+        except (ValueError, RecursionError, MemoryError):
+            return "it does not parse"
     return ""
 
 
