@@ -104,6 +104,7 @@ def run_ruff(workspace: Workspace, *, agent: str, config: RuffConfig | None = No
         raise RuntimeError(f"ruff failed: {done.stderr.decode('utf-8', 'replace').strip()}")
     root = str(workspace.root.resolve())
     broken: set[str] = set()
+    annotations: dict[str, _Annotations] = {}
     for item in json.loads(done.stdout or b"[]"):
         path = _relative(item["filename"], root)
         diff = by_path.get(path)
@@ -127,9 +128,10 @@ def run_ruff(workspace: Workspace, *, agent: str, config: RuffConfig | None = No
         line_text = diff.added_lines.get(start) or _line(workspace.texts[path], start)
         severity, why = ruff_severity(code), ""
         if severity is Severity.high and not syntax:
-            why = _never_run(
-                path, workspace.texts[path], code, start, int(item["location"]["column"])
-            )
+            if path not in annotations:  # parsed once per file, and only when needed
+                annotations[path] = _annotations(workspace.texts[path])
+            column = int(item["location"]["column"])
+            why = _never_run(path, annotations[path], code, start, column)
             if why:
                 severity = Severity.medium
         fix = item.get("fix") or None
@@ -167,7 +169,13 @@ def run_ruff(workspace: Workspace, *, agent: str, config: RuffConfig | None = No
     return result
 
 
-def _never_run(path: str, text: str, code: str, row: int, column: int) -> str:
+@dataclass(frozen=True)
+class _Annotations:
+    spans: list[tuple[tuple[int, int], tuple[int, int], bool]]  # (start, end, is a string)
+    deferred: bool  # `from __future__ import annotations`
+
+
+def _never_run(path: str, annotations: _Annotations, code: str, row: int, column: int) -> str:
     """Why a would-be crash cannot happen at run time, or "": a stub is read by type
     checkers only, and a name in a deferred annotation (`from __future__ import annotations`,
     or a string) is never evaluated by Python itself."""
@@ -175,20 +183,25 @@ def _never_run(path: str, text: str, code: str, row: int, column: int) -> str:
         return "in a stub, read by type checkers and never run"
     if code != "F821":
         return ""
-    spans = _annotation_spans(text)
-    inside = any((r1, c1) <= (row, column - 1) <= (r2, c2) for (r1, c1), (r2, c2), _ in spans)
-    deferred = "from __future__ import annotations" in text
-    if inside and (deferred or any(s for a, b, s in spans if a <= (row, column - 1) <= b)):
+    at = (row, column - 1)
+    around = [string for start, end, string in annotations.spans if start <= at <= end]
+    if around and (annotations.deferred or any(around)):
         return "the name is in an annotation Python never evaluates"
     return ""
 
 
-def _annotation_spans(text: str) -> list[tuple[tuple[int, int], tuple[int, int], bool]]:
-    """(start, end, is a string) of every annotation in a module."""
+def _annotations(text: str) -> _Annotations:
+    """Every annotation in a module, and whether the module defers them."""
     try:
         tree = ast.parse(text.removeprefix("\ufeff"))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return []
+        return _Annotations([], False)
+    deferred = any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(a.name == "annotations" for a in node.names)
+        for node in tree.body
+    )
     found: list[ast.expr] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.arg) and node.annotation is not None:
@@ -197,7 +210,7 @@ def _annotation_spans(text: str) -> list[tuple[tuple[int, int], tuple[int, int],
             found.append(node.returns)
         elif isinstance(node, ast.AnnAssign):
             found.append(node.annotation)
-    return [
+    spans = [
         (
             (a.lineno, a.col_offset),
             (a.end_lineno or a.lineno, a.end_col_offset or a.col_offset),
@@ -205,6 +218,7 @@ def _annotation_spans(text: str) -> list[tuple[tuple[int, int], tuple[int, int],
         )
         for a in found
     ]
+    return _Annotations(spans, deferred)
 
 
 def _edit(raw: dict[str, Any]) -> Edit:

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from agents.analyzers.credentials import demotion, prose_lines
+from agents.analyzers.credentials import demotion
 from agents.analyzers.merge import CREDENTIAL, problem_fingerprint
 from agents.analyzers.secrets_scan import mask
 from agents.context import files as kinds
@@ -151,8 +151,6 @@ def _finding(
         # In a test, a subprocess, a temp file or a weak hash is usually the point of the test.
         severity = Severity.low
         detail += f" Rated low: in {kinds.illustrative_kind(path)}."
-    elif text and number in prose_lines(path, text):
-        return None  # bandit read a string that is prose (a docstring), not code
     if (
         str(item.get("issue_confidence")) == "LOW" or test_id in _AT_MOST_MEDIUM
     ) and severity.rank > Severity.medium.rank:
