@@ -584,3 +584,13 @@ def test_symbols_inside_a_strong_password_do_not_make_it_a_placeholder(make_bran
     assert found[("shop/conf.py", 1)].severity is Severity.high
     templated = found.get(("shop/conf.py", 2))  # a template is not reported, or only as info
     assert templated is None or templated.severity is Severity.info
+
+
+def test_an_undefined_name_in_a_test_is_medium(make_branch) -> None:  # type: ignore[no-untyped-def]
+    code = "def test_forward():\n    rows: list[Later] = []\n    assert not rows\n"
+    report = analyze_branch(
+        make_branch("feature/fw", {"tests/test_fw.py": code}).root, "feature/fw"
+    )
+    [f821] = [f for f in report.findings if f.rule == "F821"]
+    assert f821.severity is Severity.medium
+    assert "a NameError would fail the suite" in f821.detail

@@ -183,6 +183,10 @@ def _never_run(path: str, annotations: _Annotations, code: str, row: int, column
         return "in a stub, read by type checkers and never run"
     if code != "F821":
         return ""
+    if kinds.is_test_path(path):
+        # A test that raised NameError would fail the suite: one that survives is a name
+        # resolved at run time (a mapping's forward reference, a fixture), not a crash.
+        return "in a test, where a NameError would fail the suite"
     at = (row, column - 1)
     around = [string for start, end, string in annotations.spans if start <= at <= end]
     if around and (annotations.deferred or any(around)):
