@@ -419,14 +419,19 @@ def _proposals(
 ) -> list[ProposedLearning]:
     """The learnings curation would make if the team had rejected what its commits ignored:
     a folder rule for a rule none of whose findings there was addressed, and a suppression for
-    a finding reported again and again and never addressed. Never for a critical finding."""
+    a finding reported again and again and never addressed. Never for a critical finding or a
+    notice."""
     folders: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     kept: set[tuple[str, str, str]] = set()
     repeats: dict[str, list[bool]] = defaultdict(list)
     last: dict[str, Finding] = {}
     for index, item in enumerate(replayed):
         for number, finding in enumerate(item.findings):
-            if finding.severity is Severity.critical or (index, number) not in outcome:
+            # Notices (info: a sensitive area touched, a large change) are not problems to
+            # address, and hiding one would take a reviewer's eyes off security code.
+            if finding.severity in (Severity.critical, Severity.info):
+                continue
+            if (index, number) not in outcome:
                 continue
             addressed = outcome[(index, number)]
             repeats[finding.fingerprint].append(addressed)

@@ -116,3 +116,17 @@ def test_the_text_report_and_bad_input(tmp_path: Path) -> None:
     )
     assert future.exit_code == 2
     assert "No commits in that range" in future.output
+
+
+def test_notices_are_never_proposed_for_suppression(tmp_path: Path) -> None:
+    repo = RepoBuilder(tmp_path / "repo")
+    repo.commit({"README.md": "# x\n", "pkg/__init__.py": ""}, "base")
+    for n in range(1, 5):  # the login module grows: an info notice each time, never "fixed"
+        body = "".join(f"VALUE_{k} = {k}\n" for k in range(n))
+        repo.commit({"pkg/login.py": body}, f"login {n}")
+    result = evaluate_history(GitRepo.open(repo.root), repo.head())
+    assert any(r.rule == "sensitive-path:auth" for r in result.rules)
+    assert not any("sensitive-path" in learning.key for learning in result.learnings)
+    assert not any(
+        learning.fingerprint and "login" in learning.text for learning in result.learnings
+    )
