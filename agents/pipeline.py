@@ -146,6 +146,9 @@ def run_pipeline(
                 log.warning("agent %s: model call failed in run %s: %s", agent.name, run_id, exc)
                 status.status = "failed"
                 status.error = str(exc)[:500]
+                state.did_not_run(f"the model layer of {agent.name}", str(exc)[:300])
+                for file in state.workspace.analyzed:
+                    state.skip_for_model(file.path, f"the model could not be reached: {exc}"[:200])
             except Exception as exc:  # one agent's failure must not lose the others' results
                 log.warning("agent %s failed in run %s: %s", agent.name, run_id, exc)
                 log.debug("agent %s traceback", agent.name, exc_info=True)
@@ -216,6 +219,7 @@ def _assemble(
     coverage = Coverage(
         files_analyzed=sorted(f.path for f in state.workspace.analyzed),
         files_skipped=skipped,
+        not_run=list(state.not_run),
     )
     calls = list(state.llm.calls) if state.llm is not None else []
     return Report(
@@ -293,6 +297,8 @@ def _summary(
     failed = [a.name for a in agents if a.status == "failed"]
     if failed:
         text += f" Failed: {', '.join(failed)} (see agents)."
+    for missing in coverage.not_run:
+        text += f" Partial: {missing}."
     if state.suppressed:
         text += (
             f" {state.suppressed} finding(s) left out by the team's learnings "

@@ -127,6 +127,11 @@ class SkippedFile(_Model):
 class Coverage(_Model):
     files_analyzed: list[str] = Field(default_factory=list)
     files_skipped: list[SkippedFile] = Field(default_factory=list)
+    not_run: list[str] = Field(
+        default_factory=list,
+        description="Parts that were asked for and did not run, with why: "
+        "'bandit did not run: ...'. A report with any is partial.",
+    )
 
 
 class Usage(_Model):

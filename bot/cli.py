@@ -1,7 +1,8 @@
 """The `chatops` command.
 
 Exit codes: 0 analyzed (or done), 1 a finding at or above `--fail-on` exists, 2 bad input (with a
-one-line error saying what to do), 3 an internal failure (git or an analyzer broke).
+one-line error saying what to do), 3 an internal failure (git broke) or a partial report (an
+analyzer, the model or an agent did not run; `--allow-partial` uses the findings' code instead).
 """
 
 from __future__ import annotations
@@ -130,6 +131,13 @@ FailOnOption = Annotated[
     Severity | None,
     typer.Option("--fail-on", help="Exit 1 if a finding at or above this severity exists."),
 ]
+AllowPartialOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-partial",
+        help="When an analyzer or agent did not run, exit with the findings' code, not 3.",
+    ),
+]
 OfflineOption = Annotated[
     bool, typer.Option("--offline", help="Use the analyzers only, even with an API key.")
 ]
@@ -144,6 +152,7 @@ def analyze_branch_command(
     output: OutputOption = None,
     fail_on: FailOnOption = None,
     offline: OfflineOption = False,
+    allow_partial: AllowPartialOption = False,
 ) -> None:
     """Analyze a branch: the analyzers always; Claude too when ANTHROPIC_API_KEY is set."""
     errors = Console(stderr=True)
@@ -166,7 +175,30 @@ def analyze_branch_command(
         return
     printer.close()
     _emit(report, output_format, output, errors)
-    if fail_on is not None and report.findings_at_least(fail_on):
+    _exit_for([report], fail_on, allow_partial, errors)
+
+
+def _partial(report: Report) -> list[str]:
+    """What was asked for and did not run: failed analyzers, the model, failed agents."""
+    failed = [f"{a.name} failed: {a.error}" for a in report.agents if a.status == "failed"]
+    return [*report.coverage.not_run, *failed]
+
+
+def _exit_for(
+    reports: list[Report], fail_on: Severity | None, allow_partial: bool, errors: Console
+) -> None:
+    """Exit 3 when a report is partial (unless --allow-partial), else 1 on --fail-on."""
+    missing = [part for report in reports for part in _partial(report)]
+    if missing and not allow_partial:
+        for part in dict.fromkeys(missing):
+            errors.print(f"partial: {part}", markup=False, highlight=False, soft_wrap=True)
+        errors.print(
+            "The report is partial (exit 3); --allow-partial uses the findings' exit code.",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_FAILURE)
+    if fail_on is not None and any(r.findings_at_least(fail_on) for r in reports):
         raise typer.Exit(EXIT_FINDINGS)
 
 
@@ -205,6 +237,7 @@ def analyze_ticket_command(
     output: OutputOption = None,
     fail_on: FailOnOption = None,
     offline: OfflineOption = False,
+    allow_partial: AllowPartialOption = False,
 ) -> None:
     """Analyze the branches that implement a Jira ticket, against its acceptance criteria."""
     errors = Console(stderr=True)
@@ -266,8 +299,7 @@ def analyze_ticket_command(
     else:
         for report in reports:
             _emit(report, output_format, output, errors)
-    if fail_on is not None and any(r.findings_at_least(fail_on) for r in reports):
-        raise typer.Exit(EXIT_FINDINGS)
+    _exit_for(reports, fail_on, allow_partial, errors)
 
 
 @app.command("schema")

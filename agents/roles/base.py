@@ -34,6 +34,8 @@ class PipelineState:
     dropped_unsupported: int = 0
     model_summary: str = ""
     compliance: Compliance | None = None
+    # Parts asked for that failed ("bandit did not run: ..."): the report is partial.
+    not_run: list[str] = field(default_factory=list)
     # Values the analyzers took for secrets: masked in every finding, never in a proposal.
     secret_values: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -45,6 +47,12 @@ class PipelineState:
         with self._lock:
             if text not in self.notes:
                 self.notes.append(text)
+
+    def did_not_run(self, part: str, reason: str) -> None:
+        """An analyzer (or the model) that was asked for failed: the others' findings stay,
+        and the report says what is missing."""
+        with self._lock:
+            self.not_run.append(f"{part} did not run: {reason}"[:500])
 
     def skip_for_model(self, path: str, reason: str) -> None:
         with self._lock:

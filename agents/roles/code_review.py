@@ -4,9 +4,11 @@ model, the review linters cannot do, grounded by those findings, and small patch
 from __future__ import annotations
 
 import ast
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
+from typing import TypeVar
 
 from agents.analyzers import ruff_config
 from agents.analyzers.ast_checks import run_ast_checks
@@ -22,6 +24,9 @@ from agents.report import Finding, Proposal, ProposalKind, sha256_hex
 from agents.roles.answers import ModelPatch, ReviewAnswer
 from agents.roles.base import PipelineState
 from agents.roles.model import file_units, prompt_for, run_chunks, to_finding, validate
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class CodeReviewAgent:
@@ -51,12 +56,29 @@ class CodeReviewAgent:
                 unread=unread,
                 values=secrets,
             )
-            found = run_secrets(
-                state.diff, agent=self.name, texts=state.workspace.texts, values=secrets
+            texts = state.workspace.texts
+            # Each analyzer fails alone: the others' findings stay, and the report says which
+            # did not run (the CLI then exits 3).
+            found = _attempt(
+                state,
+                "detect-secrets",
+                lambda: run_secrets(state.diff, agent=self.name, texts=texts, values=secrets),
+                _no_findings,
             )
-            found += run_hardening(state.diff, agent=self.name, texts=state.workspace.texts)
-            found += run_ast_checks(state.workspace, agent=self.name)
-            lint, security = lint_job.result(), bandit_job.result()
+            found += _attempt(
+                state,
+                "the hardening rules",
+                lambda: run_hardening(state.diff, agent=self.name, texts=texts),
+                _no_findings,
+            )
+            found += _attempt(
+                state,
+                "the AST checks",
+                lambda: run_ast_checks(state.workspace, agent=self.name),
+                _no_findings,
+            )
+            lint = _attempt(state, "ruff", lambda: lint_job.result(), LintResult)
+            security = _attempt(state, "bandit", lambda: bandit_job.result(), _no_findings)
         if config is not None and config_used:
             if lint.config_error:
                 state.note(
@@ -196,6 +218,19 @@ class CodeReviewAgent:
                 neutralise(patch.title)[:200] or f"Fix in {patch.file}",
                 source=f"The model's patch for {patch.file}",
             )
+
+
+def _no_findings() -> list[Finding]:
+    return []
+
+
+def _attempt(state: PipelineState, part: str, run: Callable[[], T], empty: Callable[[], T]) -> T:
+    try:
+        return run()
+    except Exception as exc:  # any failure of one analyzer: recorded, never silent
+        log.warning("%s failed: %s", part, exc)
+        state.did_not_run(part, f"{type(exc).__name__}: {exc}".strip()[:300])
+        return empty()
 
 
 def _review_message(chunk: Sequence[Unit]) -> str:

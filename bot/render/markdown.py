@@ -112,6 +112,9 @@ def render_markdown(report: Report) -> str:
     if cov.files_skipped:
         out += ["", "Skipped:", ""]
         out += [f"- `{s.file}`: {_inline(s.reason)}" for s in cov.files_skipped]
+    if cov.not_run:
+        out += ["", "**Partial report.** Did not run:", ""]
+        out += [f"- {_inline(part)}" for part in cov.not_run]
     out += ["", "## Agents", "", "| agent | status | time |", "|---|---|---|"]
     out += [f"| {a.name} | {a.status} | {a.duration_ms} ms |" for a in report.agents]
     u = report.usage

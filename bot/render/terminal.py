@@ -110,6 +110,8 @@ def report_view(report: Report) -> RenderableType:
         )
     cov = report.coverage
     coverage = Text(f"Coverage: {len(cov.files_analyzed)} file(s) analyzed", style="dim")
+    for part in cov.not_run:
+        coverage.append(f"\n  PARTIAL: {part}", style="bold red")
     for skipped in cov.files_skipped[:20]:
         coverage.append(f"\n  skipped {skipped.file}: {skipped.reason}")
     if len(cov.files_skipped) > 20:

@@ -239,6 +239,11 @@ def report_blocks(report: Report) -> tuple[list[dict[str, object]], bool]:
         _context(
             f"Coverage: {len(cov.files_analyzed)} file(s) analyzed"
             + (f", {len(cov.files_skipped)} skipped ({clip(skipped, 1500)})" if skipped else "")
+            + (
+                f". *Partial:* {clip('; '.join(escape(p) for p in cov.not_run), 1000)}"
+                if cov.not_run
+                else ""
+            )
         ),
         _context(_footer(report)),
         report_votes(report.run_id),

@@ -1,0 +1,79 @@
+"""Nothing fails silently: an analyzer that breaks costs only its own findings, the report says
+what did not run, and the exit code says the report is partial."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.gitrepo import RepoBuilder
+
+AWS = "AKIA4HJXZQ2WBNVGL7PK"
+
+
+def broken_bandit(tmp_path: Path) -> dict[str, str]:
+    """An environment in which `python -m bandit` is a bandit that crashes (exit 2), as a broken
+    install or a bandit bug would: a real process, failing for real."""
+    fake = tmp_path / "fake-tools" / "bandit"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "__main__.py").write_text(
+        "import sys\nprint('bandit: internal error', file=sys.stderr)\nsys.exit(2)\n"
+    )
+    return {**os.environ, "PYTHONPATH": str(fake.parent)}
+
+
+def analyze(
+    repo: RepoBuilder, env: dict[str, str], *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "analyze",
+            "branch",
+            "feature/leak",
+            "--repo",
+            str(repo.root),
+            "--format",
+            "json",
+            "--offline",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_a_crashing_bandit_keeps_the_other_findings_and_exits_3(
+    repo: RepoBuilder, tmp_path: Path
+) -> None:
+    repo.branch("feature/leak")
+    repo.commit(
+        {"shop/config.py": f'AWS_ACCESS_KEY_ID = "{AWS}"\n\n\ndef run(x):\n    return eval(x)\n'}
+    )
+    repo.checkout("main")
+    env = broken_bandit(tmp_path)
+    done = analyze(repo, env, "--fail-on", "critical")
+    assert done.returncode == 3, done.stderr
+    report = json.loads(done.stdout)
+    rules = {f["rule"] for f in report["findings"]}
+    assert "AWS Access Key" in rules  # detect-secrets' finding survived bandit's crash
+    assert report["risk"]["level"] == "critical"
+    assert any(p.startswith("bandit did not run:") for p in report["coverage"]["not_run"])
+    assert "Partial: bandit did not run" in report["summary"]
+    assert "partial: bandit did not run" in done.stderr
+    assert "Traceback" not in done.stderr
+    # --allow-partial: the findings decide the exit code (a critical finding: 1).
+    allowed = analyze(repo, env, "--fail-on", "critical", "--allow-partial")
+    assert allowed.returncode == 1, allowed.stderr
+    # And with a working bandit the same branch is a complete report.
+    whole = analyze(repo, dict(os.environ), "--fail-on", "critical")
+    assert whole.returncode == 1, whole.stderr
+    assert json.loads(whole.stdout)["coverage"]["not_run"] == []
