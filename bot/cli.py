@@ -156,6 +156,7 @@ def analyze_branch_command(
 ) -> None:
     """Analyze a branch: the analyzers always; Claude too when ANTHROPIC_API_KEY is set."""
     errors = Console(stderr=True)
+    _output_or_exit(errors, output)
     try:
         llm_settings = None if offline else load_settings().llm()
     except SettingsError as exc:
@@ -241,6 +242,7 @@ def analyze_ticket_command(
 ) -> None:
     """Analyze the branches that implement a Jira ticket, against its acceptance criteria."""
     errors = Console(stderr=True)
+    _output_or_exit(errors, output)
     settings = _settings_or_exit(errors)
     jira = settings.jira()
     if jira is None:
@@ -419,6 +421,20 @@ def eval_history_command(
 
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+
+
+def _output_or_exit(errors: Console, output: Path | None) -> None:
+    """A path to write to must be writable before any work starts: a bad one is bad input
+    (exit 2), never a traceback after the whole analysis."""
+    if output is None:
+        return
+    if output.is_dir():
+        _fail(errors, f"--output {output} is a directory.", "Name a file, e.g. report.json.")
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        _fail(errors, f"--output {output}: the folder {parent} does not exist.", "Create it first.")
+    if not os.access(parent, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        _fail(errors, f"--output {output} is not writable.", "Choose a path you can write to.")
 
 
 def _settings_or_exit(errors: Console) -> Settings:
@@ -651,6 +667,7 @@ def feedback_export_command(
 ) -> None:
     """Write the interaction log: each vote with its prompt, output, correction and versions."""
     errors = Console(stderr=True)
+    _output_or_exit(errors, output)
     start = _since_or_exit(errors, since)
     the_app = _app_or_exit(errors)
     try:

@@ -92,6 +92,9 @@ def run_ruff(workspace: Workspace, *, agent: str, config: RuffConfig | None = No
             cwd=workspace.root,
             capture_output=True,
             check=False,
+            # A session of its own: a terminal's Ctrl-C (the shell leaves runs alone on it)
+            # must not reach the analyzer and fail the run.
+            start_new_session=True,
         )
 
     done = ruff(config.arguments() if config is not None else ())

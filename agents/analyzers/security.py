@@ -78,6 +78,9 @@ def run_bandit(
             cwd=workspace.root,
             capture_output=True,
             check=False,
+            # A session of its own: a terminal's Ctrl-C (the shell leaves runs alone on it)
+            # must not reach the analyzer and fail the run.
+            start_new_session=True,
         )
         # bandit exits 1 when it found something; anything else without a report is a failure.
         if done.returncode not in (0, 1) or not out.exists():

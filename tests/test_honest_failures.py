@@ -77,3 +77,39 @@ def test_a_crashing_bandit_keeps_the_other_findings_and_exits_3(
     whole = analyze(repo, dict(os.environ), "--fail-on", "critical")
     assert whole.returncode == 1, whole.stderr
     assert json.loads(whole.stdout)["coverage"]["not_run"] == []
+
+
+def test_a_bad_output_path_is_refused_before_any_work(repo: RepoBuilder, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    repo.branch("feature/leak")
+    repo.commit({"shop/a.py": "X = 1\n"})
+    repo.checkout("main")
+    base = ["analyze", "branch", "feature/leak", "--repo", str(repo.root), "--offline"]
+    missing = CliRunner().invoke(app, [*base, "--output", str(tmp_path / "nope" / "r.json")])
+    assert missing.exit_code == 2
+    assert "does not exist" in missing.output and "Traceback" not in missing.output
+    folder = CliRunner().invoke(app, [*base, "--output", str(tmp_path)])
+    assert folder.exit_code == 2
+    assert "is a directory" in folder.output
+    export = CliRunner().invoke(app, ["feedback", "export", "-o", str(tmp_path)])
+    assert export.exit_code == 2
+    assert "is a directory" in export.output
+
+
+def test_analyzers_run_in_a_session_of_their_own(repo: RepoBuilder, tmp_path: Path) -> None:
+    """A terminal's Ctrl-C goes to its foreground process group; ruff and bandit are not in it."""
+    fake = tmp_path / "fake-tools" / "bandit"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    seen = tmp_path / "sid.txt"
+    (fake / "__main__.py").write_text(
+        f"import os, sys\nopen({str(seen)!r}, 'w').write(str(os.getsid(0)))\nsys.exit(2)\n"
+    )
+    repo.branch("feature/leak")
+    repo.commit({"shop/a.py": "X = 1\n"})
+    repo.checkout("main")
+    analyze(repo, {**os.environ, "PYTHONPATH": str(fake.parent)})
+    assert int(seen.read_text()) != os.getsid(0)
