@@ -535,3 +535,18 @@ def test_a_url_repository_follows_the_remotes_default_branch(tmp_path: Path) -> 
     origin.git("branch", "-m", "main", "trunk")
     clone_or_fetch(str(origin.root), tmp_path / "mirror")
     assert "trunk" in GitRepo.open(mirror).default_branch_names()
+
+
+def test_the_repositorys_hooks_never_run_in_the_bots_own_git_calls(world: World) -> None:
+    run_id = world.analyzed("feature/hooks", {"shop/cli.py": UNUSED})
+    fired = world.repo.root.parent / "hook-fired"
+    hook = world.repo.root / ".git" / "hooks" / "reference-transaction"
+    hook.write_text(f"#!/bin/sh\necho ran >> {fired}\n")
+    hook.chmod(0o755)
+    world.repo.git("update-ref", "refs/heads/probe", "HEAD")  # the hook works for git itself
+    assert fired.exists()
+    fired.unlink()
+    assert world.decide(APPROVER, f"{run_id}/P1").ok
+    [proposal] = world.proposals.for_run(run_id)
+    assert proposal.status == "applied"
+    assert not fired.exists()  # update-ref ran without the repository's hook

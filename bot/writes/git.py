@@ -8,6 +8,7 @@ never overwritten. Never a force push, a merge or a delete.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import subprocess
@@ -50,11 +51,18 @@ class WriteResult:
     commit: str | None = None
 
 
+@functools.cache
+def _no_hooks() -> str:
+    """An empty folder for `core.hooksPath`: the repository's hooks (`reference-transaction`
+    runs on `update-ref`, `pre-push` on push) never run in the bot's own git calls."""
+    return tempfile.mkdtemp(prefix="chatops-no-hooks-")
+
+
 def _git(
     repo: Path, args: list[str], *, env: dict[str, str] | None = None, stdin: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        ["git", *args],
+        ["git", "-c", f"core.hooksPath={_no_hooks()}", *args],
         cwd=repo,
         input=stdin,
         capture_output=True,
