@@ -244,6 +244,8 @@ def _assemble(
         dropped_unsupported=state.dropped_unsupported,
         learnings_applied=sorted(state.learnings_applied),
         suppressed_findings=state.suppressed,
+        # A verdict needs every agent: risk weighs what all of them found.
+        complete=not stopped and all(a.status == "done" for a in agents),
     )
 
 

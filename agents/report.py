@@ -230,6 +230,23 @@ class Report(_Model):
     suppressed_findings: int = Field(
         default=0, description="Findings left out because a learning ruled them out."
     )
+    complete: bool = Field(
+        default=True,
+        description="False when an agent did not finish (stopped, failed, cancelled): the "
+        "report then gives no verdict, whatever `risk` computed from the part that ran.",
+    )
+
+    def verdict(self) -> str:
+        """What every surface shows as the verdict: the risk, or that there is none."""
+        if not self.complete:
+            return "incomplete: no verdict"
+        return f"{self.risk.level.value.upper()} {self.risk.score}/100"
+
+    def agents_line(self) -> str:
+        """Which agents ran and which did not, for an incomplete report."""
+        ran = [a.name for a in self.agents if a.status == "done"]
+        not_ran = [f"{a.name} ({a.status})" for a in self.agents if a.status != "done"]
+        return f"ran: {', '.join(ran) or 'none'}; did not run: {', '.join(not_ran) or 'none'}"
 
     def findings_at_least(self, severity: Severity) -> list[Finding]:
         return [f for f in self.findings if f.severity.at_least(severity)]

@@ -113,3 +113,33 @@ def test_analyzers_run_in_a_session_of_their_own(repo: RepoBuilder, tmp_path: Pa
     repo.checkout("main")
     analyze(repo, {**os.environ, "PYTHONPATH": str(fake.parent)})
     assert int(seen.read_text()) != os.getsid(0)
+
+
+def test_a_stopped_run_gives_no_verdict_on_any_surface(repo: RepoBuilder) -> None:
+    from rich.console import Console
+
+    from agents.pipeline import Progress, analyze_branch
+    from bot.render.markdown import render_markdown
+    from bot.render.terminal import print_report
+    from bot.slack.blocks import report_blocks
+
+    repo.branch("feature/leak")
+    repo.commit({"shop/config.py": f'AWS_ACCESS_KEY_ID = "{AWS}"\n'})
+    repo.checkout("main")
+
+    def stop_after_first(progress: Progress) -> bool:
+        return progress.agents[0].status != "done"
+
+    report = analyze_branch(repo.root, "feature/leak", checkpoint=stop_after_first)
+    assert report.stopped_early and not report.complete
+    assert report.verdict() == "incomplete: no verdict"
+    line = "ran: code_review; did not run: tests (cancelled), dependencies (cancelled)"
+    assert report.agents_line().startswith(line)
+    markdown = render_markdown(report)
+    assert "incomplete: no verdict" in markdown and "LOW" not in markdown.split("##")[0]
+    console = Console(record=True, width=200)
+    print_report(console, report)
+    assert "incomplete: no verdict" in console.export_text()
+    blocks, _ = report_blocks(report)
+    text = json.dumps(blocks)
+    assert "incomplete: no verdict" in text and "did not run: tests" in text

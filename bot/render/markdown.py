@@ -39,9 +39,13 @@ def render_markdown(report: Report) -> str:
         "",
         f"Repository `{t.repo}`, head `{t.head_sha[:12]}`, merge-base `{t.base_sha[:12]}`.",
         "",
-        f"**Risk: {report.risk.level.value.upper()} ({report.risk.score}/100)**",
+        f"**Risk: {report.verdict()}**",
         "",
-        *[f"- {_inline(reason)}" for reason in report.risk.reasons],
+        *(
+            [f"- {_inline(report.agents_line())}"]
+            if not report.complete
+            else [f"- {_inline(reason)}" for reason in report.risk.reasons]
+        ),
         "",
         _inline(report.summary),
         "",

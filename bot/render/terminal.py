@@ -57,10 +57,16 @@ def report_view(report: Report) -> RenderableType:
     risk = report.risk
     head = Text()
     head.append("Risk ", style="bold")
-    head.append(f" {risk.level.value.upper()} {risk.score}/100 ", style=RISK_STYLE[risk.level])
+    style = RISK_STYLE[risk.level] if report.complete else "bold white on magenta"
+    head.append(
+        f" {report.verdict().upper() if report.complete else report.verdict()} ", style=style
+    )
     head.append(f"   {t.branch} against {t.base} ({t.head_sha[:10]})", style="bold")
     parts: list[RenderableType] = [head]
-    parts += [Text(f"  • {reason}") for reason in risk.reasons]
+    if report.complete:
+        parts += [Text(f"  • {reason}") for reason in risk.reasons]
+    else:
+        parts.append(Text(f"  • {report.agents_line()}"))
     parts.append(Text(report.summary))
     if report.findings:
         table = Table(show_header=True, header_style="bold", expand=True, show_lines=False)

@@ -118,8 +118,7 @@ def parent_text(view: ParentView) -> str:
 
 
 def verdict_line(report: Report) -> str:
-    risk = report.risk
-    return f"*Risk: {risk.level.value.upper()} ({risk.score}/100)* · {escape(report.summary)}"
+    return f"*Risk: {escape(report.verdict())}* · {escape(report.summary)}"
 
 
 VOTE_UP = "report_vote_up"
@@ -189,7 +188,11 @@ def report_blocks(report: Report) -> tuple[list[dict[str, object]], bool]:
         HeaderBlock(text=PlainTextObject(text=clip(f"Report: {t.branch} against {t.base}", 150))),
         _section(
             verdict_line(report)
-            + "".join(f"\n• {escape(clip(reason, 300))}" for reason in report.risk.reasons[:8])
+            + (
+                "".join(f"\n• {escape(clip(reason, 300))}" for reason in report.risk.reasons[:8])
+                if report.complete
+                else f"\n• {escape(clip(report.agents_line(), 300))}"
+            )
         ),
     ]
     body: list[Block] = []

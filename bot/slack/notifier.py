@@ -86,7 +86,7 @@ class SlackNotifier:
         posted = self.client.chat_postMessage(
             channel=run.channel,
             thread_ts=run.thread_ts,
-            text=f"Report for {report.target.branch}: risk {report.risk.level.value}",
+            text=f"Report for {report.target.branch}: risk {report.verdict()}",
             blocks=blocks,
             unfurl_links=False,
             unfurl_media=False,

@@ -184,7 +184,8 @@ class RunStore:
             session.add(
                 StoredReport(
                     run_id=run_id,
-                    risk_level=report.risk.level.value,
+                    # An incomplete report has no verdict: it is never counted as low risk.
+                    risk_level=report.risk.level.value if report.complete else "incomplete",
                     risk_score=report.risk.score,
                     cost_usd=report.usage.cost_usd,
                     body=report.model_dump_json(),
