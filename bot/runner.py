@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Protocol
 
 from agents.context.jira import JiraSettings, fetch_ticket
@@ -19,6 +20,7 @@ from agents.learnings import Learnings
 from agents.llm import LLMSession, LLMSettings
 from agents.pipeline import Progress, analyze_branch
 from agents.report import Report
+from bot.chat_errors import for_chat
 from bot.config import ConfigError, PolicyConfig
 from bot.logs import run_context
 from bot.repos import RepoResolver
@@ -138,6 +140,7 @@ class RunExecutor:
             lambda progress: self._tell(lambda o: o.progress(run_id, progress)),
         )
         keep_alive.start()
+        path: Path | None = None
         try:
             name, config = self.policy.repo(run.repo)
             path = self.repos.prepare(name, config)
@@ -157,7 +160,11 @@ class RunExecutor:
                 ticket=ticket,
                 learnings=self.learnings(name) if self.learnings is not None else None,
             )
-        except (AnalysisInputError, ConfigError) as exc:  # the request's fault, never a signal's
+        except AnalysisInputError as exc:  # the request's fault, never a signal's
+            message, hint = for_chat(exc, run.repo, path)
+            self._fail(run_id, worker, f"{message} {hint}".strip(), interruptible=False)
+            return
+        except ConfigError as exc:
             self._fail(run_id, worker, str(exc), interruptible=False)
             return
         except GitFailure as exc:

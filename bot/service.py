@@ -12,6 +12,7 @@ from agents.context.git import GitRepo, validate_ref_name
 from agents.context.jira import JiraSettings, fetch_ticket, validate_key
 from agents.errors import AnalysisInputError
 from agents.report import Report
+from bot.chat_errors import for_chat
 from bot.commands import AnalyzeBranch, AnalyzeTicket
 from bot.config import ConfigError, PolicyConfig
 from bot.store.models import AuditEvent, ProposalRow, Run
@@ -94,7 +95,7 @@ class Service:
                 if command.base is not None:
                     local.resolve(command.base, what="base branch")
         except AnalysisInputError as exc:
-            raise UserError(exc.message, exc.hint) from None
+            raise UserError(*for_chat(exc, name, repo.path)) from None
         run, created = self.store.create(
             NewRun(
                 requester=actor.user,

@@ -143,3 +143,32 @@ def test_a_stopped_run_gives_no_verdict_on_any_surface(repo: RepoBuilder) -> Non
     blocks, _ = report_blocks(report)
     text = json.dumps(blocks)
     assert "incomplete: no verdict" in text and "did not run: tests" in text
+
+
+def test_chat_errors_name_the_repository_not_the_servers_path(
+    repo: RepoBuilder, tmp_path: Path
+) -> None:
+    from tests.test_shell import shell
+
+    out = shell(
+        repo.root,
+        tmp_path / "data",
+        ["/agent analyze branch feature/nope", "/agent analyze branch main against nothere"],
+    ).stdout
+    errors = [line for line in out.splitlines() if "error:" in line]
+    assert any("No branch named 'feature/nope' in repo." in line for line in errors), errors
+    assert any("No base branch named 'nothere' in repo." in line for line in errors), errors
+    assert not any(str(repo.root) in line for line in errors)  # never the server's folders
+
+
+def test_cli_hints_become_the_chat_grammar() -> None:
+    from agents.errors import AnalysisInputError
+    from bot.chat_errors import for_chat
+
+    error = AnalysisInputError(
+        "shop and main share no history in /srv/git/shop.",
+        "Pass --base with the branch it was made from.",
+    )
+    message, hint = for_chat(error, "shop", "/srv/git/shop")
+    assert "/srv" not in message + hint
+    assert hint == "Add `against BASE` with the branch it was made from."

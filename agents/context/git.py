@@ -224,7 +224,9 @@ class GitRepo:
         hint = (
             f"Did you mean: {', '.join(close)}?" if close else "List branches with `git branch -a`."
         )
-        raise AnalysisInputError(f"No {what} named {name!r} in {self.root}.", hint)
+        # No path in the message: it reaches chat users, to whom the server's folders are not
+        # theirs to see. Surfaces name the repository as the user named it.
+        raise AnalysisInputError(f"No {what} named {name!r}.", hint)
 
     def head_commit(self) -> str:
         """The commit checked out (HEAD), for commands that default to "here"."""
@@ -253,7 +255,7 @@ class GitRepo:
             if self._verify(f"refs/heads/{name}"):
                 return name
         raise AnalysisInputError(
-            f"Cannot tell the default branch of {self.root}: no origin/HEAD, main or master.",
+            "Cannot tell the repository's default branch: no origin/HEAD, main or master.",
             "Pass --base BRANCH.",
         )
 
