@@ -128,8 +128,23 @@ class CommandError(Exception):
         return f"{self.message} Usage: {self.usage}" if self.usage else self.message
 
 
+MAX_COMMAND_CHARS = 2000
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """What a reply may echo of what a user typed: a short prefix, so a 40 KB command is never
+    sent back whole (Slack refuses messages over 40,000 characters). Surfaces escape it."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def parse(text: str) -> Command:
     """Parse one command; a leading `/agent` is optional."""
+    if len(text) > MAX_COMMAND_CHARS:
+        raise CommandError(
+            f"That command is {len(text):,} characters long; a command is at most "
+            f"{MAX_COMMAND_CHARS:,}.",
+            "help lists the commands",
+        )
     try:
         words = shlex.split(text.strip())
     except ValueError as exc:
@@ -173,7 +188,7 @@ def parse(text: str) -> Command:
         if rest:
             raise CommandError("digest takes no arguments.", USAGE["digest"])
         return Digest()
-    raise CommandError(f"Unknown command {verb!r}.", "help lists the commands")
+    raise CommandError(f"Unknown command {shown(verb)!r}.", "help lists the commands")
 
 
 _RUN_ID = re.compile(r"[0-9a-f]{6,32}")
@@ -195,7 +210,7 @@ def _vote(verb: str, words: list[str]) -> Vote:
         return Vote(value, None, item.upper(), reason)
     if not run and _RUN_ID.fullmatch(item):
         return Vote(value, item, None, reason)
-    raise CommandError(f"{target!r} is not a finding (F3, RUN/F3) or a run id.", USAGE[verb])
+    raise CommandError(f"{shown(target)!r} is not a finding (F3, RUN/F3) or a run id.", USAGE[verb])
 
 
 def _analyze(words: list[str]) -> AnalyzeBranch | AnalyzeTicket:
@@ -216,9 +231,9 @@ def _clauses(words: list[str], keywords: tuple[str, ...], usage: str) -> dict[st
     rest = words
     while rest:
         if len(rest) < 2:
-            raise CommandError(f"{rest[0]!r} needs a value.", usage)
+            raise CommandError(f"{shown(rest[0])!r} needs a value.", usage)
         keyword, value, rest = rest[0].lower(), rest[1], rest[2:]
         if keyword not in keywords or keyword in found:
-            raise CommandError(f"Unexpected {keyword!r}.", usage)
+            raise CommandError(f"Unexpected {shown(keyword)!r}.", usage)
         found[keyword] = value
     return found

@@ -13,7 +13,7 @@ from agents.context.jira import JiraSettings, fetch_ticket, validate_key
 from agents.errors import AnalysisInputError
 from agents.report import Report
 from bot.chat_errors import for_chat
-from bot.commands import AnalyzeBranch, AnalyzeTicket
+from bot.commands import AnalyzeBranch, AnalyzeTicket, shown
 from bot.config import ConfigError, PolicyConfig
 from bot.store.models import AuditEvent, ProposalRow, Run
 from bot.store.runs import FINAL, NewRun, RunStore
@@ -217,5 +217,5 @@ class Service:
     def _known(self, run_id: str) -> Run:
         run = self.store.get(run_id)
         if run is None:
-            raise UserError(f"No run {run_id!r}.", "`status` lists your recent runs.")
+            raise UserError(f"No run {shown(run_id)!r}.", "`status` lists your recent runs.")
         return run

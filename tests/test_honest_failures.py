@@ -172,3 +172,21 @@ def test_cli_hints_become_the_chat_grammar() -> None:
     message, hint = for_chat(error, "shop", "/srv/git/shop")
     assert "/srv" not in message + hint
     assert hint == "Add `against BASE` with the branch it was made from."
+
+
+def test_a_huge_command_is_never_echoed_back_whole() -> None:
+    import pytest
+
+    from bot.commands import CommandError, parse
+    from bot.slack.listeners import _usage_error
+
+    huge = "analyze branch " + "x" * 40_000
+    with pytest.raises(CommandError) as error:
+        parse(huge)
+    reply = _usage_error(error.value)
+    assert "at most 2,000" in reply
+    assert "x" * 100 not in reply and len(reply) < 500
+    for typed in ("frob" * 5000, "analyze branch main against", "up " + "F" * 5000):
+        with pytest.raises(CommandError) as error:
+            parse(typed[:1999])
+        assert len(_usage_error(error.value)) < 1000

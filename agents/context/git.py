@@ -36,9 +36,10 @@ def validate_ref_name(name: str, *, what: str = "branch") -> None:
     Three gates: the allowlist, no leading `-` (implied by the allowlist), and git's own
     `check-ref-format --branch`, which refuses `a..b`, `x.lock`, `a//b` and the like.
     """
+    shown = name if len(name) <= 60 else name[:60] + "..."  # never echo a huge input whole
     if not _REF_ALLOWED.fullmatch(name):
         raise AnalysisInputError(
-            f"{name!r} is not a valid {what} name.",
+            f"{shown!r} is not a valid {what} name.",
             "Use letters, digits and . _ / + - only, starting with a letter or digit "
             "(for example feature/login-rate-limit).",
         )
@@ -50,7 +51,7 @@ def validate_ref_name(name: str, *, what: str = "branch") -> None:
     )
     if done.returncode != 0:
         raise AnalysisInputError(
-            f"{name!r} is not a valid {what} name.",
+            f"{shown!r} is not a valid {what} name.",
             "Branch names cannot contain '..', end in '.lock' or '/', or contain '//'.",
         )
 
