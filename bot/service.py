@@ -173,15 +173,33 @@ class Service:
         return requested
 
     def cancel_run(self, actor: Actor, run_id: str) -> Run:
-        run = self._known(run_id)
+        """Stop a run: its requester or an approver may; a guest never."""
+        run = self._for_members(actor, run_id)
+        if actor.user != run.requester and not self._approver(actor):
+            raise UserError(
+                f"Only {run.requester} (who asked for it) or an approver may stop run {run.id}.",
+                "Ask them, or an approver, to stop it.",
+            )
         if run.status in FINAL:
             raise UserError(f"Run {run_id} is already {run.status}.")
         stopped = self.store.request_stop(run_id)
         assert stopped is not None
         return stopped
 
-    def status(self, run_id: str) -> Run:
+    def status(self, run_id: str, actor: Actor | None = None) -> Run:
+        """One run, for the workspace's own members (a Slack Connect guest reads none)."""
+        return self._for_members(actor, run_id) if actor is not None else self._known(run_id)
+
+    def _for_members(self, actor: Actor, run_id: str) -> Run:
+        if self.approvals is not None and not self.approvals.same_team(actor):
+            raise UserError(
+                "Runs and reports are for this workspace's own members.",
+                "Ask a member of the workspace.",
+            )
         return self._known(run_id)
+
+    def _approver(self, actor: Actor) -> bool:
+        return self.approvals is not None and self.approvals.is_approver(actor).allowed
 
     def recent_runs(self, limit: int = 10, requester: str | None = None) -> list[Run]:
         return self.store.recent(limit=limit, requester=requester)

@@ -550,3 +550,31 @@ def test_the_repositorys_hooks_never_run_in_the_bots_own_git_calls(world: World)
     [proposal] = world.proposals.for_run(run_id)
     assert proposal.status == "applied"
     assert not fired.exists()  # update-ref ran without the repository's hook
+
+
+def test_only_the_requester_or_an_approver_may_stop_a_run_and_guests_read_nothing(
+    world: World,
+) -> None:
+    from bot.service import Service, UserError
+
+    service = Service(world.runs, lambda run_id: None, world.policy)
+    service.approvals = world.approvals
+    run, _ = world.runs.create(
+        NewRun(requester=REQUESTER, surface="slack", repo="shop", target="feature/x")
+    )
+    guest = Actor(user=REQUESTER, surface="slack", team="T999")  # a Slack Connect guest
+    stranger = Actor(user="USTRANGER", surface="slack", team=TEAM)
+    with pytest.raises(UserError, match="this workspace's own members"):
+        service.status(run.id, guest)
+    with pytest.raises(UserError, match="this workspace's own members"):
+        service.cancel_run(guest, run.id)
+    with pytest.raises(UserError, match="or an approver may stop"):
+        service.cancel_run(stranger, run.id)
+    assert world.runs.get(run.id).status == "queued"  # type: ignore[union-attr]
+    assert service.status(run.id, stranger).id == run.id  # members may read runs
+    stopped = service.cancel_run(Actor(user=APPROVER, surface="slack", team=TEAM), run.id)
+    assert stopped.status == "cancelled"
+    mine, _ = world.runs.create(
+        NewRun(requester=REQUESTER, surface="slack", repo="shop", target="feature/y")
+    )
+    assert service.cancel_run(Actor(REQUESTER, "slack", TEAM), mine.id).status == "cancelled"

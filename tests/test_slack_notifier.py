@@ -101,3 +101,24 @@ def test_a_long_proposal_is_uploaded_whole_for_the_approvers(tmp_path: Path) -> 
         assert shared["thread_ts"] == posted["ts"]
         [message] = slack.thread(str(posted["ts"]))
         assert "the exact change is in the file below" in json.dumps(message.blocks)
+
+
+def test_a_cancelled_queued_run_says_so_and_by_whom(tmp_path: Path) -> None:
+    from bot.slack.listeners import _say_cancelled
+
+    store = store_at(tmp_path)
+    with FakeSlack() as slack:
+        client = web_client(BOT_TOKEN, slack.api_url)
+        posted = client.chat_postMessage(channel="C111", text="Analyzing feature/x in shop: queued")
+        run, _ = store.create(
+            NewRun(
+                requester="W111", surface="slack", repo="shop", target="feature/x", channel="C111"
+            )
+        )
+        store.set_message(run.id, "C111", str(posted["ts"]))
+        stopped = store.request_stop(run.id)
+        assert stopped is not None and stopped.status == "cancelled"
+        _say_cancelled(client, stopped, "W222")
+        [parent] = slack.top_level()
+        assert "cancelled by <@W222>" in parent.text
+        assert "queued" not in parent.text

@@ -325,6 +325,8 @@ def _handle(
         elif isinstance(command, Stop):
             run = service.cancel_run(actor, command.run_id)
             done = "cancelled" if run.status == "cancelled" else "will stop after the current agent"
+            if run.status == "cancelled":
+                _say_cancelled(client, run, actor.user)
             respond(response_type="ephemeral", text=f"Run `{run.id}` {done}.")
         elif isinstance(command, Approve | Reject):
             decision: Literal["approve", "reject"] = (
@@ -457,9 +459,26 @@ def _post_parent(
     return True
 
 
+def _say_cancelled(client: WebClient, run: Run, user: str) -> None:
+    """A queued run that was cancelled never reaches a worker: its channel message says so here,
+    and who did it (else it would read "queued" forever)."""
+    if not run.channel or not run.thread_ts:
+        return
+    view = ParentView(run.id, run.requester, run.target, run.repo, f"cancelled by <@{user}>", [])
+    try:
+        client.chat_update(
+            channel=run.channel,
+            ts=run.thread_ts,
+            text=parent_text(view),
+            blocks=parent_blocks(view),
+        )
+    except SlackApiError as exc:  # cosmetic: the run is cancelled either way
+        log.warning("run %s: could not mark the message cancelled: %s", run.id, exc)
+
+
 def _status(command: Status, actor: Actor, service: Service) -> str:
     if command.run_id is not None:
-        run = service.status(command.run_id)
+        run = service.status(command.run_id, actor)
         error = f": {escape(run.error)}" if run.error else ""
         return f"Run `{run.id}` ({escape(run.target)} in {escape(run.repo)}): {run.status}{error}"
     runs = service.recent_runs(limit=5, requester=actor.user)
