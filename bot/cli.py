@@ -8,6 +8,7 @@ analyzer, the model or an agent did not run; `--allow-partial` uses the findings
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -437,6 +438,26 @@ def _output_or_exit(errors: Console, output: Path | None) -> None:
         _fail(errors, f"--output {output} is not writable.", "Choose a path you can write to.")
 
 
+def _slack_setup_error(exc: Exception, api_url: str | None) -> tuple[str, str]:
+    """One line for what went wrong reaching Slack at start-up, and what to check."""
+    text = str(exc)
+    where = api_url or "https://slack.com/api/"
+    if "invalid_auth" in text or "not_authed" in text or "token_revoked" in text:
+        return (
+            "Slack refused SLACK_BOT_TOKEN (invalid_auth).",
+            "Copy the Bot User OAuth Token (xoxb-...) from the app's OAuth & Permissions page.",
+        )
+    if "account_inactive" in text:
+        return (
+            "Slack says the app's token belongs to a deleted or deactivated account.",
+            "Reinstall the app to the workspace and export the new token.",
+        )
+    return (
+        f"Could not reach the Slack API at {where}: {text.splitlines()[0][:200] if text else exc}",
+        "Check the network and SLACK_API_URL (unset it for Slack itself).",
+    )
+
+
 def _settings_or_exit(errors: Console) -> Settings:
     try:
         return load_settings()
@@ -502,7 +523,21 @@ def serve_command(
     secret = (
         settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     )
-    bolt = build_bolt_app(client, secret, the_app.service, the_app.store)
+    # Bolt checks the token with auth.test as it starts; a failure there is a setup error, said
+    # in one line (the libraries' own log lines about it would only repeat it).
+    quiet = [logging.getLogger(name) for name in ("slack_bolt", "slack_sdk")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        bolt = build_bolt_app(client, secret, the_app.service, the_app.store)
+    except Exception as exc:  # BoltError, SlackApiError, a refused connection: all setup
+        the_app.engine.dispose()
+        _fail(errors, *_slack_setup_error(exc, settings.slack_api_url))
+        return
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
     register_store(the_app.engine, the_app.jobs.pending)
     if settings.chatops_queue == "sqlite":
         the_app.jobs.kind = "serve"

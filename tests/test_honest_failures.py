@@ -190,3 +190,38 @@ def test_a_huge_command_is_never_echoed_back_whole() -> None:
         with pytest.raises(CommandError) as error:
             parse(typed[:1999])
         assert len(_usage_error(error.value)) < 1000
+
+
+def test_serve_with_a_wrong_token_or_no_slack_says_so_in_one_line(tmp_path: Path) -> None:
+    from tests.fakes.slack_api import FakeSlack
+    from tests.processes import clean_env
+    from tests.test_slack import free_port
+
+    policy = tmp_path / "chatops.toml"
+    policy.write_text(f'[repos.here]\npath = "{tmp_path}"\n')
+
+    def serve(api_url: str) -> subprocess.CompletedProcess[str]:
+        env = clean_env(
+            CHATOPS_DATA_DIR=str(tmp_path / "data"),
+            CHATOPS_CONFIG=str(policy),
+            SLACK_BOT_TOKEN="xoxb-wrong",
+            SLACK_SIGNING_SECRET="s",
+            SLACK_API_URL=api_url,
+        )
+        return subprocess.run(
+            [sys.executable, "-m", "bot", "serve", "--port", str(free_port())],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    with FakeSlack() as slack:
+        wrong = serve(slack.api_url)
+    assert wrong.returncode == 2, wrong.stderr
+    assert "Slack refused SLACK_BOT_TOKEN (invalid_auth)" in wrong.stderr
+    assert "Traceback" not in wrong.stderr and len(wrong.stderr.splitlines()) <= 3
+    down = serve(f"http://127.0.0.1:{free_port()}/api/")
+    assert down.returncode == 2, down.stderr
+    assert "Could not reach the Slack API" in down.stderr
+    assert "Traceback" not in down.stderr and len(down.stderr.splitlines()) <= 3
