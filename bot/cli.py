@@ -560,7 +560,7 @@ def serve_command(
             # found: make that one leave through `finally`, so the in-process consumer stops
             # gracefully and hands back what it still runs.
             signal.signal(signal.SIGTERM, _leave)
-            uvicorn.run(HttpApp(bolt), host=host, port=port, log_level="warning")
+            uvicorn.run(HttpApp(bolt, secret), host=host, port=port, log_level="warning")
     finally:
         the_app.close()
 

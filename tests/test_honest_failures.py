@@ -225,3 +225,54 @@ def test_serve_with_a_wrong_token_or_no_slack_says_so_in_one_line(tmp_path: Path
     assert down.returncode == 2, down.stderr
     assert "Could not reach the Slack API" in down.stderr
     assert "Traceback" not in down.stderr and len(down.stderr.splitlines()) <= 3
+
+
+def test_the_slack_endpoint_never_answers_500_to_a_malformed_request() -> None:
+    import asyncio
+    import hashlib
+    import hmac
+    import time
+
+    import httpx
+    from slack_bolt import App
+
+    from bot.slack.app import HttpApp, web_client
+    from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+
+    secret = "test-signing-secret"
+
+    def signed(body: str, content_type: str) -> dict[str, str]:
+        ts = str(int(time.time()))
+        digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256)
+        return {
+            "x-slack-request-timestamp": ts,
+            "x-slack-signature": f"v0={digest.hexdigest()}",
+            "content-type": content_type,
+        }
+
+    form = "application/x-www-form-urlencoded"
+    with FakeSlack() as slack:
+        bolt = App(client=web_client(BOT_TOKEN, slack.api_url), signing_secret=secret)
+        app = HttpApp(bolt, secret)
+
+        async def post(body: str, headers: dict[str, str]) -> int:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                return (
+                    await client.post("/slack/events", content=body, headers=headers)
+                ).status_code
+
+        def status(body: str, headers: dict[str, str]) -> int:
+            return asyncio.run(post(body, headers))
+
+        stranger = {
+            "x-slack-request-timestamp": "soon",
+            "x-slack-signature": "v0=00",
+            "content-type": form,
+        }
+        assert status("payload=%5B%5D", stranger) == 401  # non-numeric timestamp, unsigned
+        assert status("payload=null", {"content-type": form}) == 401  # no signature at all
+        for body in ("payload=%5B%5D", "payload=null", "payload=%7B%22type%22%3A"):
+            assert status(body, signed(body, form)) == 400, body
+        truncated = '{"type": "event_callback", "event": {"type": "app_mention"'
+        assert status(truncated, signed(truncated, "application/json")) == 400
