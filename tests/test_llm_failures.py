@@ -291,3 +291,19 @@ def test_unreachable_api_is_a_clear_retryable_failure(planted_repo: RepoBuilder)
     assert status == "failed"
     assert error == f"Cannot reach {url}: check ANTHROPIC_BASE_URL and the network. (retryable)"
     assert any(f.source is Source.bandit for f in report.findings)
+
+
+def test_todays_budget_reached_mid_run_finishes_on_the_analyzers_and_says_so(
+    planted_repo: RepoBuilder, fake: FakeAnthropic
+) -> None:
+    from dataclasses import replace
+
+    session = session_for(fake)
+    session = LLMSession(replace(session.settings), budget_left=lambda: 0.0)
+    report = analyze_branch(planted_repo.root, "feature/planted", llm=session)
+    assert all(a.status == "done" for a in report.agents), report.agents
+    assert report.complete and report.coverage.not_run == []
+    assert "today's budget" in report.summary and "analyzers alone" in report.summary
+    reasons = {s.reason for s in report.coverage.files_skipped}
+    assert any("today's budget was reached" in r for r in reasons), reasons
+    assert any(f.rule == "B307" for f in report.findings)

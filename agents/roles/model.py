@@ -155,9 +155,10 @@ def run_chunks(
                 call(part, False)
             return
         except CostCapReached as exc:
-            state.note(exc.message)
+            state.note(exc.message + " The rest of the run used the analyzers alone.")
+            limit = "today's budget" if exc.kind == "budget" else "the run's cost cap"
             for unit in chunk:
-                skip(unit.file, "the run's cost cap was reached")
+                skip(unit.file, f"{limit} was reached")
             return
         with lock:
             answers.append((answer, chunk))
