@@ -255,6 +255,7 @@ def analyze_ticket_command(
         )
         return
     try:
+        errors.print(f"reading {key.upper()} from {jira.url} ...", markup=False, highlight=False)
         ticket = fetch_ticket(jira, key.upper())
         git_repo = GitRepo.open(repo)
         names = git_repo.branch_names()

@@ -328,3 +328,43 @@ def test_cli_analyze_ticket_prints_the_compliance(
         cwd=tmp_path,
     )
     assert bad.returncode == 2 and "No ticket PAY-404 in Jira" in bad.stderr
+
+
+def test_an_unreachable_jira_is_one_clean_error_not_a_minute_of_retries(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from tests.processes import clean_env
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = clean_env(
+        JIRA_URL=f"http://127.0.0.1:{port}",
+        JIRA_EMAIL="dev@example.invalid",
+        JIRA_API_TOKEN="t",
+        CHATOPS_LOG_LEVEL="INFO",
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "analyze",
+            "ticket",
+            "PAY-1",
+            "--offline",
+            "--repo",
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == f"reading PAY-1 from http://127.0.0.1:{port} ..."
+    assert any("Jira is unreachable" in line for line in lines)
+    assert not any("retry" in line.lower() or "WARNING" in line for line in lines), lines

@@ -129,28 +129,37 @@ def fetch_ticket(settings: JiraSettings, key: str) -> TicketContext:
     return _context(issue.raw, [r.raw for r in remote], settings)
 
 
+# Seconds to wait for a connection (an unreachable Jira fails fast), and between retries (the
+# jira library's own back-off reaches a minute).
+CONNECT_TIMEOUT_S = 5.0
+MAX_RETRY_DELAY_S = 4
+
+
 def jira_client(settings: JiraSettings, jira_class: Any) -> Any:
+    """A client whose time is bounded: a connect timeout, the read timeout, and few, short
+    retries. The first request (server info) is not retried: a Jira that cannot be reached is
+    said at once, not after the library's minute of back-off and warnings."""
     options = {"rest_api_version": "2", "check_update": False, "server": settings.url}
+    common: dict[str, Any] = {
+        "options": options,
+        "get_server_info": True,
+        "max_retries": 0,
+        "timeout": (CONNECT_TIMEOUT_S, settings.timeout_s),
+    }
     if settings.pat:
-        return jira_class(
-            options=options,
-            token_auth=settings.pat,
-            get_server_info=True,
-            max_retries=settings.max_retries,
-            timeout=settings.timeout_s,
+        client = jira_class(token_auth=settings.pat, **common)
+    elif settings.email and settings.api_token:
+        client = jira_class(basic_auth=(settings.email, settings.api_token), **common)
+    else:
+        raise AnalysisInputError(
+            "Jira credentials are not set.",
+            "Set JIRA_EMAIL and JIRA_API_TOKEN (Cloud) or JIRA_PAT (Server/Data Center).",
         )
-    if settings.email and settings.api_token:
-        return jira_class(
-            options=options,
-            basic_auth=(settings.email, settings.api_token),
-            get_server_info=True,
-            max_retries=settings.max_retries,
-            timeout=settings.timeout_s,
-        )
-    raise AnalysisInputError(
-        "Jira credentials are not set.",
-        "Set JIRA_EMAIL and JIRA_API_TOKEN (Cloud) or JIRA_PAT (Server/Data Center).",
-    )
+    session = getattr(client, "_session", None)
+    if session is not None:  # later calls: a few retries, short waits
+        session.max_retries = settings.max_retries
+        session.max_retry_delay = MAX_RETRY_DELAY_S
+    return client
 
 
 def explain_error(exc: Any, key: str, settings: JiraSettings) -> AnalysisInputError:
