@@ -147,8 +147,10 @@ def run_pipeline(
                 status.status = "failed"
                 status.error = str(exc)[:500]
                 state.did_not_run(f"the model layer of {agent.name}", str(exc)[:300])
-                for file in state.workspace.analyzed:
-                    state.skip_for_model(file.path, f"the model could not be reached: {exc}"[:200])
+                if agent.name == "code_review":  # the agent that reviews the files themselves
+                    for file in state.workspace.analyzed:
+                        reason = f"the model could not be reached: {exc}"[:200]
+                        state.skip_for_model(file.path, reason)
             except Exception as exc:  # one agent's failure must not lose the others' results
                 log.warning("agent %s failed in run %s: %s", agent.name, run_id, exc)
                 log.debug("agent %s traceback", agent.name, exc_info=True)
@@ -245,7 +247,7 @@ def _assemble(
         learnings_applied=sorted(state.learnings_applied),
         suppressed_findings=state.suppressed,
         # A verdict needs every agent: risk weighs what all of them found.
-        complete=not stopped and all(a.status == "done" for a in agents),
+        complete=all(a.status == "done" for a in agents),
     )
 
 

@@ -293,6 +293,10 @@ def analyze_ticket_command(
             printer.close()
             _fail(errors, exc.message, exc.hint)
             return
+        except GitFailure as exc:
+            printer.close()
+            _fail(errors, str(exc), "Check the repository with `git fsck`.", EXIT_FAILURE)
+            return
         printer.close()
     if output_format is OutputFormat.json and len(reports) > 1:
         text = "[" + ",\n".join(r.model_dump_json(indent=2) for r in reports) + "]\n"
@@ -435,7 +439,9 @@ def _output_or_exit(errors: Console, output: Path | None) -> None:
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
         _fail(errors, f"--output {output}: the folder {parent} does not exist.", "Create it first.")
-    if not os.access(parent, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+    # An existing file needs only itself writable (/dev/null, a file in a read-only folder).
+    writable = os.access(output, os.W_OK) if output.exists() else os.access(parent, os.W_OK)
+    if not writable:
         _fail(errors, f"--output {output} is not writable.", "Choose a path you can write to.")
 
 
@@ -510,7 +516,9 @@ def serve_command(
     the_app = _app_or_exit(errors)
     settings = the_app.settings
     if settings.slack_bot_token is None or (
-        settings.slack_signing_secret is None and settings.slack_app_token is None
+        # An empty secret is no secret: HTTP mode could verify nothing.
+        not (settings.slack_signing_secret and settings.slack_signing_secret.get_secret_value())
+        and settings.slack_app_token is None
     ):
         _fail(
             errors,
@@ -548,7 +556,15 @@ def serve_command(
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
             socket_mode = SocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
-            socket_mode.connect()  # type: ignore[no-untyped-call]
+            try:
+                socket_mode.connect()  # type: ignore[no-untyped-call]
+            except Exception as exc:  # a refused app-level token, an unreachable Slack
+                reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                _fail(
+                    errors,
+                    f"Socket Mode could not connect: {reason}",
+                    "Check SLACK_APP_TOKEN (xapp-..., with connections:write) and the network.",
+                )
             stop = threading.Event()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())

@@ -117,7 +117,8 @@ class PolicyConfig(_Strict):
             )
         if name not in self.repos:
             known = ", ".join(sorted(self.repos)) or "(none)"
-            raise ConfigError(f"Unknown repository {name!r}. Known: {known}.")
+            shown = name if len(name) <= 60 else name[:60] + "..."
+            raise ConfigError(f"Unknown repository {shown!r}. Known: {known}.")
         return name, self.repos[name]
 
 

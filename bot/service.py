@@ -80,6 +80,7 @@ class Service:
         thread_ts: str | None = None,
     ) -> Requested:
         """Check the request, record a queued run, and hand it to the queue. Returns at once."""
+        self._members_only(actor)
         self.check_budget(actor)
         try:
             name, repo = self.policy.repo(command.repo)
@@ -122,6 +123,7 @@ class Service:
     ) -> list[Requested]:
         """Read the ticket, find the branches that implement it, and queue one run for each.
         Reads Jira: call it after a Slack ack, never before."""
+        self._members_only(actor)
         if self.jira is None:
             raise UserError("Jira is not configured.", "Set JIRA_URL and its credentials.")
         self.check_budget(actor)
@@ -148,7 +150,7 @@ class Service:
             where = f" in {command.repo}" if command.repo else ""
             raise UserError(
                 f"No branch{where} mentions {command.key}"
-                + (f" or is named {command.branch}" if command.branch else "")
+                + (f" or is named {shown(command.branch)}" if command.branch else "")
                 + ".",
                 f"Name one: `analyze ticket {command.key} branch NAME`.",
             )
@@ -191,17 +193,25 @@ class Service:
         return self._for_members(actor, run_id) if actor is not None else self._known(run_id)
 
     def _for_members(self, actor: Actor, run_id: str) -> Run:
+        self._members_only(actor)
+        return self._known(run_id)
+
+    def _members_only(self, actor: Actor) -> None:
         if self.approvals is not None and not self.approvals.same_team(actor):
             raise UserError(
                 "Runs and reports are for this workspace's own members.",
                 "Ask a member of the workspace.",
             )
-        return self._known(run_id)
 
     def _approver(self, actor: Actor) -> bool:
         return self.approvals is not None and self.approvals.is_approver(actor).allowed
 
-    def recent_runs(self, limit: int = 10, requester: str | None = None) -> list[Run]:
+    def recent_runs(
+        self, limit: int = 10, requester: str | None = None, actor: Actor | None = None
+    ) -> list[Run]:
+        """Recent runs; none for a guest (runs are for the workspace's own members)."""
+        if actor is not None and self.approvals is not None and not self.approvals.same_team(actor):
+            return []
         return self.store.recent(limit=limit, requester=requester)
 
     def report(self, run_id: str) -> Report | None:

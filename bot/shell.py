@@ -14,6 +14,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from agents.analyzers.processes import detach_from_terminal
 from agents.context.git import GitRepo
 from agents.errors import AnalysisInputError
 from agents.pipeline import AgentProgress, Progress
@@ -85,6 +86,14 @@ class Shell:
             yield line
 
     def run(self, lines: Iterable[str] | None = None) -> int:
+        # Ctrl-C at the prompt leaves runs alone: the analyzers must not receive it either.
+        before = detach_from_terminal()
+        try:
+            return self._run(lines)
+        finally:
+            detach_from_terminal(before)
+
+    def _run(self, lines: Iterable[str] | None) -> int:
         self.banner()
         try:
             for line in lines if lines is not None else self.lines():

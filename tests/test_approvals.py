@@ -555,6 +555,7 @@ def test_the_repositorys_hooks_never_run_in_the_bots_own_git_calls(world: World)
 def test_only_the_requester_or_an_approver_may_stop_a_run_and_guests_read_nothing(
     world: World,
 ) -> None:
+    from bot.commands import AnalyzeBranch
     from bot.service import Service, UserError
 
     service = Service(world.runs, lambda run_id: None, world.policy)
@@ -578,3 +579,8 @@ def test_only_the_requester_or_an_approver_may_stop_a_run_and_guests_read_nothin
         NewRun(requester=REQUESTER, surface="slack", repo="shop", target="feature/y")
     )
     assert service.cancel_run(Actor(REQUESTER, "slack", TEAM), mine.id).status == "cancelled"
+    # Nor may a guest start runs, or list any.
+    with pytest.raises(UserError, match="this workspace's own members"):
+        service.request_analysis(guest, AnalyzeBranch("feature/x"))
+    assert service.recent_runs(requester=REQUESTER, actor=guest) == []
+    assert service.recent_runs(requester=REQUESTER, actor=stranger) != []

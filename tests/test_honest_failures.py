@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.gitrepo import RepoBuilder
 
 AWS = "AKIA4HJXZQ2WBNVGL7PK"
@@ -94,13 +96,21 @@ def test_a_bad_output_path_is_refused_before_any_work(repo: RepoBuilder, tmp_pat
     folder = CliRunner().invoke(app, [*base, "--output", str(tmp_path)])
     assert folder.exit_code == 2
     assert "is a directory" in folder.output
+    existing = CliRunner().invoke(app, [*base, "--output", os.devnull, "--format", "json"])
+    assert existing.exit_code == 0, existing.output  # an existing writable file is fine
     export = CliRunner().invoke(app, ["feedback", "export", "-o", str(tmp_path)])
     assert export.exit_code == 2
     assert "is a directory" in export.output
 
 
-def test_analyzers_run_in_a_session_of_their_own(repo: RepoBuilder, tmp_path: Path) -> None:
-    """A terminal's Ctrl-C goes to its foreground process group; ruff and bandit are not in it."""
+def test_in_the_shell_analyzers_run_in_a_session_of_their_own(
+    repo: RepoBuilder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A terminal's Ctrl-C goes to its foreground process group: in the shell, ruff and bandit
+    are not in it; for `chatops analyze` they are, so Ctrl-C stops them with the command."""
+    from agents.analyzers.processes import detach_from_terminal
+    from agents.pipeline import analyze_branch
+
     fake = tmp_path / "fake-tools" / "bandit"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("")
@@ -108,10 +118,17 @@ def test_analyzers_run_in_a_session_of_their_own(repo: RepoBuilder, tmp_path: Pa
     (fake / "__main__.py").write_text(
         f"import os, sys\nopen({str(seen)!r}, 'w').write(str(os.getsid(0)))\nsys.exit(2)\n"
     )
+    monkeypatch.setenv("PYTHONPATH", str(fake.parent))
     repo.branch("feature/leak")
     repo.commit({"shop/a.py": "X = 1\n"})
     repo.checkout("main")
-    analyze(repo, {**os.environ, "PYTHONPATH": str(fake.parent)})
+    analyze_branch(repo.root, "feature/leak")
+    assert int(seen.read_text()) == os.getsid(0)  # `chatops analyze`: the caller's session
+    detach_from_terminal()  # what `chatops shell` does as it starts
+    try:
+        analyze_branch(repo.root, "feature/leak")
+    finally:
+        detach_from_terminal(False)
     assert int(seen.read_text()) != os.getsid(0)
 
 
@@ -130,6 +147,12 @@ def test_a_stopped_run_gives_no_verdict_on_any_surface(repo: RepoBuilder) -> Non
     def stop_after_first(progress: Progress) -> bool:
         return progress.agents[0].status != "done"
 
+    finished = analyze_branch(
+        repo.root,
+        "feature/leak",
+        checkpoint=lambda p: all(a.status != "running" or a.name != "risk" for a in p.agents),
+    )  # a stop asked for while the last agent runs: every agent still finished
+    assert finished.complete and finished.verdict() != "incomplete: no verdict"
     report = analyze_branch(repo.root, "feature/leak", checkpoint=stop_after_first)
     assert report.stopped_early and not report.complete
     assert report.verdict() == "incomplete: no verdict"
@@ -271,6 +294,8 @@ def test_the_slack_endpoint_never_answers_500_to_a_malformed_request() -> None:
             "content-type": form,
         }
         assert status("payload=%5B%5D", stranger) == 401  # non-numeric timestamp, unsigned
+        odd = {**stranger, "x-slack-request-timestamp": "\u00b2".encode()}  # int() refuses it
+        assert status("payload=%5B%5D", odd) == 401
         assert status("payload=null", {"content-type": form}) == 401  # no signature at all
         for body in ("payload=%5B%5D", "payload=null", "payload=%7B%22type%22%3A"):
             assert status(body, signed(body, form)) == 400, body

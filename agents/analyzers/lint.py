@@ -16,6 +16,7 @@ from typing import Any
 
 from ruff.__main__ import find_ruff_bin
 
+from agents.analyzers.processes import own_session
 from agents.analyzers.ruff_config import RuffConfig
 from agents.context import files as kinds
 from agents.context.workspace import Workspace
@@ -92,9 +93,8 @@ def run_ruff(workspace: Workspace, *, agent: str, config: RuffConfig | None = No
             cwd=workspace.root,
             capture_output=True,
             check=False,
-            # A session of its own: a terminal's Ctrl-C (the shell leaves runs alone on it)
-            # must not reach the analyzer and fail the run.
-            start_new_session=True,
+            # In the shell, a session of its own: the prompt's Ctrl-C must not fail the run.
+            start_new_session=own_session(),
         )
 
     done = ruff(config.arguments() if config is not None else ())

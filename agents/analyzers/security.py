@@ -15,6 +15,7 @@ from typing import Any
 
 from agents.analyzers.credentials import demotion
 from agents.analyzers.merge import CREDENTIAL, problem_fingerprint
+from agents.analyzers.processes import own_session
 from agents.analyzers.secrets_scan import mask
 from agents.context import files as kinds
 from agents.context.workspace import Workspace
@@ -78,9 +79,8 @@ def run_bandit(
             cwd=workspace.root,
             capture_output=True,
             check=False,
-            # A session of its own: a terminal's Ctrl-C (the shell leaves runs alone on it)
-            # must not reach the analyzer and fail the run.
-            start_new_session=True,
+            # In the shell, a session of its own: the prompt's Ctrl-C must not fail the run.
+            start_new_session=own_session(),
         )
         # bandit exits 1 when it found something; anything else without a report is a failure.
         if done.returncode not in (0, 1) or not out.exists():

@@ -64,7 +64,8 @@ class TicketContext:
 def validate_key(key: str) -> str:
     if not KEY.fullmatch(key):
         raise AnalysisInputError(
-            f"{key!r} is not a Jira issue key.", "Use the project key and number, e.g. PAY-412."
+            f"{key[:40] + ('...' if len(key) > 40 else '')!r} is not a Jira issue key.",
+            "Use the project key and number, e.g. PAY-412.",
         )
     return key
 

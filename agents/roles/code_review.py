@@ -95,11 +95,13 @@ class CodeReviewAgent:
         found = [*self._branch_syntax_errors(state, lint.findings), *security, *found]
         start = len(state.findings)
         state.findings.extend(merge_same_problem(found, self._line_text(state)))
-        self._propose_fixes(state, lint)
-        if state.llm is not None:
-            self._review_with_model(state)
-        secrets.discard("")
-        state.findings[start:] = [redact(f, secrets) for f in state.findings[start:]]
+        try:
+            self._propose_fixes(state, lint)
+            if state.llm is not None:
+                self._review_with_model(state)
+        finally:  # whatever the model did, no finding shows a secret
+            secrets.discard("")
+            state.findings[start:] = [redact(f, secrets) for f in state.findings[start:]]
 
     @staticmethod
     def _branch_syntax_errors(state: PipelineState, findings: list[Finding]) -> list[Finding]:

@@ -66,14 +66,18 @@ class ThreadedSlackRequestHandler(SlackRequestHandler):
             return True  # Socket Mode's app has no signing secret; Bolt decides
         timestamp = str(headers.get("x-slack-request-timestamp") or "")
         signature = str(headers.get("x-slack-signature") or "")
-        if not timestamp.isdigit() or not signature:
+        if not (timestamp.isascii() and timestamp.isdigit()) or not signature:
             return False
         return self.verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
 
     async def dispatch(self, request: AsgiHttpRequest) -> BoltResponse:
-        body = await request.get_raw_body()
-        headers = request.get_headers()
-        if not self._signed(body, headers):
+        try:
+            body = await request.get_raw_body()
+            headers = request.get_headers()
+            signed = self._signed(body, headers)
+        except (UnicodeDecodeError, ValueError):  # not UTF-8, or a timestamp int() refuses
+            signed = False
+        if not signed:
             return BoltResponse(status=401, body="invalid request signature")
         try:
             bolt_request = BoltRequest(body=body, query=request.query_string, headers=headers)

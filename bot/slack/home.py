@@ -20,7 +20,7 @@ RECENT_RUNS = 8
 
 def publish_home(client: WebClient, service: Service, actor: Actor) -> None:
     runs = []
-    for run in service.recent_runs(limit=RECENT_RUNS, requester=actor.user):
+    for run in service.recent_runs(limit=RECENT_RUNS, requester=actor.user, actor=actor):
         runs.append(HomeRun(run, _link(client, run.channel, run.report_ts or run.thread_ts)))
     pending = service.approvals.actionable(actor) if service.approvals is not None else []
     acceptance = Acceptance(0, 0)

@@ -449,7 +449,7 @@ def _post_parent(
             if error in ("not_in_channel", "channel_not_found")
             else ""
         )
-        service.cancel_run(actor, run.id)
+        store.request_stop(run.id)  # never started anywhere: cancel it, whoever asked
         respond(
             response_type="ephemeral",
             text=f":warning: I could not post in this channel ({error}).{hint}",
@@ -481,7 +481,7 @@ def _status(command: Status, actor: Actor, service: Service) -> str:
         run = service.status(command.run_id, actor)
         error = f": {escape(run.error)}" if run.error else ""
         return f"Run `{run.id}` ({escape(run.target)} in {escape(run.repo)}): {run.status}{error}"
-    runs = service.recent_runs(limit=5, requester=actor.user)
+    runs = service.recent_runs(limit=5, requester=actor.user, actor=actor)
     if not runs:
         return "You have no runs yet. Try `/agent analyze branch NAME`."
     return "\n".join(f"`{r.id}` {r.status} · {escape(r.target)} in {escape(r.repo)}" for r in runs)

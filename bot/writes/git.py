@@ -8,7 +8,6 @@ never overwritten. Never a force push, a merge or a delete.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import subprocess
@@ -51,11 +50,11 @@ class WriteResult:
     commit: str | None = None
 
 
-@functools.cache
 def _no_hooks() -> str:
-    """An empty folder for `core.hooksPath`: the repository's hooks (`reference-transaction`
-    runs on `update-ref`, `pre-push` on push) never run in the bot's own git calls."""
-    return tempfile.mkdtemp(prefix="chatops-no-hooks-")
+    """`core.hooksPath` for the bot's own git calls: the repository's hooks
+    (`reference-transaction` runs on `update-ref`, `pre-push` on push) never run. /dev/null
+    holds no hooks and no one can put one there (a temp folder could be replaced)."""
+    return os.devnull
 
 
 def _git(
