@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def shown(text: str, limit: int = 60) -> str:
+    """What an error may echo of what a user typed: a short prefix, so a 40 KB input is never
+    sent back whole (Slack refuses messages over 40,000 characters). Surfaces escape it."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 class AnalysisInputError(Exception):
     """Bad input from a user: a surface shows `message` and `hint`, never a traceback."""
 

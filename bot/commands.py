@@ -15,6 +15,8 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from agents.errors import shown
+
 
 @dataclass(frozen=True)
 class AnalyzeBranch:
@@ -129,12 +131,6 @@ class CommandError(Exception):
 
 
 MAX_COMMAND_CHARS = 2000
-
-
-def shown(text: str, limit: int = 60) -> str:
-    """What a reply may echo of what a user typed: a short prefix, so a 40 KB command is never
-    sent back whole (Slack refuses messages over 40,000 characters). Surfaces escape it."""
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def parse(text: str) -> Command:

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agents.errors import shown
+
 DEFAULT_WRITABLE = ["feature/*", "fix/*", "bugfix/*", "chore/*"]
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DURATION = re.compile(r"(\d+)\s*([smhd])")
@@ -117,8 +119,7 @@ class PolicyConfig(_Strict):
             )
         if name not in self.repos:
             known = ", ".join(sorted(self.repos)) or "(none)"
-            shown = name if len(name) <= 60 else name[:60] + "..."
-            raise ConfigError(f"Unknown repository {shown!r}. Known: {known}.")
+            raise ConfigError(f"Unknown repository {shown(name)!r}. Known: {known}.")
         return name, self.repos[name]
 
 

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Literal
 
 from agents.context.git import GitRepo, validate_ref_name
 from agents.context.jira import JiraSettings, fetch_ticket, validate_key
-from agents.errors import AnalysisInputError
+from agents.errors import AnalysisInputError, shown
 from agents.report import Report
 from bot.chat_errors import for_chat
-from bot.commands import AnalyzeBranch, AnalyzeTicket, shown
+from bot.commands import AnalyzeBranch, AnalyzeTicket
 from bot.config import ConfigError, PolicyConfig
 from bot.store.models import AuditEvent, ProposalRow, Run
 from bot.store.runs import FINAL, NewRun, RunStore

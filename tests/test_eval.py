@@ -130,3 +130,22 @@ def test_notices_are_never_proposed_for_suppression(tmp_path: Path) -> None:
     assert not any(
         learning.fingerprint and "login" in learning.text for learning in result.learnings
     )
+
+
+def test_a_commit_that_cannot_be_analyzed_is_listed_and_the_others_stand(tmp_path: Path) -> None:
+    from agents.evaluation import Analysis, offline_analysis
+
+    repo, shas = _history(tmp_path)
+
+    def breaks_on_notes(diff):  # type: ignore[no-untyped-def]
+        if any(f.path == "shop/notes.py" and len(diff.files) == 1 for f in diff.files):
+            raise RuntimeError("analyzer crashed")
+        result: Analysis = offline_analysis(diff)
+        return result
+
+    result = evaluate_history(GitRepo.open(repo.root), shas[-1], analyze=breaks_on_notes)
+    assert [f.commit for f in result.failures] == [shas[2][:12]]
+    assert "analyzer crashed" in result.failures[0].error
+    assert any(r.rule == "B307" for r in result.rules)  # the other commits' figures stand
+    done = CliRunner().invoke(app, ["eval", "history", "--repo", str(repo.root)])
+    assert done.exit_code == 0  # the real analysis of the same history fails nowhere

@@ -232,8 +232,7 @@ def _ci_change(file: FileDiff) -> tuple[Severity, str, str] | None:
     added = [t for t in file.added_lines.values() if t.strip() and not t.strip().startswith("#")]
     removed = [t for t in file.removed_lines if t.strip() and not t.strip().startswith("#")]
     if any(len(t) > _LONG_LINE for t in added + removed):
-        severity, title, suggestion = _SENSITIVE["ci"]
-        return severity, title, suggestion
+        return _SENSITIVE["ci"]
     if any(_CI_INJECTION.search(t) for t in added):
         return (
             Severity.high,

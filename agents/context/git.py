@@ -21,7 +21,7 @@ from typing import Literal
 
 import git as gitpython
 
-from agents.errors import AnalysisInputError, GitFailure
+from agents.errors import AnalysisInputError, GitFailure, shown
 
 # Letters, digits and the punctuation branch names really use. Everything else (spaces, `@`, `{`,
 # `~`, `^`, `:`, `?`, `*`, `[`, `\`, quotes, control and non-ASCII characters) is refused, so
@@ -36,10 +36,9 @@ def validate_ref_name(name: str, *, what: str = "branch") -> None:
     Three gates: the allowlist, no leading `-` (implied by the allowlist), and git's own
     `check-ref-format --branch`, which refuses `a..b`, `x.lock`, `a//b` and the like.
     """
-    shown = name if len(name) <= 60 else name[:60] + "..."  # never echo a huge input whole
     if not _REF_ALLOWED.fullmatch(name):
         raise AnalysisInputError(
-            f"{shown!r} is not a valid {what} name.",
+            f"{shown(name)!r} is not a valid {what} name.",
             "Use letters, digits and . _ / + - only, starting with a letter or digit "
             "(for example feature/login-rate-limit).",
         )
@@ -51,7 +50,7 @@ def validate_ref_name(name: str, *, what: str = "branch") -> None:
     )
     if done.returncode != 0:
         raise AnalysisInputError(
-            f"{shown!r} is not a valid {what} name.",
+            f"{shown(name)!r} is not a valid {what} name.",
             "Branch names cannot contain '..', end in '.lock' or '/', or contain '//'.",
         )
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.errors import AnalysisInputError
+from agents.errors import AnalysisInputError, shown
 
 KEY = re.compile(r"[A-Z][A-Z0-9_]{0,19}-[1-9][0-9]{0,8}")
 MAX_TEXT = 6_000
@@ -64,7 +64,7 @@ class TicketContext:
 def validate_key(key: str) -> str:
     if not KEY.fullmatch(key):
         raise AnalysisInputError(
-            f"{key[:40] + ('...' if len(key) > 40 else '')!r} is not a Jira issue key.",
+            f"{shown(key, 40)!r} is not a Jira issue key.",
             "Use the project key and number, e.g. PAY-412.",
         )
     return key

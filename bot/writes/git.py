@@ -50,18 +50,17 @@ class WriteResult:
     commit: str | None = None
 
 
-def _no_hooks() -> str:
-    """`core.hooksPath` for the bot's own git calls: the repository's hooks
-    (`reference-transaction` runs on `update-ref`, `pre-push` on push) never run. /dev/null
-    holds no hooks and no one can put one there (a temp folder could be replaced)."""
-    return os.devnull
+# `core.hooksPath` for the bot's own git calls: the repository's hooks (`reference-transaction`
+# runs on `update-ref`, `pre-push` on push) never run. /dev/null holds no hooks and no one can
+# put one there (a temp folder could be replaced).
+NO_HOOKS = os.devnull
 
 
 def _git(
     repo: Path, args: list[str], *, env: dict[str, str] | None = None, stdin: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        ["git", "-c", f"core.hooksPath={_no_hooks()}", *args],
+        ["git", "-c", f"core.hooksPath={NO_HOOKS}", *args],
         cwd=repo,
         input=stdin,
         capture_output=True,
