@@ -111,7 +111,7 @@ def build_app(
         approvals.groups = SlackGroups(slack_client)
         approvals.workspace_team = WorkspaceTeam(slack_client)
         approvals.observers.append(SlackNotifier(slack_client, store))
-    jobs.register_apply(approvals.apply, approvals.proposals)
+    jobs.register_apply(approvals.apply, approvals.proposals, approvals.reconcile_abandoned)
     approvals.jira = settings.jira()
     service.approvals = approvals
     service.jira = settings.jira()

@@ -28,8 +28,8 @@ from bot.store.models import ProcessedEvent, ProposalRow, Run
 from bot.store.proposals import ProposalStore
 from bot.store.runs import RunStore
 from bot.store.types import utcnow
-from bot.writes.git import WriteRequest, WriteResult, apply_proposal
-from bot.writes.jira import post_comment
+from bot.writes.git import WriteRequest, WriteResult, apply_proposal, landed
+from bot.writes.jira import find_comment, marker, post_comment
 
 log = logging.getLogger(__name__)
 _REF = re.compile(r"([0-9a-f]{6,32})/(P\d{1,4})")
@@ -257,7 +257,9 @@ class Approvals:
 
     def apply(self, proposal_id: int) -> WriteResult | None:
         """The apply job. Runs at most once per proposal, whatever the queue redelivers."""
-        if not self.proposals.transition(proposal_id, "approved", "applying"):
+        if not self.proposals.transition(
+            proposal_id, "approved", "applying", apply_started_at=utcnow()
+        ):
             return None
         proposal = self.proposals.get(proposal_id)
         assert proposal is not None
@@ -268,7 +270,85 @@ class Approvals:
         except Exception as exc:  # the proposal must not stay "applying", whatever broke
             log.exception("applying proposal %s failed", proposal_id)
             result = WriteResult("failed", f"internal error: {type(exc).__name__}: {exc}")
-        self.proposals.transition(proposal_id, "applying", result.outcome, result=result.detail)
+        self._finish(proposal, run, result)
+        return result
+
+    def reconcile_abandoned(self, older_than_s: float) -> list[int]:
+        """Proposals a dead worker left `applying`: applied if their branch has the commit the
+        worker recorded before moving it, else failed; audited with their run, and the thread
+        is told either way. Never applied again."""
+        done = []
+        for proposal in self.proposals.abandoned(older_than_s):
+            run = self.runs.get(proposal.run_id)
+            try:
+                result = self._recovered(proposal, run)
+            except Exception as exc:  # a check that broke still ends the wait, visibly
+                log.exception("checking abandoned proposal %s failed", proposal.id)
+                result = WriteResult(
+                    "failed", f"the worker stopped while applying it, and checking broke: {exc}"
+                )
+            if self._finish(proposal, run, result):
+                log.warning("proposal %s was left applying: %s", proposal.id, result.detail)
+                done.append(proposal.id or 0)
+        return done
+
+    def _recovered(self, proposal: ProposalRow, run: Run | None) -> WriteResult:
+        ref = f"{proposal.run_id}/{proposal.pid}"
+        if proposal.kind == "jira_comment":
+            if self.jira is None:
+                return WriteResult(
+                    "failed",
+                    f"the worker stopped while posting it; look on {proposal.target} for a "
+                    f"comment marked {marker(ref)}",
+                    unsure=True,
+                )
+            posted = find_comment(self.jira, proposal.target, ref)
+            if posted is not None:
+                return WriteResult(
+                    "applied", f"comment {posted} is on {proposal.target} (checked)", posted
+                )
+            return WriteResult("failed", "the worker stopped before posting it; nothing posted")
+        if run is None:
+            return WriteResult("failed", "the worker stopped while applying it; its run is gone")
+        branch = target_branch(run, proposal)
+        commit = proposal.intended_commit
+        if commit is None:  # it died before it made the commit: the branch never moved
+            return WriteResult(
+                "failed", f"the worker stopped before committing; {branch} was not written"
+            )
+        try:
+            name, repo = self.policy.repo(run.repo)
+            path = self.repos.prepare(name, repo)  # a remote's mirror is fetched first
+        except (ConfigError, GitFailure) as exc:
+            return WriteResult(
+                "failed",
+                f"the worker stopped while applying it, and {branch} could not be checked "
+                f"({exc}); look for commit {commit[:10]} (Chatops-Run: {run.id}) there",
+                unsure=True,
+            )
+        if landed(path, branch, commit):
+            return WriteResult(
+                "applied", f"committed {commit[:10]} to {branch} (checked on the branch)", commit
+            )
+        return WriteResult(
+            "failed",
+            f"the worker stopped while applying it; {branch} does not have {commit[:10]}, "
+            "so nothing was written",
+        )
+
+    def _finish(self, proposal: ProposalRow, run: Run | None, result: WriteResult) -> bool:
+        """applying → the outcome, once: the audit row (with the run) and the observers follow.
+        A live apply that landed after recovery had given up on it corrects the record."""
+        proposal_id = proposal.id or 0
+        moved = self.proposals.transition(
+            proposal_id, "applying", result.outcome, result=result.detail
+        )
+        if not moved and result.outcome == "applied":
+            moved = self.proposals.transition(
+                proposal_id, "failed", "applied", result=result.detail
+            )
+        if not moved:
+            return False
         self.proposals.audit(
             actor="chatops",
             action="apply_proposal",
@@ -284,7 +364,7 @@ class Approvals:
                     observer.proposal_done(updated, run, result)
                 except Exception:
                     log.exception("a proposal observer failed; the write is unaffected")
-        return result
+        return True
 
     def _apply(self, proposal: ProposalRow, run: Run | None, approver: str | None) -> WriteResult:
         if run is None or approver is None:
@@ -328,6 +408,7 @@ class Approvals:
                 requested_by=run.requester,
                 run_id=run.id,
                 remote=repo.url is not None,
+                record_intent=lambda commit: self.proposals.record_intent(proposal.id or 0, commit),
             )
         )
 

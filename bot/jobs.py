@@ -58,6 +58,7 @@ class Jobs:
         self._run_task = huey.task(name=RUN_TASK)(execute)
         self._apply_task: Callable[[int], object] | None = None
         self.proposals: ProposalStore | None = None
+        self.reconcile: Callable[[float], list[int]] = lambda older_than_s: []
         self._consumer: Consumer | None = None
         self._stop = threading.Event()
         # Set by bot.app: the executor's hand-back, and where this process says it is alive.
@@ -76,10 +77,17 @@ class Jobs:
     def enqueue(self, run_id: str) -> None:
         self._run_task(run_id)
 
-    def register_apply(self, apply: Callable[[int], object], proposals: ProposalStore) -> None:
-        """The apply-proposal task; the proposal row's status makes it run at most once."""
+    def register_apply(
+        self,
+        apply: Callable[[int], object],
+        proposals: ProposalStore,
+        reconcile: Callable[[float], list[int]],
+    ) -> None:
+        """The apply-proposal task; the proposal row's status makes it run at most once.
+        `reconcile` settles the applies a dead worker left half done."""
         self._apply_task = self.huey.task(name=APPLY_TASK)(apply)
         self.proposals = proposals
+        self.reconcile = reconcile
 
     def enqueue_apply(self, proposal_id: int) -> None:
         assert self._apply_task is not None, "register_apply first"
@@ -104,8 +112,7 @@ class Jobs:
             for proposal_id in self.proposals.approved_waiting(self.settings.chatops_lease_s):
                 log.warning("re-enqueuing the apply of proposal %s (task lost)", proposal_id)
                 self.enqueue_apply(proposal_id)
-            for proposal_id in self.proposals.fail_abandoned(self.settings.chatops_requeue_after_s):
-                log.warning("proposal %s was left applying by a dead worker; failed", proposal_id)
+            self.reconcile(self.settings.chatops_requeue_after_s)
         # A report stored but never posted: its worker died in between. A lease's time is
         # more than any post takes.
         self.redeliver(self.settings.chatops_lease_s)

@@ -184,7 +184,7 @@ class Service:
             )
         if run.status in FINAL:
             raise UserError(f"Run {run_id} is already {run.status}.")
-        stopped = self.store.request_stop(run_id)
+        stopped = self.store.request_stop(run_id, by=actor.user)
         assert stopped is not None
         return stopped
 

@@ -4,6 +4,12 @@ records the denial."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +30,7 @@ from bot.store.models import ProposalRow
 from bot.store.proposals import ProposalStore
 from bot.store.runs import NewRun, RunStore
 from bot.store.types import utcnow
+from bot.writes.git import WriteResult
 from tests.gitrepo import RepoBuilder
 
 UNUSED = "import json\nimport os\nimport sys\n\n\ndef main():\n    return sys.argv\n"
@@ -514,15 +521,45 @@ def test_an_unexpected_error_while_applying_ends_failed_not_stuck(world: World) 
     assert ("chatops", "apply_proposal", "failed") in world.audit(run_id)
 
 
-def test_a_proposal_left_applying_by_a_dead_worker_fails_visibly(world: World) -> None:
+def test_a_proposal_left_applying_before_its_commit_fails_visibly(world: World) -> None:
     run_id = world.analyzed("feature/imports", {"shop/cli.py": UNUSED})
-    world.set_proposal(run_id, "P1", status="applying", decided_at=utcnow() - timedelta(hours=1))
+    world.set_proposal(
+        run_id, "P1", status="applying", apply_started_at=utcnow() - timedelta(hours=1)
+    )
     [proposal] = world.proposals.for_run(run_id)
-    assert world.proposals.fail_abandoned(older_than_s=7200) == []
-    assert world.proposals.fail_abandoned(older_than_s=600) == [proposal.id]
+    told = Told()
+    world.approvals.observers.append(told)
+    assert world.approvals.reconcile_abandoned(older_than_s=7200) == []
+    assert world.approvals.reconcile_abandoned(older_than_s=600) == [proposal.id]
     [after] = world.proposals.for_run(run_id)
-    assert after.status == "failed" and "worker stopped while applying" in (after.result or "")
+    assert after.status == "failed" and "before committing" in (after.result or "")
+    assert ("chatops", "apply_proposal", "failed") in world.audit(run_id)  # with its run id
+    assert [(r.outcome, r.unsure) for r in told.results] == [("failed", False)]
     assert world.approvals.apply(proposal.id or 0) is None  # never re-applied
+    assert world.approvals.reconcile_abandoned(older_than_s=0) == []  # settled once
+
+
+def test_an_apply_waiting_in_the_queue_is_not_taken_for_abandoned(world: World) -> None:
+    """Abandoned is counted from when the apply started, not from the click."""
+    run_id = world.analyzed("feature/imports", {"shop/cli.py": UNUSED})
+    world.set_proposal(
+        run_id,
+        "P1",
+        status="applying",
+        decided_at=utcnow() - timedelta(hours=2),
+        apply_started_at=utcnow(),
+    )
+    assert world.approvals.reconcile_abandoned(older_than_s=600) == []
+
+
+class Told:
+    """A proposal observer: what the thread would be told."""
+
+    def __init__(self) -> None:
+        self.results: list[WriteResult] = []
+
+    def proposal_done(self, proposal: ProposalRow, run: object, result: WriteResult) -> None:
+        self.results.append(result)
 
 
 def test_a_url_repository_follows_the_remotes_default_branch(tmp_path: Path) -> None:
@@ -584,3 +621,145 @@ def test_only_the_requester_or_an_approver_may_stop_a_run_and_guests_read_nothin
         service.request_analysis(guest, AnalyzeBranch("feature/x"))
     assert service.recent_runs(requester=REQUESTER, actor=guest) == []
     assert service.recent_runs(requester=REQUESTER, actor=stranger) != []
+
+
+# -- a worker killed mid-apply (issue 14, item 14) ---------------------------------------------
+# The kill is real: a `git` on PATH runs the real one, then SIGKILLs the process that called it,
+# right after the step the test names.
+
+_APPLY_IN_A_CHILD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from bot.approvals import Approvals
+    from bot.config import ApprovalsConfig, PolicyConfig, RepoConfig
+    from bot.repos import RepoResolver
+    from bot.store.db import make_engine
+    from bot.store.proposals import ProposalStore
+    from bot.store.runs import RunStore
+
+    url, repo, data, proposal_id, approver = sys.argv[1:]
+    engine = make_engine(url)
+    policy = PolicyConfig(
+        repos={"shop": RepoConfig(path=Path(repo))},
+        approvals=ApprovalsConfig(approvers=[approver]),
+    )
+    approvals = Approvals(
+        RunStore(engine), ProposalStore(engine), policy, RepoResolver(Path(data)), lambda p: None
+    )
+    approvals.apply(int(proposal_id))
+    """
+)
+
+
+def _git_that_kills_its_caller(folder: Path, after: str) -> dict[str, str]:
+    """PATH with a `git` that runs the real one, then SIGKILLs its caller when the command
+    line contains `after`."""
+    real = shutil.which("git")
+    assert real is not None
+    folder.mkdir()
+    wrapper = folder / "git"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'"{real}" "$@"\nrc=$?\n'
+        f'case "$*" in *"{after}"*) kill -9 $PPID ;; esac\n'
+        "exit $rc\n"
+    )
+    wrapper.chmod(0o755)
+    return {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+
+
+def _approved(world: World) -> tuple[str, int]:
+    run_id = world.analyzed("feature/imports", {"shop/cli.py": UNUSED})
+    world.approvals.enqueue_apply = lambda pid: None  # the apply runs in the child
+    assert world.decide(APPROVER, f"{run_id}/P1").ok
+    [proposal] = world.proposals.for_run(run_id)
+    assert proposal.status == "approved"
+    return run_id, proposal.id or 0
+
+
+def _apply_killed(world: World, proposal_id: int, tmp_path: Path, after: str) -> None:
+    child = subprocess.run(
+        [sys.executable, "-c", _APPLY_IN_A_CHILD]
+        + [world.url, str(world.repo.root), str(world.data), str(proposal_id), APPROVER],
+        env=_git_that_kills_its_caller(tmp_path / "bin", after),
+        capture_output=True,
+        timeout=60,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+
+
+def test_killed_after_the_branch_moved_the_apply_is_recovered_as_applied(
+    world: World, repo: RepoBuilder, tmp_path: Path
+) -> None:
+    run_id, proposal_id = _approved(world)
+    before = repo.head("feature/imports")
+    _apply_killed(world, proposal_id, tmp_path, after="update-ref --no-deref -m chatops:")
+
+    # The commit landed, the record says "applying": the state a dead worker leaves.
+    [left] = world.proposals.for_run(run_id)
+    head = repo.head("feature/imports")
+    assert head != before and left.status == "applying" and left.intended_commit == head
+    assert f"Chatops-Run: {run_id}" in repo.git("log", "-1", "--format=%B", "feature/imports")
+
+    world.restart()  # the reaper of another process
+    told = Told()
+    world.approvals.observers.append(told)
+    assert world.approvals.reconcile_abandoned(older_than_s=0) == [proposal_id]
+    [after] = world.proposals.for_run(run_id)
+    assert after.status == "applied" and head[:10] in (after.result or "")
+    assert ("chatops", "apply_proposal", "ok") in world.audit(run_id)  # `audit --run` finds it
+    assert [(r.outcome, r.commit) for r in told.results] == [("applied", head)]  # the thread
+    assert repo.head("feature/imports") == head  # nothing written twice
+    assert world.approvals.reconcile_abandoned(older_than_s=0) == []
+
+
+def test_killed_after_committing_but_before_the_branch_moved_it_fails_visibly(
+    world: World, repo: RepoBuilder, tmp_path: Path
+) -> None:
+    run_id, proposal_id = _approved(world)
+    before = repo.head("feature/imports")
+    _apply_killed(world, proposal_id, tmp_path, after="commit-tree")
+    # commit-tree ran, the intent was never recorded or the branch never moved: either way,
+    # the branch is as it was.
+    assert repo.head("feature/imports") == before
+
+    world.restart()
+    told = Told()
+    world.approvals.observers.append(told)
+    assert world.approvals.reconcile_abandoned(older_than_s=0) == [proposal_id]
+    [after] = world.proposals.for_run(run_id)
+    assert after.status == "failed" and "not written" in (after.result or "")
+    assert ("chatops", "apply_proposal", "failed") in world.audit(run_id)
+    assert [r.outcome for r in told.results] == ["failed"]
+    assert repo.head("feature/imports") == before
+
+
+def test_an_intent_recorded_but_never_written_fails_and_says_so(
+    world: World, repo: RepoBuilder
+) -> None:
+    """Killed between recording the commit and moving the branch."""
+    run_id, proposal_id = _approved(world)
+    world.set_proposal(run_id, "P1", status="applying", intended_commit="ab" * 20)
+    assert world.approvals.reconcile_abandoned(older_than_s=0) == [proposal_id]
+    [after] = world.proposals.for_run(run_id)
+    assert after.status == "failed" and "does not have abababab" in (after.result or "")
+
+
+def test_a_reconciled_proposal_is_never_moved_by_its_late_worker(
+    world: World, repo: RepoBuilder
+) -> None:
+    """A worker that was only slow, not dead, finds the proposal settled and writes nothing."""
+    run_id, proposal_id = _approved(world)
+    before = repo.head("feature/imports")
+    real_prepare = world.approvals.repos.prepare
+
+    def slow_then_reconciled(*args: object) -> Path:
+        path = real_prepare(*args)  # type: ignore[arg-type]
+        assert world.approvals.reconcile_abandoned(older_than_s=0) == [proposal_id]
+        return path
+
+    world.approvals.repos.prepare = slow_then_reconciled  # type: ignore[method-assign]
+    world.approvals.apply(proposal_id)
+    [after] = world.proposals.for_run(run_id)
+    assert after.status == "failed" and repo.head("feature/imports") == before

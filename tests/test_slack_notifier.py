@@ -122,3 +122,33 @@ def test_a_cancelled_queued_run_says_so_and_by_whom(tmp_path: Path) -> None:
         [parent] = slack.top_level()
         assert "cancelled by <@W222>" in parent.text
         assert "queued" not in parent.text
+
+
+def test_a_running_run_stopped_at_a_checkpoint_says_by_whom(tmp_path: Path) -> None:
+    from agents.report import Report, Risk, RiskLevel, Target
+
+    store = store_at(tmp_path)
+    with FakeSlack() as slack:
+        client = web_client(BOT_TOKEN, slack.api_url)
+        posted = client.chat_postMessage(channel="C111", text="Analyzing feature/x in shop")
+        run, _ = store.create(
+            NewRun(
+                requester="W111", surface="slack", repo="shop", target="feature/x", channel="C111"
+            )
+        )
+        store.set_message(run.id, "C111", str(posted["ts"]))
+        assert store.claim(run.id, "w", 60) is not None
+        stopping = store.request_stop(run.id, by="W222")
+        assert stopping is not None and stopping.status == "running"
+        report = Report(
+            run_id=run.id,
+            summary="s",
+            risk=Risk(level=RiskLevel.low, score=0),
+            target=Target(
+                repo="/r", branch="feature/x", base="main", head_sha="a" * 40, base_sha="b" * 40
+            ),
+            stopped_early=True,
+        )
+        SlackNotifier(client, store).finished(run.id, report)
+        [parent] = slack.top_level()
+        assert "stopped by <@W222>" in json.dumps(parent.blocks)

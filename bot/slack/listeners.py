@@ -480,7 +480,10 @@ def _status(command: Status, actor: Actor, service: Service) -> str:
     if command.run_id is not None:
         run = service.status(command.run_id, actor)
         error = f": {escape(run.error)}" if run.error else ""
-        return f"Run `{run.id}` ({escape(run.target)} in {escape(run.repo)}): {run.status}{error}"
+        by = f" by <@{run.stop_requested_by}>" if run.stop_requested_by else ""
+        return (
+            f"Run `{run.id}` ({escape(run.target)} in {escape(run.repo)}): {run.status}{by}{error}"
+        )
     runs = service.recent_runs(limit=5, requester=actor.user, actor=actor)
     if not runs:
         return "You have no runs yet. Try `/agent analyze branch NAME`."

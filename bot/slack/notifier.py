@@ -78,7 +78,10 @@ class SlackNotifier:
             )
             for a in report.agents
         ]
-        status = "stopped" if report.stopped_early else "done"
+        status = "done"
+        if report.stopped_early:
+            by = run.stop_requested_by
+            status = f"stopped by <@{by}>" if by else "stopped"
         if run.thread_ts:
             self._update(run, status, agents, verdict_line(report))
         blocks, cut = report_blocks(report)
@@ -141,6 +144,8 @@ class SlackNotifier:
                 f"written. Run `/agent analyze branch {escape(run.target)} in {run.repo}` "
                 "again for a fresh proposal."
             )
+        elif result.unsure:
+            text = f":warning: *{ref} may not be applied*: {escape(result.detail)}."
         else:
             text = f":x: *{ref} not applied*: {escape(result.detail)}. Nothing was written."
         self.client.chat_postMessage(channel=run.channel, thread_ts=run.thread_ts, text=text)

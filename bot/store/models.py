@@ -33,6 +33,7 @@ class Run(SQLModel, table=True):
     base: str | None = Field(default=None, max_length=255)
     status: str = Field(default="queued", index=True, max_length=16)
     stop_requested: bool = False
+    stop_requested_by: str | None = Field(default=None, max_length=64)
     worker: str | None = Field(default=None, max_length=128)
     lease_until: datetime | None = Field(default=None, sa_column=_when(nullable=True))
     attempts: int = 0
@@ -98,6 +99,10 @@ class ProposalRow(SQLModel, table=True):
     decided_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
     result: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(index=True))
+    # The commit an apply built, recorded before it moves the branch: a worker that dies in
+    # between leaves enough to tell, on recovery, whether the write landed.
+    intended_commit: str | None = Field(default=None, max_length=64)
+    apply_started_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
 
 
 class ApprovalRow(SQLModel, table=True):
@@ -247,3 +252,23 @@ class PromptVersionRow(SQLModel, table=True):
     first_seen: datetime = Field(default_factory=utcnow, sa_column=_when())
     # The system prompt's stable prefix: the interaction log's "prompt" for this version.
     text: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class InboxRow(SQLModel, table=True):
+    """A Slack delivery (a command, a click, an event), recorded before it is acknowledged. The
+    key is the delivery's de-duplication key, so a retried delivery finds its row. The process
+    that acked it handles it; if that process dies, a reaper handles it (`attempts` bounded)."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_status_lease", "status", "lease_until"),)
+
+    key: str = Field(primary_key=True, max_length=255)
+    kind: str = Field(max_length=32)  # which handler: command, mention, approve, vote ...
+    payload: str = Field(sa_column=Column(Text, nullable=False))  # the request body, as JSON
+    status: str = Field(default="pending", max_length=16)  # pending, done, failed
+    worker: str | None = Field(default=None, max_length=128)
+    lease_until: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+    attempts: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    done_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, func, update
 from sqlmodel import col, select
 
 from bot.store.db import session_scope
@@ -84,37 +84,23 @@ class ProposalStore:
             )
             return [int(pid) for pid in session.exec(query) if pid is not None]
 
-    def fail_abandoned(self, older_than_s: float) -> list[int]:
-        """Proposals left `applying` by a worker that died mid-write: marked failed, so they
-        are visible rather than stuck. Never re-applied: whether the write landed must be
-        checked by a person (the branch's log shows the Chatops-Run trailer)."""
+    def abandoned(self, older_than_s: float) -> list[ProposalRow]:
+        """Proposals left `applying` for longer than `older_than_s`: their worker died mid-write.
+        `Approvals.reconcile_abandoned` decides, from the branch, whether the write landed."""
         cutoff = utcnow() - timedelta(seconds=older_than_s)
         with session_scope(self.engine) as session:
-            ids = [
-                int(pid)
-                for pid in session.exec(
-                    select(ProposalRow.id).where(
-                        col(ProposalRow.status) == "applying", col(ProposalRow.decided_at) < cutoff
-                    )
-                )
-                if pid is not None
-            ]
-        failed = []
-        for proposal_id in ids:
-            reason = (
-                "the worker stopped while applying it; check the branch's log for its "
-                "Chatops-Run trailer before proposing it again"
+            # Since the apply started, not since the click: an apply may wait in the queue.
+            started = func.coalesce(col(ProposalRow.apply_started_at), col(ProposalRow.decided_at))
+            query = select(ProposalRow).where(
+                col(ProposalRow.status) == "applying", started < cutoff
             )
-            if self.transition(proposal_id, "applying", "failed", result=reason):
-                self.audit(
-                    actor="chatops",
-                    action="apply_proposal",
-                    outcome="failed",
-                    detail=reason,
-                    proposal_id=proposal_id,
-                )
-                failed.append(proposal_id)
-        return failed
+            return list(session.exec(query.order_by(col(ProposalRow.id))))
+
+    def record_intent(self, proposal_id: int, commit: str) -> None:
+        """Before the branch moves: the commit this apply is about to put on it. Raises if the
+        proposal is no longer `applying` (another worker reconciled it), so nothing moves."""
+        if not self.transition(proposal_id, "applying", "applying", intended_commit=commit):
+            raise RuntimeError(f"proposal {proposal_id} is no longer being applied here")
 
     def approval(self, proposal_id: int) -> ApprovalRow | None:
         with session_scope(self.engine) as session:

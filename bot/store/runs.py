@@ -290,18 +290,24 @@ class RunStore:
             rows = session.exec(select(Run.status, func.count()).group_by(Run.status))
             return {status: int(n) for status, n in rows}
 
-    def request_stop(self, run_id: str) -> Run | None:
-        """A queued run is cancelled at once; a running one stops at its next checkpoint."""
+    def request_stop(self, run_id: str, by: str | None = None) -> Run | None:
+        """A queued run is cancelled at once; a running one stops at its next checkpoint. `by`
+        is who asked (the thread says so when the run stops); None when nobody did."""
         with session_scope(self.engine) as session:
             session.execute(
                 update(Run)
                 .where(col(Run.id) == run_id, col(Run.status) == "queued")
-                .values(status="cancelled", stop_requested=True, finished_at=utcnow())
+                .values(
+                    status="cancelled",
+                    stop_requested=True,
+                    stop_requested_by=by,
+                    finished_at=utcnow(),
+                )
             )
             session.execute(
                 update(Run)
                 .where(col(Run.id) == run_id, col(Run.status) == "running")
-                .values(stop_requested=True)
+                .values(stop_requested=True, stop_requested_by=by)
             )
             return session.get(Run, run_id)
 

@@ -12,6 +12,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -41,6 +42,9 @@ class WriteRequest:
     requested_by: str
     run_id: str
     remote: bool = False  # a bare mirror of a remote: push to origin instead of update-ref
+    # Called with the new commit's id before the branch moves; if it raises, nothing moves.
+    # The recovery of a worker killed mid-apply reads what it recorded (`landed`).
+    record_intent: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class WriteResult:
     outcome: Literal["applied", "stale", "failed"]
     detail: str
     commit: str | None = None
+    # Failed, but whether anything was written could not be checked: the detail says where.
+    unsure: bool = False
 
 
 # `core.hooksPath` for the bot's own git calls: the repository's hooks (`reference-transaction`
@@ -132,6 +138,8 @@ def apply_proposal(request: WriteRequest) -> WriteResult:
     if commit.returncode != 0:
         return WriteResult("failed", f"cannot commit: {_out(commit)}")
     new = commit.stdout.decode().strip()
+    if request.record_intent is not None:
+        request.record_intent(new)
     return _move(request, ref, new)
 
 
@@ -211,3 +219,14 @@ def _move(request: WriteRequest, ref: str, new: str) -> WriteResult:
     if done.returncode != 0:
         return WriteResult("stale", f"{request.branch} moved while applying; nothing written")
     return WriteResult("applied", f"committed {new[:10]} to {request.branch}", new)
+
+
+def landed(repo: Path, branch: str, commit: str) -> bool:
+    """Is `commit` on `branch` (its head, or under commits added since)? For a remote, `repo`
+    is the mirror, fetched first, so this is the remote's branch."""
+    ref = f"refs/heads/{branch}"
+    head = _git(repo, ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"])
+    if head.returncode != 0:
+        return False
+    done = _git(repo, ["merge-base", "--is-ancestor", "--end-of-options", commit, ref])
+    return done.returncode == 0

@@ -49,6 +49,16 @@ def post_comment(settings: JiraSettings, key: str, text: str, ref: str) -> Write
     return WriteResult("applied", f"comment {posted.id} posted on {key}", str(posted.id))
 
 
+def find_comment(settings: JiraSettings, key: str, ref: str) -> str | None:
+    """The id of the comment proposal `ref` posted on `key`, if it is there (recovery asks)."""
+    from jira import JIRA
+
+    from agents.context.jira import jira_client
+
+    validate_key(key)
+    return _find(jira_client(settings, JIRA), key, marker(ref))
+
+
 def _find(client: Any, key: str, tag: str) -> str | None:
     for comment in client.comments(key):
         if tag in (comment.body or ""):
