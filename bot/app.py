@@ -21,10 +21,13 @@ from bot.settings import Settings
 from bot.slack.app import web_client
 from bot.slack.digest import SlackDigestSink
 from bot.slack.groups import SlackGroups, WorkspaceTeam
+from bot.slack.inbox import SlackInbox
+from bot.slack.listeners import handlers
 from bot.slack.notifier import SlackNotifier
 from bot.store.db import make_engine, upgrade
 from bot.store.digests import DigestStore
 from bot.store.feedback import FeedbackStore
+from bot.store.inbox import InboxStore
 from bot.store.proposals import ProposalStore
 from bot.store.runs import RunStore
 from bot.store.stats import Stats
@@ -43,6 +46,7 @@ class App:
     feedback: FeedbackService
     digests: Digests
     scheduler: Scheduler
+    inbox: SlackInbox | None  # with a Slack token: where Slack deliveries are kept
 
     def close(self) -> None:
         self.jobs.stop()
@@ -129,6 +133,26 @@ def build_app(
     service.digests = digests
     scheduler = Scheduler(digests, feedback)
     jobs.register_tick(scheduler.tick)
+    inbox = None
+    if slack_client is not None:
+        inbox = SlackInbox(
+            InboxStore(engine),
+            slack_client,
+            handlers(service, store),
+            worker=jobs.process,
+            lease_s=settings.chatops_lease_s,
+        )
+        jobs.redeliver_inbox = inbox.redeliver
     return App(
-        settings, policy, engine, store, jobs, executor, service, feedback, digests, scheduler
+        settings,
+        policy,
+        engine,
+        store,
+        jobs,
+        executor,
+        service,
+        feedback,
+        digests,
+        scheduler,
+        inbox,
     )

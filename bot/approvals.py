@@ -10,10 +10,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
-
-from sqlalchemy.exc import IntegrityError
 
 from agents.context.git import GitRepo
 from agents.context.jira import JiraSettings
@@ -23,8 +22,7 @@ from bot.config import ConfigError, PolicyConfig, RepoConfig
 from bot.policy import Decision, GroupMembers, can_approve, can_write, not_expired
 from bot.repos import RepoResolver
 from bot.service import Actor
-from bot.store.db import session_scope
-from bot.store.models import ProcessedEvent, ProposalRow, Run
+from bot.store.models import ProposalRow, Run
 from bot.store.proposals import ProposalStore
 from bot.store.runs import RunStore
 from bot.store.types import utcnow
@@ -93,7 +91,9 @@ class Approvals:
                 f"{ref!r} is not a proposal id; use RUN/P1 as the report shows",
             )
         run_id, pid = match.groups()
-        if event_key is not None and not self._first_delivery(event_key):
+        # The delivery's key is kept with what it did (the decision, or the denial's audit row)
+        # in one transaction: a click handled again after a crash finds it only if that landed.
+        if event_key is not None and self.proposals.seen(event_key):
             self.proposals.audit(
                 actor=actor.user,
                 action=action,
@@ -102,36 +102,32 @@ class Approvals:
                 run_id=run_id,
             )
             return Outcome(False, "This click was already handled.")
+        deny = partial(self._deny, actor, action, run_id, event_key=event_key)
         proposal = self.proposals.find(run_id, pid)
         run = self.runs.get(run_id)
         if proposal is None or run is None:
-            return self._deny(actor, action, run_id, None, f"there is no proposal {ref}")
+            return deny(None, f"there is no proposal {ref}")
         if shown_sha is not None and not (
             _SHOWN.fullmatch(shown_sha) and proposal.content_sha256[:16] == shown_sha
         ):
-            return self._deny(
-                actor,
-                action,
-                run_id,
-                proposal,
-                "the button does not match the proposal's content; nothing done",
-            )
+            return deny(proposal, "the button does not match the proposal's content; nothing done")
         if proposal.status != "proposed":
             who = f" by {proposal.decided_by}" if proposal.decided_by else ""
-            return self._deny(
-                actor, action, run_id, proposal, f"{ref} is already {proposal.status}{who}"
-            )
+            return deny(proposal, f"{ref} is already {proposal.status}{who}")
         expiry = not_expired(proposal.created_at, self.policy.approvals.ttl_seconds, utcnow())
         if not expiry.allowed:
             self.proposals.transition(proposal.id or 0, "proposed", "expired")
-            return self._deny(actor, action, run_id, proposal, expiry.reason)
+            return deny(proposal, expiry.reason)
         checks = self._checks(actor, run, proposal, decision)
         if not checks.allowed:
-            return self._deny(actor, action, run_id, proposal, checks.reason)
-        if not self.proposals.decide(proposal.id or 0, decision, actor.user, reason or None):
-            return self._deny(
-                actor, action, run_id, proposal, f"{ref} was decided by someone else a moment ago"
-            )
+            return deny(proposal, checks.reason)
+        decided = self.proposals.decide(
+            proposal.id or 0, decision, actor.user, reason or None, event_key=event_key
+        )
+        if decided is None:
+            return Outcome(False, "This click was already handled.")
+        if not decided:
+            return deny(proposal, f"{ref} was decided by someone else a moment ago")
         verb = "approved" if decision == "approve" else "rejected"
         self.proposals.audit(
             actor=actor.user,
@@ -227,14 +223,6 @@ class Approvals:
         found = GitRepo.open(path).default_branch_names()
         return [*found, *([repo.base] if repo.base else [])]
 
-    def _first_delivery(self, key: str) -> bool:
-        try:
-            with session_scope(self.runs.engine) as session:
-                session.add(ProcessedEvent(key=key))
-        except IntegrityError:
-            return False
-        return True
-
     def _deny(
         self,
         actor: Actor,
@@ -242,6 +230,8 @@ class Approvals:
         run_id: str | None,
         proposal: ProposalRow | None,
         reason: str,
+        *,
+        event_key: str | None = None,
     ) -> Outcome:
         self.proposals.audit(
             actor=actor.user,
@@ -250,6 +240,7 @@ class Approvals:
             detail=reason,
             run_id=run_id,
             proposal_id=proposal.id if proposal else None,
+            event_key=event_key,
         )
         return Outcome(False, f"Not done: {reason}.", proposal)
 

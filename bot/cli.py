@@ -539,7 +539,8 @@ def serve_command(
     for logger in quiet:
         logger.setLevel(logging.CRITICAL)
     try:
-        bolt = build_bolt_app(client, secret, the_app.service, the_app.store)
+        assert the_app.inbox is not None  # built with the bot token, checked above
+        bolt = build_bolt_app(client, secret, the_app.inbox)
     except Exception as exc:  # BoltError, SlackApiError, a refused connection: all setup
         the_app.engine.dispose()
         _fail(errors, *_slack_setup_error(exc, settings.slack_api_url))

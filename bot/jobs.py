@@ -70,6 +70,8 @@ class Jobs:
             or (self._consumer is not None and self._consumer.stop_flag.is_set())
         )
         self.redeliver: Callable[[float], list[str]] = lambda older_than_s: []
+        # Slack deliveries a dead process acked but did not handle (bot.slack.inbox).
+        self.redeliver_inbox: Callable[[], list[str]] = lambda: []
         self.workers: WorkerStore | None = None
         self.kind = "worker"
         self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -116,6 +118,7 @@ class Jobs:
         # A report stored but never posted: its worker died in between. A lease's time is
         # more than any post takes.
         self.redeliver(self.settings.chatops_lease_s)
+        self.redeliver_inbox()
         return ids
 
     def _reaper(self) -> None:

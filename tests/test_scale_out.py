@@ -28,8 +28,10 @@ from bot.app import App, build_app
 from bot.commands import AnalyzeBranch
 from bot.service import Actor
 from bot.settings import Settings
-from bot.slack.listeners import register
+from bot.slack.inbox import SlackInbox
+from bot.slack.listeners import handlers, register
 from bot.store.db import session_scope, upgrade
+from bot.store.inbox import InboxStore
 from bot.store.models import Run
 from bot.store.runs import NewRun
 from bot.store.types import utcnow
@@ -100,13 +102,21 @@ def at_once(*calls: Callable[[], Any]) -> list[Any]:
 
 
 def bolt_for(app: App, slack: FakeSlack) -> BoltApp:
+    client = WebClient(token=BOT_TOKEN, base_url=slack.api_url)
     bolt = BoltApp(
-        client=WebClient(token=BOT_TOKEN, base_url=slack.api_url),
+        client=client,
         signing_secret="unused",
         request_verification_enabled=False,
         process_before_response=True,  # dispatch returns when the listener is done
     )
-    register(bolt, app.service, app.store)
+    inbox = SlackInbox(
+        InboxStore(app.engine),
+        client,
+        handlers(app.service, app.store),
+        worker=app.jobs.process,
+        lease_s=60,
+    )
+    register(bolt, inbox)
     return bolt
 
 

@@ -13,7 +13,10 @@ from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 
 from bot.approvals import Outcome
-from bot.slack.listeners import ACTIONS, COMMANDS, EVENTS, VIEWS, register
+from bot.slack.inbox import SlackInbox
+from bot.slack.listeners import ACTIONS, COMMANDS, EVENTS, VIEWS, handlers, register
+from bot.store.db import make_engine, upgrade
+from bot.store.inbox import InboxStore
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.testdata import slack_testdata
 
@@ -62,14 +65,24 @@ def _dispatch(app: App, body: dict[str, Any] | str, content_type: str) -> int:
     return int(response.status)
 
 
-def _app(slack: FakeSlack) -> App:
+def _app(slack: FakeSlack, data: Path) -> App:
+    client = WebClient(token=BOT_TOKEN, base_url=slack.api_url)
     app = App(
-        client=WebClient(token=BOT_TOKEN, base_url=slack.api_url),
+        client=client,
         signing_secret="unused",
         request_verification_enabled=False,
         process_before_response=True,
     )
-    register(app, service=_DenyAll(), store=None)  # type: ignore[arg-type]  # help needs no store
+    url = f"sqlite:///{data / 'inbox.db'}"
+    upgrade(url)
+    inbox = SlackInbox(
+        InboxStore(make_engine(url)),
+        client,
+        handlers(service=_DenyAll(), store=None),  # type: ignore[arg-type]  # help needs no store
+        worker="test",
+        lease_s=60,
+    )
+    register(app, inbox)
     return app
 
 
@@ -106,12 +119,13 @@ def _event(kind: str) -> dict[str, Any]:
         payload: dict[str, Any] = json.loads(slack_testdata("payloads", recorded[kind]).read_text())
         payload["event"]["type"] = kind
         payload["event"]["tab"] = "home"
+        payload["event_id"] = f"Ev-{kind}"
         return payload
     return {
         "type": "event_callback",
         "team_id": "T111",
         "api_app_id": "A111",
-        "event_id": "Ev1",
+        "event_id": f"Ev-{kind}",
         "event": {
             "type": kind,
             "text": "<@UBOT> help",
@@ -122,14 +136,14 @@ def _event(kind: str) -> dict[str, Any]:
     }
 
 
-def test_every_declared_command_and_event_is_handled_and_nothing_else() -> None:
+def test_every_declared_command_and_event_is_handled_and_nothing_else(tmp_path: Path) -> None:
     declared = manifest()
     commands = {c["command"] for c in declared["features"]["slash_commands"]}
     events = set(declared["settings"]["event_subscriptions"]["bot_events"])
     assert commands == set(COMMANDS)
     assert events == set(EVENTS)
     with FakeSlack() as slack:
-        app = _app(slack)
+        app = _app(slack, tmp_path)
         form = "application/x-www-form-urlencoded"
         for command in commands:
             assert _dispatch(app, _command(command), form) == 200, command

@@ -19,9 +19,8 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 
 from bot.metrics import ACK_SECONDS
-from bot.service import Service
+from bot.slack.inbox import SlackInbox
 from bot.slack.listeners import register
-from bot.store.runs import RunStore
 
 log = logging.getLogger(__name__)
 Scope = dict[str, Any]
@@ -41,11 +40,9 @@ def web_client(token: str, base_url: str | None) -> WebClient:
     )
 
 
-def build_bolt_app(
-    client: WebClient, signing_secret: str, service: Service, store: RunStore
-) -> App:
+def build_bolt_app(client: WebClient, signing_secret: str, inbox: SlackInbox) -> App:
     app = App(client=client, signing_secret=signing_secret, process_before_response=False)
-    register(app, service, store)
+    register(app, inbox)
     return app
 
 

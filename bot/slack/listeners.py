@@ -1,4 +1,5 @@
-"""Bolt listeners: validate, ack, call the use cases. Nothing slow runs before `ack()`."""
+"""Bolt listeners: validate, record, ack, then call the use cases from the record (the inbox).
+Nothing slow runs before `ack()`: one insert."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 import time
 from typing import Any, Literal
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import OperationalError
@@ -43,6 +44,7 @@ from bot.slack.blocks import (
     parse_vote_value,
 )
 from bot.slack.home import publish_home
+from bot.slack.inbox import Delivery, Handler, SlackInbox
 from bot.slack.views import REASON_BLOCK, VOTE_REASON, modal_values, vote_modal
 from bot.store.models import Run
 from bot.store.runs import RunStore
@@ -58,37 +60,83 @@ VIEWS = (VOTE_REASON,)
 _REACTION_VOTES = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
 
 
-def register(app: App, service: Service, store: RunStore) -> None:
-    """The whole surface: one slash command and one event. The manifest declares exactly these
-    (tests/test_slack_manifest.py keeps the two in step)."""
+def register(app: App, inbox: SlackInbox) -> None:
+    """The whole surface: one slash command, its buttons, a modal and four events. The manifest
+    declares exactly these (tests/test_slack_manifest.py keeps the two in step). Each listener
+    answers at once only what needs no record (usage, help, a modal's validation); everything
+    else is recorded in the inbox, acked, then handled from the record."""
 
     @app.command(COMMANDS[0])
-    def on_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
+    def on_command(ack: Ack, body: dict[str, Any]) -> None:
         try:
-            parsed = parse(command.get("text", ""))
+            parsed = parse(body.get("text", ""))
         except CommandError as exc:
             ack(response_type="ephemeral", text=_usage_error(exc))
             return
         if isinstance(parsed, Help):
             ack(response_type="ephemeral", text=f"```{help_text()}```")
             return
-        ack()
+        inbox.receive(
+            "command",
+            f"slack:command:{body.get('trigger_id')}",
+            body,
+            ack,
+            lambda: ack(response_type="ephemeral", text=_STORE_DOWN),
+        )
+
+    def on_event(ack: Ack, body: dict[str, Any]) -> None:
+        kind = str((body.get("event") or {}).get("type", ""))
+        inbox.receive(kind, f"slack:event:{body.get('event_id')}", body, ack, ack)
+
+    for name in EVENTS:
+        app.event(name)(on_event)
+
+    def on_action(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        user = (body.get("user") or {}).get("id")
+        key = f"slack:action:{user}:{action.get('action_ts')}:{action.get('action_id')}"
+        inbox.receive(str(action.get("action_id")), key, body, ack, ack)
+
+    for action_id in ACTIONS:
+        app.action(action_id)(on_action)
+
+    @app.view(VIEWS[0])
+    def on_vote_reason(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        run_id, _, reason, _ = modal_values(view)
+        if not run_id:  # not our modal's metadata: nothing to attach the reason to
+            ack()
+            log.warning("a vote modal came back without its run; ignored")
+            return
+        if not reason.strip():
+            ack(response_action="errors", errors={REASON_BLOCK: "Say what was wrong."})
+            return
+        inbox.receive(VIEWS[0], f"slack:view:{view.get('id')}:{view.get('hash')}", body, ack, ack)
+
+
+_STORE_DOWN = (
+    ":warning: My database is unavailable right now, so nothing was started. Try again in a minute."
+)
+
+
+def handlers(service: Service, store: RunStore) -> dict[str, Handler]:
+    """What each recorded delivery does, by kind: the inbox runs these, live or replayed."""
+
+    def on_command(delivery: Delivery) -> None:
+        command = delivery.body
         actor = Actor(user=command["user_id"], surface="slack", team=command.get("team_id"))
         _handle(
-            parsed,
+            parse(command.get("text", "")),
             actor,
             channel=command["channel_id"],
-            event_key=f"slack:command:{command.get('trigger_id')}",
-            respond=respond,
-            client=client,
+            event_key=delivery.key,
+            respond=delivery.respond,
+            client=delivery.client,
             service=service,
             store=store,
         )
 
-    @app.event(EVENTS[0])
-    def on_mention(
-        event: dict[str, Any], body: dict[str, Any], say: Any, client: WebClient
-    ) -> None:
+    def on_mention(delivery: Delivery) -> None:
+        body = delivery.body
+        event = body["event"]
         text = " ".join(word for word in event.get("text", "").split() if not word.startswith("<@"))
         # The member's own team (a Slack Connect guest's differs from the workspace's), not the
         # team the event arrived in.
@@ -96,7 +144,9 @@ def register(app: App, service: Service, store: RunStore) -> None:
         actor = Actor(user=event.get("user", ""), surface="slack", team=team)
 
         def reply(text: str, **_: Any) -> None:
-            say(text=text, thread_ts=event.get("thread_ts") or event.get("ts"))
+            delivery.client.chat_postMessage(
+                channel=event["channel"], text=text, thread_ts=event.get("thread_ts") or event["ts"]
+            )
 
         try:
             parsed = parse(text)
@@ -110,54 +160,53 @@ def register(app: App, service: Service, store: RunStore) -> None:
             parsed,
             actor,
             channel=event["channel"],
-            event_key=f"slack:event:{body.get('event_id')}",
+            event_key=delivery.key,
             respond=reply,
-            client=client,
+            client=delivery.client,
             service=service,
             store=store,
         )
 
-    buttons: tuple[tuple[str, Literal["approve", "reject"]], ...] = (
-        (APPROVE, "approve"),
-        (REJECT, "reject"),
-    )
-    for action_id, decision in buttons:
-        app.action(action_id)(_button(decision, service))
-    for action_id in (VOTE_UP, VOTE_DOWN, VOTE_FINDING):
-        app.action(action_id)(_vote_click(service))
-
-    @app.view(VIEWS[0])
-    def on_vote_reason(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        run_id, fingerprint, reason, correction = modal_values(view)
-        if not run_id:  # not our modal's metadata: nothing to attach the reason to
-            ack()
-            log.warning("a vote modal came back without its run; ignored")
-            return
-        if not reason.strip():
-            ack(response_action="errors", errors={REASON_BLOCK: "Say what was wrong."})
-            return
-        ack()
+    def on_vote_reason(delivery: Delivery) -> None:
+        run_id, fingerprint, reason, correction = modal_values(delivery.body["view"])
         if service.feedback is None:
             return
         try:
-            service.feedback.explain(_clicker(body), run_id, fingerprint, reason, correction)
+            service.feedback.explain(
+                _clicker(delivery.body), run_id, fingerprint, reason, correction
+            )
         except UserError as exc:
             log.info("vote reason for %s not kept: %s", run_id, exc.message)
 
-    @app.event(EVENTS[1])
-    def on_reaction_added(event: dict[str, Any], client: WebClient) -> None:
-        _reaction(event, service, store, client, added=True)
-
-    @app.event(EVENTS[2])
-    def on_reaction_removed(event: dict[str, Any], client: WebClient) -> None:
-        _reaction(event, service, store, client, added=False)
-
-    @app.event(EVENTS[3])
-    def on_home_opened(event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
+    def on_home_opened(delivery: Delivery) -> None:
+        event = delivery.body["event"]
         if event.get("tab") != "home":
             return
-        actor = Actor(user=str(event.get("user", "")), surface="slack", team=body.get("team_id"))
-        publish_home(client, service, actor)
+        team = delivery.body.get("team_id")
+        actor = Actor(user=str(event.get("user", "")), surface="slack", team=team)
+        publish_home(delivery.client, service, actor)
+
+    def on_reaction(added: bool) -> Handler:
+        return lambda delivery: _reaction(
+            delivery.body["event"], service, store, delivery.client, added=added
+        )
+
+    def on_decision(decision: Literal["approve", "reject"]) -> Handler:
+        return lambda delivery: _decide(decision, delivery, service)
+
+    return {
+        "command": on_command,
+        EVENTS[0]: on_mention,
+        EVENTS[1]: on_reaction(True),
+        EVENTS[2]: on_reaction(False),
+        EVENTS[3]: on_home_opened,
+        APPROVE: on_decision("approve"),
+        REJECT: on_decision("reject"),
+        VOTE_UP: lambda delivery: _vote_click(delivery, service),
+        VOTE_DOWN: lambda delivery: _vote_click(delivery, service),
+        VOTE_FINDING: lambda delivery: _vote_click(delivery, service),
+        VIEWS[0]: on_vote_reason,
+    }
 
 
 def _clicker(body: dict[str, Any]) -> Actor:
@@ -170,46 +219,39 @@ def _clicker(body: dict[str, Any]) -> Actor:
     )
 
 
-def _vote_click(service: Service) -> Any:
-    def on_click(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient
-    ) -> None:
-        ack()
-        chosen = (action.get("selected_option") or {}).get("value") or action.get("value", "")
-        parsed = parse_vote_value(str(chosen))
-        if parsed is None or service.feedback is None:
-            respond(response_type="ephemeral", replace_original=False, text="Not a vote.")
-            return
-        value, run_id, fingerprint = parsed
-        try:
-            voted = service.feedback.vote(
-                _clicker(body), run_id, fingerprint or None, value, via="button"
-            )
-        except UserError as exc:
-            respond(
-                response_type="ephemeral",
-                replace_original=False,
-                text=f":warning: {escape(exc.message)}",
-            )
-            return
-        if value > 0:
-            respond(response_type="ephemeral", replace_original=False, text=voted.message)
-            return
-        try:
-            client.views_open(
-                trigger_id=str(body.get("trigger_id", "")),
-                view=vote_modal(run_id, fingerprint, voted.item),
-            )
-        except SlackApiError as exc:  # the vote is kept; the reason can still be typed
-            log.warning("could not open the vote modal: %s", exc.response.get("error"))
-            respond(
-                response_type="ephemeral",
-                replace_original=False,
-                text=f"{voted.message} Say what was wrong with "
-                f"`/agent down {f'{run_id}/{voted.item}' if fingerprint else run_id} REASON`.",
-            )
-
-    return on_click
+def _vote_click(delivery: Delivery, service: Service) -> None:
+    body = delivery.body
+    action = (body.get("actions") or [{}])[0]
+    respond = delivery.respond
+    chosen = (action.get("selected_option") or {}).get("value") or action.get("value", "")
+    parsed = parse_vote_value(str(chosen))
+    if parsed is None or service.feedback is None:
+        respond(replace_original=False, text="Not a vote.")
+        return
+    value, run_id, fingerprint = parsed
+    try:
+        voted = service.feedback.vote(
+            _clicker(body), run_id, fingerprint or None, value, via="button"
+        )
+    except UserError as exc:
+        respond(replace_original=False, text=f":warning: {escape(exc.message)}")
+        return
+    if value > 0:
+        respond(replace_original=False, text=voted.message)
+        return
+    try:
+        delivery.client.views_open(
+            trigger_id=str(body.get("trigger_id", "")),
+            view=vote_modal(run_id, fingerprint, voted.item),
+        )
+    except SlackApiError as exc:  # the vote is kept; the reason can still be typed (and a
+        # replayed click's trigger has expired: this is its way to ask)
+        log.warning("could not open the vote modal: %s", exc.response.get("error"))
+        respond(
+            replace_original=False,
+            text=f"{voted.message} Say what was wrong with "
+            f"`/agent down {f'{run_id}/{voted.item}' if fingerprint else run_id} REASON`.",
+        )
 
 
 def _reaction(
@@ -243,24 +285,10 @@ def _team_of(client: WebClient, user: str) -> str | None:
         return None
 
 
-def _button(decision: Literal["approve", "reject"], service: Service) -> Any:
-    def on_click(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient
-    ) -> None:
-        ack()
-        _decide(decision, body, action, respond, client, service)
-
-    return on_click
-
-
-def _decide(
-    decision: Literal["approve", "reject"],
-    body: dict[str, Any],
-    action: dict[str, Any],
-    respond: Respond,
-    client: WebClient,
-    service: Service,
-) -> None:
+def _decide(decision: Literal["approve", "reject"], delivery: Delivery, service: Service) -> None:
+    body = delivery.body
+    action = (body.get("actions") or [{}])[0]
+    client = delivery.client
     actor = _clicker(body)
     ref, _, shown = str(action.get("value", "")).partition(":")
     outcome = service.decide(
@@ -275,11 +303,7 @@ def _decide(
         if from_home:  # no message to answer in: the home tab shows the state again
             publish_home(client, service, actor)
             return
-        respond(
-            response_type="ephemeral",
-            replace_original=False,
-            text=f":no_entry: {escape(outcome.message)}",
-        )
+        delivery.respond(replace_original=False, text=f":no_entry: {escape(outcome.message)}")
         return
     if from_home:
         publish_home(client, service, actor)
@@ -345,11 +369,7 @@ def _handle(
         respond(response_type="ephemeral", text=f":warning: {escape(exc.message)}{hint}")
     except OperationalError:
         log.exception("the store is unavailable; %s not handled", event_key)
-        respond(
-            response_type="ephemeral",
-            text=":warning: My database is unavailable right now, so nothing was started. "
-            "Try again in a minute.",
-        )
+        respond(response_type="ephemeral", text=_STORE_DOWN)
 
 
 def _feedback_command(
@@ -421,8 +441,12 @@ def _analyze(
     else:
         runs = [service.request_analysis(actor, command, event_key=event_key, channel=channel)]
     for requested in runs:
-        if not requested.created:
-            log.info("duplicate delivery of %s: run %s exists", event_key, requested.run.id)
+        # Handled before (a process that died after starting the run): its message is what
+        # may be missing, if the run still waits for one.
+        if not requested.created and (
+            requested.run.thread_ts is not None or requested.run.status != "queued"
+        ):
+            log.info("delivery %s handled before: run %s exists", event_key, requested.run.id)
             continue
         if not _post_parent(requested.run, actor, channel, respond, client, service, store):
             return

@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot.store.db import session_scope
-from bot.store.models import ApprovalRow, AuditEvent, ProposalRow, Run
+from bot.store.models import ApprovalRow, AuditEvent, ProcessedEvent, ProposalRow, Run
 from bot.store.types import utcnow
 
 
@@ -58,21 +59,44 @@ class ProposalStore:
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
-    def decide(self, proposal_id: int, decision: str, user: str, reason: str | None) -> bool:
-        """proposed → approved/rejected, with the approval row, atomically."""
+    def decide(
+        self,
+        proposal_id: int,
+        decision: str,
+        user: str,
+        reason: str | None,
+        *,
+        event_key: str | None = None,
+    ) -> bool | None:
+        """proposed → approved/rejected, with the approval row and the delivery's key,
+        atomically. False if it was no longer proposed; None if the key was already used."""
         status = "approved" if decision == "approve" else "rejected"
-        with session_scope(self.engine) as session:
-            result = session.execute(
-                update(ProposalRow)
-                .where(col(ProposalRow.id) == proposal_id, col(ProposalRow.status) == "proposed")
-                .values(status=status, decided_by=user, decided_at=utcnow())
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return False
-            session.add(
-                ApprovalRow(proposal_id=proposal_id, user=user, decision=status, reason=reason)
-            )
+        try:
+            with session_scope(self.engine) as session:
+                if event_key is not None:
+                    session.add(ProcessedEvent(key=event_key))
+                    session.flush()
+                result = session.execute(
+                    update(ProposalRow)
+                    .where(
+                        col(ProposalRow.id) == proposal_id, col(ProposalRow.status) == "proposed"
+                    )
+                    .values(status=status, decided_by=user, decided_at=utcnow())
+                )
+                if result.rowcount != 1:  # type: ignore[attr-defined]
+                    session.rollback()
+                    return False
+                session.add(
+                    ApprovalRow(proposal_id=proposal_id, user=user, decision=status, reason=reason)
+                )
+        except IntegrityError:
+            return None
         return True
+
+    def seen(self, event_key: str) -> bool:
+        """Has a delivery with this key been acted on (decided, or denied)?"""
+        with session_scope(self.engine) as session:
+            return session.get(ProcessedEvent, event_key) is not None
 
     def approved_waiting(self, older_than_s: float) -> list[int]:
         """Approved proposals whose apply job has not started after `older_than_s`: their task
@@ -116,18 +140,28 @@ class ProposalStore:
         detail: str,
         run_id: str | None = None,
         proposal_id: int | None = None,
+        event_key: str | None = None,
     ) -> None:
-        with session_scope(self.engine) as session:
-            session.add(
-                AuditEvent(
-                    actor=actor,
-                    action=action,
-                    outcome=outcome,
-                    detail=detail,
-                    run_id=run_id,
-                    proposal_id=proposal_id,
+        """An audit row; with `event_key`, the delivery it answers is marked handled in the
+        same transaction (a second, racing handling of it leaves no second row)."""
+        try:
+            with session_scope(self.engine) as session:
+                if event_key is not None:
+                    session.add(ProcessedEvent(key=event_key))
+                    session.flush()
+                session.add(
+                    AuditEvent(
+                        actor=actor,
+                        action=action,
+                        outcome=outcome,
+                        detail=detail,
+                        run_id=run_id,
+                        proposal_id=proposal_id,
+                    )
                 )
-            )
+        except IntegrityError:
+            if event_key is None:
+                raise
 
     def audit_rows(
         self, run_id: str | None = None, since: datetime | None = None

@@ -116,6 +116,8 @@ class FakeSlack(LoopbackServer):
         self.used_triggers: set[str] = set()
         self.user_teams: dict[str, str] = {}  # users.info: a member's own team (default T111)
         self.retry_after = 1
+        self.holds: dict[str, threading.Event] = {}  # method -> released when set
+        self.held: list[str] = []  # methods whose call is waiting on a hold
         self._ts = 1_700_000_000
         self._lock = threading.Lock()
         super().__init__(self._handler())
@@ -129,6 +131,12 @@ class FakeSlack(LoopbackServer):
 
     def called(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
+
+    def hold(self, method: str) -> threading.Event:
+        """Calls of `method` wait (before they are answered) until the event is set: a test
+        can kill the caller while it waits on Slack."""
+        self.holds[method] = threading.Event()
+        return self.holds[method]
 
     def rate_limit_next(self, method: str, times: int = 1) -> None:
         self.rate_limits[method] = times
@@ -317,6 +325,11 @@ class FakeSlack(LoopbackServer):
                     args = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
                 auth = self.headers.get("authorization", "")
                 token = auth.removeprefix("Bearer ") if auth else args.get("token", "")
+                hold = fake.holds.get(method)
+                if hold is not None and not hold.is_set():
+                    with fake._lock:
+                        fake.held.append(method)
+                    hold.wait(60)
                 with fake._lock:
                     call = Call(method, args, time.monotonic())
                     fake.calls.append(call)
