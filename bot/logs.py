@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-from collections.abc import Iterator
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -50,3 +52,48 @@ def configure(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+class HeldBack(logging.Handler):
+    """Log records kept until the terminal may show them: the shell prints them between
+    commands, never over the prompt a person is typing at. Bounded: past `limit` records the
+    oldest go, and the next `release` says how many."""
+
+    def __init__(self, limit: int = 200) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self._lines: deque[str] = deque(maxlen=limit)
+        self._dropped = 0
+        self._guard = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        with self._guard:
+            if len(self._lines) == self._lines.maxlen:
+                self._dropped += 1
+            self._lines.append(line)
+
+    def release(self, show: Callable[[str], None]) -> None:
+        with self._guard:
+            lines, self._lines = list(self._lines), deque(maxlen=self._lines.maxlen)
+            dropped, self._dropped = self._dropped, 0
+        if dropped:
+            show(f"({dropped} earlier log lines were dropped)")
+        for line in lines:
+            show(line)
+
+
+@contextmanager
+def held_back(handler: HeldBack) -> Iterator[HeldBack]:
+    """While inside, the root logger writes to `handler` instead of the terminal."""
+    root = logging.getLogger()
+    before = root.handlers[:]
+    root.handlers[:] = [handler]
+    try:
+        yield handler
+    finally:
+        root.handlers[:] = before

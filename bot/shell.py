@@ -37,6 +37,7 @@ from bot.commands import (
     parse,
 )
 from bot.digest import text as digest_text
+from bot.logs import HeldBack, held_back
 from bot.render.terminal import print_report, progress_view
 from bot.service import Actor, UserError
 from bot.store.models import Run
@@ -51,6 +52,7 @@ class Shell:
         self.actor = Actor(user=user, surface="shell")
         self.console = console or Console()
         self.last_run: str | None = None
+        self.logs = HeldBack()
 
     def say(self, text: str, style: str | None = None) -> None:
         self.console.print(Text(text, style=style or ""), soft_wrap=True)
@@ -88,21 +90,29 @@ class Shell:
     def run(self, lines: Iterable[str] | None = None) -> int:
         # Ctrl-C at the prompt leaves runs alone: the analyzers must not receive it either.
         before = detach_from_terminal()
+        # Worker threads log while a person types: their lines wait for the next command.
         try:
-            return self._run(lines)
+            with held_back(self.logs):
+                return self._run(lines)
         finally:
             detach_from_terminal(before)
+            self._release_logs()
+
+    def _release_logs(self) -> None:
+        self.logs.release(lambda line: self.say(line, "dim"))
 
     def _run(self, lines: Iterable[str] | None) -> int:
         self.banner()
         try:
             for line in lines if lines is not None else self.lines():
+                self._release_logs()  # what was logged while the prompt was up
                 text = line.strip()
                 if not text:
                     continue
                 if text in ("exit", "quit", "/exit"):
                     break
                 self.handle(text)
+                self._release_logs()
         except KeyboardInterrupt:
             self.say("")
         return 0
@@ -247,6 +257,7 @@ class Shell:
                             self.say(f"  {agent.name} {agent.status}{extra}")
                 if run.status in FINAL:
                     break
+                self._release_logs()  # while a run is watched, the terminal is ours
                 time.sleep(POLL_S)
         except KeyboardInterrupt:
             self.say(f"Stopped waiting; the run goes on. `/agent status {run_id}` shows it.")

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,49 @@ def test_in_the_shell_analyzers_run_in_a_session_of_their_own(
     finally:
         detach_from_terminal(False)
     assert int(seen.read_text()) != os.getsid(0)
+
+
+def test_in_the_shell_background_log_lines_wait_for_the_next_command(
+    repo: RepoBuilder, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A worker thread that logs while a person types at the prompt writes nothing to the
+    terminal then; its line is shown after the person's line, before the command's answer."""
+    import io
+    import logging
+    import threading
+
+    from rich.console import Console
+
+    from bot.app import build_app
+    from bot.settings import Settings
+    from bot.shell import Shell
+
+    app = build_app(Settings(chatops_data_dir=tmp_path / "data"), repo_override=repo.root)
+    terminal = logging.StreamHandler()  # as `configure` sets it up
+    logging.getLogger().addHandler(terminal)
+    console = Console(file=io.StringIO(), width=200)
+    at_the_prompt: list[str] = []
+
+    def typed() -> Iterator[str]:
+        capfd.readouterr()
+        worker = threading.Thread(
+            target=lambda: logging.getLogger("bot.jobs").warning("re-enqueuing run abc123")
+        )
+        worker.start()
+        worker.join()
+        at_the_prompt.append(capfd.readouterr().err + console.file.getvalue())  # type: ignore[attr-defined]
+        yield "/agent help"
+
+    try:
+        Shell(app, "ana", console).run(typed())
+    finally:
+        app.close()
+        logging.getLogger().removeHandler(terminal)
+    assert "re-enqueuing" not in at_the_prompt[0]  # nothing over the prompt
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "WARNING bot.jobs: re-enqueuing run abc123" in out
+    assert out.index("re-enqueuing run abc123") < out.index("analyze branch NAME")
+    assert "re-enqueuing" not in capfd.readouterr().err
 
 
 def test_a_stopped_run_gives_no_verdict_on_any_surface(repo: RepoBuilder) -> None:
