@@ -57,7 +57,7 @@ def configure(level: str, fmt: str) -> None:
 class HeldBack(logging.Handler):
     """Log records kept until the terminal may show them: the shell prints them between
     commands, never over the prompt a person is typing at. Bounded: past `limit` records the
-    oldest go, and the next `release` says how many."""
+    oldest go, and the next `show_pending` says how many."""
 
     def __init__(self, limit: int = 200) -> None:
         super().__init__()
@@ -77,7 +77,7 @@ class HeldBack(logging.Handler):
                 self._dropped += 1
             self._lines.append(line)
 
-    def release(self, show: Callable[[str], None]) -> None:
+    def show_pending(self, show: Callable[[str], None]) -> None:
         with self._guard:
             lines, self._lines = list(self._lines), deque(maxlen=self._lines.maxlen)
             dropped, self._dropped = self._dropped, 0

@@ -99,7 +99,7 @@ class Shell:
             self._release_logs()
 
     def _release_logs(self) -> None:
-        self.logs.release(lambda line: self.say(line, "dim"))
+        self.logs.show_pending(lambda line: self.say(line, "dim"))
 
     def _run(self, lines: Iterable[str] | None) -> int:
         self.banner()
