@@ -205,8 +205,15 @@ def _exit_for(
 
 
 def _emit(
-    report: Report, output_format: OutputFormat, output: Path | None, errors: Console
+    report: Report,
+    output_format: OutputFormat,
+    output: Path | None,
+    errors: Console,
+    *,
+    append: bool = False,
 ) -> None:
+    """Print or write one report; `append` adds it after the one written before (a ticket's
+    branches, one file)."""
     if output_format is OutputFormat.json:
         text = report.model_dump_json(indent=2) + "\n"
     elif output_format is OutputFormat.markdown:
@@ -214,11 +221,13 @@ def _emit(
     else:
         text = ""
     if output is not None:
-        if output_format is OutputFormat.text:
-            with output.open("w", encoding="utf-8") as handle:
+        with output.open("a" if append else "w", encoding="utf-8") as handle:
+            if append:
+                handle.write("\n")
+            if output_format is OutputFormat.text:
                 print_report(Console(file=handle, width=120, no_color=True), report)
-        else:
-            output.write_text(text, encoding="utf-8")
+            else:
+                handle.write(text)
         errors.print(f"report written to {output}", markup=False, highlight=False)
         return
     if output_format is OutputFormat.text:
@@ -276,6 +285,7 @@ def analyze_ticket_command(
         return
     llm_settings = None if offline else settings.llm()
     reports = []
+    not_analyzed: list[str] = []
     for name in found:
         printer = _ProgressPrinter(errors)
         try:
@@ -289,14 +299,16 @@ def analyze_ticket_command(
                     llm=LLMSession(llm_settings) if llm_settings else None,
                 )
             )
-        except AnalysisInputError as exc:
+        except (AnalysisInputError, GitFailure) as exc:  # this branch only: the others stand
             printer.close()
-            _fail(errors, exc.message, exc.hint)
-            return
-        except GitFailure as exc:
-            printer.close()
-            _fail(errors, str(exc), "Check the repository with `git fsck`.", EXIT_FAILURE)
-            return
+            reason = exc.message if isinstance(exc, AnalysisInputError) else str(exc)
+            errors.print(
+                f"[bold red]error:[/] {_escape(name)}: {_escape(reason)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            not_analyzed.append(name)
+            continue
         printer.close()
     if output_format is OutputFormat.json and len(reports) > 1:
         text = "[" + ",\n".join(r.model_dump_json(indent=2) for r in reports) + "]\n"
@@ -305,8 +317,16 @@ def analyze_ticket_command(
         else:
             sys.stdout.write(text)
     else:
-        for report in reports:
-            _emit(report, output_format, output, errors)
+        for number, report in enumerate(reports):
+            _emit(report, output_format, output, errors, append=number > 0)
+    if not_analyzed:
+        _fail(
+            errors,
+            f"{len(not_analyzed)} of {len(found)} branches for {key} were not analyzed: "
+            + ", ".join(not_analyzed),
+            "The other reports are above (exit 3).",
+            EXIT_FAILURE,
+        )
     _exit_for(reports, fail_on, allow_partial, errors)
 
 

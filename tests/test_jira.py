@@ -368,3 +368,33 @@ def test_an_unreachable_jira_is_one_clean_error_not_a_minute_of_retries(tmp_path
     assert lines[0] == f"reading PAY-1 from http://127.0.0.1:{port} ..."
     assert any("Jira is unreachable" in line for line in lines)
     assert not any("retry" in line.lower() or "WARNING" in line for line in lines), lines
+
+
+def test_cli_analyze_ticket_keeps_every_branchs_report_and_says_which_failed(
+    jira: FakeJira, ticket_repo: RepoBuilder, tmp_path: Path
+) -> None:
+    """Several branches for one key: one file holds every report; a branch that cannot be
+    analyzed (no history shared with main) is named, the others stand, exit 3."""
+    ticket_repo.branch("feature/PAY-412-docs", "main")
+    ticket_repo.commit({"docs/retry.md": "Retries happen three times.\n"})
+    ticket_repo.git("checkout", "-q", "--orphan", "feature/PAY-412-orphan")
+    ticket_repo.git("rm", "-rq", "--cached", ".")
+    ticket_repo.commit({"other.py": "X = 1\n"})
+    ticket_repo.checkout("main")
+    out = tmp_path / "reports.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "analyze", "ticket", "PAY-412"]
+        + ["--repo", str(ticket_repo.root), "--format", "markdown", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        env=clean_env(JIRA_URL=jira.url, JIRA_EMAIL=EMAIL, JIRA_API_TOKEN=TOKEN),
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 3, done.stderr
+    written = out.read_text()
+    assert "feature/PAY-412-retry" in written and "feature/PAY-412-docs" in written
+    assert "feature/PAY-412-orphan: feature/PAY-412-orphan and main share no history" in (
+        " ".join(done.stderr.split())
+    )
+    assert "branches for PAY-412 were not analyzed: feature/PAY-412-orphan" in done.stderr
