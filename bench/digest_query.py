@@ -35,7 +35,7 @@ from sqlalchemy import Engine, insert, text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.config import DigestConfig, PolicyConfig  # noqa: E402
-from bot.digest_poster import Digests  # noqa: E402
+from bot.core.digests import Digests  # noqa: E402
 from bot.store.db import make_engine, upgrade  # noqa: E402
 from bot.store.digests import DigestStore  # noqa: E402
 from bot.store.models import (  # noqa: E402

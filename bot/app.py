@@ -7,23 +7,14 @@ from pathlib import Path
 
 from sqlalchemy import Engine, inspect
 
-from bot.approvals import Approvals
-from bot.budget_guard import DailyBudget
 from bot.config import ConfigError, PolicyConfig, RepoConfig, load_policy
-from bot.digest_poster import Digests
-from bot.feedback import FeedbackService
-from bot.jobs import Jobs, make_huey
+from bot.core.approvals import Approvals
+from bot.core.budget import DailyBudget
+from bot.core.digests import Digests
+from bot.core.feedback import FeedbackService
+from bot.core.service import Service
 from bot.repos import RepoResolver
-from bot.runner import RunExecutor
-from bot.scheduler import Scheduler
-from bot.service import Service
 from bot.settings import Settings
-from bot.slack.app import web_client
-from bot.slack.digest import SlackDigestSink
-from bot.slack.groups import SlackGroups, WorkspaceTeam
-from bot.slack.inbox import SlackInbox
-from bot.slack.listeners import handlers
-from bot.slack.notifier import SlackNotifier
 from bot.store.db import make_engine, upgrade
 from bot.store.digests import DigestStore
 from bot.store.feedback import FeedbackStore
@@ -32,6 +23,15 @@ from bot.store.proposals import ProposalStore
 from bot.store.runs import RunStore
 from bot.store.stats import Stats
 from bot.store.workers import WorkerStore
+from bot.surfaces.slack.app import web_client
+from bot.surfaces.slack.digest import SlackDigestSink
+from bot.surfaces.slack.groups import SlackGroups, WorkspaceTeam
+from bot.surfaces.slack.inbox import SlackInbox
+from bot.surfaces.slack.listeners import handlers
+from bot.surfaces.slack.notifier import SlackNotifier
+from bot.worker.executor import RunExecutor
+from bot.worker.jobs import Jobs, make_huey
+from bot.worker.scheduler import Scheduler
 
 
 @dataclass

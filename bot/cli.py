@@ -35,16 +35,16 @@ from agents.pipeline import analyze_branch
 from agents.report import Report, Severity, report_json_schema
 from bot.app import App, build_app
 from bot.config import ConfigError
+from bot.core.tickets import branches_for
 from bot.logs import configure
 from bot.metrics import register_store
-from bot.render.evaluation import print_evaluation
-from bot.render.markdown import render_markdown
-from bot.render.terminal import print_report, progress_view
 from bot.settings import Settings, SettingsError, load_settings
-from bot.shell import Shell
 from bot.store.db import upgrade
 from bot.store.types import utcnow
-from bot.tickets import branches_for
+from bot.surfaces.render.evaluation import print_evaluation
+from bot.surfaces.render.markdown import render_markdown
+from bot.surfaces.render.terminal import print_report, progress_view
+from bot.surfaces.shell import Shell
 
 app = typer.Typer(
     name="chatops",
@@ -546,7 +546,7 @@ def serve_command(
             "Install the app from manifest.yml (see the README) and export its tokens.",
         )
         return
-    from bot.slack.app import HttpApp, build_bolt_app, web_client
+    from bot.surfaces.slack.app import HttpApp, build_bolt_app, web_client
 
     client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     secret = (
@@ -814,8 +814,8 @@ def digest_command(
 ) -> None:
     """The digest of the last scheduled period, posted to [digest] channel once (a second
     call, or the scheduler, posts nothing more)."""
-    from bot.digest import chart_png
-    from bot.digest import text as digest_text
+    from bot.core.digest import chart_png
+    from bot.core.digest import text as digest_text
 
     errors = Console(stderr=True)
     when = None

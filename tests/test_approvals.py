@@ -21,10 +21,10 @@ from sqlalchemy import update
 
 from agents.pipeline import analyze_branch
 from agents.report import sha256_hex
-from bot.approvals import Approvals
 from bot.config import ApprovalsConfig, PolicyConfig, RepoConfig
+from bot.core.approvals import Approvals
+from bot.core.service import Actor
 from bot.repos import RepoResolver
-from bot.service import Actor
 from bot.store.db import make_engine, session_scope, upgrade
 from bot.store.models import ProposalRow
 from bot.store.proposals import ProposalStore
@@ -592,8 +592,8 @@ def test_the_repositorys_hooks_never_run_in_the_bots_own_git_calls(world: World)
 def test_only_the_requester_or_an_approver_may_stop_a_run_and_guests_read_nothing(
     world: World,
 ) -> None:
-    from bot.commands import AnalyzeBranch
-    from bot.service import Service, UserError
+    from bot.core.commands import AnalyzeBranch
+    from bot.core.service import Service, UserError
 
     service = Service(world.runs, lambda run_id: None, world.policy)
     service.approvals = world.approvals
@@ -631,7 +631,7 @@ _APPLY_IN_A_CHILD = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from bot.approvals import Approvals
+    from bot.core.approvals import Approvals
     from bot.config import ApprovalsConfig, PolicyConfig, RepoConfig
     from bot.repos import RepoResolver
     from bot.store.db import make_engine

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.commands import (
+from bot.config import ConfigError, load_policy
+from bot.core.commands import (
     USAGE,
     AnalyzeBranch,
     Approve,
@@ -18,7 +19,6 @@ from bot.commands import (
     help_text,
     parse,
 )
-from bot.config import ConfigError, load_policy
 from tests.gitrepo import RepoBuilder
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from agents.learnings import Learning, Learnings, Suppression
 from agents.report import Finding, Severity, Source
 from bot.config import FeedbackConfig
-from bot.curation import curate
+from bot.core.curation import curate
 from bot.store.models import FeedbackRow
 from bot.store.types import utcnow
 

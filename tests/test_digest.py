@@ -12,17 +12,17 @@ import pytest
 from sqlalchemy import update
 
 from bot.config import ApprovalsConfig, ConfigError, DigestConfig, PolicyConfig, load_policy
-from bot.digest import chart_png, text
-from bot.digest_poster import Digests
-from bot.jobs import TICK_TASK
+from bot.core.digest import chart_png, text
+from bot.core.digests import Digests
 from bot.schedule import Period, last_fire, period_ending, zone
-from bot.scheduler import Scheduler
-from bot.slack.app import web_client
-from bot.slack.digest import SlackDigestSink
 from bot.store.db import make_engine, session_scope, upgrade
 from bot.store.digests import DigestStore
 from bot.store.models import DigestRow, FeedbackRow, FindingRow, ProposalRow, Run
 from bot.store.stats import Stats
+from bot.surfaces.slack.app import web_client
+from bot.surfaces.slack.digest import SlackDigestSink
+from bot.worker.jobs import TICK_TASK
+from bot.worker.scheduler import Scheduler
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.gitrepo import RepoBuilder
 from tests.services import DATABASE_URL, fresh_postgres, needs_postgres

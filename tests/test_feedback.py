@@ -18,9 +18,9 @@ from sqlmodel import select
 from agents.llm import CostCapReached, Prompt
 from agents.report import LLMCall, Report, Source
 from bot.app import App, build_app
-from bot.commands import AnalyzeBranch
-from bot.digest import text
-from bot.service import Actor, UserError
+from bot.core.commands import AnalyzeBranch
+from bot.core.digest import text
+from bot.core.service import Actor, UserError
 from bot.settings import Settings
 from bot.store.db import session_scope
 from bot.store.models import FeedbackRow

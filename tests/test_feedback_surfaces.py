@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from bot.app import App
 from bot.cli import app as cli
-from bot.shell import Shell
+from bot.surfaces.shell import Shell
 from tests.gitrepo import RepoBuilder
 from tests.processes import clean_env
 from tests.test_feedback import ANA, analyzed, make_app

@@ -146,7 +146,7 @@ def test_in_the_shell_background_log_lines_wait_for_the_next_command(
 
     from bot.app import build_app
     from bot.settings import Settings
-    from bot.shell import Shell
+    from bot.surfaces.shell import Shell
 
     app = build_app(Settings(chatops_data_dir=tmp_path / "data"), repo_override=repo.root)
     terminal = logging.StreamHandler()  # as `configure` sets it up
@@ -157,7 +157,7 @@ def test_in_the_shell_background_log_lines_wait_for_the_next_command(
     def typed() -> Iterator[str]:
         capfd.readouterr()
         worker = threading.Thread(
-            target=lambda: logging.getLogger("bot.jobs").warning("re-enqueuing run abc123")
+            target=lambda: logging.getLogger("bot.worker.jobs").warning("re-enqueuing run abc123")
         )
         worker.start()
         worker.join()
@@ -171,7 +171,7 @@ def test_in_the_shell_background_log_lines_wait_for_the_next_command(
         logging.getLogger().removeHandler(terminal)
     assert "re-enqueuing" not in at_the_prompt[0]  # nothing over the prompt
     out = console.file.getvalue()  # type: ignore[attr-defined]
-    assert "WARNING bot.jobs: re-enqueuing run abc123" in out
+    assert "WARNING bot.worker.jobs: re-enqueuing run abc123" in out
     assert out.index("re-enqueuing run abc123") < out.index("analyze branch NAME")
     assert "re-enqueuing" not in capfd.readouterr().err
 
@@ -180,9 +180,9 @@ def test_a_stopped_run_gives_no_verdict_on_any_surface(repo: RepoBuilder) -> Non
     from rich.console import Console
 
     from agents.pipeline import Progress, analyze_branch
-    from bot.render.markdown import render_markdown
-    from bot.render.terminal import print_report
-    from bot.slack.blocks import report_blocks
+    from bot.surfaces.render.markdown import render_markdown
+    from bot.surfaces.render.terminal import print_report
+    from bot.surfaces.slack.blocks import report_blocks
 
     repo.branch("feature/leak")
     repo.commit({"shop/config.py": f'AWS_ACCESS_KEY_ID = "{AWS}"\n'})
@@ -230,7 +230,7 @@ def test_chat_errors_name_the_repository_not_the_servers_path(
 
 def test_cli_hints_become_the_chat_grammar() -> None:
     from agents.errors import AnalysisInputError
-    from bot.chat_errors import for_chat
+    from bot.core.chat_errors import for_chat
 
     error = AnalysisInputError(
         "shop and main share no history in /srv/git/shop.",
@@ -244,8 +244,8 @@ def test_cli_hints_become_the_chat_grammar() -> None:
 def test_a_huge_command_is_never_echoed_back_whole() -> None:
     import pytest
 
-    from bot.commands import CommandError, parse
-    from bot.slack.listeners import _usage_error
+    from bot.core.commands import CommandError, parse
+    from bot.surfaces.slack.listeners import _usage_error
 
     huge = "analyze branch " + "x" * 40_000
     with pytest.raises(CommandError) as error:
@@ -303,7 +303,7 @@ def test_the_slack_endpoint_never_answers_500_to_a_malformed_request() -> None:
     import httpx
     from slack_bolt import App
 
-    from bot.slack.app import HttpApp, web_client
+    from bot.surfaces.slack.app import HttpApp, web_client
     from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 
     secret = "test-signing-secret"

@@ -24,16 +24,16 @@ from slack_sdk import WebClient
 from sqlalchemy import update
 
 from bot.app import App, build_app
-from bot.commands import AnalyzeBranch
-from bot.service import Actor
+from bot.core.commands import AnalyzeBranch
+from bot.core.service import Actor
 from bot.settings import Settings
-from bot.slack.blocks import report_blocks
-from bot.slack.inbox import MAX_ATTEMPTS, SlackInbox
-from bot.slack.listeners import handlers
 from bot.store.db import session_scope
 from bot.store.inbox import InboxStore
 from bot.store.models import InboxRow
 from bot.store.types import utcnow
+from bot.surfaces.slack.blocks import report_blocks
+from bot.surfaces.slack.inbox import MAX_ATTEMPTS, SlackInbox
+from bot.surfaces.slack.listeners import handlers
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.gitrepo import RepoBuilder
 from tests.processes import clean_env, start_worker, stop, wait_for

@@ -16,11 +16,11 @@ from agents.context.jira import JiraSettings, fetch_ticket, parse_criteria
 from agents.errors import AnalysisInputError
 from agents.pipeline import analyze_branch
 from agents.report import ProposalKind
-from bot.approvals import Approvals
-from bot.commands import AnalyzeTicket
 from bot.config import ApprovalsConfig, PolicyConfig, RepoConfig
+from bot.core.approvals import Approvals
+from bot.core.commands import AnalyzeTicket
+from bot.core.service import Actor, Service, UserError
 from bot.repos import RepoResolver
-from bot.service import Actor, Service, UserError
 from bot.store.db import make_engine, upgrade
 from bot.store.proposals import ProposalStore
 from bot.store.runs import RunStore

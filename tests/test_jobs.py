@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from bot.app import App, build_app
-from bot.commands import AnalyzeBranch
-from bot.service import Actor
+from bot.core.commands import AnalyzeBranch
+from bot.core.service import Actor
 from bot.settings import Settings
 from bot.store.db import upgrade
 from tests.fakes.anthropic_api import API_KEY, FakeAnthropic

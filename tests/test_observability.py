@@ -13,10 +13,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import update
 
 from bot.app import App
-from bot.commands import AnalyzeBranch
+from bot.core.commands import AnalyzeBranch
+from bot.core.service import Actor
 from bot.logs import JsonFormatter, run_context
 from bot.metrics import StoreCollector
-from bot.service import Actor
 from bot.store.db import make_engine, session_scope
 from bot.store.models import Run
 from bot.store.types import utcnow
@@ -101,12 +101,14 @@ def test_status_shows_queue_workers_and_stuck_runs(app: App) -> None:
 def test_json_logs_carry_the_run_id() -> None:
     import logging
 
-    record = logging.LogRecord("bot.runner", logging.INFO, __file__, 1, "claimed %s", ("x",), None)
+    record = logging.LogRecord(
+        "bot.worker.executor", logging.INFO, __file__, 1, "claimed %s", ("x",), None
+    )
     with run_context("abc123def456"):
         line = JsonFormatter().format(record)
     entry = json.loads(line)
     assert entry["run_id"] == "abc123def456" and entry["message"] == "claimed x"
-    assert entry["level"] == "info" and entry["logger"] == "bot.runner"
+    assert entry["level"] == "info" and entry["logger"] == "bot.worker.executor"
     assert "run_id" not in json.loads(JsonFormatter().format(record))  # outside a run
 
 

@@ -18,8 +18,8 @@ from agents.report import (
     Target,
     sha256_hex,
 )
-from bot.render.markdown import render_markdown
-from bot.render.terminal import print_report
+from bot.surfaces.render.markdown import render_markdown
+from bot.surfaces.render.terminal import print_report
 
 HOSTILE = "[bold red]FAKE[/] <!channel> **pwn** ``` `x`"
 

@@ -25,16 +25,16 @@ from slack_sdk import WebClient
 from sqlalchemy import update
 
 from bot.app import App, build_app
-from bot.commands import AnalyzeBranch
-from bot.service import Actor
+from bot.core.commands import AnalyzeBranch
+from bot.core.service import Actor
 from bot.settings import Settings
-from bot.slack.inbox import SlackInbox
-from bot.slack.listeners import handlers, register
 from bot.store.db import session_scope, upgrade
 from bot.store.inbox import InboxStore
 from bot.store.models import Run
 from bot.store.runs import NewRun
 from bot.store.types import utcnow
+from bot.surfaces.slack.inbox import SlackInbox
+from bot.surfaces.slack.listeners import handlers, register
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.gitrepo import RepoBuilder

@@ -13,7 +13,7 @@ from agents.report import (
     Source,
     Target,
 )
-from bot.slack.blocks import MAX_BLOCKS, ParentView, escape, parent_blocks, report_blocks
+from bot.surfaces.slack.blocks import MAX_BLOCKS, ParentView, escape, parent_blocks, report_blocks
 from tests.fakes.slack_api import block_error
 
 HOSTILE = "<!channel> <@U0ADMIN> <https://evil.example|click> & friends"

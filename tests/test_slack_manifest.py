@@ -12,11 +12,11 @@ import yaml
 from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 
-from bot.approvals import Outcome
-from bot.slack.inbox import SlackInbox
-from bot.slack.listeners import ACTIONS, COMMANDS, EVENTS, VIEWS, handlers, register
+from bot.core.approvals import Outcome
 from bot.store.db import make_engine, upgrade
 from bot.store.inbox import InboxStore
+from bot.surfaces.slack.inbox import SlackInbox
+from bot.surfaces.slack.listeners import ACTIONS, COMMANDS, EVENTS, VIEWS, handlers, register
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.testdata import slack_testdata
 

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 from agents.pipeline import AgentProgress, Progress
-from bot.slack.app import web_client
-from bot.slack.notifier import SlackNotifier
 from bot.store.db import make_engine, upgrade
 from bot.store.runs import NewRun, RunStore
+from bot.surfaces.slack.app import web_client
+from bot.surfaces.slack.notifier import SlackNotifier
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 
 
@@ -104,7 +104,7 @@ def test_a_long_proposal_is_uploaded_whole_for_the_approvers(tmp_path: Path) -> 
 
 
 def test_a_cancelled_queued_run_says_so_and_by_whom(tmp_path: Path) -> None:
-    from bot.slack.listeners import _say_cancelled
+    from bot.surfaces.slack.listeners import _say_cancelled
 
     store = store_at(tmp_path)
     with FakeSlack() as slack:

@@ -19,7 +19,7 @@ from agents.context.git import GitRepo
 from agents.errors import AnalysisInputError
 from agents.pipeline import AgentProgress, Progress
 from bot.app import App
-from bot.commands import (
+from bot.core.commands import (
     AnalyzeBranch,
     AnalyzeTicket,
     Approve,
@@ -36,12 +36,12 @@ from bot.commands import (
     help_text,
     parse,
 )
-from bot.digest import text as digest_text
+from bot.core.digest import text as digest_text
+from bot.core.service import Actor, UserError
 from bot.logs import HeldBack, held_back
-from bot.render.terminal import print_report, progress_view
-from bot.service import Actor, UserError
 from bot.store.models import Run
 from bot.store.runs import FINAL
+from bot.surfaces.render.terminal import print_report, progress_view
 
 POLL_S = 0.2
 

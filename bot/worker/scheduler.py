@@ -7,8 +7,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from bot.digest_poster import Digests
-from bot.feedback import FeedbackService
+from bot.core.digests import Digests
+from bot.core.feedback import FeedbackService
 from bot.store.types import utcnow
 
 log = logging.getLogger(__name__)

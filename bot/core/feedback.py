@@ -16,15 +16,15 @@ from sqlalchemy.exc import IntegrityError
 from agents.learnings import Learnings
 from agents.report import Finding, Report
 from bot.config import PolicyConfig
-from bot.curation import curate
-from bot.service import Actor, UserError
+from bot.core.curation import curate
+from bot.core.service import Actor, UserError
 from bot.store.feedback import FeedbackStore, Vote
 from bot.store.models import FeedbackRow, LearningRow, Run
 from bot.store.runs import RunStore
 from bot.store.stats import Acceptance, Stats
 
 if TYPE_CHECKING:
-    from bot.policy import Decision
+    from bot.core.policy import Decision
 
 _FINDING_NUMBER = re.compile(r"[Ff](\d{1,4})")
 _FINGERPRINT = re.compile(r"[0-9a-f]{16}")

@@ -14,9 +14,11 @@ from slack_sdk.errors import SlackApiError
 
 from agents.pipeline import AgentProgress, Progress
 from agents.report import Report
-from bot.approvals import target_branch
-from bot.render.markdown import render_markdown
-from bot.slack.blocks import (
+from bot.core.approvals import target_branch
+from bot.store.models import ProposalRow, Run
+from bot.store.runs import RunStore
+from bot.surfaces.render.markdown import render_markdown
+from bot.surfaces.slack.blocks import (
     PREVIEW_CHARS,
     ParentView,
     escape,
@@ -26,8 +28,6 @@ from bot.slack.blocks import (
     report_blocks,
     verdict_line,
 )
-from bot.store.models import ProposalRow, Run
-from bot.store.runs import RunStore
 from bot.writes.git import WriteResult
 
 log = logging.getLogger(__name__)

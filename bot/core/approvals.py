@@ -19,9 +19,9 @@ from agents.context.jira import JiraSettings
 from agents.errors import AnalysisInputError, GitFailure
 from agents.report import sha256_hex
 from bot.config import ConfigError, PolicyConfig, RepoConfig
-from bot.policy import Decision, GroupMembers, can_approve, can_write, not_expired
+from bot.core.policy import Decision, GroupMembers, can_approve, can_write, not_expired
+from bot.core.service import Actor
 from bot.repos import RepoResolver
-from bot.service import Actor
 from bot.store.models import ProposalRow, Run
 from bot.store.proposals import ProposalStore
 from bot.store.runs import RunStore

@@ -20,8 +20,8 @@ from agents.learnings import Learnings
 from agents.llm import LLMSession, LLMSettings
 from agents.pipeline import Progress, analyze_branch
 from agents.report import Report
-from bot.chat_errors import for_chat
 from bot.config import ConfigError, PolicyConfig
+from bot.core.chat_errors import for_chat
 from bot.logs import run_context
 from bot.repos import RepoResolver
 from bot.store.db import through_restart
@@ -75,7 +75,7 @@ class RunExecutor:
         self.observers: list[RunObserver] = list(observers or [])
         self._active: dict[str, str] = {}  # run id -> the claim's worker id, while it runs
         self._active_lock = threading.Lock()
-        self.stopping: Callable[[], bool] = lambda: False  # set by bot.jobs
+        self.stopping: Callable[[], bool] = lambda: False  # set by bot.worker.jobs
         self.handed_back: list[str] = []  # handed back by _fail during a shutdown
 
     def hand_back_all(self) -> list[str]:

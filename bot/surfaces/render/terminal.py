@@ -13,7 +13,7 @@ from rich.text import Text
 
 from agents.pipeline import Progress
 from agents.report import Report, RiskLevel, Severity
-from bot.render.markdown import location
+from bot.surfaces.render.markdown import location
 
 SEVERITY_STYLE = {
     Severity.critical: "bold white on red",

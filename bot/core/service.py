@@ -12,18 +12,18 @@ from agents.context.git import GitRepo, validate_ref_name
 from agents.context.jira import JiraSettings, fetch_ticket, validate_key
 from agents.errors import AnalysisInputError, shown
 from agents.report import Report
-from bot.chat_errors import for_chat
-from bot.commands import AnalyzeBranch, AnalyzeTicket
 from bot.config import ConfigError, PolicyConfig
+from bot.core.chat_errors import for_chat
+from bot.core.commands import AnalyzeBranch, AnalyzeTicket
+from bot.core.tickets import branches_for
 from bot.store.models import AuditEvent, ProposalRow, Run
 from bot.store.runs import FINAL, NewRun, RunStore
-from bot.tickets import branches_for
 
 if TYPE_CHECKING:
-    from bot.approvals import Approvals, Outcome
-    from bot.budget_guard import DailyBudget
-    from bot.digest_poster import Digests
-    from bot.feedback import FeedbackService
+    from bot.core.approvals import Approvals, Outcome
+    from bot.core.budget import DailyBudget
+    from bot.core.digests import Digests
+    from bot.core.feedback import FeedbackService
 
 
 class UserError(AnalysisInputError):

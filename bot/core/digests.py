@@ -10,13 +10,13 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot.config import PolicyConfig
-from bot.digest import DigestData, chart_png, collect
-from bot.runner import worker_id
+from bot.core.digest import DigestData, chart_png, collect
 from bot.schedule import Period, last_fire, period_ending, zone
 from bot.store.db import through_restart
 from bot.store.digests import DigestStore
 from bot.store.stats import Stats
 from bot.store.types import utcnow
+from bot.worker.executor import worker_id
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 
 from bot.metrics import ACK_SECONDS
-from bot.slack.inbox import SlackInbox
-from bot.slack.listeners import register
+from bot.surfaces.slack.inbox import SlackInbox
+from bot.surfaces.slack.listeners import register
 
 log = logging.getLogger(__name__)
 Scope = dict[str, Any]

@@ -70,7 +70,7 @@ class Jobs:
             or (self._consumer is not None and self._consumer.stop_flag.is_set())
         )
         self.redeliver: Callable[[float], list[str]] = lambda older_than_s: []
-        # Slack deliveries a dead process acked but did not handle (bot.slack.inbox).
+        # Slack deliveries a dead process acked but did not handle (bot.surfaces.slack.inbox).
         self.redeliver_inbox: Callable[[], list[str]] = lambda: []
         self.workers: WorkerStore | None = None
         self.kind = "worker"

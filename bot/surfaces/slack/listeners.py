@@ -12,7 +12,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import OperationalError
 
-from bot.commands import (
+from bot.core.commands import (
     AnalyzeBranch,
     AnalyzeTicket,
     Approve,
@@ -29,8 +29,10 @@ from bot.commands import (
     help_text,
     parse,
 )
-from bot.service import Actor, Service, UserError
-from bot.slack.blocks import (
+from bot.core.service import Actor, Service, UserError
+from bot.store.models import Run
+from bot.store.runs import RunStore
+from bot.surfaces.slack.blocks import (
     APPROVE,
     REJECT,
     VOTE_DOWN,
@@ -43,11 +45,9 @@ from bot.slack.blocks import (
     parent_text,
     parse_vote_value,
 )
-from bot.slack.home import publish_home
-from bot.slack.inbox import Delivery, Handler, SlackInbox
-from bot.slack.views import REASON_BLOCK, VOTE_REASON, modal_values, vote_modal
-from bot.store.models import Run
-from bot.store.runs import RunStore
+from bot.surfaces.slack.home import publish_home
+from bot.surfaces.slack.inbox import Delivery, Handler, SlackInbox
+from bot.surfaces.slack.views import REASON_BLOCK, VOTE_REASON, modal_values, vote_modal
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import logging
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.digest import DigestData
-from bot.slack.views import digest_blocks
+from bot.core.digest import DigestData
+from bot.surfaces.slack.views import digest_blocks
 
 log = logging.getLogger(__name__)
 

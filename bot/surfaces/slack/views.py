@@ -18,10 +18,10 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.digest import DigestData, sections
-from bot.slack.blocks import MAX_BLOCKS, clip, escape, proposal_buttons, to_dicts
+from bot.core.digest import DigestData, sections
 from bot.store.models import ProposalRow, Run
 from bot.store.stats import Acceptance
+from bot.surfaces.slack.blocks import MAX_BLOCKS, clip, escape, proposal_buttons, to_dicts
 
 VOTE_REASON = "vote_reason"
 REASON_BLOCK = "reason"

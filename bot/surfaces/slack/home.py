@@ -9,10 +9,10 @@ from datetime import timedelta
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.service import Actor, Service
-from bot.slack.views import HomeRun, home_view
+from bot.core.service import Actor, Service
 from bot.store.stats import Acceptance
 from bot.store.types import utcnow
+from bot.surfaces.slack.views import HomeRun, home_view
 
 log = logging.getLogger(__name__)
 RECENT_RUNS = 8

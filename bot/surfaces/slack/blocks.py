@@ -29,7 +29,7 @@ from slack_sdk.models.blocks import (
 
 from agents.pipeline import AgentProgress
 from agents.report import Finding, Report, Severity
-from bot.render.markdown import location
+from bot.surfaces.render.markdown import location
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
