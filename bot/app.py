@@ -1,18 +1,23 @@
-"""Wiring: settings, policy, database, queue, executor and use cases, built once per process."""
+"""The composition root: settings, policy, database, queue, executor, use cases and surfaces'
+adapters, each built once, in order, with everything it needs passed to its constructor."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from slack_sdk import WebClient
 from sqlalchemy import Engine, inspect
 
 from bot.config import ConfigError, PolicyConfig, RepoConfig, load_policy
 from bot.core.approvals import Approvals
-from bot.core.budget import DailyBudget
+from bot.core.budget import Budget, DailyBudget, NoBudget
 from bot.core.digests import Digests
 from bot.core.feedback import FeedbackService
+from bot.core.messages import RunMessages
+from bot.core.ports import ProposalObserver, RunObserver
 from bot.core.service import Service
+from bot.core.tickets import tickets_for
 from bot.repos import RepoResolver
 from bot.settings import Settings
 from bot.store.db import make_engine, upgrade
@@ -30,7 +35,8 @@ from bot.surfaces.slack.inbox import SlackInbox
 from bot.surfaces.slack.listeners import handlers
 from bot.surfaces.slack.notifier import SlackNotifier
 from bot.worker.executor import RunExecutor
-from bot.worker.jobs import Jobs, make_huey
+from bot.worker.jobs import Jobs, Shutdown, make_huey
+from bot.worker.reaper import Reaper, process_id
 from bot.worker.scheduler import Scheduler
 
 
@@ -41,12 +47,18 @@ class App:
     engine: Engine
     store: RunStore
     jobs: Jobs
+    reaper: Reaper
     executor: RunExecutor
     service: Service
-    feedback: FeedbackService
-    digests: Digests
     scheduler: Scheduler
     inbox: SlackInbox | None  # with a Slack token: where Slack deliveries are kept
+
+    def start_jobs(self) -> None:
+        """Run jobs (and the reaper) in this process: the embedded default."""
+        self.jobs.start_consumer(self.reaper, in_process=True)
+
+    def run_jobs_forever(self) -> None:
+        self.jobs.run_forever(self.reaper)
 
     def close(self) -> None:
         self.jobs.stop()
@@ -54,19 +66,121 @@ class App:
 
 
 def build_app(
-    settings: Settings, *, cwd: Path | None = None, repo_override: Path | None = None
+    settings: Settings,
+    *,
+    cwd: Path | None = None,
+    repo_override: Path | None = None,
+    kind: str = "worker",
 ) -> App:
     """Everything a surface or a worker needs. The embedded SQLite database is migrated here;
-    a shared database must have been migrated with `chatops db upgrade`."""
-    here = (cwd or Path.cwd()).resolve()
-    if repo_override is not None:
-        path = repo_override.resolve()
-        if not path.exists():
-            raise ConfigError(f"--repo: {path} does not exist.")
-        policy = PolicyConfig(repos={path.name or "repo": RepoConfig(path=path)}, source="--repo")
-    else:
-        policy = load_policy(settings.chatops_config, cwd=here)
-    url = settings.db_url
+    a shared database must have been migrated with `chatops db upgrade`. `kind` names this
+    process in `chatops status` (worker, serve, shell)."""
+    policy = _policy(settings, cwd, repo_override)
+    engine = _engine(settings.db_url)
+    store = RunStore(engine)
+    proposals = ProposalStore(engine)
+    feedback_store = FeedbackStore(engine)
+    stats = Stats(engine)
+    cap = settings.chatops_daily_budget_usd
+    budget: Budget = (
+        DailyBudget(stats, cap, policy.digest.timezone) if cap is not None else NoBudget()
+    )
+    jira = settings.jira()
+    tickets = tickets_for(jira)
+    slack = (
+        web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+        if settings.slack_bot_token is not None
+        else None
+    )
+    run_observers: list[RunObserver] = []
+    proposal_observers: list[ProposalObserver] = []
+    if slack is not None:
+        notifier = SlackNotifier(slack, RunMessages(store))
+        run_observers.append(notifier)
+        proposal_observers.append(notifier)
+
+    approvals = Approvals(
+        store,
+        proposals,
+        policy,
+        RepoResolver(settings.chatops_data_dir),
+        jira=jira,
+        observers=proposal_observers,
+        groups=SlackGroups(slack) if slack is not None else None,
+        workspace_team=WorkspaceTeam(slack) if slack is not None else None,
+    )
+    feedback = FeedbackService(
+        store, feedback_store, stats, policy, approvals.is_approver, approvals.same_team
+    )
+    digests = Digests(
+        stats,
+        DigestStore(engine),
+        policy,
+        daily_budget_usd=cap,
+        sink=SlackDigestSink(slack) if slack is not None else None,
+    )
+    scheduler = Scheduler(digests, feedback)
+    shutdown = Shutdown()
+    executor = RunExecutor(
+        store,
+        policy,
+        RepoResolver(settings.chatops_data_dir),
+        settings.llm(),
+        settings.chatops_lease_s,
+        tickets=tickets,
+        budget=budget,
+        stopping=shutdown,
+        observers=run_observers,
+        learnings=feedback_store.for_repo,
+        save_prompts=feedback_store.save_prompts,
+    )
+    jobs = Jobs(
+        make_huey(settings),
+        settings,
+        run=executor,
+        apply=approvals.apply,
+        tick=scheduler.tick,
+        shutdown=shutdown,
+    )
+    service = Service(
+        store,
+        policy,
+        approvals,
+        feedback,
+        digests,
+        enqueue=jobs.enqueue,
+        enqueue_apply=jobs.enqueue_apply,
+        tickets=tickets,
+        budget=budget,
+    )
+    process = process_id()
+    inbox = _inbox(slack, engine, service, process, settings.chatops_lease_s)
+    reaper = Reaper(
+        settings,
+        store,
+        proposals,
+        WorkerStore(engine),
+        process=process,
+        kind=kind,
+        enqueue=jobs.enqueue,
+        enqueue_apply=jobs.enqueue_apply,
+        reconcile_applies=approvals.reconcile_abandoned,
+        redeliver_reports=executor.redeliver,
+        redeliver_deliveries=inbox.redeliver if inbox is not None else lambda: [],
+    )
+    return App(settings, policy, engine, store, jobs, reaper, executor, service, scheduler, inbox)
+
+
+def _policy(settings: Settings, cwd: Path | None, repo_override: Path | None) -> PolicyConfig:
+    if repo_override is None:
+        return load_policy(settings.chatops_config, cwd=(cwd or Path.cwd()).resolve())
+    path = repo_override.resolve()
+    if not path.exists():
+        raise ConfigError(f"--repo: {path} does not exist.")
+    return PolicyConfig(repos={path.name or "repo": RepoConfig(path=path)}, source="--repo")
+
+
+def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         upgrade(url)
     engine = make_engine(url)
@@ -75,84 +189,16 @@ def build_app(
         raise ConfigError(
             f"The database at {url.split('@')[-1]} has no schema: run `chatops db upgrade`."
         )
-    store = RunStore(engine)
-    feedback_store = FeedbackStore(engine)
-    stats = Stats(engine)
-    cap = settings.chatops_daily_budget_usd
-    budget = DailyBudget(stats, cap, policy.digest.timezone) if cap is not None else None
-    executor = RunExecutor(
-        store,
-        policy,
-        RepoResolver(settings.chatops_data_dir),
-        settings.llm(),
-        settings.chatops_lease_s,
-        jira=settings.jira(),
-        learnings=feedback_store.for_repo,
-        budget=budget.left if budget is not None else None,
-        save_prompts=feedback_store.save_prompts,
-    )
-    slack_client = None
-    if settings.slack_bot_token is not None:
-        slack_client = web_client(
-            settings.slack_bot_token.get_secret_value(), settings.slack_api_url
-        )
-        executor.observers.append(SlackNotifier(slack_client, store))
-    jobs = Jobs(make_huey(settings), store, executor, settings)
-    jobs.hand_back = executor.hand_back_all
-    executor.stopping = jobs.stopping
-    jobs.redeliver = executor.redeliver
-    jobs.workers = WorkerStore(engine)
-    service = Service(store, jobs.enqueue, policy)
-    service.budget = budget
-    approvals = Approvals(
-        store,
-        ProposalStore(engine),
-        policy,
-        RepoResolver(settings.chatops_data_dir),
-        jobs.enqueue_apply,
-    )
-    if slack_client is not None:
-        approvals.groups = SlackGroups(slack_client)
-        approvals.workspace_team = WorkspaceTeam(slack_client)
-        approvals.observers.append(SlackNotifier(slack_client, store))
-    jobs.register_apply(approvals.apply, approvals.proposals, approvals.reconcile_abandoned)
-    approvals.jira = settings.jira()
-    service.approvals = approvals
-    service.jira = settings.jira()
-    feedback = FeedbackService(
-        store, feedback_store, stats, policy, approvals.is_approver, approvals.same_team
-    )
-    service.feedback = feedback
-    digests = Digests(
-        stats,
-        DigestStore(engine),
-        policy,
-        daily_budget_usd=cap,
-        sink=SlackDigestSink(slack_client) if slack_client is not None else None,
-    )
-    service.digests = digests
-    scheduler = Scheduler(digests, feedback)
-    jobs.register_tick(scheduler.tick)
-    inbox = None
-    if slack_client is not None:
-        inbox = SlackInbox(
-            InboxStore(engine),
-            slack_client,
-            handlers(service, store),
-            worker=jobs.process,
-            lease_s=settings.chatops_lease_s,
-        )
-        jobs.redeliver_inbox = inbox.redeliver
-    return App(
-        settings,
-        policy,
-        engine,
-        store,
-        jobs,
-        executor,
-        service,
-        feedback,
-        digests,
-        scheduler,
-        inbox,
-    )
+    return engine
+
+
+def _inbox(
+    slack: WebClient | None,
+    engine: Engine,
+    service: Service,
+    process: str,
+    lease_s: float,
+) -> SlackInbox | None:
+    if slack is None:
+        return None
+    return SlackInbox(InboxStore(engine), slack, handlers(service), worker=process, lease_s=lease_s)

@@ -493,10 +493,10 @@ def _settings_or_exit(errors: Console) -> Settings:
         raise AssertionError("unreachable") from None
 
 
-def _app_or_exit(errors: Console, repo: Path | None = None) -> App:
+def _app_or_exit(errors: Console, repo: Path | None = None, kind: str = "worker") -> App:
     settings = _settings_or_exit(errors)
     try:
-        return build_app(settings, repo_override=repo)
+        return build_app(settings, repo_override=repo, kind=kind)
     except (ConfigError, SettingsError) as exc:
         _fail(errors, str(exc), "Fix the policy file (CHATOPS_CONFIG) or the environment.")
         raise AssertionError("unreachable") from None
@@ -514,14 +514,12 @@ def shell_command(
 ) -> None:
     """The bot in a terminal: /agent commands, live progress, reports."""
     errors = Console(stderr=True)
-    the_app = _app_or_exit(errors, repo)
+    the_app = _app_or_exit(errors, repo, kind="shell")
     user = as_user or os.environ.get("USER") or "local"
-    in_process = the_app.settings.chatops_queue == "sqlite"
-    if in_process:
-        the_app.jobs.kind = "shell"
-        the_app.jobs.start_consumer(in_process=True)
+    if the_app.settings.chatops_queue == "sqlite":
+        the_app.start_jobs()
     try:
-        Shell(the_app, user).run()
+        Shell(the_app.service, user).run()
     finally:
         the_app.close()
 
@@ -533,7 +531,7 @@ def serve_command(
 ) -> None:
     """The Slack app: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on /slack/events."""
     errors = Console(stderr=True)
-    the_app = _app_or_exit(errors)
+    the_app = _app_or_exit(errors, kind="serve")
     settings = the_app.settings
     if settings.slack_bot_token is None or (
         # An empty secret is no secret: HTTP mode could verify nothing.
@@ -570,8 +568,7 @@ def serve_command(
             logger.setLevel(level)
     register_store(the_app.engine, the_app.jobs.pending)
     if settings.chatops_queue == "sqlite":
-        the_app.jobs.kind = "serve"
-        the_app.jobs.start_consumer(in_process=True)
+        the_app.start_jobs()
     try:
         if settings.slack_app_token is not None:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -623,7 +620,7 @@ def worker_command(
         register_store(the_app.engine, the_app.jobs.pending)
         start_http_server(metrics_port, addr="0.0.0.0")  # noqa: S104  # scraped from elsewhere
     try:
-        the_app.jobs.run_forever()
+        the_app.run_jobs_forever()
     finally:
         the_app.engine.dispose()
     # What still runs in a thread was handed back to the queue: leave without waiting for it
@@ -641,11 +638,7 @@ def status_command() -> None:
     settings = the_app.settings
     try:
         depth = the_app.jobs.pending()
-        workers = (
-            the_app.jobs.workers.seen_since(utcnow() - timedelta(minutes=2))
-            if (the_app.jobs.workers)
-            else []
-        )
+        workers = the_app.reaper.workers.seen_since(utcnow() - timedelta(minutes=2))
         by_status = the_app.store.count_by_status()
         stuck = the_app.store.stuck(settings.chatops_requeue_after_s)
     finally:
@@ -745,10 +738,10 @@ def feedback_export_command(
     the_app = _app_or_exit(errors)
     try:
         if output is None:
-            count = the_app.feedback.export(sys.stdout, fmt.value, start)
+            count = the_app.service.feedback.export(sys.stdout, fmt.value, start)
         else:
             with output.open("w", encoding="utf-8", newline="") as out:
-                count = the_app.feedback.export(out, fmt.value, start)
+                count = the_app.service.feedback.export(out, fmt.value, start)
     finally:
         the_app.engine.dispose()
     errors.print(f"{count} vote(s) exported", markup=False)
@@ -760,7 +753,7 @@ def feedback_curate_command() -> None:
     errors = Console(stderr=True)
     the_app = _app_or_exit(errors)
     try:
-        curated = the_app.feedback.curate()
+        curated = the_app.service.feedback.curate()
     finally:
         the_app.engine.dispose()
     console = Console(width=160)
@@ -783,7 +776,7 @@ def feedback_stats_command(
     start = _since_or_exit(errors, since)
     the_app = _app_or_exit(errors)
     try:
-        rows = the_app.feedback.acceptance(start)
+        rows = the_app.service.feedback.acceptance(start)
     finally:
         the_app.engine.dispose()
     table = Table("agent", "prompt version", "👍", "👎", "acceptance")
@@ -828,7 +821,7 @@ def digest_command(
         when = when if when.tzinfo else when.replace(tzinfo=UTC)
     the_app = _app_or_exit(errors)
     try:
-        digests = the_app.digests
+        digests = the_app.service.digests
         period = digests.latest_period(when)
         if dry_run:
             data = digests.build(period)

@@ -22,13 +22,21 @@ from sqlalchemy import update
 from agents.pipeline import analyze_branch
 from agents.report import sha256_hex
 from bot.config import ApprovalsConfig, PolicyConfig, RepoConfig
+from bot.core.actor import Actor
 from bot.core.approvals import Approvals
-from bot.core.service import Actor
+from bot.core.budget import NoBudget
+from bot.core.digests import Digests
+from bot.core.feedback import FeedbackService
+from bot.core.service import Service
+from bot.core.tickets import NoTickets
 from bot.repos import RepoResolver
 from bot.store.db import make_engine, session_scope, upgrade
+from bot.store.digests import DigestStore
+from bot.store.feedback import FeedbackStore
 from bot.store.models import ProposalRow
 from bot.store.proposals import ProposalStore
 from bot.store.runs import NewRun, RunStore
+from bot.store.stats import Stats
 from bot.store.types import utcnow
 from bot.writes.git import WriteResult
 from tests.gitrepo import RepoBuilder
@@ -75,10 +83,10 @@ class World:
             self.proposals,
             self.policy,
             RepoResolver(self.data),
-            enqueue_apply=lambda pid: self.approvals.apply(pid),  # the job, run at once
             groups=self.groups,
             workspace_team=lambda: TEAM,
         )
+        self.apply_at_once = True  # the apply job, run as the click is decided
 
     def analyzed(self, branch: str, files: dict[str, str | bytes | None] | None = None) -> str:
         """A finished run of `branch` with its report's proposals stored; returns the run id."""
@@ -98,7 +106,35 @@ class World:
         team = kw.pop("team", TEAM)
         surface = kw.pop("surface", "slack")
         actor = Actor(user=user, surface=str(surface), team=team)  # type: ignore[arg-type]
-        return self.approvals.decide(actor, ref, decision, **kw)  # type: ignore[arg-type]
+        outcome = self.approvals.decide(actor, ref, decision, **kw)  # type: ignore[arg-type]
+        if self.apply_at_once and outcome.ok and decision == "approve" and outcome.proposal:
+            self.approvals.apply(outcome.proposal.id or 0)
+        return outcome
+
+    def service(self) -> Service:
+        """The door over this world's stores, as the composition root builds it."""
+        engine = self.runs.engine
+        stats = Stats(engine)
+        feedback = FeedbackService(
+            self.runs,
+            FeedbackStore(engine),
+            stats,
+            self.policy,
+            self.approvals.is_approver,
+            self.approvals.same_team,
+        )
+        digests = Digests(stats, DigestStore(engine), self.policy, daily_budget_usd=None, sink=None)
+        return Service(
+            self.runs,
+            self.policy,
+            self.approvals,
+            feedback,
+            digests,
+            enqueue=lambda run_id: None,
+            enqueue_apply=self.approvals.apply,
+            tickets=NoTickets(),
+            budget=NoBudget(),
+        )
 
     def audit(self, run_id: str) -> list[tuple[str, str, str]]:
         return [(r.actor, r.action, r.outcome) for r in self.proposals.audit_rows(run_id)]
@@ -429,10 +465,10 @@ def test_reject_by_the_requester_or_an_approver_only(world: World) -> None:
 
 def test_an_approved_proposal_whose_apply_task_was_lost_is_enqueued_again(world: World) -> None:
     run_id = world.analyzed("feature/imports", {"shop/cli.py": UNUSED})
-    lost: list[int] = []
-    world.approvals.enqueue_apply = lost.append  # the queue drops it
-    assert world.decide(APPROVER, f"{run_id}/P1").ok
-    [proposal_id] = lost
+    world.apply_at_once = False  # the queue drops the apply task
+    decided = world.decide(APPROVER, f"{run_id}/P1")
+    assert decided.ok and decided.proposal is not None
+    proposal_id = decided.proposal.id or 0
     assert world.proposals.approved_waiting(older_than_s=3600) == []
     world.set_proposal(run_id, "P1", decided_at=utcnow() - timedelta(hours=2))
     assert world.proposals.approved_waiting(older_than_s=3600) == [proposal_id]
@@ -592,11 +628,10 @@ def test_the_repositorys_hooks_never_run_in_the_bots_own_git_calls(world: World)
 def test_only_the_requester_or_an_approver_may_stop_a_run_and_guests_read_nothing(
     world: World,
 ) -> None:
+    from bot.core.actor import UserError
     from bot.core.commands import AnalyzeBranch
-    from bot.core.service import Service, UserError
 
-    service = Service(world.runs, lambda run_id: None, world.policy)
-    service.approvals = world.approvals
+    service = world.service()
     run, _ = world.runs.create(
         NewRun(requester=REQUESTER, surface="slack", repo="shop", target="feature/x")
     )
@@ -645,7 +680,7 @@ _APPLY_IN_A_CHILD = textwrap.dedent(
         approvals=ApprovalsConfig(approvers=[approver]),
     )
     approvals = Approvals(
-        RunStore(engine), ProposalStore(engine), policy, RepoResolver(Path(data)), lambda p: None
+        RunStore(engine), ProposalStore(engine), policy, RepoResolver(Path(data))
     )
     approvals.apply(int(proposal_id))
     """
@@ -671,7 +706,7 @@ def _git_that_kills_its_caller(folder: Path, after: str) -> dict[str, str]:
 
 def _approved(world: World) -> tuple[str, int]:
     run_id = world.analyzed("feature/imports", {"shop/cli.py": UNUSED})
-    world.approvals.enqueue_apply = lambda pid: None  # the apply runs in the child
+    world.apply_at_once = False  # the apply runs in the child
     assert world.decide(APPROVER, f"{run_id}/P1").ok
     [proposal] = world.proposals.for_run(run_id)
     assert proposal.status == "approved"

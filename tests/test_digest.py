@@ -254,22 +254,22 @@ def test_the_scheduler_tick_curates_hourly_and_posts_the_due_digest_once(
     try:
         report = analyzed(app)
         for voter in (ANA, BEN):
-            app.feedback.vote(voter, report.run_id, "F1", -1, via="shell")
+            app.service.feedback.vote(voter, report.run_id, "F1", -1, via="shell")
         with FakeSlack() as slack:
             poster = digests(str(app.engine.url), slack, DUE)
             clock = [DUE + timedelta(minutes=1)]
-            scheduler = Scheduler(poster, app.feedback, now=lambda: clock[0])
+            scheduler = Scheduler(poster, app.service.feedback, now=lambda: clock[0])
             scheduler.tick()  # a process's first tick curates, and the digest is due
-            assert [r.kind for r in app.feedback.learnings()] == ["suppress"]
+            assert [r.kind for r in app.service.feedback.learnings()] == ["suppress"]
             assert len(digest_messages(slack)) == 1
             for voter in (ANA, BEN):
-                app.feedback.vote(voter, report.run_id, "F2", -1, via="shell")
+                app.service.feedback.vote(voter, report.run_id, "F2", -1, via="shell")
             clock[0] = DUE + timedelta(minutes=30)
             scheduler.tick()
-            assert len(app.feedback.learnings()) == 1  # within the hour: not curated again
+            assert len(app.service.feedback.learnings()) == 1  # within the hour: not curated again
             clock[0] = DUE + timedelta(minutes=61)  # a late tick after the hour still curates
             scheduler.tick()
-            assert [r.kind for r in app.feedback.learnings()] == ["suppress", "suppress"]
+            assert [r.kind for r in app.service.feedback.learnings()] == ["suppress", "suppress"]
             assert len(digest_messages(slack)) == 1  # the same period: not posted again
         assert TICK_TASK in {task.name for task in app.jobs.huey._registry.periodic_tasks}
     finally:

@@ -18,9 +18,9 @@ from sqlmodel import select
 from agents.llm import CostCapReached, Prompt
 from agents.report import LLMCall, Report, Source
 from bot.app import App, build_app
+from bot.core.actor import Actor, UserError
 from bot.core.commands import AnalyzeBranch
 from bot.core.digest import text
-from bot.core.service import Actor, UserError
 from bot.settings import Settings
 from bot.store.db import session_scope
 from bot.store.models import FeedbackRow
@@ -85,7 +85,7 @@ def test_a_rejected_finding_is_suppressed_offline_and_the_digest_shows_the_votes
     first = analyzed(app)
     shell_true = number_of(first, "B602")  # subprocess with shell=True
     target = first.findings[int(shell_true[1:]) - 1]
-    feedback = app.feedback
+    feedback = app.service.feedback
     feedback.vote(ANA, first.run_id, shell_true, -1, via="shell", reason="name is validated")
     feedback.vote(ANA, first.run_id, "F1", 1, via="shell")
 
@@ -112,7 +112,7 @@ def test_a_rejected_finding_is_suppressed_offline_and_the_digest_shows_the_votes
         f.fingerprint for f in third.findings
     }
 
-    digest = app.digests.build(app.digests.recent_period())
+    digest = app.service.digests.build(app.service.digests.recent_period())
     [mode] = digest.failure_modes
     assert mode == ("code_review", "security B602", 2)  # category and rule, 2 down-votes
     code_review = digest.acceptance["code_review"]
@@ -126,38 +126,42 @@ def test_forgetting_a_suppression_brings_the_finding_back_and_only_approvers_may
     first = analyzed(app)
     target = first.findings[0]
     for voter in (ANA, BEN):
-        app.feedback.vote(voter, first.run_id, "F1", -1, via="shell")
-    [suppress] = app.feedback.curate().active
+        app.service.feedback.vote(voter, first.run_id, "F1", -1, via="shell")
+    [suppress] = app.service.feedback.curate().active
     assert target.fingerprint not in {f.fingerprint for f in analyzed(app).findings}
 
     with pytest.raises(UserError, match="Only approvers may forget"):
-        app.feedback.forget(ANA, suppress.id)
-    forgotten = app.feedback.forget(APPROVER, suppress.id)
+        app.service.feedback.forget(ANA, suppress.id)
+    forgotten = app.service.feedback.forget(APPROVER, suppress.id)
     assert forgotten.forgotten_by == "UAPPROVER"
-    assert app.feedback.learnings() == []
+    assert app.service.feedback.learnings() == []
     assert target.fingerprint in {f.fingerprint for f in analyzed(app).findings}
     # curating again does not bring a forgotten learning back
-    assert app.feedback.curate().active == []
+    assert app.service.feedback.curate().active == []
     with pytest.raises(UserError, match="No active learning"):
-        app.feedback.forget(APPROVER, suppress.id)
+        app.service.feedback.forget(APPROVER, suppress.id)
 
 
 def test_one_vote_per_user_per_item_the_latest_wins_and_a_reason_is_kept(app: App) -> None:
     report = analyzed(app)
-    app.feedback.vote(ANA, report.run_id, "F2", 1, via="shell")
-    app.feedback.vote(ANA, report.run_id, "F2", -1, via="button")
-    app.feedback.explain(ANA, report.run_id, report.findings[1].fingerprint, "noise", "nothing")
-    app.feedback.vote(ANA, report.run_id, "F2", -1, via="reaction")  # same way again: no reason
-    app.feedback.vote(ANA, report.run_id, None, 1, via="reaction")
-    rows = app.feedback.store.votes()
+    app.service.feedback.vote(ANA, report.run_id, "F2", 1, via="shell")
+    app.service.feedback.vote(ANA, report.run_id, "F2", -1, via="button")
+    app.service.feedback.explain(
+        ANA, report.run_id, report.findings[1].fingerprint, "noise", "nothing"
+    )
+    app.service.feedback.vote(
+        ANA, report.run_id, "F2", -1, via="reaction"
+    )  # same way again: no reason
+    app.service.feedback.vote(ANA, report.run_id, None, 1, via="reaction")
+    rows = app.service.feedback.store.votes()
     assert [(r.fingerprint, r.vote, r.reason, r.correction) for r in rows] == [
         (report.findings[1].fingerprint, -1, "noise", "nothing"),
         ("", 1, None, None),
     ]
     # a removed 👎 reaction does not take back the 👍 given since
-    assert app.feedback.withdraw(ANA, report.run_id, -1) is False
-    assert app.feedback.withdraw(ANA, report.run_id, 1) is True
-    assert len(app.feedback.store.votes()) == 1
+    assert app.service.feedback.withdraw(ANA, report.run_id, -1) is False
+    assert app.service.feedback.withdraw(ANA, report.run_id, 1) is True
+    assert len(app.service.feedback.store.votes()) == 1
 
 
 @pytest.mark.parametrize(
@@ -167,17 +171,19 @@ def test_one_vote_per_user_per_item_the_latest_wins_and_a_reason_is_kept(app: Ap
 def test_a_vote_on_something_that_is_not_there_says_so(app: App, item: str, message: str) -> None:
     report = analyzed(app)
     with pytest.raises(UserError, match=message):
-        app.feedback.vote(ANA, report.run_id, item, 1, via="shell")
+        app.service.feedback.vote(ANA, report.run_id, item, 1, via="shell")
     with pytest.raises(UserError, match="No run"):
-        app.feedback.vote(ANA, "ffffffffffff", "F1", 1, via="shell")
-    assert app.feedback.store.votes() == []
+        app.service.feedback.vote(ANA, "ffffffffffff", "F1", 1, via="shell")
+    assert app.service.feedback.store.votes() == []
 
 
 def test_export_writes_the_log_as_jsonl_and_csv(app: App) -> None:
     report = analyzed(app)
-    app.feedback.vote(ANA, report.run_id, "F1", -1, via="shell", reason='say "why", with, commas')
+    app.service.feedback.vote(
+        ANA, report.run_id, "F1", -1, via="shell", reason='say "why", with, commas'
+    )
     jsonl = io.StringIO()
-    assert app.feedback.export(jsonl, "jsonl") == 1
+    assert app.service.feedback.export(jsonl, "jsonl") == 1
     [row] = [json.loads(line) for line in jsonl.getvalue().splitlines()]
     finding = report.findings[0]
     assert row["item"] == finding.fingerprint and row["vote"] == -1
@@ -189,7 +195,7 @@ def test_export_writes_the_log_as_jsonl_and_csv(app: App) -> None:
         "shop",
     )
     table = io.StringIO()
-    assert app.feedback.export(table, "csv") == 1
+    assert app.service.feedback.export(table, "csv") == 1
     [parsed] = list(csv.DictReader(io.StringIO(table.getvalue())))
     assert parsed["reason"] == 'say "why", with, commas' and parsed["vote"] == "-1"
 
@@ -226,7 +232,7 @@ def test_curation_changes_the_next_prompt_and_acceptance_is_per_prompt_version(
             first = analyzed(app)
             [model] = [f for f in first.findings if f.source is Source.llm]
             number = f"F{first.findings.index(model) + 1}"
-            app.feedback.vote(
+            app.service.feedback.vote(
                 ANA,
                 first.run_id,
                 number,
@@ -235,13 +241,13 @@ def test_curation_changes_the_next_prompt_and_acceptance_is_per_prompt_version(
                 reason="callers check for None already",
                 correction="No finding: find_order's callers handle None.",
             )
-            [row] = app.feedback.store.votes()
+            [row] = app.service.feedback.store.votes()
             assert row.model == "claude-sonnet-5-5"
             assert row.prompt_version == first.prompt_versions["code_review"]
-            [exported] = list(app.feedback.store.export_rows())
+            [exported] = list(app.service.feedback.store.export_rows())
             assert exported["prompt"].startswith("# Role: code_review")  # the prompt it saw
 
-            curated = app.feedback.curate()
+            curated = app.service.feedback.curate()
             assert {r.kind for r in curated.active} == {"note", "example"}
             before = len(fake.messages("code_review"))
             second = analyzed(app)
@@ -255,7 +261,7 @@ def test_curation_changes_the_next_prompt_and_acceptance_is_per_prompt_version(
     assert second.prompt_versions["code_review"] != first.prompt_versions["code_review"]
     assert set(second.learnings_applied) == {r.id for r in curated.active}
 
-    stats = app.feedback.acceptance()
+    stats = app.service.feedback.acceptance()
     assert stats[("code_review", first.prompt_versions["code_review"])].down == 1
 
 
@@ -269,17 +275,17 @@ def test_the_daily_budget_refuses_new_runs_and_the_digest_says_so(
         with pytest.raises(UserError, match=r"Today's model budget is spent: \$0.75 of \$0.50"):
             app.service.request_analysis(REQUESTER, AnalyzeBranch("feature/planted"))
         assert len(app.service.recent_runs()) == 1  # nothing half-made
-        digest = app.digests.build(app.digests.recent_period())
+        digest = app.service.digests.build(app.service.digests.recent_period())
         assert digest.refused_for_budget == 1
         assert "The daily budget was reached: 1 run request(s) refused." in text(digest)
-        assert app.executor.budget is not None and app.executor.budget() == 0.0
+        assert app.executor.budget.left() == 0.0
     finally:
         app.close()
 
 
 def test_votes_survive_in_the_table_with_what_was_voted_on(app: App) -> None:
     report = analyzed(app)
-    app.feedback.vote(ANA, report.run_id, None, -1, via="shell", reason="too long")
+    app.service.feedback.vote(ANA, report.run_id, None, -1, via="shell", reason="too long")
     with session_scope(app.engine) as session:
         [row] = list(session.exec(select(FeedbackRow)))
     assert (row.agent, row.fingerprint, row.reason) == ("report", "", "too long")
@@ -316,7 +322,7 @@ def test_runs_share_todays_budget_call_by_call_and_spend_counts_at_once(
                 max_tokens=256,
             )
             # recorded as it ended, not when the run finishes: another run sees the spend now
-            assert app.digests.stats.spent_usd(utcnow() - timedelta(hours=1)) > 0
+            assert app.service.digests.stats.spent_usd(utcnow() - timedelta(hours=1)) > 0
             spend(app, run.id, 0.999)  # another run's calls
             left = session.budget_left() if session.budget_left else None
             assert left is not None and left < 0.001

@@ -33,7 +33,7 @@ def app(tmp_path: Path, planted_repo: RepoBuilder) -> App:
 
 def shell(app: App, user: str, lines: list[str]) -> str:
     out = io.StringIO()
-    Shell(app, user, Console(file=out, width=200)).run(lines)
+    Shell(app.service, user, Console(file=out, width=200)).run(lines)
     return out.getvalue()
 
 
@@ -57,13 +57,13 @@ def test_the_shell_votes_curates_lists_and_forgets(app: App) -> None:
     assert f"Recorded 👎 on the report of run {run_id}." in said
     assert f'Say what was wrong: down {run_id} "REASON"' in said  # a command that parses
     assert "No learnings yet" in said
-    rows = app.feedback.store.votes()
+    rows = app.service.feedback.store.votes()
     assert [(r.user, r.vote, r.reason, r.via) for r in rows] == [
         ("ana", 1, None, "shell"),
         ("ana", -1, "tests may use assert", "shell"),
         ("ana", -1, None, "shell"),
     ]
-    [note] = app.feedback.curate().active
+    [note] = app.service.feedback.curate().active
     listed = shell(app, "ana", ["learnings shop", "learnings nope", f"forget {note.id}"])
     assert note.id in listed and "tests may use assert" in listed
     assert "error: Unknown repository 'nope'." in listed
@@ -84,7 +84,7 @@ def chatops(data: Path, policy: Path, *args: str) -> Result:
 def test_feedback_export_curate_stats_and_digest_commands(app: App, tmp_path: Path) -> None:
     report = analyzed(app)
     for user in (ANA.user, "UBEN"):
-        app.feedback.vote(
+        app.service.feedback.vote(
             ANA.__class__(user, "shell"), report.run_id, "F1", -1, via="shell", reason="noise"
         )
     data, policy = tmp_path / "data", tmp_path / "chatops.toml"
@@ -130,6 +130,6 @@ def test_feedback_export_curate_stats_and_digest_commands(app: App, tmp_path: Pa
     unposted = chatops(data, policy, "digest")
     assert unposted.exit_code == 2
     assert "No digest channel: set [digest] channel in the policy." in unposted.stderr
-    assert app.digests.store.rows() == []  # nothing claimed
+    assert app.service.digests.store.rows() == []  # nothing claimed
     wrong = chatops(data, policy, "digest", "--at", "tomorrow")
     assert wrong.exit_code == 2 and "--at 'tomorrow' is not a time." in wrong.stderr

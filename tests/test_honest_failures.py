@@ -165,7 +165,7 @@ def test_in_the_shell_background_log_lines_wait_for_the_next_command(
         yield "/agent help"
 
     try:
-        Shell(app, "ana", console).run(typed())
+        Shell(app.service, "ana", console).run(typed())
     finally:
         app.close()
         logging.getLogger().removeHandler(terminal)

@@ -24,8 +24,8 @@ from slack_sdk import WebClient
 from sqlalchemy import update
 
 from bot.app import App, build_app
+from bot.core.actor import Actor
 from bot.core.commands import AnalyzeBranch
-from bot.core.service import Actor
 from bot.settings import Settings
 from bot.store.db import session_scope
 from bot.store.inbox import InboxStore
@@ -93,7 +93,7 @@ def _inbox(app: App, slack: FakeSlack) -> SlackInbox:
     return SlackInbox(
         InboxStore(app.engine),
         client,
-        handlers(app.service, app.store),
+        handlers(app.service),
         worker="w-test",
         lease_s=60,
     )

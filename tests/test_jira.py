@@ -16,14 +16,11 @@ from agents.context.jira import JiraSettings, fetch_ticket, parse_criteria
 from agents.errors import AnalysisInputError
 from agents.pipeline import analyze_branch
 from agents.report import ProposalKind
-from bot.config import ApprovalsConfig, PolicyConfig, RepoConfig
-from bot.core.approvals import Approvals
+from bot.app import build_app
+from bot.core.actor import Actor, UserError
 from bot.core.commands import AnalyzeTicket
-from bot.core.service import Actor, Service, UserError
-from bot.repos import RepoResolver
-from bot.store.db import make_engine, upgrade
-from bot.store.proposals import ProposalStore
-from bot.store.runs import RunStore
+from bot.core.service import Service
+from bot.settings import Settings
 from bot.writes.jira import post_comment
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.jira_api import EMAIL, PAT, TOKEN, FakeJira, Ticket
@@ -230,24 +227,21 @@ def test_the_model_judges_and_the_code_decides_the_verdict(
 
 
 def service_with(ticket_repo: RepoBuilder, jira: FakeJira, tmp_path: Path) -> Service:
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    policy = PolicyConfig(
-        repos={"shop": RepoConfig(path=ticket_repo.root)},
-        approvals=ApprovalsConfig(approvers=["ULEAD"]),
+    policy = tmp_path / "chatops.toml"
+    policy.write_text(
+        f'[repos.shop]\npath = "{ticket_repo.root}"\n\n[approvals]\napprovers = ["ULEAD"]\n'
     )
-    queued: list[str] = []
-    service = Service(RunStore(engine), queued.append, policy)
-    service.jira = settings_for(jira)
-    service.approvals = Approvals(
-        service.store,
-        ProposalStore(engine),
-        policy,
-        RepoResolver(tmp_path),
-        enqueue_apply=lambda pid: None,
+    jira_settings = settings_for(jira)
+    app = build_app(
+        Settings(
+            chatops_data_dir=tmp_path / "data",
+            chatops_config=policy,
+            jira_url=jira_settings.url,
+            jira_email=EMAIL,
+            jira_api_token=TOKEN,
+        )
     )
-    return service
+    return app.service
 
 
 def test_branches_come_from_the_key_and_the_remote_links(

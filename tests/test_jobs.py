@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from bot.app import App, build_app
+from bot.core.actor import Actor
 from bot.core.commands import AnalyzeBranch
-from bot.core.service import Actor
 from bot.settings import Settings
 from bot.store.db import upgrade
 from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
@@ -178,7 +178,7 @@ def test_sigterm_hands_a_long_run_back_and_another_worker_finishes_it(
             assert first.wait(timeout=15) == 0  # grace 1 s, then out, not after the 30 s call
             handed = observer.store.get(run_id)
             assert handed is not None and (handed.status, handed.attempts) == ("queued", 0)
-            [seen] = observer.jobs.workers.seen_since(handed.created_at)  # type: ignore[union-attr]
+            [seen] = observer.reaper.workers.seen_since(handed.created_at)
             assert (seen.kind, seen.state) == ("worker", "stopped")
             model.latency_s = 0
             second = start_worker(environment, slow_model)
@@ -210,7 +210,7 @@ def in_process_app(
             **settings,  # type: ignore[arg-type]
         )
     )
-    app.jobs.start_consumer(in_process=True)
+    app.start_jobs()
     return app
 
 

@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import update
 
 from bot.app import App
+from bot.core.actor import Actor
 from bot.core.commands import AnalyzeBranch
-from bot.core.service import Actor
 from bot.logs import JsonFormatter, run_context
 from bot.metrics import StoreCollector
 from bot.store.db import make_engine, session_scope
@@ -48,7 +48,7 @@ def test_metrics_count_runs_queue_tokens_cost_and_approvals(app: App) -> None:
     app.service.request_analysis(Actor("U1", "shell"), AnalyzeBranch("feature/planted"))
     spend(app, report.run_id, 0.25, input_tokens=1200, output_tokens=300)
     app.service.decide(Actor("U9", "shell"), f"{report.run_id}/P1", "approve")  # denied
-    app.jobs._beat("running")
+    app.reaper.beat("running")
     samples = scrape(app)
     assert samples['chatops_runs{status="done"}'] == 1
     assert samples['chatops_runs{status="queued"}'] == 1
@@ -88,13 +88,13 @@ def test_status_shows_queue_workers_and_stuck_runs(app: App) -> None:
             .where(Run.id == stuck.run.id)
             .values(lease_until=utcnow() - timedelta(minutes=5))
         )
-    app.jobs._beat("running")
+    app.reaper.beat("running")
     done = chatops(app, "status")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "queue (sqlite): 1 task(s) waiting" in out
     assert "runs: 1 running" in out
-    assert app.jobs.process in out and "worker" in out
+    assert app.reaper.process in out and "worker" in out
     assert "stuck runs" in out and stuck.run.id in out
 
 
@@ -169,13 +169,13 @@ def test_serve_stops_gracefully_on_sigterm(app: App) -> None:
                 what="serve to start",
             )
             [row] = wait_for(
-                lambda: app.jobs.workers.seen_since(utcnow() - timedelta(minutes=1)),  # type: ignore[union-attr]
+                lambda: app.reaper.workers.seen_since(utcnow() - timedelta(minutes=1)),
                 what="serve's consumer to say it is alive",
             )
             assert (row.kind, row.state) == ("serve", "running")
             serve.send_signal(signal.SIGTERM)
             assert serve.wait(timeout=20) == 0
-            [row] = app.jobs.workers.seen_since(utcnow() - timedelta(minutes=1))  # type: ignore[union-attr]
+            [row] = app.reaper.workers.seen_since(utcnow() - timedelta(minutes=1))
             assert row.state == "stopped"  # it went through the graceful stop and hand-back
         finally:
             if serve.poll() is None:

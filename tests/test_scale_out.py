@@ -25,8 +25,8 @@ from slack_sdk import WebClient
 from sqlalchemy import update
 
 from bot.app import App, build_app
+from bot.core.actor import Actor
 from bot.core.commands import AnalyzeBranch
-from bot.core.service import Actor
 from bot.settings import Settings
 from bot.store.db import session_scope, upgrade
 from bot.store.inbox import InboxStore
@@ -112,8 +112,8 @@ def bolt_for(app: App, slack: FakeSlack) -> BoltApp:
     inbox = SlackInbox(
         InboxStore(app.engine),
         client,
-        handlers(app.service, app.store),
-        worker=app.jobs.process,
+        handlers(app.service),
+        worker=app.reaper.process,
         lease_s=60,
     )
     register(bolt, inbox)
@@ -358,7 +358,7 @@ def test_a_report_stored_but_never_posted_is_posted_once_by_a_reaper(
             app.executor(run.id)  # stored; "dies" before posting
             app.executor.observers = observers
             assert slack.thread(str(parent["ts"])) == []
-            app.jobs.reap_once()
+            app.reaper.reap_once()
             assert slack.thread(str(parent["ts"])) == []  # too soon: the worker may be posting
             with session_scope(app.engine) as session:
                 session.execute(
@@ -366,8 +366,8 @@ def test_a_report_stored_but_never_posted_is_posted_once_by_a_reaper(
                     .where(Run.id == run.id)
                     .values(finished_at=utcnow() - timedelta(minutes=5))
                 )
-            app.jobs.reap_once()
-            app.jobs.reap_once()  # a second reaper pass (or another worker's) posts nothing more
+            app.reaper.reap_once()
+            app.reaper.reap_once()  # a second reaper pass (or another worker's) posts nothing more
             reports = [m for m in slack.thread(str(parent["ts"])) if m.text.startswith("Report")]
             assert len(reports) == 1
             stored = app.store.get(run.id)

@@ -15,6 +15,7 @@ from slack_sdk import WebClient
 from bot.core.approvals import Outcome
 from bot.store.db import make_engine, upgrade
 from bot.store.inbox import InboxStore
+from bot.store.stats import Acceptance
 from bot.surfaces.slack.inbox import SlackInbox
 from bot.surfaces.slack.listeners import ACTIONS, COMMANDS, EVENTS, VIEWS, handlers, register
 from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
@@ -44,18 +45,30 @@ def test_the_schema_would_catch_a_broken_manifest() -> None:
     assert errors
 
 
+class _NoVotes:
+    def team_acceptance(self, days: int = 30) -> Acceptance:
+        return Acceptance(0, 0)
+
+
+class _NoMessages:
+    def run_for_message(self, channel: str, ts: str) -> None:
+        return None
+
+
 class _DenyAll:
     """Just enough of the service for the listeners to answer: every decision is denied, and
-    nothing (feedback, approvals, digests) is wired."""
+    nothing is waiting or voted."""
 
-    feedback = None
-    approvals = None
-    digests = None
+    feedback = _NoVotes()
+    messages = _NoMessages()
 
     def decide(self, *args: object, **kwargs: object) -> Outcome:
         return Outcome(False, "Not done: test.")
 
     def recent_runs(self, *args: object, **kwargs: object) -> list[object]:
+        return []
+
+    def waiting_for(self, *args: object, **kwargs: object) -> list[object]:
         return []
 
 
@@ -78,7 +91,7 @@ def _app(slack: FakeSlack, data: Path) -> App:
     inbox = SlackInbox(
         InboxStore(make_engine(url)),
         client,
-        handlers(service=_DenyAll(), store=None),  # type: ignore[arg-type]  # help needs no store
+        handlers(_DenyAll()),  # type: ignore[arg-type]  # just enough of the door
         worker="test",
         lease_s=60,
     )

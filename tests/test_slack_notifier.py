@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from agents.pipeline import AgentProgress, Progress
+from bot.core.messages import RunMessages
 from bot.store.db import make_engine, upgrade
 from bot.store.runs import NewRun, RunStore
 from bot.surfaces.slack.app import web_client
@@ -30,7 +31,7 @@ def test_a_failed_run_says_so_and_why_in_the_thread(tmp_path: Path) -> None:
             )
         )
         store.set_message(run.id, "C111", str(posted["ts"]))
-        notifier = SlackNotifier(client, store)
+        notifier = SlackNotifier(client, RunMessages(store))
         notifier.progress(run.id, Progress(run.id, [AgentProgress("code_review", "running")]))
         notifier.failed(run.id, "No branch named 'feature/x' in /srv/shop. <!channel>")
         [reply] = slack.thread(str(posted["ts"]))
@@ -49,7 +50,9 @@ def test_runs_from_other_surfaces_are_left_alone(tmp_path: Path) -> None:
         run, _ = store.create(
             NewRun(requester="ana", surface="shell", repo="shop", target="feature/x")
         )
-        SlackNotifier(web_client(BOT_TOKEN, slack.api_url), store).failed(run.id, "boom")
+        SlackNotifier(web_client(BOT_TOKEN, slack.api_url), RunMessages(store)).failed(
+            run.id, "boom"
+        )
         assert slack.calls == []
 
 
@@ -95,7 +98,7 @@ def test_a_long_proposal_is_uploaded_whole_for_the_approvers(tmp_path: Path) -> 
                 )
             ],
         )
-        SlackNotifier(client, store).finished(run.id, report)
+        SlackNotifier(client, RunMessages(store)).finished(run.id, report)
         [shared] = slack.shared_files
         assert shared["content"].decode() == content
         assert shared["thread_ts"] == posted["ts"]
@@ -149,6 +152,6 @@ def test_a_running_run_stopped_at_a_checkpoint_says_by_whom(tmp_path: Path) -> N
             ),
             stopped_early=True,
         )
-        SlackNotifier(client, store).finished(run.id, report)
+        SlackNotifier(client, RunMessages(store)).finished(run.id, report)
         [parent] = slack.top_level()
         assert "stopped by <@W222>" in json.dumps(parent.blocks)

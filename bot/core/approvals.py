@@ -7,20 +7,21 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from agents.context.git import GitRepo
 from agents.context.jira import JiraSettings
 from agents.errors import AnalysisInputError, GitFailure
 from agents.report import sha256_hex
 from bot.config import ConfigError, PolicyConfig, RepoConfig
+from bot.core.actor import Actor
 from bot.core.policy import Decision, GroupMembers, can_approve, can_write, not_expired
-from bot.core.service import Actor
+from bot.core.ports import ProposalObserver
 from bot.repos import RepoResolver
 from bot.store.models import ProposalRow, Run
 from bot.store.proposals import ProposalStore
@@ -41,10 +42,6 @@ class Outcome:
     proposal: ProposalRow | None = None
 
 
-class ProposalObserver(Protocol):
-    def proposal_done(self, proposal: ProposalRow, run: Run, result: WriteResult) -> None: ...
-
-
 class Approvals:
     def __init__(
         self,
@@ -52,19 +49,22 @@ class Approvals:
         proposals: ProposalStore,
         policy: PolicyConfig,
         repos: RepoResolver,
-        enqueue_apply: Callable[[int], None],
+        *,
+        jira: JiraSettings | None = None,
+        observers: Sequence[ProposalObserver] = (),
         groups: GroupMembers | None = None,
         workspace_team: Callable[[], str | None] | None = None,
     ) -> None:
+        """`groups` and `workspace_team` are Slack's facts (None without Slack: no group
+        approvers, and every actor is the workspace's); `jira` None: no ticket comments."""
         self.runs = runs
         self.proposals = proposals
         self.policy = policy
         self.repos = repos
-        self.enqueue_apply = enqueue_apply
+        self.jira = jira
+        self.observers = list(observers)
         self.groups = groups
         self.workspace_team = workspace_team
-        self.observers: list[ProposalObserver] = []
-        self.jira: JiraSettings | None = None
 
     # -- deciding ------------------------------------------------------------------------------
 
@@ -137,8 +137,7 @@ class Approvals:
             run_id=run_id,
             proposal_id=proposal.id,
         )
-        if decision == "approve":
-            self.enqueue_apply(proposal.id or 0)
+        if decision == "approve":  # the caller enqueues the apply
             return Outcome(True, f"{ref} approved by {actor.user}; applying it now.", proposal)
         return Outcome(True, f"{ref} rejected by {actor.user}.", proposal)
 

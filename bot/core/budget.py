@@ -5,10 +5,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, time
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from bot.store.stats import Stats
 from bot.store.types import utcnow
+
+
+class Budget(Protocol):
+    def left(self) -> float | None:
+        """Dollars a run may still spend today; None: no cap."""
+        ...
+
+    def refusal(self) -> str | None:
+        """Why a new run may not start now, or None."""
+        ...
+
+
+class NoBudget:
+    """No daily cap configured."""
+
+    def left(self) -> float | None:
+        return None
+
+    def refusal(self) -> str | None:
+        return None
 
 
 class DailyBudget:
@@ -32,7 +53,7 @@ class DailyBudget:
     def spent(self) -> float:
         return self.stats.spent_usd(self.day_start())
 
-    def left(self) -> float:
+    def left(self) -> float | None:
         return max(0.0, self.cap_usd - self.spent())
 
     def refusal(self) -> str | None:

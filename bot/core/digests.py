@@ -7,16 +7,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from bot.config import PolicyConfig
 from bot.core.digest import DigestData, chart_png, collect
+from bot.core.ports import DigestSink, worker_id
 from bot.schedule import Period, last_fire, period_ending, zone
 from bot.store.db import through_restart
 from bot.store.digests import DigestStore
 from bot.store.stats import Stats
 from bot.store.types import utcnow
-from bot.worker.executor import worker_id
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +23,6 @@ log = logging.getLogger(__name__)
 CATCH_UP = timedelta(hours=6)
 # A claim not marked posted after this long is someone's crash: another may post it.
 STALE_CLAIM_S = 600.0
-
-
-class DigestSink(Protocol):
-    def post_digest(self, channel: str, data: DigestData, chart: bytes) -> str:
-        """Post it; return the message's ts."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy.exc import IntegrityError
@@ -16,12 +16,14 @@ from sqlalchemy.exc import IntegrityError
 from agents.learnings import Learnings
 from agents.report import Finding, Report
 from bot.config import PolicyConfig
+from bot.core.actor import Actor, UserError
 from bot.core.curation import curate
-from bot.core.service import Actor, UserError
 from bot.store.feedback import FeedbackStore, Vote
 from bot.store.models import FeedbackRow, LearningRow, Run
 from bot.store.runs import RunStore
-from bot.store.stats import Acceptance, Stats
+from bot.store.stats import Acceptance as Acceptance  # re-exported: the Home tab shows it
+from bot.store.stats import Stats
+from bot.store.types import utcnow
 
 if TYPE_CHECKING:
     from bot.core.policy import Decision
@@ -205,6 +207,11 @@ class FeedbackService:
 
     def acceptance(self, since: datetime | None = None) -> dict[tuple[str, str], Acceptance]:
         return self.stats.acceptance(since, by_version=True)
+
+    def team_acceptance(self, days: int = 30) -> Acceptance:
+        """Every agent's votes of the last `days` together (the Home tab's figure)."""
+        since = utcnow() - timedelta(days=days)
+        return sum(self.stats.acceptance(since).values(), Acceptance(0, 0))
 
     def export(self, out: TextIO, fmt: str, since: datetime | None = None) -> int:
         rows = self.store.export_rows(since)

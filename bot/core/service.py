@@ -1,40 +1,29 @@
-"""The use cases, one method each, surface-independent. Slack, the shell and the CLI call these
-and nothing below them."""
+"""The door: the use cases, one method each, surface-independent. Slack, the shell and the CLI
+call these (and the feedback and digest use cases it carries) and nothing below them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from agents.context.git import GitRepo, validate_ref_name
-from agents.context.jira import JiraSettings, fetch_ticket, validate_key
+from agents.context.jira import validate_key
 from agents.errors import AnalysisInputError, shown
 from agents.report import Report
 from bot.config import ConfigError, PolicyConfig
+from bot.core.actor import Actor, UserError
+from bot.core.approvals import Approvals, Outcome
+from bot.core.budget import Budget
 from bot.core.chat_errors import for_chat
 from bot.core.commands import AnalyzeBranch, AnalyzeTicket
-from bot.core.tickets import branches_for
-from bot.store.models import AuditEvent, ProposalRow, Run
-from bot.store.runs import FINAL, NewRun, RunStore
-
-if TYPE_CHECKING:
-    from bot.core.approvals import Approvals, Outcome
-    from bot.core.budget import DailyBudget
-    from bot.core.digests import Digests
-    from bot.core.feedback import FeedbackService
-
-
-class UserError(AnalysisInputError):
-    """Something the person asking can fix; surfaces show `message` and `hint`."""
-
-
-@dataclass(frozen=True)
-class Actor:
-    user: str
-    surface: str  # cli, shell, slack
-    team: str | None = None
+from bot.core.digests import Digests
+from bot.core.feedback import FeedbackService
+from bot.core.messages import RunMessages
+from bot.core.tickets import Tickets, branches_for
+from bot.store.models import FINAL, AuditEvent, ProposalRow, Run
+from bot.store.runs import NewRun, RunStore
 
 
 @dataclass(frozen=True)
@@ -45,29 +34,38 @@ class Requested:
 
 class Service:
     def __init__(
-        self, store: RunStore, enqueue: Callable[[str], None], policy: PolicyConfig
+        self,
+        store: RunStore,
+        policy: PolicyConfig,
+        approvals: Approvals,
+        feedback: FeedbackService,
+        digests: Digests,
+        *,
+        enqueue: Callable[[str], None],
+        enqueue_apply: Callable[[int], None],
+        tickets: Tickets,
+        budget: Budget,
     ) -> None:
         self.store = store
-        self.enqueue = enqueue
+        self.messages = RunMessages(store)
         self.policy = policy
-        self.approvals: Approvals | None = None  # wired by bot.app
-        self.jira: JiraSettings | None = None
-        self.budget: DailyBudget | None = None
-        self.feedback: FeedbackService | None = None
-        self.digests: Digests | None = None
+        self.approvals = approvals
+        self.feedback = feedback
+        self.digests = digests
+        self.enqueue = enqueue
+        self.enqueue_apply = enqueue_apply
+        self.tickets = tickets
+        self.budget = budget
 
     def check_budget(self, actor: Actor) -> None:
         """Refuse a new run once today's model budget is spent (and keep a row of it: the
         digest says how often that happened)."""
-        if self.budget is None:
-            return
         refusal = self.budget.refusal()
         if refusal is None:
             return
-        if self.approvals is not None:
-            self.approvals.proposals.audit(
-                actor=actor.user, action="budget_refused", outcome="denied", detail=refusal
-            )
+        self.approvals.proposals.audit(
+            actor=actor.user, action="budget_refused", outcome="denied", detail=refusal
+        )
         raise UserError(refusal, "An admin can raise CHATOPS_DAILY_BUDGET_USD.")
 
     def request_analysis(
@@ -124,12 +122,12 @@ class Service:
         """Read the ticket, find the branches that implement it, and queue one run for each.
         Reads Jira: call it after a Slack ack, never before."""
         self._members_only(actor)
-        if self.jira is None:
-            raise UserError("Jira is not configured.", "Set JIRA_URL and its credentials.")
+        if not self.tickets.configured:
+            self.tickets.fetch(command.key)  # says how to configure one
         self.check_budget(actor)
         try:
             validate_key(command.key)
-            ticket = fetch_ticket(self.jira, command.key)
+            ticket = self.tickets.fetch(command.key)
         except AnalysisInputError as exc:
             raise UserError(exc.message, exc.hint) from None
         repos = (
@@ -197,20 +195,29 @@ class Service:
         return self._known(run_id)
 
     def _members_only(self, actor: Actor) -> None:
-        if self.approvals is not None and not self.approvals.same_team(actor):
+        if not self.approvals.same_team(actor):
             raise UserError(
                 "Runs and reports are for this workspace's own members.",
                 "Ask a member of the workspace.",
             )
 
+    def require_member(self, actor: Actor, why: str) -> None:
+        """Raise `why` unless `actor` is one of the workspace's own members."""
+        if not self.approvals.same_team(actor):
+            raise UserError(why)
+
+    def waiting_for(self, actor: Actor, limit: int = 10) -> list[tuple[ProposalRow, Run]]:
+        """Open proposals `actor` may decide (the Home tab lists them)."""
+        return self.approvals.actionable(actor, limit)
+
     def _approver(self, actor: Actor) -> bool:
-        return self.approvals is not None and self.approvals.is_approver(actor).allowed
+        return self.approvals.is_approver(actor).allowed
 
     def recent_runs(
         self, limit: int = 10, requester: str | None = None, actor: Actor | None = None
     ) -> list[Run]:
         """Recent runs; none for a guest (runs are for the workspace's own members)."""
-        if actor is not None and self.approvals is not None and not self.approvals.same_team(actor):
+        if actor is not None and not self.approvals.same_team(actor):
             return []
         return self.store.recent(limit=limit, requester=requester)
 
@@ -228,18 +235,18 @@ class Service:
         event_key: str | None = None,
     ) -> Outcome:
         """Approve or reject a proposal (`RUN/P1`). Denials are outcomes, not exceptions: the
-        clicker gets the reason and the audit trail a row."""
-        assert self.approvals is not None
-        return self.approvals.decide(
+        clicker gets the reason and the audit trail a row. An approval enqueues the apply."""
+        outcome = self.approvals.decide(
             actor, ref, decision, reason, shown_sha=shown_sha, event_key=event_key
         )
+        if outcome.ok and decision == "approve" and outcome.proposal is not None:
+            self.enqueue_apply(outcome.proposal.id or 0)
+        return outcome
 
     def proposals(self, run_id: str) -> list[ProposalRow]:
-        assert self.approvals is not None
         return self.approvals.proposals.for_run(run_id)
 
     def audit(self, run_id: str | None = None, since: datetime | None = None) -> list[AuditEvent]:
-        assert self.approvals is not None
         return self.approvals.proposals.audit_rows(run_id=run_id, since=since)
 
     def _known(self, run_id: str) -> Run:

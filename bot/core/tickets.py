@@ -1,9 +1,13 @@
-"""Which branches implement a ticket: names containing its key, and branches its remote links
-name."""
+"""Tickets: where they are read (Jira, or nothing configured), and which branches implement one
+(names containing its key, and branches its remote links name)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
+
+from agents.context.jira import JiraSettings, TicketContext, fetch_ticket
+from bot.core.actor import UserError
 
 
 def branches_for(key: str, names: Iterable[str], linked: Iterable[str]) -> list[str]:
@@ -16,3 +20,34 @@ def branches_for(key: str, names: Iterable[str], linked: Iterable[str]) -> list[
         if (key.lower() in short.lower() or short in wanted) and short not in found:
             found.append(short)
     return found
+
+
+class Tickets(Protocol):
+    """Where tickets are read: Jira, or nothing configured (which says so)."""
+
+    configured: bool
+
+    def fetch(self, key: str) -> TicketContext: ...
+
+
+class JiraTickets:
+    configured = True
+
+    def __init__(self, settings: JiraSettings) -> None:
+        self.settings = settings
+
+    def fetch(self, key: str) -> TicketContext:
+        return fetch_ticket(self.settings, key)
+
+
+class NoTickets:
+    """No ticket system configured: every ticket request says how to configure one."""
+
+    configured = False
+
+    def fetch(self, key: str) -> TicketContext:
+        raise UserError("Jira is not configured.", "Set JIRA_URL and its credentials.")
+
+
+def tickets_for(settings: JiraSettings | None) -> Tickets:
+    return JiraTickets(settings) if settings is not None else NoTickets()

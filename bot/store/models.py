@@ -3,11 +3,37 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from bot.store.types import UTCDateTime, utcnow
+
+
+class RunStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+# A run in one of these has ended: nothing more happens to it.
+FINAL = (RunStatus.done, RunStatus.failed, RunStatus.cancelled)
+
+
+class ProposalStatus(StrEnum):
+    """proposed → approved → applying → applied; or rejected, expired, stale, failed."""
+
+    proposed = "proposed"
+    approved = "approved"
+    applying = "applying"
+    applied = "applied"
+    rejected = "rejected"
+    expired = "expired"
+    stale = "stale"
+    failed = "failed"
 
 
 def _when(nullable: bool = False, index: bool = False) -> Column:  # type: ignore[type-arg]

@@ -15,18 +15,21 @@ from sqlmodel import col, select
 from agents.report import LLMCall, Report
 from bot.store.db import session_scope
 from bot.store.models import (
+    FINAL,
     FindingRow,
     LLMCallRow,
     ProcessedEvent,
     PromptVersionRow,
     ProposalRow,
     Run,
+    RunStatus,
     StoredReport,
 )
+
+__all__ = ["ACTIVE", "FINAL", "NewRun", "RunStore"]
 from bot.store.types import utcnow
 
-ACTIVE = ("queued", "running")
-FINAL = ("done", "failed", "cancelled")
+ACTIVE = (RunStatus.queued, RunStatus.running)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from agents.analyzers.processes import detach_from_terminal
 from agents.context.git import GitRepo
 from agents.errors import AnalysisInputError
 from agents.pipeline import AgentProgress, Progress
-from bot.app import App
+from bot.core.actor import Actor, UserError
 from bot.core.commands import (
     AnalyzeBranch,
     AnalyzeTicket,
@@ -37,18 +37,17 @@ from bot.core.commands import (
     parse,
 )
 from bot.core.digest import text as digest_text
-from bot.core.service import Actor, UserError
+from bot.core.service import Service
 from bot.logs import HeldBack, held_back
-from bot.store.models import Run
-from bot.store.runs import FINAL
+from bot.store.models import FINAL, Run
 from bot.surfaces.render.terminal import print_report, progress_view
 
 POLL_S = 0.2
 
 
 class Shell:
-    def __init__(self, app: App, user: str, console: Console | None = None) -> None:
-        self.app = app
+    def __init__(self, service: Service, user: str, console: Console | None = None) -> None:
+        self.service = service
         self.actor = Actor(user=user, surface="shell")
         self.console = console or Console()
         self.last_run: str | None = None
@@ -58,9 +57,9 @@ class Shell:
         self.console.print(Text(text, style=style or ""), soft_wrap=True)
 
     def banner(self) -> None:
-        names = ", ".join(sorted(self.app.policy.repos))
+        names = ", ".join(sorted(self.service.policy.repos))
         self.say(f"chatops shell: acting as {self.actor.user}; repositories: {names}.", "bold")
-        for name, repo in sorted(self.app.policy.repos.items()):
+        for name, repo in sorted(self.service.policy.repos.items()):
             if repo.path is None:
                 continue
             try:
@@ -134,7 +133,7 @@ class Shell:
             self.say(help_text())
             self.say("  exit              leave the shell (runs keep going)")
         elif isinstance(command, AnalyzeTicket):
-            for requested in self.app.service.request_ticket(self.actor, command):
+            for requested in self.service.request_ticket(self.actor, command):
                 run = requested.run
                 self.last_run = run.id
                 self.say(
@@ -143,7 +142,7 @@ class Shell:
                 )
                 self.wait(run.id)
         elif isinstance(command, AnalyzeBranch):
-            requested = self.app.service.request_analysis(self.actor, command)
+            requested = self.service.request_analysis(self.actor, command)
             run = requested.run
             self.last_run = run.id
             where = f" against {run.base}" if run.base else ""
@@ -156,9 +155,9 @@ class Shell:
             if command.run_id is None:
                 self._list()
             else:
-                self._show(self.app.service.status(command.run_id))
+                self._show(self.service.status(command.run_id))
         elif isinstance(command, Stop):
-            run = self.app.service.cancel_run(self.actor, command.run_id)
+            run = self.service.cancel_run(self.actor, command.run_id)
             if run.status == "cancelled":
                 self.say(f"Run {run.id} cancelled before it started.")
             else:
@@ -170,17 +169,17 @@ class Shell:
         elif isinstance(command, Learnings):
             self._learnings(command.repo)
         elif isinstance(command, Forget):
-            row = self.app.feedback.forget(self.actor, command.learning_id)
+            row = self.service.feedback.forget(self.actor, command.learning_id)
             self.say(f"Forgot {row.id}: {row.text}. Later runs go without it.", "green")
         elif isinstance(command, Digest):
-            digests = self.app.digests
+            digests = self.service.digests
             self.say(digest_text(digests.build(digests.recent_period())))
 
     def _vote(self, command: Vote) -> None:
         run_id = command.run_id or self.last_run
         if run_id is None:
             raise UserError("Which run? No report was shown yet.", "e.g. `up 3f2a9c1b7d4e/F2`")
-        voted = self.app.feedback.vote(
+        voted = self.service.feedback.vote(
             self.actor,
             run_id,
             command.item,
@@ -198,7 +197,7 @@ class Shell:
             )
 
     def _learnings(self, repo: str | None) -> None:
-        rows = self.app.feedback.learnings(repo)
+        rows = self.service.feedback.learnings(repo)
         if not rows:
             self.say("No learnings yet: `chatops feedback curate` turns votes into learnings.")
             return
@@ -215,7 +214,7 @@ class Shell:
             "approve" if isinstance(command, Approve) else "reject"
         )
         reason = command.reason if isinstance(command, Reject) else ""
-        outcome = self.app.service.decide(self.actor, ref, decision, reason)
+        outcome = self.service.decide(self.actor, ref, decision, reason)
         self.say(outcome.message, "green" if outcome.ok else "bold red")
         if not outcome.ok or decision != "approve" or outcome.proposal is None:
             return
@@ -223,11 +222,7 @@ class Shell:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             current = next(
-                (
-                    p
-                    for p in self.app.service.proposals(outcome.proposal.run_id)
-                    if p.id == proposal_id
-                ),
+                (p for p in self.service.proposals(outcome.proposal.run_id) if p.id == proposal_id),
                 None,
             )
             if current is not None and current.status in ("applied", "stale", "failed"):
@@ -245,7 +240,7 @@ class Shell:
             if live:
                 live.start()
             while True:
-                run = self.app.service.status(run_id)
+                run = self.service.status(run_id)
                 progress = _progress(run)
                 if live and progress:
                     live.update(progress_view(progress))
@@ -261,7 +256,7 @@ class Shell:
                 time.sleep(POLL_S)
         except KeyboardInterrupt:
             self.say(f"Stopped waiting; the run goes on. `/agent status {run_id}` shows it.")
-            return self.app.service.status(run_id)
+            return self.service.status(run_id)
         finally:
             if live:
                 live.stop()
@@ -275,7 +270,7 @@ class Shell:
         if run.status == "failed":
             self.say(f"Run {run.id} failed: {run.error}", "bold red")
             return
-        report = self.app.service.report(run.id)
+        report = self.service.report(run.id)
         if report is None:
             self.say(f"Run {run.id}: {run.status}, no report.")
             return
@@ -289,7 +284,7 @@ class Shell:
             )
 
     def _list(self) -> None:
-        runs = self.app.service.recent_runs(requester=self.actor.user)
+        runs = self.service.recent_runs(requester=self.actor.user)
         if not runs:
             self.say("No runs yet. Try `/agent analyze branch NAME`.")
             return

@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Protocol
 
-from agents.context.jira import JiraSettings, fetch_ticket
 from agents.errors import AnalysisInputError, GitFailure
 from agents.learnings import Learnings
 from agents.llm import LLMSession, LLMSettings
 from agents.pipeline import Progress, analyze_branch
 from agents.report import Report
 from bot.config import ConfigError, PolicyConfig
+from bot.core.budget import Budget
 from bot.core.chat_errors import for_chat
+from bot.core.ports import RunObserver, worker_id
+from bot.core.tickets import Tickets
 from bot.logs import run_context
 from bot.repos import RepoResolver
 from bot.store.db import through_restart
@@ -29,22 +27,6 @@ from bot.store.models import Run
 from bot.store.runs import RunStore
 
 log = logging.getLogger(__name__)
-
-
-class RunObserver(Protocol):
-    """A surface that shows runs as they go (Slack edits the parent message and posts the
-    report in its thread). Its errors are logged and never change the run."""
-
-    def progress(self, run_id: str, progress: Progress) -> None: ...
-
-    def finished(self, run_id: str, report: Report) -> None: ...
-
-    def failed(self, run_id: str, error: str) -> None: ...
-
-
-def worker_id() -> str:
-    """Who holds a claim: this process and this claim (each claim gets its own id)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class RunExecutor:
@@ -55,13 +37,17 @@ class RunExecutor:
         repos: RepoResolver,
         llm: LLMSettings | None,
         lease_s: float,
-        observers: list[RunObserver] | None = None,
-        jira: JiraSettings | None = None,
+        *,
+        tickets: Tickets,
+        budget: Budget,
+        stopping: Callable[[], bool],
+        observers: Sequence[RunObserver] = (),
         learnings: Callable[[str], Learnings] | None = None,
-        budget: Callable[[], float | None] | None = None,
         save_prompts: Callable[[dict[tuple[str, str], str]], None] | None = None,
     ) -> None:
-        self.jira = jira
+        """`stopping`: is this process shutting down (then a run interrupted by the signal is
+        handed back, not failed)."""
+        self.tickets = tickets
         # The repository's curated learnings; what is left of today's budget (None: no cap);
         # where each prompt's text is kept for the interaction log.
         self.learnings = learnings
@@ -72,10 +58,10 @@ class RunExecutor:
         self.repos = repos
         self.llm = llm
         self.lease_s = lease_s
-        self.observers: list[RunObserver] = list(observers or [])
+        self.observers: list[RunObserver] = list(observers)
         self._active: dict[str, str] = {}  # run id -> the claim's worker id, while it runs
         self._active_lock = threading.Lock()
-        self.stopping: Callable[[], bool] = lambda: False  # set by bot.worker.jobs
+        self.stopping = stopping
         self.handed_back: list[str] = []  # handed back by _fail during a shutdown
 
     def hand_back_all(self) -> list[str]:
@@ -146,9 +132,7 @@ class RunExecutor:
             path = self.repos.prepare(name, config)
             ticket = None
             if run.kind == "ticket" and run.ticket:
-                if self.jira is None:
-                    raise ConfigError("Jira is not configured (JIRA_URL) on this worker.")
-                ticket = fetch_ticket(self.jira, run.ticket)
+                ticket = self.tickets.fetch(run.ticket)
             session = self._session(run_id)
             report = analyze_branch(
                 path,
@@ -213,7 +197,7 @@ class RunExecutor:
         return LLMSession(
             self.llm,
             on_call=lambda call: self.store.record_call(run_id, call),
-            budget_left=self.budget,
+            budget_left=self.budget.left,
         )
 
     def _fail(self, run_id: str, worker: str, error: str, *, interruptible: bool = True) -> None:

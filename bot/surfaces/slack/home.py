@@ -4,14 +4,12 @@ team's acceptance rate. Published on `app_home_opened` and after a decision made
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.core.service import Actor, Service
-from bot.store.stats import Acceptance
-from bot.store.types import utcnow
+from bot.core.actor import Actor
+from bot.core.service import Service
 from bot.surfaces.slack.views import HomeRun, home_view
 
 log = logging.getLogger(__name__)
@@ -22,12 +20,7 @@ def publish_home(client: WebClient, service: Service, actor: Actor) -> None:
     runs = []
     for run in service.recent_runs(limit=RECENT_RUNS, requester=actor.user, actor=actor):
         runs.append(HomeRun(run, _link(client, run.channel, run.report_ts or run.thread_ts)))
-    pending = service.approvals.actionable(actor) if service.approvals is not None else []
-    acceptance = Acceptance(0, 0)
-    if service.feedback is not None:
-        since = utcnow() - timedelta(days=30)
-        acceptance = sum(service.feedback.stats.acceptance(since).values(), Acceptance(0, 0))
-    view = home_view(runs, pending, acceptance)
+    view = home_view(runs, service.waiting_for(actor), service.feedback.team_acceptance(days=30))
     client.views_publish(user_id=actor.user, view=view)
 
 

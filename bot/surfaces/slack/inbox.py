@@ -20,7 +20,7 @@ from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
 from sqlalchemy.exc import OperationalError
 
-from bot.store.inbox import InboxStore
+from bot.core.ports import DeliveryLog
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ Handler = Callable[[Delivery], None]
 class SlackInbox:
     def __init__(
         self,
-        store: InboxStore,
+        store: DeliveryLog,
         client: WebClient,
         handlers: dict[str, Handler],
         *,

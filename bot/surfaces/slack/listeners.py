@@ -12,6 +12,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import OperationalError
 
+from bot.core.actor import Actor, UserError
 from bot.core.commands import (
     AnalyzeBranch,
     AnalyzeTicket,
@@ -29,9 +30,8 @@ from bot.core.commands import (
     help_text,
     parse,
 )
-from bot.core.service import Actor, Service, UserError
+from bot.core.service import Service
 from bot.store.models import Run
-from bot.store.runs import RunStore
 from bot.surfaces.slack.blocks import (
     APPROVE,
     REJECT,
@@ -117,7 +117,7 @@ _STORE_DOWN = (
 )
 
 
-def handlers(service: Service, store: RunStore) -> dict[str, Handler]:
+def handlers(service: Service) -> dict[str, Handler]:
     """What each recorded delivery does, by kind: the inbox runs these, live or replayed."""
 
     def on_command(delivery: Delivery) -> None:
@@ -131,7 +131,6 @@ def handlers(service: Service, store: RunStore) -> dict[str, Handler]:
             respond=delivery.respond,
             client=delivery.client,
             service=service,
-            store=store,
         )
 
     def on_mention(delivery: Delivery) -> None:
@@ -164,13 +163,10 @@ def handlers(service: Service, store: RunStore) -> dict[str, Handler]:
             respond=reply,
             client=delivery.client,
             service=service,
-            store=store,
         )
 
     def on_vote_reason(delivery: Delivery) -> None:
         run_id, fingerprint, reason, correction = modal_values(delivery.body["view"])
-        if service.feedback is None:
-            return
         try:
             service.feedback.explain(
                 _clicker(delivery.body), run_id, fingerprint, reason, correction
@@ -188,7 +184,7 @@ def handlers(service: Service, store: RunStore) -> dict[str, Handler]:
 
     def on_reaction(added: bool) -> Handler:
         return lambda delivery: _reaction(
-            delivery.body["event"], service, store, delivery.client, added=added
+            delivery.body["event"], service, delivery.client, added=added
         )
 
     def on_decision(decision: Literal["approve", "reject"]) -> Handler:
@@ -225,7 +221,7 @@ def _vote_click(delivery: Delivery, service: Service) -> None:
     respond = delivery.respond
     chosen = (action.get("selected_option") or {}).get("value") or action.get("value", "")
     parsed = parse_vote_value(str(chosen))
-    if parsed is None or service.feedback is None:
+    if parsed is None:
         respond(replace_original=False, text="Not a vote.")
         return
     value, run_id, fingerprint = parsed
@@ -254,15 +250,13 @@ def _vote_click(delivery: Delivery, service: Service) -> None:
         )
 
 
-def _reaction(
-    event: dict[str, Any], service: Service, store: RunStore, client: WebClient, *, added: bool
-) -> None:
+def _reaction(event: dict[str, Any], service: Service, client: WebClient, *, added: bool) -> None:
     """👍 / 👎 on a run's parent or report message is a vote on the report."""
     value = _REACTION_VOTES.get(str(event.get("reaction", "")).split("::")[0])
     item = event.get("item") or {}
-    if value is None or item.get("type") != "message" or service.feedback is None:
+    if value is None or item.get("type") != "message":
         return
-    run = store.run_for_message(str(item.get("channel", "")), str(item.get("ts", "")))
+    run = service.messages.run_for_message(str(item.get("channel", "")), str(item.get("ts", "")))
     if run is None:
         return
     user = str(event.get("user", ""))
@@ -339,11 +333,10 @@ def _handle(
     respond: Any,
     client: WebClient,
     service: Service,
-    store: RunStore,
 ) -> None:
     try:
         if isinstance(command, AnalyzeBranch | AnalyzeTicket):
-            _analyze(command, actor, channel, event_key, respond, client, service, store)
+            _analyze(command, actor, channel, event_key, respond, client, service)
         elif isinstance(command, Status):
             respond(response_type="ephemeral", text=_status(command, actor, service))
         elif isinstance(command, Stop):
@@ -376,11 +369,8 @@ def _feedback_command(
     command: Command, actor: Actor, channel: str, respond: Any, service: Service
 ) -> None:
     feedback = service.feedback
-    if feedback is None:
-        raise UserError("Feedback is not wired on this instance.")
-    if service.approvals is not None and not service.approvals.same_team(actor):
-        # Learnings quote the team's reasons and paths; the digest, repositories and cost.
-        raise UserError("Only members of this workspace can use this command.")
+    # Learnings quote the team's reasons and paths; the digest, repositories and cost.
+    service.require_member(actor, "Only members of this workspace can use this command.")
     if isinstance(command, Vote):
         if command.run_id is None:
             raise UserError(
@@ -413,8 +403,6 @@ def _feedback_command(
             text=f"Forgot `{row.id}` ({escape(row.text[:200])}). Later runs go without it.",
         )
     elif isinstance(command, Digest):
-        if service.digests is None:
-            raise UserError("The digest is not wired on this instance.")
         try:
             posted = service.digests.post_now(channel)
         except SlackApiError as exc:
@@ -434,7 +422,6 @@ def _analyze(
     respond: Any,
     client: WebClient,
     service: Service,
-    store: RunStore,
 ) -> None:
     if isinstance(command, AnalyzeTicket):
         runs = service.request_ticket(actor, command, event_key=event_key, channel=channel)
@@ -448,7 +435,7 @@ def _analyze(
         ):
             log.info("delivery %s handled before: run %s exists", event_key, requested.run.id)
             continue
-        if not _post_parent(requested.run, actor, channel, respond, client, service, store):
+        if not _post_parent(requested.run, actor, channel, respond, client, service):
             return
 
 
@@ -459,7 +446,6 @@ def _post_parent(
     respond: Any,
     client: WebClient,
     service: Service,
-    store: RunStore,
 ) -> bool:
     view = ParentView(run.id, actor.user, run.target, run.repo, "queued", [])
     try:
@@ -473,13 +459,13 @@ def _post_parent(
             if error in ("not_in_channel", "channel_not_found")
             else ""
         )
-        store.request_stop(run.id)  # never started anywhere: cancel it, whoever asked
+        service.messages.withdraw(run.id)  # never started anywhere: cancel it, whoever asked
         respond(
             response_type="ephemeral",
             text=f":warning: I could not post in this channel ({error}).{hint}",
         )
         return False
-    store.set_message(run.id, channel, str(posted["ts"]))
+    service.messages.set_message(run.id, channel, str(posted["ts"]))
     return True
 
 

@@ -15,8 +15,9 @@ from slack_sdk.errors import SlackApiError
 from agents.pipeline import AgentProgress, Progress
 from agents.report import Report
 from bot.core.approvals import target_branch
+from bot.core.messages import RunMessages
+from bot.core.ports import WriteResult
 from bot.store.models import ProposalRow, Run
-from bot.store.runs import RunStore
 from bot.surfaces.render.markdown import render_markdown
 from bot.surfaces.slack.blocks import (
     PREVIEW_CHARS,
@@ -28,7 +29,6 @@ from bot.surfaces.slack.blocks import (
     report_blocks,
     verdict_line,
 )
-from bot.writes.git import WriteResult
 
 log = logging.getLogger(__name__)
 # The listener posts the parent message right after the run is queued; a fast worker may finish
@@ -37,14 +37,14 @@ PARENT_WAIT_S = 5.0
 
 
 class SlackNotifier:
-    def __init__(self, client: WebClient, store: RunStore) -> None:
+    def __init__(self, client: WebClient, messages: RunMessages) -> None:
         self.client = client
-        self.store = store
+        self.messages = messages
 
     def _run(self, run_id: str, wait: bool = False) -> Run | None:
         deadline = time.monotonic() + (PARENT_WAIT_S if wait else 0)
         while True:
-            run = self.store.get(run_id)
+            run = self.messages.run(run_id)
             if run is None or run.surface != "slack" or not run.channel:
                 return None
             if run.thread_ts or time.monotonic() >= deadline:
@@ -63,12 +63,12 @@ class SlackNotifier:
             return
         # One poster per report: the worker that finished it, or a reaper redelivering it.
         marker = f"pending:{uuid.uuid4().hex[:12]}"
-        if not self.store.claim_report_post(run.id, marker):
+        if not self.messages.claim_report_post(run.id, marker):
             return
         try:
             self._post_report(run, report)
         except Exception:
-            self.store.release_report_post(run.id, marker)
+            self.messages.release_report_post(run.id, marker)
             raise
 
     def _post_report(self, run: Run, report: Report) -> None:
@@ -94,7 +94,7 @@ class SlackNotifier:
             unfurl_links=False,
             unfurl_media=False,
         )
-        self.store.set_report_message(run.id, str(posted["ts"]))
+        self.messages.set_report_message(run.id, str(posted["ts"]))
         for proposal in report.proposals:
             if len(proposal.content) > PREVIEW_CHARS:  # approvers see the exact change
                 suffix = "diff" if proposal.kind.value == "patch" else "txt"

@@ -19,8 +19,8 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.core.digest import DigestData, sections
+from bot.core.feedback import Acceptance
 from bot.store.models import ProposalRow, Run
-from bot.store.stats import Acceptance
 from bot.surfaces.slack.blocks import MAX_BLOCKS, clip, escape, proposal_buttons, to_dicts
 
 VOTE_REASON = "vote_reason"
