@@ -544,7 +544,8 @@ def serve_command(
             "Install the app from manifest.yml (see the README) and export its tokens.",
         )
         return
-    from bot.surfaces.slack.app import HttpApp, build_bolt_app, web_client
+    from bot.surfaces.http import HttpApp
+    from bot.surfaces.slack.app import ThreadedSlackRequestHandler, build_bolt_app, web_client
 
     client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     secret = (
@@ -595,7 +596,12 @@ def serve_command(
             # found: make that one leave through `finally`, so the in-process consumer stops
             # gracefully and hands back what it still runs.
             signal.signal(signal.SIGTERM, _leave)
-            uvicorn.run(HttpApp(bolt, secret), host=host, port=port, log_level="warning")
+            uvicorn.run(
+                HttpApp(ThreadedSlackRequestHandler(bolt, secret)),
+                host=host,
+                port=port,
+                log_level="warning",
+            )
     finally:
         the_app.close()
 

@@ -303,7 +303,8 @@ def test_the_slack_endpoint_never_answers_500_to_a_malformed_request() -> None:
     import httpx
     from slack_bolt import App
 
-    from bot.surfaces.slack.app import HttpApp, web_client
+    from bot.surfaces.http import HttpApp
+    from bot.surfaces.slack.app import ThreadedSlackRequestHandler, web_client
     from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 
     secret = "test-signing-secret"
@@ -320,7 +321,7 @@ def test_the_slack_endpoint_never_answers_500_to_a_malformed_request() -> None:
     form = "application/x-www-form-urlencoded"
     with FakeSlack() as slack:
         bolt = App(client=web_client(BOT_TOKEN, slack.api_url), signing_secret=secret)
-        app = HttpApp(bolt, secret)
+        app = HttpApp(ThreadedSlackRequestHandler(bolt, secret))
 
         async def post(body: str, headers: dict[str, str]) -> int:
             transport = httpx.ASGITransport(app=app)

@@ -1,16 +1,12 @@
-"""The Bolt app and its runners: HTTP (Bolt's ASGI adapter under uvicorn: `/slack/events`,
-`/healthz`) or Socket Mode when `SLACK_APP_TOKEN` is set."""
+"""The Bolt app, its Web API client, and the signature-checked, threaded ASGI handler that
+`bot.surfaces.http` mounts at `/slack/events` (Socket Mode uses the Bolt app directly)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.asgi import SlackRequestHandler
 from slack_bolt.adapter.asgi.http_request import AsgiHttpRequest
@@ -18,14 +14,10 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 
-from bot.metrics import ACK_SECONDS
 from bot.surfaces.slack.inbox import SlackInbox
 from bot.surfaces.slack.listeners import register
 
 log = logging.getLogger(__name__)
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def web_client(token: str, base_url: str | None) -> WebClient:
@@ -89,44 +81,3 @@ class ThreadedSlackRequestHandler(SlackRequestHandler):
         except (ValueError, TypeError, KeyError, AttributeError):  # a body Bolt cannot read
             log.info("a signed request Bolt could not read was refused (400)")
             return BoltResponse(status=400, body="malformed request body")
-
-
-class HttpApp:
-    """ASGI: Bolt at /slack/events, a health check at /healthz, Prometheus metrics at /metrics,
-    404 elsewhere."""
-
-    def __init__(self, bolt: App, signing_secret: str = "") -> None:
-        self.slack = ThreadedSlackRequestHandler(bolt, signing_secret)
-        # Scrapes read the store: their own thread, so a slow database never holds up acks.
-        self._metrics = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/metrics":
-            body = await asyncio.get_running_loop().run_in_executor(self._metrics, generate_latest)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode())],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-            return
-        if scope["type"] == "http" and scope["path"] == "/slack/events":
-            started = time.perf_counter()
-            try:
-                await self.slack(scope, receive, send)
-            finally:
-                ACK_SECONDS.observe(time.perf_counter() - started)
-            return
-        if scope["type"] == "http" and scope["path"] == "/healthz":
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-type", b"text/plain")],
-                }
-            )
-            await send({"type": "http.response.body", "body": b"ok"})
-            return
-        await self.slack(scope, receive, send)
