@@ -14,16 +14,23 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import OperationalError
 
+from bot.core.actor import Actor, Surface, UserError
 from bot.core.ports import DeliveryLog
+from bot.surfaces.slack.blocks import escape
 
 log = logging.getLogger(__name__)
 
+# Said when the store went away while a delivery was handled: it stays recorded and pending,
+# and is handled again once the store is back.
+STORE_AWAY = ":warning: My database is unavailable right now; I will act on this when it is back."
 # Long enough for Slack's retries (minutes) and a person's "did my click count?" (a day).
 KEEP_HANDLED_S = 7 * 24 * 3600.0
 MAX_ATTEMPTS = 3
@@ -44,6 +51,48 @@ class Delivery:
             return
         kwargs.setdefault("response_type", "ephemeral")
         Respond(response_url=str(url))(text=text, **kwargs)
+
+    def reply(self, text: str) -> None:
+        """An answer where the delivery came from: ephemerally through its `response_url`, in
+        the thread of a mention; a reaction or a modal has nowhere to answer (logged)."""
+        event = self.body.get("event") or {}
+        if self.body.get("response_url"):
+            self.respond(text, replace_original=False)
+        elif event.get("type") == "app_mention" and event.get("channel"):
+            self.client.chat_postMessage(
+                channel=event["channel"], text=text, thread_ts=event.get("thread_ts") or event["ts"]
+            )
+        else:
+            log.info("%s: %s", self.key, text[:200])
+
+    @cached_property
+    def actor(self) -> Actor:
+        """Who is acting, from the body as Slack sent it: the member's own team (a Slack
+        Connect guest's differs from the workspace's), never the team the request came in."""
+        body = self.body
+        if "command" in body:  # a slash command
+            return Actor(str(body.get("user_id", "")), Surface.slack, body.get("team_id"))
+        if body.get("type") in ("block_actions", "view_submission"):
+            user = body.get("user") or {}
+            team = user.get("team_id") or (body.get("team") or {}).get("id")
+            return Actor(str(user.get("id", "")), Surface.slack, team)
+        event = body.get("event") or {}
+        user = str(event.get("user", ""))
+        if event.get("type") in ("reaction_added", "reaction_removed"):
+            # A reaction event does not say the member's own team: ask Slack.
+            return Actor(user, Surface.slack, event.get("user_team") or _team_of(self.client, user))
+        if event.get("type") == "app_home_opened":
+            return Actor(user, Surface.slack, body.get("team_id"))
+        team = event.get("user_team") or event.get("team") or body.get("team_id")
+        return Actor(user, Surface.slack, team)
+
+
+def _team_of(client: WebClient, user: str) -> str | None:
+    try:
+        return str(client.users_info(user=user)["user"]["team_id"])
+    except (SlackApiError, KeyError, TypeError) as exc:
+        log.info("could not read the team of %s: %s", user, exc)
+        return None
 
 
 Handler = Callable[[Delivery], None]
@@ -111,16 +160,27 @@ class SlackInbox:
         if handler is None:
             self._end(key, f"no handler for {kind!r} here")
             return
+        delivery = Delivery(key, body, self.client, replayed)
         try:
-            handler(Delivery(key, body, self.client, replayed))
+            handler(delivery)
+        except UserError as exc:  # the one place a person's mistake becomes an answer
+            hint = f"\n{escape(exc.hint)}" if exc.hint else ""
+            self._answer(delivery, f":warning: {escape(exc.message)}{hint}")
         except OperationalError:  # the store went away mid-way: left pending, tried again later
             log.warning("handling %s: the store is unavailable; it stays pending", key)
+            self._answer(delivery, STORE_AWAY)
             return
         except Exception as exc:  # the delivery ends visibly; Bolt would only have logged it
             log.exception("handling %s failed", key)
             self._end(key, f"{type(exc).__name__}: {exc}")
             return
         self._end(key, None)
+
+    def _answer(self, delivery: Delivery, text: str) -> None:
+        try:
+            delivery.reply(text)
+        except Exception:  # the answer is lost; the delivery's outcome stands
+            log.warning("%s: could not answer", delivery.key, exc_info=True)
 
     def _end(self, key: str, error: str | None) -> None:
         try:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy.exc import OperationalError
 
 from bot.core.actor import Actor, UserError
 from bot.core.commands import (
@@ -112,6 +112,8 @@ def register(app: App, inbox: SlackInbox) -> None:
         inbox.receive(VIEWS[0], f"slack:view:{view.get('id')}:{view.get('hash')}", body, ack, ack)
 
 
+Reply = Callable[[str], None]
+
 _STORE_DOWN = (
     ":warning: My database is unavailable right now, so nothing was started. Try again in a minute."
 )
@@ -122,70 +124,36 @@ def handlers(service: Service) -> dict[str, Handler]:
 
     def on_command(delivery: Delivery) -> None:
         command = delivery.body
-        actor = Actor(user=command["user_id"], surface="slack", team=command.get("team_id"))
         _handle(
             parse(command.get("text", "")),
-            actor,
+            delivery,
             channel=command["channel_id"],
-            event_key=delivery.key,
-            respond=delivery.respond,
-            client=delivery.client,
             service=service,
         )
 
     def on_mention(delivery: Delivery) -> None:
-        body = delivery.body
-        event = body["event"]
+        event = delivery.body["event"]
         text = " ".join(word for word in event.get("text", "").split() if not word.startswith("<@"))
-        # The member's own team (a Slack Connect guest's differs from the workspace's), not the
-        # team the event arrived in.
-        team = event.get("user_team") or event.get("team") or body.get("team_id")
-        actor = Actor(user=event.get("user", ""), surface="slack", team=team)
-
-        def reply(text: str, **_: Any) -> None:
-            delivery.client.chat_postMessage(
-                channel=event["channel"], text=text, thread_ts=event.get("thread_ts") or event["ts"]
-            )
-
         try:
             parsed = parse(text)
         except CommandError as exc:
-            reply(_usage_error(exc))
+            delivery.reply(_usage_error(exc))
             return
         if isinstance(parsed, Help):
-            reply(f"```{help_text(prefix='@chatops ')}```")
+            delivery.reply(f"```{help_text(prefix='@chatops ')}```")
             return
-        _handle(
-            parsed,
-            actor,
-            channel=event["channel"],
-            event_key=delivery.key,
-            respond=reply,
-            client=delivery.client,
-            service=service,
-        )
+        _handle(parsed, delivery, channel=event["channel"], service=service)
 
     def on_vote_reason(delivery: Delivery) -> None:
         run_id, fingerprint, reason, correction = modal_values(delivery.body["view"])
-        try:
-            service.feedback.explain(
-                _clicker(delivery.body), run_id, fingerprint, reason, correction
-            )
-        except UserError as exc:
-            log.info("vote reason for %s not kept: %s", run_id, exc.message)
+        service.feedback.explain(delivery.actor, run_id, fingerprint, reason, correction)
 
     def on_home_opened(delivery: Delivery) -> None:
-        event = delivery.body["event"]
-        if event.get("tab") != "home":
-            return
-        team = delivery.body.get("team_id")
-        actor = Actor(user=str(event.get("user", "")), surface="slack", team=team)
-        publish_home(delivery.client, service, actor)
+        if delivery.body["event"].get("tab") == "home":
+            publish_home(delivery.client, service, delivery.actor)
 
     def on_reaction(added: bool) -> Handler:
-        return lambda delivery: _reaction(
-            delivery.body["event"], service, delivery.client, added=added
-        )
+        return lambda delivery: _reaction(delivery, service, added=added)
 
     def on_decision(decision: Literal["approve", "reject"]) -> Handler:
         return lambda delivery: _decide(decision, delivery, service)
@@ -205,16 +173,6 @@ def handlers(service: Service) -> dict[str, Handler]:
     }
 
 
-def _clicker(body: dict[str, Any]) -> Actor:
-    """Who clicked: the member's own team (a Slack Connect guest's differs)."""
-    user = body.get("user") or {}
-    return Actor(
-        user=str(user.get("id", "")),
-        surface="slack",
-        team=user.get("team_id") or (body.get("team") or {}).get("id"),
-    )
-
-
 def _vote_click(delivery: Delivery, service: Service) -> None:
     body = delivery.body
     action = (body.get("actions") or [{}])[0]
@@ -225,13 +183,7 @@ def _vote_click(delivery: Delivery, service: Service) -> None:
         respond(replace_original=False, text="Not a vote.")
         return
     value, run_id, fingerprint = parsed
-    try:
-        voted = service.feedback.vote(
-            _clicker(body), run_id, fingerprint or None, value, via="button"
-        )
-    except UserError as exc:
-        respond(replace_original=False, text=f":warning: {escape(exc.message)}")
-        return
+    voted = service.feedback.vote(delivery.actor, run_id, fingerprint or None, value, via="button")
     if value > 0:
         respond(replace_original=False, text=voted.message)
         return
@@ -250,8 +202,9 @@ def _vote_click(delivery: Delivery, service: Service) -> None:
         )
 
 
-def _reaction(event: dict[str, Any], service: Service, client: WebClient, *, added: bool) -> None:
+def _reaction(delivery: Delivery, service: Service, *, added: bool) -> None:
     """👍 / 👎 on a run's parent or report message is a vote on the report."""
+    event = delivery.body["event"]
     value = _REACTION_VOTES.get(str(event.get("reaction", "")).split("::")[0])
     item = event.get("item") or {}
     if value is None or item.get("type") != "message":
@@ -259,31 +212,18 @@ def _reaction(event: dict[str, Any], service: Service, client: WebClient, *, add
     run = service.messages.run_for_message(str(item.get("channel", "")), str(item.get("ts", "")))
     if run is None:
         return
-    user = str(event.get("user", ""))
-    # A reaction event does not say the member's own team (a Slack Connect guest's differs).
-    actor = Actor(user=user, surface="slack", team=event.get("user_team") or _team_of(client, user))
     if not added:
-        service.feedback.withdraw(actor, run.id, value)
+        service.feedback.withdraw(delivery.actor, run.id, value)
         return
-    try:
-        service.feedback.vote(actor, run.id, None, value, via="reaction")
-    except UserError as exc:  # a reaction on a run still going: nothing to vote on yet
-        log.info("reaction on run %s not counted: %s", run.id, exc.message)
-
-
-def _team_of(client: WebClient, user: str) -> str | None:
-    try:
-        return str(client.users_info(user=user)["user"]["team_id"])
-    except (SlackApiError, KeyError, TypeError) as exc:
-        log.info("could not read the team of %s: %s", user, exc)
-        return None
+    # A run still going has nothing to vote on yet: the inbox logs the UserError.
+    service.feedback.vote(delivery.actor, run.id, None, value, via="reaction")
 
 
 def _decide(decision: Literal["approve", "reject"], delivery: Delivery, service: Service) -> None:
     body = delivery.body
     action = (body.get("actions") or [{}])[0]
     client = delivery.client
-    actor = _clicker(body)
+    actor = delivery.actor
     ref, _, shown = str(action.get("value", "")).partition(":")
     outcome = service.decide(
         actor,
@@ -324,49 +264,36 @@ def _usage_error(exc: CommandError) -> str:
     return f":warning: {escape(exc.message)}{usage}\nType `/agent help` for every command."
 
 
-def _handle(
-    command: Command,
-    actor: Actor,
-    *,
-    channel: str,
-    event_key: str,
-    respond: Any,
-    client: WebClient,
-    service: Service,
-) -> None:
-    try:
-        if isinstance(command, AnalyzeBranch | AnalyzeTicket):
-            _analyze(command, actor, channel, event_key, respond, client, service)
-        elif isinstance(command, Status):
-            respond(response_type="ephemeral", text=_status(command, actor, service))
-        elif isinstance(command, Stop):
-            run = service.cancel_run(actor, command.run_id)
-            done = "cancelled" if run.status == "cancelled" else "will stop after the current agent"
-            if run.status == "cancelled":
-                _say_cancelled(client, run, actor.user)
-            respond(response_type="ephemeral", text=f"Run `{run.id}` {done}.")
-        elif isinstance(command, Approve | Reject):
-            decision: Literal["approve", "reject"] = (
-                "approve" if isinstance(command, Approve) else "reject"
-            )
-            reason = command.reason if isinstance(command, Reject) else ""
-            outcome = service.decide(
-                actor, command.proposal, decision, reason, event_key=f"{event_key}:decide"
-            )
-            icon = ":white_check_mark:" if outcome.ok else ":no_entry:"
-            respond(response_type="ephemeral", text=f"{icon} {escape(outcome.message)}")
-        else:
-            _feedback_command(command, actor, channel, respond, service)
-    except UserError as exc:
-        hint = f"\n{escape(exc.hint)}" if exc.hint else ""
-        respond(response_type="ephemeral", text=f":warning: {escape(exc.message)}{hint}")
-    except OperationalError:
-        log.exception("the store is unavailable; %s not handled", event_key)
-        respond(response_type="ephemeral", text=_STORE_DOWN)
+def _handle(command: Command, delivery: Delivery, *, channel: str, service: Service) -> None:
+    """A parsed command from a slash command or a mention. A UserError goes to the inbox's
+    one handler, which answers it where the delivery came from."""
+    actor, reply, client = delivery.actor, delivery.reply, delivery.client
+    if isinstance(command, AnalyzeBranch | AnalyzeTicket):
+        _analyze(command, actor, channel, delivery.key, reply, client, service)
+    elif isinstance(command, Status):
+        reply(_status(command, actor, service))
+    elif isinstance(command, Stop):
+        run = service.cancel_run(actor, command.run_id)
+        done = "cancelled" if run.status == "cancelled" else "will stop after the current agent"
+        if run.status == "cancelled":
+            _say_cancelled(client, run, actor.user)
+        reply(f"Run `{run.id}` {done}.")
+    elif isinstance(command, Approve | Reject):
+        decision: Literal["approve", "reject"] = (
+            "approve" if isinstance(command, Approve) else "reject"
+        )
+        reason = command.reason if isinstance(command, Reject) else ""
+        outcome = service.decide(
+            actor, command.proposal, decision, reason, event_key=f"{delivery.key}:decide"
+        )
+        icon = ":white_check_mark:" if outcome.ok else ":no_entry:"
+        reply(f"{icon} {escape(outcome.message)}")
+    else:
+        _feedback_command(command, actor, channel, reply, service)
 
 
 def _feedback_command(
-    command: Command, actor: Actor, channel: str, respond: Any, service: Service
+    command: Command, actor: Actor, channel: str, reply: Reply, service: Service
 ) -> None:
     feedback = service.feedback
     # Learnings quote the team's reasons and paths; the digest, repositories and cost.
@@ -385,23 +312,20 @@ def _feedback_command(
             via="command",
             reason=command.reason or None,
         )
-        respond(response_type="ephemeral", text=voted.message)
+        reply(voted.message)
     elif isinstance(command, Learnings):
         rows = feedback.learnings(command.repo)
         if not rows:
-            respond(response_type="ephemeral", text="No learnings yet: votes are curated hourly.")
+            reply("No learnings yet: votes are curated hourly.")
             return
         lines = [
             f"`{row.id}` {row.repo} · {row.agent} · {row.kind}: {escape(row.text[:300])}"
             for row in rows[:40]
         ]
-        respond(response_type="ephemeral", text="\n".join(lines))
+        reply("\n".join(lines))
     elif isinstance(command, Forget):
         row = feedback.forget(actor, command.learning_id)
-        respond(
-            response_type="ephemeral",
-            text=f"Forgot `{row.id}` ({escape(row.text[:200])}). Later runs go without it.",
-        )
+        reply(f"Forgot `{row.id}` ({escape(row.text[:200])}). Later runs go without it.")
     elif isinstance(command, Digest):
         try:
             posted = service.digests.post_now(channel)
@@ -411,7 +335,7 @@ def _feedback_command(
                 "Invite me with `/invite @chatops`, then try again.",
             ) from None
         if posted.outcome != "posted":
-            respond(response_type="ephemeral", text=f":warning: {escape(posted.message)}")
+            reply(f":warning: {escape(posted.message)}")
 
 
 def _analyze(
@@ -419,7 +343,7 @@ def _analyze(
     actor: Actor,
     channel: str,
     event_key: str,
-    respond: Any,
+    reply: Reply,
     client: WebClient,
     service: Service,
 ) -> None:
@@ -435,7 +359,7 @@ def _analyze(
         ):
             log.info("delivery %s handled before: run %s exists", event_key, requested.run.id)
             continue
-        if not _post_parent(requested.run, actor, channel, respond, client, service):
+        if not _post_parent(requested.run, actor, channel, reply, client, service):
             return
 
 
@@ -443,7 +367,7 @@ def _post_parent(
     run: Run,
     actor: Actor,
     channel: str,
-    respond: Any,
+    reply: Reply,
     client: WebClient,
     service: Service,
 ) -> bool:
@@ -460,10 +384,7 @@ def _post_parent(
             else ""
         )
         service.messages.withdraw(run.id)  # never started anywhere: cancel it, whoever asked
-        respond(
-            response_type="ephemeral",
-            text=f":warning: I could not post in this channel ({error}).{hint}",
-        )
+        reply(f":warning: I could not post in this channel ({error}).{hint}")
         return False
     service.messages.set_message(run.id, channel, str(posted["ts"]))
     return True
