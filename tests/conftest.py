@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,3 +72,25 @@ def make_branch(repo: RepoBuilder) -> Callable[..., RepoBuilder]:
         return repo
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _python_children_only_in_slow_tests(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast loop (`pytest -m "not slow"`) starts no chatops process (the `chatops`
+    command, a worker, a server, a child a test kills on purpose): a test that does is marked
+    `slow`, or it fails here saying so. (The analyzers' own processes, ruff and bandit, are
+    part of every analysis and are not counted.)"""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+    real = subprocess.Popen.__init__
+
+    def guarded(self: subprocess.Popen[bytes], args: object, *rest: object, **kw: object) -> None:
+        argv = list(args) if isinstance(args, list | tuple) else [args]
+        ours = argv[1:3] == ["-m", "bot"] or argv[1:2] == ["-c"]
+        if argv and str(argv[0]) == sys.executable and ours:
+            pytest.fail(f"{request.node.nodeid} starts a chatops process: mark it slow")
+        real(self, args, *rest, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)

@@ -724,6 +724,7 @@ def _apply_killed(world: World, proposal_id: int, tmp_path: Path, after: str) ->
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()
 
 
+@pytest.mark.slow
 def test_killed_after_the_branch_moved_the_apply_is_recovered_as_applied(
     world: World, repo: RepoBuilder, tmp_path: Path
 ) -> None:
@@ -749,6 +750,7 @@ def test_killed_after_the_branch_moved_the_apply_is_recovered_as_applied(
     assert world.approvals.reconcile_abandoned(older_than_s=0) == []
 
 
+@pytest.mark.slow
 def test_killed_after_committing_but_before_the_branch_moved_it_fails_visibly(
     world: World, repo: RepoBuilder, tmp_path: Path
 ) -> None:

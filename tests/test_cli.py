@@ -31,6 +31,7 @@ def schema() -> dict[str, object]:
     return loaded
 
 
+@pytest.mark.slow
 def test_json_report_validates_against_the_published_schema(
     planted_repo: RepoBuilder, schema: dict[str, object]
 ) -> None:
@@ -64,6 +65,7 @@ def test_schema_rejects_a_report_missing_a_fixed_key(schema: dict[str, object]) 
         jsonschema.validate({"run_id": "x"}, schema)
 
 
+@pytest.mark.slow
 def test_text_report_runs_in_the_current_directory(planted_repo: RepoBuilder) -> None:
     done = chatops("analyze", "branch", "feature/planted", cwd=planted_repo.root)
     assert done.returncode == 0, done.stderr
@@ -72,6 +74,7 @@ def test_text_report_runs_in_the_current_directory(planted_repo: RepoBuilder) ->
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_fail_on_exits_1_when_a_finding_reaches_it(planted_repo: RepoBuilder) -> None:
     args = (
         "analyze",
@@ -86,6 +89,7 @@ def test_fail_on_exits_1_when_a_finding_reaches_it(planted_repo: RepoBuilder) ->
     assert chatops(*args, "--fail-on", "high").returncode == 1
 
 
+@pytest.mark.slow
 def test_fail_on_exits_0_below_it(make_branch) -> None:  # type: ignore[no-untyped-def]
     repo = make_branch("feature/docs", {"README.md": "# shop\n\nBetter docs.\n"})
     done = chatops(
@@ -102,6 +106,7 @@ def test_fail_on_exits_0_below_it(make_branch) -> None:  # type: ignore[no-untyp
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
 def test_markdown_to_a_file(planted_repo: RepoBuilder, tmp_path: Path) -> None:
     out = tmp_path / "report.md"
     done = chatops(
@@ -126,6 +131,7 @@ def test_markdown_to_a_file(planted_repo: RepoBuilder, tmp_path: Path) -> None:
     "name",
     ["--upload-pack=touch {marker}", "-utouch {marker}", "a..b", "x.lock", "@{{-1}}"],
 )
+@pytest.mark.slow
 def test_injection_names_exit_2_without_side_effects(
     planted_repo: RepoBuilder, tmp_path: Path, name: str
 ) -> None:
@@ -142,6 +148,7 @@ def test_injection_names_exit_2_without_side_effects(
     assert planted_repo.snapshot() == before
 
 
+@pytest.mark.slow
 def test_option_shaped_name_without_separator_is_a_usage_error(
     planted_repo: RepoBuilder, tmp_path: Path
 ) -> None:
@@ -169,6 +176,7 @@ def test_option_shaped_name_without_separator_is_a_usage_error(
         ),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_says_what_to_do(
     planted_repo: RepoBuilder, args: tuple[str, ...], message: str, hint: str
 ) -> None:
@@ -179,12 +187,14 @@ def test_bad_input_says_what_to_do(
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_not_a_git_repository_exits_2(tmp_path: Path) -> None:
     done = chatops("analyze", "branch", "feature/x", "--repo", str(tmp_path))
     assert done.returncode == 2
     assert "is not a git repository" in done.stderr
 
 
+@pytest.mark.slow
 def test_nothing_changed_exits_2(repo: RepoBuilder) -> None:
     repo.branch("feature/nothing")
     done = chatops("analyze", "branch", "feature/nothing", "--repo", str(repo.root))
@@ -192,6 +202,7 @@ def test_nothing_changed_exits_2(repo: RepoBuilder) -> None:
     assert "Nothing changed" in done.stderr
 
 
+@pytest.mark.slow
 def test_demo_creates_a_repository_and_reports_on_it(tmp_path: Path) -> None:
     where = tmp_path / "demo"
     done = chatops("demo", "--path", str(where))

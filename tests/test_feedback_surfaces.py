@@ -81,6 +81,7 @@ def chatops(data: Path, policy: Path, *args: str) -> Result:
     return CliRunner().invoke(cli, list(args), env=env)
 
 
+@pytest.mark.slow
 def test_feedback_export_curate_stats_and_digest_commands(app: App, tmp_path: Path) -> None:
     report = analyzed(app)
     for user in (ANA.user, "UBEN"):

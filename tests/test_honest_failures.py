@@ -54,6 +54,7 @@ def analyze(
     )
 
 
+@pytest.mark.slow
 def test_a_crashing_bandit_keeps_the_other_findings_and_exits_3(
     repo: RepoBuilder, tmp_path: Path
 ) -> None:
@@ -212,6 +213,7 @@ def test_a_stopped_run_gives_no_verdict_on_any_surface(repo: RepoBuilder) -> Non
     assert "incomplete: no verdict" in text and "did not run: tests" in text
 
 
+@pytest.mark.slow
 def test_chat_errors_name_the_repository_not_the_servers_path(
     repo: RepoBuilder, tmp_path: Path
 ) -> None:
@@ -259,6 +261,7 @@ def test_a_huge_command_is_never_echoed_back_whole() -> None:
         assert len(_usage_error(error.value)) < 1000
 
 
+@pytest.mark.slow
 def test_serve_with_a_wrong_token_or_no_slack_says_so_in_one_line(tmp_path: Path) -> None:
     from tests.fakes.slack_api import FakeSlack
     from tests.processes import clean_env

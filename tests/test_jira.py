@@ -275,6 +275,7 @@ def test_a_comment_is_posted_once_even_when_the_answer_is_lost(jira: FakeJira) -
     assert first.commit == again.commit == comments[0]["id"]
 
 
+@pytest.mark.slow
 def test_cli_analyze_ticket_prints_the_compliance(
     jira: FakeJira, ticket_repo: RepoBuilder, tmp_path: Path
 ) -> None:
@@ -324,6 +325,7 @@ def test_cli_analyze_ticket_prints_the_compliance(
     assert bad.returncode == 2 and "No ticket PAY-404 in Jira" in bad.stderr
 
 
+@pytest.mark.slow
 def test_an_unreachable_jira_is_one_clean_error_not_a_minute_of_retries(tmp_path: Path) -> None:
     import socket
     import subprocess
@@ -364,6 +366,7 @@ def test_an_unreachable_jira_is_one_clean_error_not_a_minute_of_retries(tmp_path
     assert not any("retry" in line.lower() or "WARNING" in line for line in lines), lines
 
 
+@pytest.mark.slow
 def test_cli_analyze_ticket_keeps_every_branchs_report_and_says_which_failed(
     jira: FakeJira, ticket_repo: RepoBuilder, tmp_path: Path
 ) -> None:

@@ -176,6 +176,7 @@ def test_sensitive_files_are_packed_first(make_branch, fake: FakeAnthropic) -> N
     assert first.index('path="shop/auth/login.py"') < first.index('path="shop/m')
 
 
+@pytest.mark.slow
 def test_cli_uses_the_model_when_a_key_is_set(
     planted_repo: RepoBuilder, fake: FakeAnthropic, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -258,6 +259,7 @@ def test_cli_uses_the_model_when_a_key_is_set(
     assert json.loads(offline.stdout)["usage"]["model"] is None
 
 
+@pytest.mark.slow
 def test_cli_refuses_an_invalid_setting(planted_repo: RepoBuilder, tmp_path) -> None:  # type: ignore[no-untyped-def]
     env = {**os.environ, "ANTHROPIC_API_KEY": API_KEY, "CHATOPS_MAX_RUN_COST_USD": "lots"}
     done = subprocess.run(

@@ -79,6 +79,7 @@ def chatops(app: App, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_status_shows_queue_workers_and_stuck_runs(app: App) -> None:
     stuck = app.service.request_analysis(Actor("U1", "shell"), AnalyzeBranch("feature/planted"))
     assert app.store.claim(stuck.run.id, "dead-worker", 60)

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,14 +39,28 @@ from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.gitrepo import RepoBuilder
 from tests.llm_helpers import model_env
 from tests.processes import start_worker, stop, wait_for
-from tests.services import REDIS_URL, fresh_postgres, needs_postgres, needs_redis
+from tests.services import (
+    Servers,
+    needs_postgres,
+    needs_redis,
+    private_servers,
+    shared_servers,
+)
 from tests.testdata import slack_testdata
 
 UNUSED_IMPORTS = "import json\nimport os\nimport sys\n\n\ndef main():\n    return sys.argv\n"
 
 
 @pytest.fixture
-def deployment(tmp_path: Path, repo: RepoBuilder) -> Iterator[Callable[[], App]]:
+def servers(request: pytest.FixtureRequest) -> Iterator[Servers]:
+    """Shared PostgreSQL and Redis; servers of the test's own where it restarts them."""
+    private = request.node.get_closest_marker("private_servers") is not None
+    with private_servers() if private else shared_servers() as chosen:
+        yield chosen
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, repo: RepoBuilder, servers: Servers) -> Iterator[Callable[[], App]]:
     """A factory of instances sharing PostgreSQL, a Redis queue and a policy file."""
     repo.branch("feature/imports")
     repo.commit({"shop/cli.py": UNUSED_IMPORTS})
@@ -57,32 +70,31 @@ def deployment(tmp_path: Path, repo: RepoBuilder) -> Iterator[Callable[[], App]]
         f'[repos.shop]\npath = "{repo.root}"\n\n[approvals]\napprovers = ["UAPP1", "UAPP2"]\n'
     )
     apps: list[App] = []
-    with fresh_postgres() as url:
-        upgrade(url)
+    url = servers.database_url
+    upgrade(url)
 
-        def instance() -> App:
-            assert REDIS_URL
-            app = build_app(
-                Settings(
-                    database_url=url,
-                    chatops_queue="redis",
-                    chatops_redis_url=REDIS_URL,
-                    chatops_queue_name=f"scale-{uuid.uuid4().hex[:8]}"
-                    if not apps
-                    else apps[0].settings.chatops_queue_name,
-                    chatops_data_dir=tmp_path / "data",
-                    chatops_config=policy,
-                )
+    def instance() -> App:
+        app = build_app(
+            Settings(
+                database_url=url,
+                chatops_queue="redis",
+                chatops_redis_url=servers.redis_url,
+                chatops_queue_name=f"scale-{uuid.uuid4().hex[:8]}"
+                if not apps
+                else apps[0].settings.chatops_queue_name,
+                chatops_data_dir=tmp_path / "data",
+                chatops_config=policy,
             )
-            apps.append(app)
-            return app
+        )
+        apps.append(app)
+        return app
 
-        try:
-            yield instance
-        finally:
-            for app in apps:
-                app.jobs.huey.storage.flush_queue()
-                app.close()
+    try:
+        yield instance
+    finally:
+        for app in apps:
+            app.jobs.huey.storage.flush_queue()
+            app.close()
 
 
 def at_once(*calls: Callable[[], Any]) -> list[Any]:
@@ -191,58 +203,14 @@ def test_two_instances_handling_two_approve_clicks_at_once_make_one_commit(
     assert done.status == "applied"
 
 
-def _restart_redis() -> None:
-    """The queue server restarts: Redis here keeps nothing on disk, so queued tasks are gone."""
-    subprocess.run(
-        ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"], check=False
+def restartable(test: Callable[..., None]) -> Callable[..., None]:
+    """On servers of the test's own (restarting the shared ones would break the tests running
+    beside it); skipped where they cannot be made."""
+    can = shutil.which("redis-server") and shutil.which("pg_createcluster") and os.geteuid() == 0
+    skip = pytest.mark.skipif(
+        not can, reason="private servers need redis-server, pg_createcluster and root"
     )
-    subprocess.run(
-        [
-            "redis-server",
-            "--daemonize",
-            "yes",
-            "--bind",
-            "127.0.0.1",
-            "-::1",
-            "--port",
-            "6379",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            "/var/lib/redis",
-            "--logfile",
-            "/var/log/redis/ci.log",
-        ],
-        check=True,
-    )
-    wait_for(
-        lambda: (
-            subprocess.run(
-                ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "ping"],
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-            == "PONG"
-        ),
-        what="Redis to answer again",
-    )
-
-
-def _restart_postgres() -> None:
-    cluster = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"],
-        check=True,
-        capture_output=True,
-    )
-
-
-restartable = pytest.mark.skipif(
-    not (shutil.which("redis-server") and shutil.which("pg_ctlcluster") and os.geteuid() == 0),
-    reason="restarting the servers needs redis-server, pg_ctlcluster and root",
-)
+    return skip(pytest.mark.private_servers(test))
 
 
 @pytest.fixture
@@ -267,7 +235,7 @@ def worker_env(deployment: Callable[[], App], tmp_path: Path) -> dict[str, str]:
 @pytest.mark.slow
 @restartable
 def test_runs_queued_before_the_queue_server_restarts_still_execute(
-    deployment: Callable[[], App], worker_env: dict[str, str]
+    deployment: Callable[[], App], worker_env: dict[str, str], servers: Servers
 ) -> None:
     app = deployment()
     ids = [
@@ -275,7 +243,7 @@ def test_runs_queued_before_the_queue_server_restarts_still_execute(
         for _ in range(3)
     ]
     assert app.jobs.pending() == 3
-    _restart_redis()
+    servers.restart_redis()
     assert app.jobs.pending() == 0  # the tasks are gone with the server's memory
     worker = start_worker(worker_env)
     try:
@@ -294,7 +262,7 @@ def test_runs_queued_before_the_queue_server_restarts_still_execute(
 @pytest.mark.slow
 @restartable
 def test_a_postgres_restart_during_a_run_loses_nothing(
-    deployment: Callable[[], App], worker_env: dict[str, str]
+    deployment: Callable[[], App], worker_env: dict[str, str], servers: Servers
 ) -> None:
     app = deployment()
     with FakeAnthropic(latency_s=3) as model:
@@ -304,7 +272,7 @@ def test_a_postgres_restart_during_a_run_loses_nothing(
                 Actor("U1", "shell"), AnalyzeBranch("feature/imports")
             ).run.id
             wait_for(lambda: model.messages("code_review"), what="the first model call")
-            _restart_postgres()
+            servers.restart_postgres()
             # a request arriving after the restart is recorded (the pool reconnects)
             later = app.service.request_analysis(
                 Actor("U2", "shell"), AnalyzeBranch("feature/imports")

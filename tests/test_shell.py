@@ -83,6 +83,7 @@ def test_history_survives_a_restart_and_errors_say_what_to_do(
     assert "Traceback" not in second.stderr
 
 
+@pytest.mark.slow
 def test_a_broken_policy_file_stops_the_shell_with_the_reason(tmp_path: Path) -> None:
     policy = tmp_path / "chatops.toml"
     policy.write_text('[repos.shop]\nmode = "yolo"\npath = "."\n')
