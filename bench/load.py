@@ -47,9 +47,9 @@ import psycopg  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from bot.store.db import make_engine, upgrade  # noqa: E402
-from tests.fakes.anthropic_api import API_KEY, FakeAnthropic  # noqa: E402
-from tests.fakes.slack_api import BOT_TOKEN, FakeSlack  # noqa: E402
-from tests.gitrepo import RepoBuilder  # noqa: E402
+from tests.support.fakes.anthropic_api import API_KEY, FakeAnthropic  # noqa: E402
+from tests.support.fakes.slack_api import BOT_TOKEN, FakeSlack  # noqa: E402
+from tests.support.gitrepo import RepoBuilder  # noqa: E402
 
 SECRET = "load-signing-secret"
 BRANCH = "feature/load"

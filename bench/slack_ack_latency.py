@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fakes.slack_api import BOT_TOKEN, FakeSlack  # noqa: E402
+from tests.support.fakes.slack_api import BOT_TOKEN, FakeSlack  # noqa: E402
 
 SECRET = "bench-signing-secret"
 BARE_APP = textwrap.dedent(

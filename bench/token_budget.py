@@ -31,7 +31,7 @@ from agents import prompts  # noqa: E402
 from agents.llm import LLMSession, LLMSettings  # noqa: E402
 from agents.pipeline import analyze_branch  # noqa: E402
 from agents.report import Report  # noqa: E402
-from tests.fakes.anthropic_api import API_KEY, FakeAnthropic, tokens  # noqa: E402
+from tests.support.fakes.anthropic_api import API_KEY, FakeAnthropic, tokens  # noqa: E402
 
 
 def naive_tokens(repo: Path) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gitrepo import RepoBuilder
+from tests.support.gitrepo import RepoBuilder
 
 BASE_FILES: dict[str, str | bytes | None] = {
     "README.md": "# shop\n",

@@ -39,7 +39,7 @@ from bot.store.runs import NewRun, RunStore
 from bot.store.stats import Stats
 from bot.store.types import utcnow
 from bot.writes.git import WriteResult
-from tests.gitrepo import RepoBuilder
+from tests.support.gitrepo import RepoBuilder
 
 UNUSED = "import json\nimport os\nimport sys\n\n\ndef main():\n    return sys.argv\n"
 REQUESTER = "UREQUESTER"

@@ -12,7 +12,7 @@ from agents.pipeline import analyze_branch
 from agents.report import ProposalKind, sha256_hex
 from agents.roles.base import PipelineState
 from agents.roles.code_review import CodeReviewAgent
-from tests.gitrepo import RepoBuilder
+from tests.support.gitrepo import RepoBuilder
 
 UNUSED_IMPORTS = "import json\nimport os\nimport sys\n\n\ndef main():\n    return sys.argv\n"
 

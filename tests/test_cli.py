@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.gitrepo import RepoBuilder
+from tests.support.gitrepo import RepoBuilder
 
 
 def chatops(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

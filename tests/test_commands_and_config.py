@@ -19,7 +19,7 @@ from bot.core.commands import (
     help_text,
     parse,
 )
-from tests.gitrepo import RepoBuilder
+from tests.support.gitrepo import RepoBuilder
 
 
 @pytest.mark.parametrize(

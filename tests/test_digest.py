@@ -23,9 +23,9 @@ from bot.surfaces.slack.app import web_client
 from bot.surfaces.slack.digest import SlackDigestSink
 from bot.worker.jobs import TICK_TASK
 from bot.worker.scheduler import Scheduler
-from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
-from tests.gitrepo import RepoBuilder
-from tests.services import DATABASE_URL, fresh_postgres, needs_postgres
+from tests.support.fakes.slack_api import BOT_TOKEN, FakeSlack
+from tests.support.gitrepo import RepoBuilder
+from tests.support.services import DATABASE_URL, fresh_postgres, needs_postgres
 
 # Tuesday 2026-11-24, 09:00:30 UTC: the weekday 09:00 digest is due.
 DUE = datetime(2026, 11, 24, 9, 0, 30, tzinfo=UTC)

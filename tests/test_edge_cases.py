@@ -7,7 +7,7 @@ import subprocess
 
 from agents.pipeline import analyze_branch
 from agents.report import Severity
-from tests.gitrepo import RepoBuilder
+from tests.support.gitrepo import RepoBuilder
 
 
 def test_a_folder_with_a_space_keeps_every_analyzer_running(make_branch) -> None:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from agents.context.git import GitRepo, Hunk
 from agents.evaluation import evaluate_history, follow
 from bot.cli import app
-from tests.gitrepo import RepoBuilder
+from tests.support.gitrepo import RepoBuilder
 
 
 def test_follow_maps_untouched_spans_and_marks_changed_ones() -> None:

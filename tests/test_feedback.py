@@ -25,8 +25,8 @@ from bot.settings import Settings
 from bot.store.db import session_scope
 from bot.store.models import FeedbackRow
 from bot.store.types import utcnow
-from tests.fakes.anthropic_api import API_KEY, FakeAnthropic, Recorded
-from tests.gitrepo import RepoBuilder
+from tests.support.fakes.anthropic_api import API_KEY, FakeAnthropic, Recorded
+from tests.support.gitrepo import RepoBuilder
 
 REQUESTER = Actor("UREQ", "shell")
 ANA = Actor("UANA", "shell")

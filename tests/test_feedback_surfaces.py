@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from bot.app import App
 from bot.cli import app as cli
 from bot.surfaces.shell import Shell
-from tests.gitrepo import RepoBuilder
-from tests.processes import clean_env
+from tests.support.gitrepo import RepoBuilder
+from tests.support.processes import clean_env
 from tests.test_feedback import ANA, analyzed, make_app
 
 

@@ -10,7 +10,7 @@ from agents.context.git import GitRepo, load_diff, validate_ref_name
 from agents.context.workspace import prepare
 from agents.errors import AnalysisInputError
 from agents.pipeline import analyze_branch
-from tests.gitrepo import RepoBuilder
+from tests.support.gitrepo import RepoBuilder
 
 INJECTION_NAMES = [
     "--upload-pack=touch /tmp/x",

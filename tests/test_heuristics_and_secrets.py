@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agents.pipeline import analyze_branch
 from agents.report import Severity
-from tests.gitrepo import RepoBuilder
+from tests.support.gitrepo import RepoBuilder
 
 
 def test_sensitive_paths_are_flagged_by_kind(make_branch) -> None:  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gitrepo import RepoBuilder
+from tests.support.gitrepo import RepoBuilder
 
 AWS = "AKIA4HJXZQ2WBNVGL7PK"
 
@@ -263,8 +263,8 @@ def test_a_huge_command_is_never_echoed_back_whole() -> None:
 
 @pytest.mark.slow
 def test_serve_with_a_wrong_token_or_no_slack_says_so_in_one_line(tmp_path: Path) -> None:
-    from tests.fakes.slack_api import FakeSlack
-    from tests.processes import clean_env
+    from tests.support.fakes.slack_api import FakeSlack
+    from tests.support.processes import clean_env
     from tests.test_slack import free_port
 
     policy = tmp_path / "chatops.toml"
@@ -308,7 +308,7 @@ def test_the_slack_endpoint_never_answers_500_to_a_malformed_request() -> None:
 
     from bot.surfaces.http import HttpApp
     from bot.surfaces.slack.app import ThreadedSlackRequestHandler, web_client
-    from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+    from tests.support.fakes.slack_api import BOT_TOKEN, FakeSlack
 
     secret = "test-signing-secret"
 

@@ -34,9 +34,9 @@ from bot.store.types import utcnow
 from bot.surfaces.slack.blocks import report_blocks
 from bot.surfaces.slack.inbox import MAX_ATTEMPTS, SlackInbox
 from bot.surfaces.slack.listeners import handlers
-from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
-from tests.gitrepo import RepoBuilder
-from tests.processes import clean_env, start_worker, stop, wait_for
+from tests.support.fakes.slack_api import BOT_TOKEN, FakeSlack
+from tests.support.gitrepo import RepoBuilder
+from tests.support.processes import clean_env, start_worker, stop, wait_for
 from tests.test_slack import SECRET, TESTDATA, free_port, sign
 
 UNUSED = "import json\nimport os\nimport sys\n\n\ndef main():\n    return sys.argv\n"

@@ -22,11 +22,11 @@ from bot.core.commands import AnalyzeTicket
 from bot.core.service import Service
 from bot.settings import Settings
 from bot.writes.jira import post_comment
-from tests.fakes.anthropic_api import FakeAnthropic
-from tests.fakes.jira_api import EMAIL, PAT, TOKEN, FakeJira, Ticket
-from tests.gitrepo import RepoBuilder
-from tests.llm_helpers import session_for
-from tests.processes import clean_env
+from tests.support.fakes.anthropic_api import FakeAnthropic
+from tests.support.fakes.jira_api import EMAIL, PAT, TOKEN, FakeJira, Ticket
+from tests.support.gitrepo import RepoBuilder
+from tests.support.llm_helpers import session_for
+from tests.support.processes import clean_env
 
 DESCRIPTION = """Payments sometimes fail on a flaky gateway.
 
@@ -331,7 +331,7 @@ def test_an_unreachable_jira_is_one_clean_error_not_a_minute_of_retries(tmp_path
     import subprocess
     import sys
 
-    from tests.processes import clean_env
+    from tests.support.processes import clean_env
 
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))

@@ -19,11 +19,11 @@ from bot.core.actor import Actor
 from bot.core.commands import AnalyzeBranch
 from bot.settings import Settings
 from bot.store.db import upgrade
-from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
-from tests.gitrepo import RepoBuilder
-from tests.llm_helpers import model_env
-from tests.processes import ended, start_worker, stop, wait_for
-from tests.services import REDIS_URL, fresh_postgres, needs_postgres, needs_redis
+from tests.support.fakes.anthropic_api import API_KEY, FakeAnthropic
+from tests.support.gitrepo import RepoBuilder
+from tests.support.llm_helpers import model_env
+from tests.support.processes import ended, start_worker, stop, wait_for
+from tests.support.services import REDIS_URL, fresh_postgres, needs_postgres, needs_redis
 
 pytestmark = pytest.mark.slow
 

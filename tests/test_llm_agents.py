@@ -19,9 +19,9 @@ from agents.budget import estimate_tokens
 from agents.llm import load_prices
 from agents.pipeline import analyze_branch
 from agents.report import ProposalKind, Report, Severity, Source
-from tests.fakes.anthropic_api import FakeAnthropic, Recorded, role_of, tokens
-from tests.gitrepo import RepoBuilder
-from tests.llm_helpers import session_for
+from tests.support.fakes.anthropic_api import FakeAnthropic, Recorded, role_of, tokens
+from tests.support.gitrepo import RepoBuilder
+from tests.support.llm_helpers import session_for
 
 SQL_FINDING = {
     "file": "shop/orders.py",

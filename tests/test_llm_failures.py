@@ -14,9 +14,9 @@ import pytest
 from agents.llm import LLMSession, LLMSettings
 from agents.pipeline import analyze_branch
 from agents.report import Report, Source
-from tests.fakes.anthropic_api import API_KEY, FakeAnthropic, tokens
-from tests.gitrepo import RepoBuilder
-from tests.llm_helpers import session_for
+from tests.support.fakes.anthropic_api import API_KEY, FakeAnthropic, tokens
+from tests.support.gitrepo import RepoBuilder
+from tests.support.llm_helpers import session_for
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from agents.pipeline import analyze_branch
 from agents.report import Severity
-from tests.gitrepo import RepoBuilder
+from tests.support.gitrepo import RepoBuilder
 
 CASES = {
     "requirements-dev.txt": (

@@ -20,8 +20,8 @@ from bot.metrics import StoreCollector
 from bot.store.db import make_engine, session_scope
 from bot.store.models import Run
 from bot.store.types import utcnow
-from tests.gitrepo import RepoBuilder
-from tests.processes import clean_env, wait_for
+from tests.support.gitrepo import RepoBuilder
+from tests.support.processes import clean_env, wait_for
 from tests.test_feedback import analyzed, make_app, spend
 
 
@@ -146,7 +146,7 @@ def test_serve_stops_gracefully_on_sigterm(app: App) -> None:
     import signal
     import urllib.request
 
-    from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+    from tests.support.fakes.slack_api import BOT_TOKEN, FakeSlack
     from tests.test_slack import free_port
 
     port = free_port()

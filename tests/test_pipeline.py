@@ -6,7 +6,7 @@ from agents.context.git import GitRepo, load_diff
 from agents.pipeline import Progress, analyze_branch, dedupe, run_pipeline
 from agents.report import Finding, Severity, Source, fingerprint
 from agents.roles.base import PipelineState
-from tests.gitrepo import RepoBuilder
+from tests.support.gitrepo import RepoBuilder
 
 
 class Exploding:

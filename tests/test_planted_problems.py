@@ -6,7 +6,7 @@ import pytest
 
 from agents.pipeline import analyze_branch
 from agents.report import Finding, Report, RiskLevel, Severity
-from tests.gitrepo import RepoBuilder
+from tests.support.gitrepo import RepoBuilder
 
 
 @pytest.fixture

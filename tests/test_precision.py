@@ -7,7 +7,7 @@ from agents.analyzers.merge import CREDENTIAL, problem_fingerprint
 from agents.pipeline import analyze_branch
 from agents.report import Finding, Report, RiskLevel, Severity, Source
 from agents.roles.risk import assess
-from tests.gitrepo import RepoBuilder
+from tests.support.gitrepo import RepoBuilder
 
 STRONG = "kX9mQ2vL7pR4wZ8nT5bY"  # a high-entropy value in no placeholder list
 

@@ -7,7 +7,7 @@ import pytest
 
 from agents.pipeline import analyze_branch
 from agents.report import Finding, Report, Severity
-from tests.gitrepo import RepoBuilder
+from tests.support.gitrepo import RepoBuilder
 
 
 def on_line(report: Report, path: str, line: int) -> list[Finding]:

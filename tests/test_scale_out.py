@@ -34,19 +34,19 @@ from bot.store.runs import NewRun
 from bot.store.types import utcnow
 from bot.surfaces.slack.inbox import SlackInbox
 from bot.surfaces.slack.listeners import handlers, register
-from tests.fakes.anthropic_api import FakeAnthropic
-from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
-from tests.gitrepo import RepoBuilder
-from tests.llm_helpers import model_env
-from tests.processes import start_worker, stop, wait_for
-from tests.services import (
+from tests.support.fakes.anthropic_api import FakeAnthropic
+from tests.support.fakes.slack_api import BOT_TOKEN, FakeSlack
+from tests.support.gitrepo import RepoBuilder
+from tests.support.llm_helpers import model_env
+from tests.support.processes import start_worker, stop, wait_for
+from tests.support.services import (
     Servers,
     needs_postgres,
     needs_redis,
     private_servers,
     shared_servers,
 )
-from tests.testdata import slack_testdata
+from tests.support.testdata import slack_testdata
 
 UNUSED_IMPORTS = "import json\nimport os\nimport sys\n\n\ndef main():\n    return sys.argv\n"
 

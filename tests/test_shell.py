@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.gitrepo import RepoBuilder
-from tests.processes import clean_env
+from tests.support.gitrepo import RepoBuilder
+from tests.support.processes import clean_env
 
 
 def shell(repo: Path, data: Path, lines: list[str], *args: str) -> subprocess.CompletedProcess[str]:

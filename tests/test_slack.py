@@ -23,13 +23,13 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 
 from tests.conftest import BASE_FILES, PLANTED
-from tests.fakes.jira_api import EMAIL as JIRA_EMAIL
-from tests.fakes.jira_api import TOKEN as JIRA_TOKEN
-from tests.fakes.jira_api import FakeJira, Ticket
-from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
-from tests.gitrepo import RepoBuilder
-from tests.processes import clean_env
-from tests.testdata import slack_testdata
+from tests.support.fakes.jira_api import EMAIL as JIRA_EMAIL
+from tests.support.fakes.jira_api import TOKEN as JIRA_TOKEN
+from tests.support.fakes.jira_api import FakeJira, Ticket
+from tests.support.fakes.slack_api import BOT_TOKEN, FakeSlack
+from tests.support.gitrepo import RepoBuilder
+from tests.support.processes import clean_env
+from tests.support.testdata import slack_testdata
 
 pytestmark = pytest.mark.slow
 

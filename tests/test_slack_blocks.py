@@ -14,7 +14,7 @@ from agents.report import (
     Target,
 )
 from bot.surfaces.slack.blocks import MAX_BLOCKS, ParentView, escape, parent_blocks, report_blocks
-from tests.fakes.slack_api import block_error
+from tests.support.fakes.slack_api import block_error
 
 HOSTILE = "<!channel> <@U0ADMIN> <https://evil.example|click> & friends"
 

@@ -18,8 +18,8 @@ from bot.store.inbox import InboxStore
 from bot.store.stats import Acceptance
 from bot.surfaces.slack.inbox import SlackInbox
 from bot.surfaces.slack.listeners import ACTIONS, COMMANDS, EVENTS, VIEWS, handlers, register
-from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
-from tests.testdata import slack_testdata
+from tests.support.fakes.slack_api import BOT_TOKEN, FakeSlack
+from tests.support.testdata import slack_testdata
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = slack_testdata("manifest-schema")

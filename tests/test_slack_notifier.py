@@ -11,7 +11,7 @@ from bot.store.db import make_engine, upgrade
 from bot.store.runs import NewRun, RunStore
 from bot.surfaces.slack.app import web_client
 from bot.surfaces.slack.notifier import SlackNotifier
-from tests.fakes.slack_api import BOT_TOKEN, FakeSlack
+from tests.support.fakes.slack_api import BOT_TOKEN, FakeSlack
 
 
 def store_at(tmp_path: Path) -> RunStore:

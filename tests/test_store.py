@@ -13,7 +13,7 @@ from sqlalchemy import text
 from bot.store.db import alembic_config, make_engine, upgrade
 from bot.store.models import AuditEvent
 from bot.store.runs import NewRun, RunStore
-from tests.services import fresh_postgres, needs_postgres
+from tests.support.services import fresh_postgres, needs_postgres
 
 
 @pytest.fixture

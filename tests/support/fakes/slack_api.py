@@ -34,8 +34,8 @@ from urllib.parse import parse_qs
 
 import yaml
 
-from tests.fakes.loopback import LoopbackServer, send_json
-from tests.testdata import slack_testdata
+from tests.support.fakes.loopback import LoopbackServer, send_json
+from tests.support.testdata import slack_testdata
 
 BOT_TOKEN = "xoxb-test-token"
 TOTAL_BLOCKS_LIMIT = 13_000
@@ -93,7 +93,7 @@ def _catalog_scopes() -> dict[str, set[str]]:
 
 def _manifest_scopes() -> set[str]:
     """What the app is granted when installed from manifest.yml."""
-    manifest = yaml.safe_load((Path(__file__).resolve().parents[2] / "manifest.yml").read_text())
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[3] / "manifest.yml").read_text())
     return set(manifest["oauth_config"]["scopes"]["bot"])
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from agents.llm import LLMSession, LLMSettings
-from tests.fakes.anthropic_api import API_KEY, FakeAnthropic
+from tests.support.fakes.anthropic_api import API_KEY, FakeAnthropic
 
 
 def session_for(fake: FakeAnthropic, **overrides: Any) -> LLMSession:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.fakes.loopback import LoopbackServer, send_json
+from tests.support.fakes.loopback import LoopbackServer, send_json
 
 CACHE_MIN_TOKENS = 1024
 API_KEY = "sk-ant-test-key"

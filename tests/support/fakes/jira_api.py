@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from tests.fakes.loopback import LoopbackServer, send_json
+from tests.support.fakes.loopback import LoopbackServer, send_json
 
 EMAIL = "bot@example.invalid"
 TOKEN = "jira-api-token"
