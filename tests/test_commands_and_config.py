@@ -150,3 +150,26 @@ def test_a_url_repository_is_cloned_then_fetched_before_each_run(
     second = analyze_branch(resolver.prepare("shop", config), "feature/planted")
     assert second.target.head_sha == planted_repo.head("feature/planted") != first.target.head_sha
     assert any(f.file == "shop/late.py" and f.rule == "B307" for f in second.findings)
+
+
+def test_every_chat_command_has_one_use_case_in_the_cores_table(
+    repo: RepoBuilder, tmp_path: Path
+) -> None:
+    """Slack and the shell carry out commands through `Service.carry_out`: a command added to
+    the grammar without a use case fails here, not in one surface."""
+    import typing
+
+    from bot.app import build_app
+    from bot.core.actor import Actor, UserError
+    from bot.core.commands import Command, Help, Status
+    from bot.settings import Settings
+
+    app = build_app(Settings(chatops_data_dir=tmp_path / "data"), repo_override=repo.root)
+    try:
+        commands = set(typing.get_args(Command)) - {Help}
+        assert commands and commands <= set(app.service._use_cases)
+        assert app.service.carry_out(Actor("ana", "shell"), Status()) == []  # no runs yet
+        with pytest.raises(UserError, match="answered by the surface"):
+            app.service.carry_out(Actor("ana", "shell"), Help())
+    finally:
+        app.close()

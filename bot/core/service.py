@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from agents.context.git import GitRepo, validate_ref_name
 from agents.context.jira import validate_key
@@ -17,8 +17,21 @@ from bot.core.actor import Actor, UserError
 from bot.core.approvals import Approvals, Outcome
 from bot.core.budget import Budget
 from bot.core.chat_errors import for_chat
-from bot.core.commands import AnalyzeBranch, AnalyzeTicket
-from bot.core.digests import Digests
+from bot.core.commands import (
+    AnalyzeBranch,
+    AnalyzeTicket,
+    Approve,
+    Command,
+    Digest,
+    Forget,
+    Learnings,
+    Reject,
+    Status,
+    Stop,
+    Vote,
+)
+from bot.core.digest import DigestData
+from bot.core.digests import Digests, Posted
 from bot.core.feedback import FeedbackService
 from bot.core.messages import RunMessages
 from bot.core.tickets import Tickets, branches_for
@@ -30,6 +43,23 @@ from bot.store.runs import NewRun, RunStore
 class Requested:
     run: Run
     created: bool  # False: a retried request found the run it already started
+
+
+@dataclass(frozen=True)
+class Asked:
+    """Where a chat command was asked, as far as its use case cares."""
+
+    event_key: str | None = None  # the delivery's key: a retried delivery starts nothing twice
+    channel: str | None = None  # where runs report and an on-demand digest is posted
+    last_run: str | None = None  # the run whose report was shown last (`approve P1`, `up F2`)
+    via: str = "command"  # how a vote arrived (the interaction log keeps it)
+
+
+Digested = Posted | DigestData  # a digest posted to the asking channel, or its data to show
+
+
+# Learnings quote the team's reasons and paths; the digest, repositories and cost.
+_MEMBERS_ONLY = "Only members of this workspace can use this command."
 
 
 class Service:
@@ -56,6 +86,78 @@ class Service:
         self.enqueue_apply = enqueue_apply
         self.tickets = tickets
         self.budget = budget
+        # The one table from a chat command to the use case that carries it out.
+        self._use_cases: dict[type[Command], Callable[[Actor, Any, Asked], object]] = {
+            AnalyzeBranch: self._analyze_branch,
+            AnalyzeTicket: self._analyze_ticket,
+            Status: self._status,
+            Stop: lambda actor, command, _: self.cancel_run(actor, command.run_id),
+            Approve: self._decide,
+            Reject: self._decide,
+            Vote: self._vote,
+            Learnings: self._learnings,
+            Forget: self._forget,
+            Digest: self._digest,
+        }
+
+    def carry_out(self, actor: Actor, command: Command, asked: Asked | None = None) -> object:
+        """A parsed chat command (Slack's and the shell's), through the table: what the use
+        case returns (`list[Requested]`, a `Run` or runs, an `Outcome`, `Voted`, learnings, a
+        `Digested`) is for the surface to show. `Help` is the surface's own."""
+        use_case = self._use_cases.get(type(command))
+        if use_case is None:
+            raise UserError(f"`{type(command).__name__.lower()}` is answered by the surface.")
+        return use_case(actor, command, asked or Asked())
+
+    def _analyze_branch(self, actor: Actor, command: AnalyzeBranch, asked: Asked) -> object:
+        return [
+            self.request_analysis(actor, command, event_key=asked.event_key, channel=asked.channel)
+        ]
+
+    def _analyze_ticket(self, actor: Actor, command: AnalyzeTicket, asked: Asked) -> object:
+        return self.request_ticket(actor, command, event_key=asked.event_key, channel=asked.channel)
+
+    def _status(self, actor: Actor, command: Status, asked: Asked) -> object:
+        if command.run_id is not None:
+            return self.status(command.run_id, actor)
+        return self.recent_runs(limit=10, requester=actor.user, actor=actor)
+
+    def _decide(self, actor: Actor, command: Approve | Reject, asked: Asked) -> object:
+        ref = command.proposal
+        if "/" not in ref and asked.last_run:
+            ref = f"{asked.last_run}/{ref}"  # `approve P1` after a report means its P1
+        decision: Literal["approve", "reject"] = (
+            "approve" if isinstance(command, Approve) else "reject"
+        )
+        reason = command.reason if isinstance(command, Reject) else ""
+        key = f"{asked.event_key}:decide" if asked.event_key else None
+        return self.decide(actor, ref, decision, reason, event_key=key)
+
+    def _vote(self, actor: Actor, command: Vote, asked: Asked) -> object:
+        self.require_member(actor, _MEMBERS_ONLY)
+        run_id = command.run_id or asked.last_run
+        if run_id is None:
+            raise UserError(
+                "Say which run: the report's footer shows its id.",
+                "e.g. `up 3f2a9c1b7d4e/F2` or `down 3f2a9c1b7d4e too noisy`",
+            )
+        return self.feedback.vote(
+            actor, run_id, command.item, command.value, via=asked.via, reason=command.reason or None
+        )
+
+    def _learnings(self, actor: Actor, command: Learnings, asked: Asked) -> object:
+        self.require_member(actor, _MEMBERS_ONLY)
+        return self.feedback.learnings(command.repo)
+
+    def _forget(self, actor: Actor, command: Forget, asked: Asked) -> object:
+        self.require_member(actor, _MEMBERS_ONLY)
+        return self.feedback.forget(actor, command.learning_id)
+
+    def _digest(self, actor: Actor, command: Digest, asked: Asked) -> Digested:
+        self.require_member(actor, _MEMBERS_ONLY)
+        if asked.channel is not None:
+            return self.digests.post_now(asked.channel)
+        return self.digests.build(self.digests.recent_period())
 
     def check_budget(self, actor: Actor) -> None:
         """Refuse a new run once today's model budget is spent (and keep a row of it: the

@@ -7,7 +7,6 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import Literal
 
 from rich.console import Console
 from rich.live import Live
@@ -19,27 +18,27 @@ from agents.context.git import GitRepo
 from agents.errors import AnalysisInputError
 from agents.pipeline import AgentProgress, Progress
 from bot.core.actor import Actor, UserError
+from bot.core.approvals import Outcome
 from bot.core.commands import (
     AnalyzeBranch,
     AnalyzeTicket,
     Approve,
     Command,
     CommandError,
-    Digest,
-    Forget,
     Help,
     Learnings,
-    Reject,
     Status,
     Stop,
     Vote,
     help_text,
     parse,
 )
+from bot.core.digest import DigestData
 from bot.core.digest import text as digest_text
-from bot.core.service import Service
+from bot.core.feedback import Voted
+from bot.core.service import Asked, Service
 from bot.logs import HeldBack, held_back
-from bot.store.models import FINAL, Run
+from bot.store.models import FINAL, LearningRow, Run
 from bot.surfaces.render.terminal import print_report, progress_view
 
 POLL_S = 0.2
@@ -129,66 +128,61 @@ class Shell:
                 self.say(f"  {exc.hint}")
 
     def _dispatch(self, command: Command) -> None:
+        """Carried out through the core's one table, then shown (and waited on)."""
         if isinstance(command, Help):
             self.say(help_text())
             self.say("  exit              leave the shell (runs keep going)")
-        elif isinstance(command, AnalyzeTicket):
-            for requested in self.service.request_ticket(self.actor, command):
-                run = requested.run
-                self.last_run = run.id
-                self.say(
-                    f"Run {run.id} queued: analyzing {run.target} in {run.repo} for "
-                    f"{run.ticket}, requested by {run.requester}."
-                )
-                self.wait(run.id)
-        elif isinstance(command, AnalyzeBranch):
-            requested = self.service.request_analysis(self.actor, command)
-            run = requested.run
-            self.last_run = run.id
+            return
+        asked = Asked(last_run=self.last_run, via="shell")
+        result = self.service.carry_out(self.actor, command, asked)
+        if isinstance(command, AnalyzeBranch | AnalyzeTicket):
+            assert isinstance(result, list)
+            for requested in result:
+                self._queued(requested.run)
+        elif isinstance(command, Status):
+            if isinstance(result, Run):
+                self._show(result)
+            else:
+                assert isinstance(result, list)
+                self._list(result)
+        elif isinstance(command, Stop):
+            assert isinstance(result, Run)
+            if result.status == "cancelled":
+                self.say(f"Run {result.id} cancelled before it started.")
+            else:
+                self.say(f"Stop requested: run {result.id} ends after the agent now running.")
+        elif isinstance(result, Outcome):
+            self._decided(result, command)
+        elif isinstance(result, Voted):
+            self._voted(result, command)
+        elif isinstance(command, Learnings):
+            assert isinstance(result, list)
+            self._learnings(result)
+        elif isinstance(result, LearningRow):
+            self.say(f"Forgot {result.id}: {result.text}. Later runs go without it.", "green")
+        elif isinstance(result, DigestData):
+            self.say(digest_text(result))
+
+    def _queued(self, run: Run) -> None:
+        self.last_run = run.id
+        if run.ticket:
+            self.say(
+                f"Run {run.id} queued: analyzing {run.target} in {run.repo} for "
+                f"{run.ticket}, requested by {run.requester}."
+            )
+        else:
             where = f" against {run.base}" if run.base else ""
             self.say(
                 f"Run {run.id} queued: analyzing {run.target}{where} in {run.repo}, "
                 f"requested by {run.requester}."
             )
-            self.wait(run.id)
-        elif isinstance(command, Status):
-            if command.run_id is None:
-                self._list()
-            else:
-                self._show(self.service.status(command.run_id))
-        elif isinstance(command, Stop):
-            run = self.service.cancel_run(self.actor, command.run_id)
-            if run.status == "cancelled":
-                self.say(f"Run {run.id} cancelled before it started.")
-            else:
-                self.say(f"Stop requested: run {run.id} ends after the agent now running.")
-        elif isinstance(command, Approve | Reject):
-            self._decide(command)
-        elif isinstance(command, Vote):
-            self._vote(command)
-        elif isinstance(command, Learnings):
-            self._learnings(command.repo)
-        elif isinstance(command, Forget):
-            row = self.service.feedback.forget(self.actor, command.learning_id)
-            self.say(f"Forgot {row.id}: {row.text}. Later runs go without it.", "green")
-        elif isinstance(command, Digest):
-            digests = self.service.digests
-            self.say(digest_text(digests.build(digests.recent_period())))
+        self.wait(run.id)
 
-    def _vote(self, command: Vote) -> None:
-        run_id = command.run_id or self.last_run
-        if run_id is None:
-            raise UserError("Which run? No report was shown yet.", "e.g. `up 3f2a9c1b7d4e/F2`")
-        voted = self.service.feedback.vote(
-            self.actor,
-            run_id,
-            command.item,
-            command.value,
-            via="shell",
-            reason=command.reason or None,
-        )
+    def _voted(self, voted: Voted, command: Command) -> None:
+        assert isinstance(command, Vote)
         self.say(voted.message, "green")
         if command.value < 0 and not command.reason:
+            run_id = command.run_id or self.last_run
             target = f"{run_id}/{command.item}" if command.item else run_id
             self.say(
                 f'  Say what was wrong: down {target} "REASON" '
@@ -196,8 +190,7 @@ class Shell:
                 "dim",
             )
 
-    def _learnings(self, repo: str | None) -> None:
-        rows = self.service.feedback.learnings(repo)
+    def _learnings(self, rows: list[LearningRow]) -> None:
         if not rows:
             self.say("No learnings yet: `chatops feedback curate` turns votes into learnings.")
             return
@@ -206,23 +199,17 @@ class Shell:
             table.add_row(row.id, row.repo, row.agent, row.kind, Text(row.text))
         self.console.print(table)
 
-    def _decide(self, command: Approve | Reject) -> None:
-        ref = command.proposal
-        if "/" not in ref and self.last_run:
-            ref = f"{self.last_run}/{ref}"  # `approve P1` after a report means that report's P1
-        decision: Literal["approve", "reject"] = (
-            "approve" if isinstance(command, Approve) else "reject"
-        )
-        reason = command.reason if isinstance(command, Reject) else ""
-        outcome = self.service.decide(self.actor, ref, decision, reason)
+    def _decided(self, outcome: Outcome, command: Command) -> None:
+        """The decision; an approval is followed until its apply ends (or two minutes)."""
         self.say(outcome.message, "green" if outcome.ok else "bold red")
-        if not outcome.ok or decision != "approve" or outcome.proposal is None:
+        if not outcome.ok or not isinstance(command, Approve) or outcome.proposal is None:
             return
-        proposal_id = outcome.proposal.id
+        proposal = outcome.proposal
+        ref = f"{proposal.run_id}/{proposal.pid}"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             current = next(
-                (p for p in self.service.proposals(outcome.proposal.run_id) if p.id == proposal_id),
+                (p for p in self.service.proposals(proposal.run_id) if p.id == proposal.id),
                 None,
             )
             if current is not None and current.status in ("applied", "stale", "failed"):
@@ -283,8 +270,7 @@ class Shell:
                 "cyan",
             )
 
-    def _list(self) -> None:
-        runs = self.service.recent_runs(requester=self.actor.user)
+    def _list(self, runs: list[Run]) -> None:
         if not runs:
             self.say("No runs yet. Try `/agent analyze branch NAME`.")
             return

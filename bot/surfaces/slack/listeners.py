@@ -13,25 +13,23 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.core.actor import Actor, UserError
+from bot.core.approvals import Outcome
 from bot.core.commands import (
     AnalyzeBranch,
     AnalyzeTicket,
-    Approve,
     Command,
     CommandError,
-    Digest,
-    Forget,
     Help,
     Learnings,
-    Reject,
     Status,
     Stop,
-    Vote,
     help_text,
     parse,
 )
-from bot.core.service import Service
-from bot.store.models import Run
+from bot.core.digests import Posted
+from bot.core.feedback import Voted
+from bot.core.service import Asked, Requested, Service
+from bot.store.models import LearningRow, Run
 from bot.surfaces.slack.blocks import (
     APPROVE,
     REJECT,
@@ -265,102 +263,80 @@ def _usage_error(exc: CommandError) -> str:
 
 
 def _handle(command: Command, delivery: Delivery, *, channel: str, service: Service) -> None:
-    """A parsed command from a slash command or a mention. A UserError goes to the inbox's
-    one handler, which answers it where the delivery came from."""
-    actor, reply, client = delivery.actor, delivery.reply, delivery.client
+    """A parsed command from a slash command or a mention, carried out through the core's one
+    table, then shown. A UserError goes to the inbox's one handler, which answers it where the
+    delivery came from."""
+    actor, reply = delivery.actor, delivery.reply
+    try:
+        result = service.carry_out(actor, command, Asked(event_key=delivery.key, channel=channel))
+    except SlackApiError as exc:  # only the digest posts while the command is carried out
+        raise UserError(
+            f"I could not post the digest here ({exc.response.get('error')}).",
+            "Invite me with `/invite @chatops`, then try again.",
+        ) from None
     if isinstance(command, AnalyzeBranch | AnalyzeTicket):
-        _analyze(command, actor, channel, delivery.key, reply, client, service)
+        assert isinstance(result, list)
+        _post_parents(result, delivery, channel, service)
+    elif isinstance(result, Run):
+        reply(_run_text(result, stopping=isinstance(command, Stop), delivery=delivery))
     elif isinstance(command, Status):
-        reply(_status(command, actor, service))
-    elif isinstance(command, Stop):
-        run = service.cancel_run(actor, command.run_id)
-        done = "cancelled" if run.status == "cancelled" else "will stop after the current agent"
-        if run.status == "cancelled":
-            _say_cancelled(client, run, actor.user)
-        reply(f"Run `{run.id}` {done}.")
-    elif isinstance(command, Approve | Reject):
-        decision: Literal["approve", "reject"] = (
-            "approve" if isinstance(command, Approve) else "reject"
-        )
-        reason = command.reason if isinstance(command, Reject) else ""
-        outcome = service.decide(
-            actor, command.proposal, decision, reason, event_key=f"{delivery.key}:decide"
-        )
-        icon = ":white_check_mark:" if outcome.ok else ":no_entry:"
-        reply(f"{icon} {escape(outcome.message)}")
-    else:
-        _feedback_command(command, actor, channel, reply, service)
-
-
-def _feedback_command(
-    command: Command, actor: Actor, channel: str, reply: Reply, service: Service
-) -> None:
-    feedback = service.feedback
-    # Learnings quote the team's reasons and paths; the digest, repositories and cost.
-    service.require_member(actor, "Only members of this workspace can use this command.")
-    if isinstance(command, Vote):
-        if command.run_id is None:
-            raise UserError(
-                "Say which run: the report's footer shows its id.",
-                "e.g. `/agent up 3f2a9c1b7d4e/F2` or `/agent down 3f2a9c1b7d4e too noisy`",
-            )
-        voted = feedback.vote(
-            actor,
-            command.run_id,
-            command.item,
-            command.value,
-            via="command",
-            reason=command.reason or None,
-        )
-        reply(voted.message)
+        assert isinstance(result, list)
+        reply(_runs_text(result[:5]))
+    elif isinstance(result, Outcome):
+        icon = ":white_check_mark:" if result.ok else ":no_entry:"
+        reply(f"{icon} {escape(result.message)}")
+    elif isinstance(result, Voted):
+        reply(result.message)
     elif isinstance(command, Learnings):
-        rows = feedback.learnings(command.repo)
-        if not rows:
-            reply("No learnings yet: votes are curated hourly.")
-            return
-        lines = [
-            f"`{row.id}` {row.repo} · {row.agent} · {row.kind}: {escape(row.text[:300])}"
-            for row in rows[:40]
-        ]
-        reply("\n".join(lines))
-    elif isinstance(command, Forget):
-        row = feedback.forget(actor, command.learning_id)
-        reply(f"Forgot `{row.id}` ({escape(row.text[:200])}). Later runs go without it.")
-    elif isinstance(command, Digest):
-        try:
-            posted = service.digests.post_now(channel)
-        except SlackApiError as exc:
-            raise UserError(
-                f"I could not post the digest here ({exc.response.get('error')}).",
-                "Invite me with `/invite @chatops`, then try again.",
-            ) from None
-        if posted.outcome != "posted":
-            reply(f":warning: {escape(posted.message)}")
+        assert isinstance(result, list)
+        reply(_learnings_text(result))
+    elif isinstance(result, LearningRow):
+        reply(f"Forgot `{result.id}` ({escape(result.text[:200])}). Later runs go without it.")
+    elif isinstance(result, Posted) and result.outcome != "posted":
+        reply(f":warning: {escape(result.message)}")
 
 
-def _analyze(
-    command: AnalyzeBranch | AnalyzeTicket,
-    actor: Actor,
-    channel: str,
-    event_key: str,
-    reply: Reply,
-    client: WebClient,
-    service: Service,
+def _post_parents(
+    runs: list[Requested], delivery: Delivery, channel: str, service: Service
 ) -> None:
-    if isinstance(command, AnalyzeTicket):
-        runs = service.request_ticket(actor, command, event_key=event_key, channel=channel)
-    else:
-        runs = [service.request_analysis(actor, command, event_key=event_key, channel=channel)]
     for requested in runs:
         # Handled before (a process that died after starting the run): its message is what
         # may be missing, if the run still waits for one.
         if not requested.created and (
             requested.run.thread_ts is not None or requested.run.status != "queued"
         ):
-            log.info("delivery %s handled before: run %s exists", event_key, requested.run.id)
+            log.info("delivery %s handled before: run %s exists", delivery.key, requested.run.id)
             continue
-        if not _post_parent(requested.run, actor, channel, reply, client, service):
+        if not _post_parent(
+            requested.run, delivery.actor, channel, delivery.reply, delivery.client, service
+        ):
             return
+
+
+def _run_text(run: Run, *, stopping: bool, delivery: Delivery) -> str:
+    if stopping:
+        if run.status == "cancelled":
+            _say_cancelled(delivery.client, run, delivery.actor.user)
+            return f"Run `{run.id}` cancelled."
+        return f"Run `{run.id}` will stop after the current agent."
+    error = f": {escape(run.error)}" if run.error else ""
+    by = f" by <@{run.stop_requested_by}>" if run.stop_requested_by else ""
+    return f"Run `{run.id}` ({escape(run.target)} in {escape(run.repo)}): {run.status}{by}{error}"
+
+
+def _runs_text(runs: list[Run]) -> str:
+    if not runs:
+        return "You have no runs yet. Try `/agent analyze branch NAME`."
+    return "\n".join(f"`{r.id}` {r.status} · {escape(r.target)} in {escape(r.repo)}" for r in runs)
+
+
+def _learnings_text(rows: list[LearningRow]) -> str:
+    if not rows:
+        return "No learnings yet: votes are curated hourly."
+    return "\n".join(
+        f"`{row.id}` {row.repo} · {row.agent} · {row.kind}: {escape(row.text[:300])}"
+        for row in rows[:40]
+    )
 
 
 def _post_parent(
@@ -405,17 +381,3 @@ def _say_cancelled(client: WebClient, run: Run, user: str) -> None:
         )
     except SlackApiError as exc:  # cosmetic: the run is cancelled either way
         log.warning("run %s: could not mark the message cancelled: %s", run.id, exc)
-
-
-def _status(command: Status, actor: Actor, service: Service) -> str:
-    if command.run_id is not None:
-        run = service.status(command.run_id, actor)
-        error = f": {escape(run.error)}" if run.error else ""
-        by = f" by <@{run.stop_requested_by}>" if run.stop_requested_by else ""
-        return (
-            f"Run `{run.id}` ({escape(run.target)} in {escape(run.repo)}): {run.status}{by}{error}"
-        )
-    runs = service.recent_runs(limit=5, requester=actor.user, actor=actor)
-    if not runs:
-        return "You have no runs yet. Try `/agent analyze branch NAME`."
-    return "\n".join(f"`{r.id}` {r.status} · {escape(r.target)} in {escape(r.repo)}" for r in runs)
