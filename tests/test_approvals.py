@@ -396,7 +396,8 @@ def test_a_retried_click_is_handled_once(world: World) -> None:
     run_id = world.analyzed("feature/imports", {"shop/cli.py": UNUSED})
     first = world.decide(APPROVER, f"{run_id}/P1", event_key="slack:action:UAPPROVER:1.2")
     again = world.decide(APPROVER, f"{run_id}/P1", event_key="slack:action:UAPPROVER:1.2")
-    assert first.ok and not again.ok and again.message == "This click was already handled."
+    assert first.ok and not again.ok and again.repeated
+    assert again.message == f"This click was already handled: {run_id}/P1 is applied by UAPPROVER."
     assert ("UAPPROVER", "approve_proposal", "ignored") in world.audit(run_id)
 
 

@@ -29,11 +29,13 @@ from bot.core.commands import AnalyzeBranch
 from bot.settings import Settings
 from bot.store.db import session_scope
 from bot.store.inbox import InboxStore
-from bot.store.models import InboxRow
+from bot.store.models import InboxRow, Run
 from bot.store.types import utcnow
+from bot.store.workers import WorkerStore
 from bot.surfaces.slack.blocks import report_blocks
 from bot.surfaces.slack.inbox import MAX_ATTEMPTS, SlackInbox
 from bot.surfaces.slack.listeners import handlers
+from bot.worker.reaper import Reaper
 from tests.support.fakes.slack_api import BOT_TOKEN, FakeSlack
 from tests.support.gitrepo import RepoBuilder
 from tests.support.processes import clean_env, start_worker, stop, wait_for
@@ -206,6 +208,10 @@ def test_a_click_whose_decision_landed_before_the_crash_is_not_decided_twice(
         assert len(granted) == 1
         ignored = [r for r in app.service.audit(run_id) if r.outcome == "ignored"]
         assert len(ignored) == 1 and "duplicate delivery" in ignored[0].detail
+        # The replay says what became of it, as the first try did: no refusal to the approver.
+        assert not [r for r in slack.responses if ":no_entry:" in r.get("text", "")]
+        edits = [c for c in slack.called("chat.update") if "Approved by <@U222>" in str(c.args)]
+        assert len(edits) == 2  # the first try's, and the replay's (the same words)
 
 
 def test_a_delivery_that_keeps_failing_is_given_up_and_the_user_told(app: App) -> None:
@@ -354,3 +360,39 @@ def _healthy(url: str, server: subprocess.Popen[bytes]) -> bool:
             return response.read() == b"ok"
     except OSError:
         return False
+
+
+def test_a_reaper_step_that_fails_does_not_stop_the_others(app: App) -> None:
+    """The queue is away (enqueuing fails): the pass still redelivers what it can."""
+    calls: list[str] = []
+
+    def away(run_id: str) -> None:
+        calls.append(f"enqueue {run_id}")
+        raise ConnectionError("the queue is away")
+
+    reaper = Reaper(
+        app.settings,
+        app.store,
+        app.service.approvals.proposals,
+        WorkerStore(app.engine),
+        process="p",
+        kind="worker",
+        enqueue=away,
+        enqueue_apply=lambda pid: None,
+        reconcile_applies=lambda older: calls.append("applies") or [],  # type: ignore[func-returns-value]
+        redeliver_reports=lambda older: calls.append("reports") or [],  # type: ignore[func-returns-value]
+        redeliver_deliveries=lambda: calls.append("deliveries") or [],  # type: ignore[func-returns-value]
+    )
+    with session_scope(app.engine) as session:  # a run whose task was lost long ago
+        session.add(
+            Run(
+                id="lost1",
+                requester="U",
+                surface="cli",
+                repo="r",
+                target="b",
+                enqueued_at=utcnow() - timedelta(hours=1),
+            )
+        )
+    reaper.reap_once()
+    assert calls == ["enqueue lost1", "applies", "reports", "deliveries"]

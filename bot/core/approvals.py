@@ -40,6 +40,7 @@ class Outcome:
     ok: bool
     message: str
     proposal: ProposalRow | None = None
+    repeated: bool = False  # the same delivery was acted on before: nothing done this time
 
 
 class Approvals:
@@ -101,7 +102,7 @@ class Approvals:
                 detail=f"duplicate delivery {event_key}",
                 run_id=run_id,
             )
-            return Outcome(False, "This click was already handled.")
+            return self._handled_before(run_id, pid)
         deny = partial(self._deny, actor, action, run_id, event_key=event_key)
         proposal = self.proposals.find(run_id, pid)
         run = self.runs.get(run_id)
@@ -121,25 +122,33 @@ class Approvals:
         checks = self._checks(actor, run, proposal, decision)
         if not checks.allowed:
             return deny(proposal, checks.reason)
+        verb = "approved" if decision == "approve" else "rejected"
+        # The decision, its approval row, its audit row and the delivery's key: one transaction.
         decided = self.proposals.decide(
-            proposal.id or 0, decision, actor.user, reason or None, event_key=event_key
+            proposal.id or 0,
+            decision,
+            actor.user,
+            reason or None,
+            event_key=event_key,
+            audit_detail=f"{ref} {verb}: {checks.reason}" + (f" ({reason})" if reason else ""),
         )
         if decided is None:
-            return Outcome(False, "This click was already handled.")
+            return self._handled_before(run_id, pid)
         if not decided:
             return deny(proposal, f"{ref} was decided by someone else a moment ago")
-        verb = "approved" if decision == "approve" else "rejected"
-        self.proposals.audit(
-            actor=actor.user,
-            action=action,
-            outcome="granted",
-            detail=f"{ref} {verb}: {checks.reason}" + (f" ({reason})" if reason else ""),
-            run_id=run_id,
-            proposal_id=proposal.id,
-        )
         if decision == "approve":  # the caller enqueues the apply
             return Outcome(True, f"{ref} approved by {actor.user}; applying it now.", proposal)
         return Outcome(True, f"{ref} rejected by {actor.user}.", proposal)
+
+    def _handled_before(self, run_id: str, pid: str) -> Outcome:
+        """A delivery already acted on (a process that died after deciding, replayed): say
+        what became of the proposal, and do nothing more."""
+        proposal = self.proposals.find(run_id, pid)
+        state = ""
+        if proposal is not None and proposal.status != "proposed":
+            who = f" by {proposal.decided_by}" if proposal.decided_by else ""
+            state = f": {run_id}/{pid} is {proposal.status}{who}"
+        return Outcome(False, f"This click was already handled{state}.", proposal, repeated=True)
 
     def _checks(self, actor: Actor, run: Run, proposal: ProposalRow, decision: str) -> Decision:
         try:
@@ -275,7 +284,10 @@ class Approvals:
             except Exception as exc:  # a check that broke still ends the wait, visibly
                 log.exception("checking abandoned proposal %s failed", proposal.id)
                 result = WriteResult(
-                    "failed", f"the worker stopped while applying it, and checking broke: {exc}"
+                    "failed",
+                    f"the worker stopped while applying it, and checking broke ({exc}); look "
+                    f"on the target for what {proposal.run_id}/{proposal.pid} would have written",
+                    unsure=True,
                 )
             if self._finish(proposal, run, result):
                 log.warning("proposal %s was left applying: %s", proposal.id, result.detail)

@@ -93,13 +93,14 @@ class InboxStore:
     def given_up(self, max_attempts: int) -> list[InboxRow]:
         """Pending deliveries out of attempts and lease: marked failed, returned once."""
         now = utcnow()
+        expired = or_(col(InboxRow.lease_until).is_(None), col(InboxRow.lease_until) < now)
         with session_scope(self.engine) as session:
             rows = list(
                 session.exec(
                     select(InboxRow).where(
                         col(InboxRow.status) == "pending",
                         col(InboxRow.attempts) >= max_attempts,
-                        col(InboxRow.lease_until) < now,
+                        expired,
                     )
                 )
             )

@@ -67,9 +67,11 @@ class ProposalStore:
         reason: str | None,
         *,
         event_key: str | None = None,
+        audit_detail: str | None = None,
     ) -> bool | None:
-        """proposed → approved/rejected, with the approval row and the delivery's key,
-        atomically. False if it was no longer proposed; None if the key was already used."""
+        """proposed → approved/rejected, with the approval row, the `granted` audit row (when
+        `audit_detail` is given) and the delivery's key, atomically. False if it was no longer
+        proposed; None if the key was already used."""
         status = "approved" if decision == "approve" else "rejected"
         try:
             with session_scope(self.engine) as session:
@@ -89,6 +91,18 @@ class ProposalStore:
                 session.add(
                     ApprovalRow(proposal_id=proposal_id, user=user, decision=status, reason=reason)
                 )
+                if audit_detail is not None:
+                    row = session.get(ProposalRow, proposal_id)
+                    session.add(
+                        AuditEvent(
+                            actor=user,
+                            action=f"{decision}_proposal",
+                            outcome="granted",
+                            detail=audit_detail,
+                            run_id=row.run_id if row is not None else None,
+                            proposal_id=proposal_id,
+                        )
+                    )
         except IntegrityError:
             return None
         return True

@@ -55,32 +55,61 @@ class Reaper:
         self.redeliver_reports = redeliver_reports
         self.redeliver_deliveries = redeliver_deliveries
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def reap_once(self) -> list[str]:
+        """One pass. Each step stands alone: a queue that is away (enqueue fails) does not stop
+        the applies, the reports or the deliveries from being finished."""
         settings = self.settings
-        ids = self.runs.reap(
-            max_attempts=settings.chatops_max_attempts,
-            requeue_after_s=settings.chatops_requeue_after_s,
-        )
-        for run_id in ids:
-            log.warning("re-enqueuing run %s (lease expired or task lost)", run_id)
-            self.enqueue(run_id)
-        for proposal_id in self.proposals.approved_waiting(settings.chatops_lease_s):
-            log.warning("re-enqueuing the apply of proposal %s (task lost)", proposal_id)
-            self.enqueue_apply(proposal_id)
-        self.reconcile_applies(settings.chatops_requeue_after_s)
-        # A report stored but never posted: its worker died in between. A lease's time is
-        # more than any post takes.
-        self.redeliver_reports(settings.chatops_lease_s)
-        self.redeliver_deliveries()
+        ids: list[str] = []
+
+        def runs() -> None:
+            ids.extend(
+                self.runs.reap(
+                    max_attempts=settings.chatops_max_attempts,
+                    requeue_after_s=settings.chatops_requeue_after_s,
+                )
+            )
+            for run_id in ids:
+                log.warning("re-enqueuing run %s (lease expired or task lost)", run_id)
+                self.enqueue(run_id)
+
+        def applies() -> None:
+            for proposal_id in self.proposals.approved_waiting(settings.chatops_lease_s):
+                log.warning("re-enqueuing the apply of proposal %s (task lost)", proposal_id)
+                self.enqueue_apply(proposal_id)
+
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("runs", runs),
+            ("applies", applies),
+            ("half-done applies", lambda: self.reconcile_applies(settings.chatops_requeue_after_s)),
+            # A report stored but never posted: its worker died in between. A lease's time is
+            # more than any post takes.
+            ("reports", lambda: self.redeliver_reports(settings.chatops_lease_s)),
+            ("deliveries", self.redeliver_deliveries),
+        ]
+        for what, step in steps:
+            if self._stop.is_set():
+                break
+            try:
+                step()
+            except Exception:  # a database or queue hiccup: the next pass tries again
+                log.exception("reaper: %s failed this pass", what)
         return ids
 
     def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
         self._stop.clear()
-        threading.Thread(target=self._loop, name="chatops-reaper", daemon=True).start()
+        self._thread = threading.Thread(target=self._loop, name="chatops-reaper", daemon=True)
+        self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait_s: float = 10.0) -> None:
+        """Stop, and wait for a pass still going (it may be handling a delivery)."""
         self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(wait_s)
 
     def _loop(self) -> None:
         interval = max(0.5, min(10.0, self.settings.chatops_lease_s / 2))
@@ -88,7 +117,8 @@ class Reaper:
         while not self._stop.wait(interval):
             try:
                 self.reap_once()
-                self.beat("running")
+                if not self._stop.is_set():  # after a stop, "stopped" is the last word
+                    self.beat("running")
             except Exception:  # a database hiccup must not kill the reaper
                 log.exception("reaper pass failed")
 

@@ -34,6 +34,11 @@ STORE_AWAY = ":warning: My database is unavailable right now; I will act on this
 # Long enough for Slack's retries (minutes) and a person's "did my click count?" (a day).
 KEEP_HANDLED_S = 7 * 24 * 3600.0
 MAX_ATTEMPTS = 3
+REPLAYS_PER_PASS = 20
+# Said when a delivery could not even be recorded: nothing was done with it.
+STORE_DOWN = (
+    ":warning: My database is unavailable right now, so nothing was started. Try again in a minute."
+)
 
 
 @dataclass(frozen=True)
@@ -142,18 +147,33 @@ class SlackInbox:
             log.error("delivery %s (%s) failed %d times; given up", row.key, row.kind, row.attempts)
             body = json.loads(row.payload)
             try:
-                Delivery(row.key, body, self.client).respond(
+                Delivery(row.key, body, self.client).reply(
                     ":warning: I could not handle this after several tries; nothing more will "
                     "be done with it. Try again."
                 )
             except Exception:
                 log.warning("%s: could not say it was given up", row.key, exc_info=True)
-        rows = self.store.claim_abandoned(self.worker, self.lease_s, MAX_ATTEMPTS)
-        for row in rows:
+        handled: list[str] = []
+        # One at a time, each claimed just before it is handled: a lease taken for a whole
+        # batch could run out while the batch is still being worked through.
+        for _ in range(REPLAYS_PER_PASS):
+            claimed = self.store.claim_abandoned(self.worker, self.lease_s, MAX_ATTEMPTS, limit=1)
+            if not claimed:
+                break
+            row = claimed[0]
             log.warning("delivery %s (%s) was left unhandled; handling it now", row.key, row.kind)
             self._handle(row.kind, row.key, json.loads(row.payload), replayed=True)
+            handled.append(row.key)
         self.store.prune(KEEP_HANDLED_S)
-        return [row.key for row in rows]
+        return handled
+
+    def store_down(self, key: str, body: dict[str, Any]) -> None:
+        """Acked without a record (the store is down): say so where the delivery came from,
+        for deliveries whose ack carries no answer of its own."""
+        try:
+            Delivery(key, body, self.client).reply(STORE_DOWN)
+        except Exception:
+            log.warning("%s: could not say the store is down", key, exc_info=True)
 
     def _handle(self, kind: str, key: str, body: dict[str, Any], *, replayed: bool) -> None:
         handler = self.handlers.get(kind)

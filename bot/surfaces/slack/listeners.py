@@ -19,6 +19,7 @@ from bot.core.commands import (
     AnalyzeTicket,
     Command,
     CommandError,
+    Digest,
     Help,
     Learnings,
     Status,
@@ -44,7 +45,7 @@ from bot.surfaces.slack.blocks import (
     parse_vote_value,
 )
 from bot.surfaces.slack.home import publish_home
-from bot.surfaces.slack.inbox import Delivery, Handler, SlackInbox
+from bot.surfaces.slack.inbox import STORE_DOWN, Delivery, Handler, SlackInbox
 from bot.surfaces.slack.views import REASON_BLOCK, VOTE_REASON, modal_values, vote_modal
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,13 @@ def register(app: App, inbox: SlackInbox) -> None:
             f"slack:command:{body.get('trigger_id')}",
             body,
             ack,
-            lambda: ack(response_type="ephemeral", text=_STORE_DOWN),
+            lambda: ack(response_type="ephemeral", text=STORE_DOWN),
         )
 
     def on_event(ack: Ack, body: dict[str, Any]) -> None:
         kind = str((body.get("event") or {}).get("type", ""))
-        inbox.receive(kind, f"slack:event:{body.get('event_id')}", body, ack, ack)
+        key = f"slack:event:{body.get('event_id')}"
+        inbox.receive(kind, key, body, ack, _down(ack, inbox, key, body))
 
     for name in EVENTS:
         app.event(name)(on_event)
@@ -92,7 +94,7 @@ def register(app: App, inbox: SlackInbox) -> None:
     def on_action(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         user = (body.get("user") or {}).get("id")
         key = f"slack:action:{user}:{action.get('action_ts')}:{action.get('action_id')}"
-        inbox.receive(str(action.get("action_id")), key, body, ack, ack)
+        inbox.receive(str(action.get("action_id")), key, body, ack, _down(ack, inbox, key, body))
 
     for action_id in ACTIONS:
         app.action(action_id)(on_action)
@@ -112,9 +114,15 @@ def register(app: App, inbox: SlackInbox) -> None:
 
 Reply = Callable[[str], None]
 
-_STORE_DOWN = (
-    ":warning: My database is unavailable right now, so nothing was started. Try again in a minute."
-)
+
+def _down(ack: Ack, inbox: SlackInbox, key: str, body: dict[str, Any]) -> Callable[[], None]:
+    """With the store down: ack, then say so where the delivery came from."""
+
+    def unavailable() -> None:
+        ack()
+        inbox.store_down(key, body)
+
+    return unavailable
 
 
 def handlers(service: Service) -> dict[str, Handler]:
@@ -231,6 +239,12 @@ def _decide(decision: Literal["approve", "reject"], delivery: Delivery, service:
         event_key=f"slack:action:{actor.user}:{action.get('action_ts')}:{ref}",
     )
     from_home = (body.get("view") or {}).get("type") == "home"
+    earlier = outcome.proposal
+    if outcome.repeated and earlier is not None and earlier.decided_by:
+        # Replayed after a crash: the decision stands; show it as the first try would have.
+        outcome = Outcome(True, outcome.message, earlier)
+        actor = Actor(earlier.decided_by, actor.surface, actor.team)
+        decision = "reject" if earlier.status == "rejected" else "approve"
     if not outcome.ok:
         if from_home:  # no message to answer in: the home tab shows the state again
             publish_home(client, service, actor)
@@ -269,7 +283,9 @@ def _handle(command: Command, delivery: Delivery, *, channel: str, service: Serv
     actor, reply = delivery.actor, delivery.reply
     try:
         result = service.carry_out(actor, command, Asked(event_key=delivery.key, channel=channel))
-    except SlackApiError as exc:  # only the digest posts while the command is carried out
+    except SlackApiError as exc:  # the digest is posted while the command is carried out
+        if not isinstance(command, Digest):
+            raise
         raise UserError(
             f"I could not post the digest here ({exc.response.get('error')}).",
             "Invite me with `/invite @chatops`, then try again.",
@@ -320,7 +336,10 @@ def _run_text(run: Run, *, stopping: bool, delivery: Delivery) -> str:
             return f"Run `{run.id}` cancelled."
         return f"Run `{run.id}` will stop after the current agent."
     error = f": {escape(run.error)}" if run.error else ""
-    by = f" by <@{run.stop_requested_by}>" if run.stop_requested_by else ""
+    by = ""
+    if run.stop_requested_by:
+        who = f"<@{run.stop_requested_by}>"
+        by = f" (stop requested by {who})" if run.status == "running" else f" by {who}"
     return f"Run `{run.id}` ({escape(run.target)} in {escape(run.repo)}): {run.status}{by}{error}"
 
 
