@@ -252,7 +252,9 @@ def scenario(
         for _ in range(30):
             with engine.connect() as connection:
                 unposted = connection.execute(
-                    text("SELECT count(*) FROM runs WHERE status = 'done' AND report_ts IS NULL")
+                    text(
+                        "SELECT count(*) FROM runs WHERE status = 'done' AND report_message IS NULL"
+                    )
                 ).scalar_one()
             if unposted == 0:
                 break

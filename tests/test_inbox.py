@@ -169,7 +169,7 @@ def test_a_command_acked_by_a_dead_process_is_handled_by_the_reaper_once(app: Ap
         _left_by_a_dead_process(app, key)
         assert inbox.redeliver() == [key]
         [run] = app.store.recent()
-        assert run.target == "feature/imports" and run.thread_ts is not None
+        assert run.target == "feature/imports" and run.message is not None
         assert len(slack.top_level()) == 1  # the parent message, once
         assert inbox.redeliver() == []
 
@@ -182,13 +182,13 @@ def test_a_process_that_died_after_starting_the_run_gets_its_message_posted(app:
         body = _command(slack, "analyze branch feature/imports", "3")
         actor = Actor("W111", "slack", team="T111")
         app.service.request_analysis(
-            actor, AnalyzeBranch("feature/imports"), event_key=key, channel="C111"
+            actor, AnalyzeBranch("feature/imports"), event_key=key, place="C111"
         )
         _record_only(inbox, "command", key, body)
         _left_by_a_dead_process(app, key)
         assert inbox.redeliver() == [key]
         [run] = app.store.recent()
-        assert run.thread_ts is not None and len(slack.top_level()) == 1
+        assert run.message is not None and len(slack.top_level()) == 1
 
 
 def test_a_click_whose_decision_landed_before_the_crash_is_not_decided_twice(
@@ -234,7 +234,7 @@ def test_a_delivery_that_keeps_failing_is_given_up_and_the_user_told(app: App) -
 
 def _finished_run(app: App) -> tuple[str, str, str]:
     requested = app.service.request_analysis(
-        Actor("W111", "slack", team="T111"), AnalyzeBranch("feature/imports"), channel="C111"
+        Actor("W111", "slack", team="T111"), AnalyzeBranch("feature/imports"), place="C111"
     )
     app.executor(requested.run.id)
     [proposal] = app.service.proposals(requested.run.id)

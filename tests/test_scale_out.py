@@ -319,7 +319,7 @@ def test_a_report_stored_but_never_posted_is_posted_once_by_a_reaper(
                 channel="C111", text="Analyzing feature/planted"
             )
             run, _ = app.store.create(
-                NewRun("W111", "slack", "shop", "feature/planted", channel="C111")
+                NewRun("W111", "slack", "shop", "feature/planted", place="C111")
             )
             app.store.set_message(run.id, "C111", str(parent["ts"]))
             observers, app.executor.observers = app.executor.observers, []
@@ -339,6 +339,6 @@ def test_a_report_stored_but_never_posted_is_posted_once_by_a_reaper(
             reports = [m for m in slack.thread(str(parent["ts"])) if m.text.startswith("Report")]
             assert len(reports) == 1
             stored = app.store.get(run.id)
-            assert stored is not None and stored.report_ts == reports[0].ts
+            assert stored is not None and stored.report_message == reports[0].ts
         finally:
             app.close()

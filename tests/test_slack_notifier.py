@@ -26,9 +26,7 @@ def test_a_failed_run_says_so_and_why_in_the_thread(tmp_path: Path) -> None:
         client = web_client(BOT_TOKEN, slack.api_url)
         posted = client.chat_postMessage(channel="C111", text="Analyzing feature/x in shop")
         run, _ = store.create(
-            NewRun(
-                requester="W111", surface="slack", repo="shop", target="feature/x", channel="C111"
-            )
+            NewRun(requester="W111", surface="slack", repo="shop", target="feature/x", place="C111")
         )
         store.set_message(run.id, "C111", str(posted["ts"]))
         notifier = SlackNotifier(client, RunMessages(store))
@@ -73,9 +71,7 @@ def test_a_long_proposal_is_uploaded_whole_for_the_approvers(tmp_path: Path) -> 
         client = web_client(BOT_TOKEN, slack.api_url)
         posted = client.chat_postMessage(channel="C111", text="Analyzing feature/x in shop")
         run, _ = store.create(
-            NewRun(
-                requester="W111", surface="slack", repo="shop", target="feature/x", channel="C111"
-            )
+            NewRun(requester="W111", surface="slack", repo="shop", target="feature/x", place="C111")
         )
         store.set_message(run.id, "C111", str(posted["ts"]))
         report = Report(
@@ -114,9 +110,7 @@ def test_a_cancelled_queued_run_says_so_and_by_whom(tmp_path: Path) -> None:
         client = web_client(BOT_TOKEN, slack.api_url)
         posted = client.chat_postMessage(channel="C111", text="Analyzing feature/x in shop: queued")
         run, _ = store.create(
-            NewRun(
-                requester="W111", surface="slack", repo="shop", target="feature/x", channel="C111"
-            )
+            NewRun(requester="W111", surface="slack", repo="shop", target="feature/x", place="C111")
         )
         store.set_message(run.id, "C111", str(posted["ts"]))
         stopped = store.request_stop(run.id)
@@ -135,9 +129,7 @@ def test_a_running_run_stopped_at_a_checkpoint_says_by_whom(tmp_path: Path) -> N
         client = web_client(BOT_TOKEN, slack.api_url)
         posted = client.chat_postMessage(channel="C111", text="Analyzing feature/x in shop")
         run, _ = store.create(
-            NewRun(
-                requester="W111", surface="slack", repo="shop", target="feature/x", channel="C111"
-            )
+            NewRun(requester="W111", surface="slack", repo="shop", target="feature/x", place="C111")
         )
         store.set_message(run.id, "C111", str(posted["ts"]))
         assert store.claim(run.id, "w", 60) is not None

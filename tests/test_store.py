@@ -35,6 +35,53 @@ def test_migrations_build_exactly_the_models_schema_on_postgres() -> None:
         upgrade(url)  # idempotent
 
 
+def _run_places_survive_the_upgrade(url: str) -> None:
+    """A database at 0005 holding Slack runs: after 0006 each run reports to the same place,
+    and its messages are found by the new names."""
+    config = alembic_config(url)
+    command.upgrade(config, "0005")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO runs (id, requester, surface, repo, kind, target, status,"
+                " stop_requested, attempts, channel, thread_ts, report_ts, created_at,"
+                " enqueued_at) VALUES ('r1', 'W1', 'slack', 'shop', 'branch', 'feature/x',"
+                " 'done', false, 1, 'C111', '1700000000.000100', '1700000000.000200',"
+                " '2026-11-30 10:00:00+00:00', '2026-11-30 10:00:00+00:00')"
+            )
+        )
+    engine.dispose()
+    command.upgrade(config, "head")
+    store = RunStore(make_engine(url))
+    run = store.get("r1")
+    assert run is not None
+    assert (run.place, run.message, run.report_message) == (
+        "C111",
+        "1700000000.000100",
+        "1700000000.000200",
+    )
+    found = store.run_for_message("C111", "1700000000.000200")
+    assert found is not None and found.id == "r1"
+    command.check(config)
+    command.downgrade(config, "0005")  # and back, with the data
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT channel, thread_ts FROM runs")).one()
+    assert tuple(row) == ("C111", "1700000000.000100")
+    engine.dispose()
+
+
+def test_run_places_survive_the_upgrade_on_sqlite(tmp_path: Path) -> None:
+    _run_places_survive_the_upgrade(f"sqlite:///{tmp_path / 'old.db'}")
+
+
+@needs_postgres
+def test_run_places_survive_the_upgrade_on_postgres() -> None:
+    with fresh_postgres() as url:
+        _run_places_survive_the_upgrade(url)
+
+
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> None:
     engine = make_engine(sqlite_url)
     with engine.connect() as connection:

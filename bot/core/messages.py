@@ -1,11 +1,29 @@
-"""Where a run's messages are on the surface that asked for it (for Slack: the channel, the
-parent message, the report in its thread), and the claim that posts each report once. The
-Slack notifier and the listeners keep and find them through this, not through the store."""
+"""Where a run's messages are on the surface that asked for it, in that surface's own terms
+(`MessageRef`: for Slack, the channel and a message's ts), and the claim that posts each report
+once. The Slack notifier and the listeners keep and find them through this, not through the
+store; a second surface brings its own terms and needs no new query."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bot.store.models import Run
 from bot.store.runs import RunStore
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    """A message on a surface: the place it is in (a Slack channel) and its id there (a ts)."""
+
+    place: str
+    message: str
+
+
+def parent_of(run: Run) -> MessageRef | None:
+    """The run's parent message (progress edits it, the report goes with it), once posted."""
+    if run.place is None or run.message is None:
+        return None
+    return MessageRef(run.place, run.message)
 
 
 class RunMessages:
@@ -15,16 +33,16 @@ class RunMessages:
     def run(self, run_id: str) -> Run | None:
         return self.store.get(run_id)
 
-    def set_message(self, run_id: str, channel: str, ts: str) -> None:
+    def set_message(self, run_id: str, ref: MessageRef) -> None:
         """The parent message the run's progress edits."""
-        self.store.set_message(run_id, channel, ts)
+        self.store.set_message(run_id, ref.place, ref.message)
 
-    def set_report_message(self, run_id: str, ts: str) -> None:
-        self.store.set_report_message(run_id, ts)
+    def set_report_message(self, run_id: str, message: str) -> None:
+        self.store.set_report_message(run_id, message)
 
-    def run_for_message(self, channel: str, ts: str) -> Run | None:
+    def run_for_message(self, ref: MessageRef) -> Run | None:
         """The run whose parent or report message this is (a reaction names a message)."""
-        return self.store.run_for_message(channel, ts)
+        return self.store.run_for_message(ref.place, ref.message)
 
     def claim_report_post(self, run_id: str, marker: str) -> bool:
         """One poster per report: the worker that finished it, or a reaper redelivering it."""

@@ -50,7 +50,7 @@ class Asked:
     """Where a chat command was asked, as far as its use case cares."""
 
     event_key: str | None = None  # the delivery's key: a retried delivery starts nothing twice
-    channel: str | None = None  # where runs report and an on-demand digest is posted
+    place: str | None = None  # where runs report and an on-demand digest is posted
     last_run: str | None = None  # the run whose report was shown last (`approve P1`, `up F2`)
     via: str = "command"  # how a vote arrived (the interaction log keeps it)
 
@@ -110,12 +110,10 @@ class Service:
         return use_case(actor, command, asked or Asked())
 
     def _analyze_branch(self, actor: Actor, command: AnalyzeBranch, asked: Asked) -> object:
-        return [
-            self.request_analysis(actor, command, event_key=asked.event_key, channel=asked.channel)
-        ]
+        return [self.request_analysis(actor, command, event_key=asked.event_key, place=asked.place)]
 
     def _analyze_ticket(self, actor: Actor, command: AnalyzeTicket, asked: Asked) -> object:
-        return self.request_ticket(actor, command, event_key=asked.event_key, channel=asked.channel)
+        return self.request_ticket(actor, command, event_key=asked.event_key, place=asked.place)
 
     def _status(self, actor: Actor, command: Status, asked: Asked) -> object:
         if command.run_id is not None:
@@ -155,8 +153,8 @@ class Service:
 
     def _digest(self, actor: Actor, command: Digest, asked: Asked) -> Digested:
         self.require_member(actor, _MEMBERS_ONLY)
-        if asked.channel is not None:
-            return self.digests.post_now(asked.channel)
+        if asked.place is not None:
+            return self.digests.post_now(asked.place)
         return self.digests.build(self.digests.recent_period())
 
     def check_budget(self, actor: Actor) -> None:
@@ -176,8 +174,8 @@ class Service:
         command: AnalyzeBranch,
         *,
         event_key: str | None = None,
-        channel: str | None = None,
-        thread_ts: str | None = None,
+        place: str | None = None,
+        message: str | None = None,
     ) -> Requested:
         """Check the request, record a queued run, and hand it to the queue. Returns at once."""
         self._members_only(actor)
@@ -204,8 +202,8 @@ class Service:
                 repo=name,
                 target=command.branch,
                 base=command.base,
-                channel=channel,
-                thread_ts=thread_ts,
+                place=place,
+                message=message,
             ),
             event_key=event_key,
         )
@@ -219,7 +217,7 @@ class Service:
         command: AnalyzeTicket,
         *,
         event_key: str | None = None,
-        channel: str | None = None,
+        place: str | None = None,
     ) -> list[Requested]:
         """Read the ticket, find the branches that implement it, and queue one run for each.
         Reads Jira: call it after a Slack ack, never before."""
@@ -265,7 +263,7 @@ class Service:
                     target=branch,
                     kind="ticket",
                     ticket=command.key,
-                    channel=channel,
+                    place=place,
                 ),
                 event_key=f"{event_key}:{name}:{branch}" if event_key else None,
             )

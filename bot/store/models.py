@@ -44,9 +44,9 @@ class Run(SQLModel, table=True):
     __tablename__ = "runs"
     __table_args__ = (
         Index("ix_runs_status_lease", "status", "lease_until"),
-        # A reaction names a message: find its run by the parent's or the report's ts.
-        Index("ix_runs_thread", "thread_ts"),
-        Index("ix_runs_report_message", "report_ts"),
+        # A reaction names a message: find its run by the parent's or the report's reference.
+        Index("ix_runs_message", "message"),
+        Index("ix_runs_report_message", "report_message"),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -65,9 +65,12 @@ class Run(SQLModel, table=True):
     attempts: int = 0
     error: str | None = Field(default=None, sa_column=Column(Text))
     progress: str | None = Field(default=None, sa_column=Column(Text))  # JSON of agent states
-    channel: str | None = Field(default=None, max_length=64)
-    thread_ts: str | None = Field(default=None, max_length=32)
-    report_ts: str | None = Field(default=None, max_length=32)  # the report message in the thread
+    # Where the run reports, in its surface's own terms (`core.messages.MessageRef`; Slack:
+    # the channel, the parent message's ts, the report's ts). `report_message` holds a
+    # "pending:..." claim while a report is being posted.
+    place: str | None = Field(default=None, max_length=255)
+    message: str | None = Field(default=None, max_length=128)
+    report_message: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(index=True))
     enqueued_at: datetime = Field(default_factory=utcnow, sa_column=_when())
     started_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))

@@ -41,8 +41,8 @@ class NewRun:
     base: str | None = None
     kind: str = "branch"
     ticket: str | None = None
-    channel: str | None = None
-    thread_ts: str | None = None
+    place: str | None = None  # where the run reports (its surface's terms)
+    message: str | None = None
 
 
 class RunStore:
@@ -63,8 +63,8 @@ class RunStore:
             ticket=new.ticket,
             target=new.target,
             base=new.base,
-            channel=new.channel,
-            thread_ts=new.thread_ts,
+            place=new.place,
+            message=new.message,
         )
         try:
             with session_scope(self.engine) as session:
@@ -361,30 +361,29 @@ class RunStore:
                 session.execute(update(Run).where(col(Run.id).in_(stale)).values(enqueued_at=now))
         return expired + stale
 
-    def set_message(self, run_id: str, channel: str, ts: str) -> None:
-        """Where the run's parent message is: progress edits it, the report goes in its thread."""
+    def set_message(self, run_id: str, place: str, message: str) -> None:
+        """Where the run's parent message is: progress edits it, the report goes with it."""
         with session_scope(self.engine) as session:
             session.execute(
-                update(Run).where(col(Run.id) == run_id).values(channel=channel, thread_ts=ts)
+                update(Run).where(col(Run.id) == run_id).values(place=place, message=message)
             )
 
-    def set_report_message(self, run_id: str, ts: str) -> None:
+    def set_report_message(self, run_id: str, message: str) -> None:
         """The report's own message: reactions on it are votes on the report."""
         with session_scope(self.engine) as session:
-            session.execute(update(Run).where(col(Run.id) == run_id).values(report_ts=ts))
+            session.execute(update(Run).where(col(Run.id) == run_id).values(report_message=message))
 
     def unposted(self, older_than_s: float) -> list[str]:
-        """Finished Slack runs whose report was never posted (the worker died between storing
-        and posting it, or the post failed), finished within the last hour."""
+        """Finished runs with a place to report whose report was never posted (the worker died
+        between storing and posting it, or the post failed), finished within the last hour."""
         now = utcnow()
         with session_scope(self.engine) as session:
             return list(
                 session.exec(
                     select(Run.id).where(
                         col(Run.status).in_(("done", "cancelled")),
-                        col(Run.surface) == "slack",
-                        col(Run.channel).is_not(None),
-                        col(Run.report_ts).is_(None),
+                        col(Run.place).is_not(None),
+                        col(Run.report_message).is_(None),
                         col(Run.finished_at) < now - timedelta(seconds=older_than_s),
                         col(Run.finished_at) > now - timedelta(hours=1),
                     )
@@ -397,8 +396,8 @@ class RunStore:
         with session_scope(self.engine) as session:
             result = session.execute(
                 update(Run)
-                .where(col(Run.id) == run_id, col(Run.report_ts).is_(None))
-                .values(report_ts=marker)
+                .where(col(Run.id) == run_id, col(Run.report_message).is_(None))
+                .values(report_message=marker)
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -407,15 +406,16 @@ class RunStore:
         with session_scope(self.engine) as session:
             session.execute(
                 update(Run)
-                .where(col(Run.id) == run_id, col(Run.report_ts) == marker)
-                .values(report_ts=None)
+                .where(col(Run.id) == run_id, col(Run.report_message) == marker)
+                .values(report_message=None)
             )
 
-    def run_for_message(self, channel: str, ts: str) -> Run | None:
+    def run_for_message(self, place: str, message: str) -> Run | None:
         """The run whose parent or report message this is."""
         with session_scope(self.engine) as session:
             query = select(Run).where(
-                col(Run.channel) == channel, or_(col(Run.thread_ts) == ts, col(Run.report_ts) == ts)
+                col(Run.place) == place,
+                or_(col(Run.message) == message, col(Run.report_message) == message),
             )
             return session.exec(query).first()
 

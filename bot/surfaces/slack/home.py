@@ -19,7 +19,7 @@ RECENT_RUNS = 8
 def publish_home(client: WebClient, service: Service, actor: Actor) -> None:
     runs = []
     for run in service.recent_runs(limit=RECENT_RUNS, requester=actor.user, actor=actor):
-        runs.append(HomeRun(run, _link(client, run.channel, run.report_ts or run.thread_ts)))
+        runs.append(HomeRun(run, _link(client, run.place, run.report_message or run.message)))
     view = home_view(runs, service.waiting_for(actor), service.feedback.team_acceptance(days=30))
     client.views_publish(user_id=actor.user, view=view)
 

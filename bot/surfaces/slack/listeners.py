@@ -29,6 +29,7 @@ from bot.core.commands import (
 )
 from bot.core.digests import Posted
 from bot.core.feedback import Voted
+from bot.core.messages import MessageRef
 from bot.core.service import Asked, Requested, Service
 from bot.store.models import LearningRow, Run
 from bot.surfaces.slack.blocks import (
@@ -215,7 +216,9 @@ def _reaction(delivery: Delivery, service: Service, *, added: bool) -> None:
     item = event.get("item") or {}
     if value is None or item.get("type") != "message":
         return
-    run = service.messages.run_for_message(str(item.get("channel", "")), str(item.get("ts", "")))
+    run = service.messages.run_for_message(
+        MessageRef(str(item.get("channel", "")), str(item.get("ts", "")))
+    )
     if run is None:
         return
     if not added:
@@ -282,7 +285,7 @@ def _handle(command: Command, delivery: Delivery, *, channel: str, service: Serv
     delivery came from."""
     actor, reply = delivery.actor, delivery.reply
     try:
-        result = service.carry_out(actor, command, Asked(event_key=delivery.key, channel=channel))
+        result = service.carry_out(actor, command, Asked(event_key=delivery.key, place=channel))
     except SlackApiError as exc:  # the digest is posted while the command is carried out
         if not isinstance(command, Digest):
             raise
@@ -319,7 +322,7 @@ def _post_parents(
         # Handled before (a process that died after starting the run): its message is what
         # may be missing, if the run still waits for one.
         if not requested.created and (
-            requested.run.thread_ts is not None or requested.run.status != "queued"
+            requested.run.message is not None or requested.run.status != "queued"
         ):
             log.info("delivery %s handled before: run %s exists", delivery.key, requested.run.id)
             continue
@@ -381,20 +384,20 @@ def _post_parent(
         service.messages.withdraw(run.id)  # never started anywhere: cancel it, whoever asked
         reply(f":warning: I could not post in this channel ({error}).{hint}")
         return False
-    service.messages.set_message(run.id, channel, str(posted["ts"]))
+    service.messages.set_message(run.id, MessageRef(channel, str(posted["ts"])))
     return True
 
 
 def _say_cancelled(client: WebClient, run: Run, user: str) -> None:
     """A queued run that was cancelled never reaches a worker: its channel message says so here,
     and who did it (else it would read "queued" forever)."""
-    if not run.channel or not run.thread_ts:
+    if not run.place or not run.message:
         return
     view = ParentView(run.id, run.requester, run.target, run.repo, f"cancelled by <@{user}>", [])
     try:
         client.chat_update(
-            channel=run.channel,
-            ts=run.thread_ts,
+            channel=run.place,
+            ts=run.message,
             text=parent_text(view),
             blocks=parent_blocks(view),
         )

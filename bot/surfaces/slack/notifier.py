@@ -45,15 +45,15 @@ class SlackNotifier:
         deadline = time.monotonic() + (PARENT_WAIT_S if wait else 0)
         while True:
             run = self.messages.run(run_id)
-            if run is None or run.surface != "slack" or not run.channel:
+            if run is None or run.surface != "slack" or not run.place:
                 return None
-            if run.thread_ts or time.monotonic() >= deadline:
+            if run.message or time.monotonic() >= deadline:
                 return run
             time.sleep(0.1)
 
     def progress(self, run_id: str, progress: Progress) -> None:
         run = self._run(run_id)
-        if run is None or not run.thread_ts:
+        if run is None or not run.message:
             return
         self._update(run, "running", progress.agents)
 
@@ -82,13 +82,13 @@ class SlackNotifier:
         if report.stopped_early:
             by = run.stop_requested_by
             status = f"stopped by <@{by}>" if by else "stopped"
-        if run.thread_ts:
+        if run.message:
             self._update(run, status, agents, verdict_line(report))
         blocks, cut = report_blocks(report)
-        assert run.channel is not None
+        assert run.place is not None
         posted = self.client.chat_postMessage(
-            channel=run.channel,
-            thread_ts=run.thread_ts,
+            channel=run.place,
+            thread_ts=run.message,
             text=f"Report for {report.target.branch}: risk {report.verdict()}",
             blocks=blocks,
             unfurl_links=False,
@@ -99,16 +99,16 @@ class SlackNotifier:
             if len(proposal.content) > PREVIEW_CHARS:  # approvers see the exact change
                 suffix = "diff" if proposal.kind.value == "patch" else "txt"
                 self.client.files_upload_v2(
-                    channel=run.channel,
-                    thread_ts=run.thread_ts,
+                    channel=run.place,
+                    thread_ts=run.message,
                     content=proposal.content,
                     filename=f"{report.run_id}-{proposal.id}.{suffix}",
                     title=f"{report.run_id}/{proposal.id}: the exact change",
                 )
         if cut:
             self.client.files_upload_v2(
-                channel=run.channel,
-                thread_ts=run.thread_ts,
+                channel=run.place,
+                thread_ts=run.message,
                 content=render_markdown(report),
                 filename=f"chatops-report-{report.run_id}.md",
                 title=f"Full report: {report.target.branch}",
@@ -118,18 +118,18 @@ class SlackNotifier:
         run = self._run(run_id, wait=True)
         if run is None:
             return
-        assert run.channel is not None
-        if run.thread_ts:
+        assert run.place is not None
+        if run.message:
             self._update(run, "failed", _agents(run))
         self.client.chat_postMessage(
-            channel=run.channel,
-            thread_ts=run.thread_ts,
+            channel=run.place,
+            thread_ts=run.message,
             text=f"The analysis failed: {error[:200]}",
             blocks=failure_blocks(run.id, error),
         )
 
     def proposal_done(self, proposal: ProposalRow, run: Run, result: WriteResult) -> None:
-        if run.surface != "slack" or not run.channel:
+        if run.surface != "slack" or not run.place:
             return
         ref = f"{run.id}/{proposal.pid}"
         who = f"<@{proposal.decided_by}>" if proposal.decided_by else "an approver"
@@ -148,17 +148,17 @@ class SlackNotifier:
             text = f":warning: *{ref} may not be applied*: {escape(result.detail)}."
         else:
             text = f":x: *{ref} not applied*: {escape(result.detail)}. Nothing was written."
-        self.client.chat_postMessage(channel=run.channel, thread_ts=run.thread_ts, text=text)
+        self.client.chat_postMessage(channel=run.place, thread_ts=run.message, text=text)
 
     def _update(
         self, run: Run, status: str, agents: list[AgentProgress], verdict: str = ""
     ) -> None:
         view = ParentView(run.id, run.requester, run.target, run.repo, status, agents, verdict)
-        assert run.channel is not None and run.thread_ts is not None
+        assert run.place is not None and run.message is not None
         try:
             self.client.chat_update(
-                channel=run.channel,
-                ts=run.thread_ts,
+                channel=run.place,
+                ts=run.message,
                 text=parent_text(view),
                 blocks=parent_blocks(view),
             )
