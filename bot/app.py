@@ -41,7 +41,9 @@ from bot.worker.scheduler import Scheduler
 
 
 @dataclass
-class App:
+class Runtime:
+    """Everything one process built: what the command it runs (serve, worker, shell, ...) uses."""
+
     settings: Settings
     policy: PolicyConfig
     engine: Engine
@@ -71,7 +73,7 @@ def build_app(
     cwd: Path | None = None,
     repo_override: Path | None = None,
     kind: str = "worker",
-) -> App:
+) -> Runtime:
     """Everything a surface or a worker needs. The embedded SQLite database is migrated here;
     a shared database must have been migrated with `chatops db upgrade`. `kind` names this
     process in `chatops status` (worker, serve, shell)."""
@@ -168,7 +170,9 @@ def build_app(
         redeliver_reports=executor.redeliver,
         redeliver_deliveries=inbox.redeliver if inbox is not None else lambda: [],
     )
-    return App(settings, policy, engine, store, jobs, reaper, executor, service, scheduler, inbox)
+    return Runtime(
+        settings, policy, engine, store, jobs, reaper, executor, service, scheduler, inbox
+    )
 
 
 def _policy(settings: Settings, cwd: Path | None, repo_override: Path | None) -> PolicyConfig:

@@ -33,7 +33,7 @@ from agents.llm import LLMSession
 from agents.pipeline import Progress as PipelineProgress
 from agents.pipeline import analyze_branch
 from agents.report import Report, Severity, report_json_schema
-from bot.app import App, build_app
+from bot.app import Runtime, build_app
 from bot.config import ConfigError
 from bot.core.tickets import branches_for
 from bot.logs import configure
@@ -493,7 +493,7 @@ def _settings_or_exit(errors: Console) -> Settings:
         raise AssertionError("unreachable") from None
 
 
-def _app_or_exit(errors: Console, repo: Path | None = None, kind: str = "worker") -> App:
+def _app_or_exit(errors: Console, repo: Path | None = None, kind: str = "worker") -> Runtime:
     settings = _settings_or_exit(errors)
     try:
         return build_app(settings, repo_override=repo, kind=kind)

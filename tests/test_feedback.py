@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from agents.llm import CostCapReached, Prompt
 from agents.report import LLMCall, Report, Source
-from bot.app import App, build_app
+from bot.app import Runtime, build_app
 from bot.core.actor import Actor, UserError
 from bot.core.commands import AnalyzeBranch
 from bot.core.digest import text
@@ -34,7 +34,7 @@ BEN = Actor("UBEN", "shell")
 APPROVER = Actor("UAPPROVER", "shell")
 
 
-def make_app(tmp_path: Path, repo: RepoBuilder, **settings: Any) -> App:
+def make_app(tmp_path: Path, repo: RepoBuilder, **settings: Any) -> Runtime:
     policy = tmp_path / "chatops.toml"
     policy.write_text(
         f'[repos.shop]\npath = "{repo.root}"\n\n[approvals]\napprovers = ["UAPPROVER"]\n'
@@ -44,7 +44,7 @@ def make_app(tmp_path: Path, repo: RepoBuilder, **settings: Any) -> App:
     )
 
 
-def analyzed(app: App, branch: str = "feature/planted") -> Report:
+def analyzed(app: Runtime, branch: str = "feature/planted") -> Report:
     requested = app.service.request_analysis(REQUESTER, AnalyzeBranch(branch))
     app.executor(requested.run.id)  # the job, run here instead of by a consumer
     report = app.service.report(requested.run.id)
@@ -52,7 +52,7 @@ def analyzed(app: App, branch: str = "feature/planted") -> Report:
     return report
 
 
-def spend(app: App, run_id: str, usd: float, **tokens: int) -> None:
+def spend(app: Runtime, run_id: str, usd: float, **tokens: int) -> None:
     """A model call that cost `usd`, recorded as the executor records them."""
     app.store.record_call(
         run_id,
@@ -73,14 +73,14 @@ def number_of(report: Report, rule: str) -> str:
 
 
 @pytest.fixture
-def app(tmp_path: Path, planted_repo: RepoBuilder) -> App:
+def app(tmp_path: Path, planted_repo: RepoBuilder) -> Runtime:
     built = make_app(tmp_path, planted_repo)
     yield built
     built.close()
 
 
 def test_a_rejected_finding_is_suppressed_offline_and_the_digest_shows_the_votes(
-    app: App,
+    app: Runtime,
 ) -> None:
     first = analyzed(app)
     shell_true = number_of(first, "B602")  # subprocess with shell=True
@@ -121,7 +121,7 @@ def test_a_rejected_finding_is_suppressed_offline_and_the_digest_shows_the_votes
 
 
 def test_forgetting_a_suppression_brings_the_finding_back_and_only_approvers_may(
-    app: App,
+    app: Runtime,
 ) -> None:
     first = analyzed(app)
     target = first.findings[0]
@@ -142,7 +142,7 @@ def test_forgetting_a_suppression_brings_the_finding_back_and_only_approvers_may
         app.service.feedback.forget(APPROVER, suppress.id)
 
 
-def test_one_vote_per_user_per_item_the_latest_wins_and_a_reason_is_kept(app: App) -> None:
+def test_one_vote_per_user_per_item_the_latest_wins_and_a_reason_is_kept(app: Runtime) -> None:
     report = analyzed(app)
     app.service.feedback.vote(ANA, report.run_id, "F2", 1, via="shell")
     app.service.feedback.vote(ANA, report.run_id, "F2", -1, via="button")
@@ -168,7 +168,9 @@ def test_one_vote_per_user_per_item_the_latest_wins_and_a_reason_is_kept(app: Ap
     ("item", "message"),
     [("F99", "has no F99"), ("G1", "not a finding"), ("0123456789abcdef", "not a finding")],
 )
-def test_a_vote_on_something_that_is_not_there_says_so(app: App, item: str, message: str) -> None:
+def test_a_vote_on_something_that_is_not_there_says_so(
+    app: Runtime, item: str, message: str
+) -> None:
     report = analyzed(app)
     with pytest.raises(UserError, match=message):
         app.service.feedback.vote(ANA, report.run_id, item, 1, via="shell")
@@ -177,7 +179,7 @@ def test_a_vote_on_something_that_is_not_there_says_so(app: App, item: str, mess
     assert app.service.feedback.store.votes() == []
 
 
-def test_export_writes_the_log_as_jsonl_and_csv(app: App) -> None:
+def test_export_writes_the_log_as_jsonl_and_csv(app: Runtime) -> None:
     report = analyzed(app)
     app.service.feedback.vote(
         ANA, report.run_id, "F1", -1, via="shell", reason='say "why", with, commas'
@@ -283,7 +285,7 @@ def test_the_daily_budget_refuses_new_runs_and_the_digest_says_so(
         app.close()
 
 
-def test_votes_survive_in_the_table_with_what_was_voted_on(app: App) -> None:
+def test_votes_survive_in_the_table_with_what_was_voted_on(app: Runtime) -> None:
     report = analyzed(app)
     app.service.feedback.vote(ANA, report.run_id, None, -1, via="shell", reason="too long")
     with session_scope(app.engine) as session:

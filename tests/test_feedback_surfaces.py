@@ -16,7 +16,7 @@ from click.testing import Result
 from rich.console import Console
 from typer.testing import CliRunner
 
-from bot.app import App
+from bot.app import Runtime
 from bot.cli import app as cli
 from bot.surfaces.shell import Shell
 from tests.support.gitrepo import RepoBuilder
@@ -25,19 +25,19 @@ from tests.test_feedback import ANA, analyzed, make_app
 
 
 @pytest.fixture
-def app(tmp_path: Path, planted_repo: RepoBuilder) -> App:
+def app(tmp_path: Path, planted_repo: RepoBuilder) -> Runtime:
     built = make_app(tmp_path, planted_repo)
     yield built
     built.close()
 
 
-def shell(app: App, user: str, lines: list[str]) -> str:
+def shell(app: Runtime, user: str, lines: list[str]) -> str:
     out = io.StringIO()
     Shell(app.service, user, Console(file=out, width=200)).run(lines)
     return out.getvalue()
 
 
-def test_the_shell_votes_curates_lists_and_forgets(app: App) -> None:
+def test_the_shell_votes_curates_lists_and_forgets(app: Runtime) -> None:
     run_id = analyzed(app).run_id
     said = shell(
         app,
@@ -82,7 +82,7 @@ def chatops(data: Path, policy: Path, *args: str) -> Result:
 
 
 @pytest.mark.slow
-def test_feedback_export_curate_stats_and_digest_commands(app: App, tmp_path: Path) -> None:
+def test_feedback_export_curate_stats_and_digest_commands(app: Runtime, tmp_path: Path) -> None:
     report = analyzed(app)
     for user in (ANA.user, "UBEN"):
         app.service.feedback.vote(

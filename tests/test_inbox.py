@@ -23,7 +23,7 @@ import pytest
 from slack_sdk import WebClient
 from sqlalchemy import update
 
-from bot.app import App, build_app
+from bot.app import Runtime, build_app
 from bot.core.actor import Actor
 from bot.core.commands import AnalyzeBranch
 from bot.settings import Settings
@@ -82,7 +82,7 @@ def deployment(tmp_path: Path, repo: RepoBuilder) -> Deployment:
 
 
 @pytest.fixture
-def app(deployment: Deployment) -> Iterator[App]:
+def app(deployment: Deployment) -> Iterator[Runtime]:
     built = build_app(deployment.settings())
     try:
         yield built
@@ -90,7 +90,7 @@ def app(deployment: Deployment) -> Iterator[App]:
         built.close()
 
 
-def _inbox(app: App, slack: FakeSlack) -> SlackInbox:
+def _inbox(app: Runtime, slack: FakeSlack) -> SlackInbox:
     client = WebClient(token=BOT_TOKEN, base_url=slack.api_url)
     return SlackInbox(
         InboxStore(app.engine),
@@ -113,7 +113,7 @@ def _command(slack: FakeSlack, text: str, trigger: str) -> dict[str, Any]:
     }
 
 
-def _left_by_a_dead_process(app: App, key: str) -> None:
+def _left_by_a_dead_process(app: Runtime, key: str) -> None:
     """The row as a process killed after the ack leaves it: pending, its lease run out."""
     with session_scope(app.engine) as session:
         session.execute(
@@ -146,7 +146,7 @@ def _record_only(inbox: SlackInbox, kind: str, key: str, body: dict[str, Any]) -
     assert row is not None and row.status == "pending"
 
 
-def test_a_retried_delivery_is_recorded_once_and_handled_once(app: App) -> None:
+def test_a_retried_delivery_is_recorded_once_and_handled_once(app: Runtime) -> None:
     with FakeSlack() as slack:
         inbox = _inbox(app, slack)
         body = _command(slack, "analyze branch feature/imports", "1.1.a")
@@ -160,7 +160,7 @@ def test_a_retried_delivery_is_recorded_once_and_handled_once(app: App) -> None:
         assert row is not None and row.status == "done" and row.attempts == 1
 
 
-def test_a_command_acked_by_a_dead_process_is_handled_by_the_reaper_once(app: App) -> None:
+def test_a_command_acked_by_a_dead_process_is_handled_by_the_reaper_once(app: Runtime) -> None:
     with FakeSlack() as slack:
         inbox = _inbox(app, slack)
         key = "slack:command:2.2.b"
@@ -174,7 +174,7 @@ def test_a_command_acked_by_a_dead_process_is_handled_by_the_reaper_once(app: Ap
         assert inbox.redeliver() == []
 
 
-def test_a_process_that_died_after_starting_the_run_gets_its_message_posted(app: App) -> None:
+def test_a_process_that_died_after_starting_the_run_gets_its_message_posted(app: Runtime) -> None:
     """The run was created, the parent never posted: the replay posts it, starts nothing."""
     with FakeSlack() as slack:
         inbox = _inbox(app, slack)
@@ -192,7 +192,7 @@ def test_a_process_that_died_after_starting_the_run_gets_its_message_posted(app:
 
 
 def test_a_click_whose_decision_landed_before_the_crash_is_not_decided_twice(
-    app: App, deployment: Deployment
+    app: Runtime, deployment: Deployment
 ) -> None:
     with FakeSlack() as slack:
         inbox = _inbox(app, slack)
@@ -214,7 +214,7 @@ def test_a_click_whose_decision_landed_before_the_crash_is_not_decided_twice(
         assert len(edits) == 2  # the first try's, and the replay's (the same words)
 
 
-def test_a_delivery_that_keeps_failing_is_given_up_and_the_user_told(app: App) -> None:
+def test_a_delivery_that_keeps_failing_is_given_up_and_the_user_told(app: Runtime) -> None:
     with FakeSlack() as slack:
         inbox = _inbox(app, slack)
         key = "slack:command:4.4.d"
@@ -232,7 +232,7 @@ def test_a_delivery_that_keeps_failing_is_given_up_and_the_user_told(app: App) -
         assert inbox.redeliver() == []  # said once
 
 
-def _finished_run(app: App) -> tuple[str, str, str]:
+def _finished_run(app: Runtime) -> tuple[str, str, str]:
     requested = app.service.request_analysis(
         Actor("W111", "slack", team="T111"), AnalyzeBranch("feature/imports"), place="C111"
     )
@@ -242,7 +242,7 @@ def _finished_run(app: App) -> tuple[str, str, str]:
     return requested.run.id, ref, f"{ref}:{proposal.content_sha256[:16]}"
 
 
-def _report_message(slack: FakeSlack, app: App, run_id: str) -> str:
+def _report_message(slack: FakeSlack, app: Runtime, run_id: str) -> str:
     """The report with its buttons, as the notifier would have posted it."""
     report = app.store.report(run_id)
     assert report is not None
@@ -362,7 +362,7 @@ def _healthy(url: str, server: subprocess.Popen[bytes]) -> bool:
         return False
 
 
-def test_a_reaper_step_that_fails_does_not_stop_the_others(app: App) -> None:
+def test_a_reaper_step_that_fails_does_not_stop_the_others(app: Runtime) -> None:
     """The queue is away (enqueuing fails): the pass still redelivers what it can."""
     calls: list[str] = []
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import App, build_app
+from bot.app import Runtime, build_app
 from bot.core.actor import Actor
 from bot.core.commands import AnalyzeBranch
 from bot.settings import Settings
@@ -61,7 +61,7 @@ def environment(
         yield env
 
 
-def make_app(env: dict[str, str]) -> App:
+def make_app(env: dict[str, str]) -> Runtime:
     settings = Settings(**{key.lower(): value for key, value in env.items()})  # type: ignore[arg-type]
     return build_app(settings)
 
@@ -194,7 +194,7 @@ def test_sigterm_hands_a_long_run_back_and_another_worker_finishes_it(
 
 def in_process_app(
     repo: RepoBuilder, tmp_path: Path, model: FakeAnthropic, **settings: object
-) -> App:
+) -> Runtime:
     """The embedded deployment (`chatops serve`, `shell`): the consumer in this process."""
     policy = tmp_path / "chatops.toml"
     policy.write_text(f'[repos.shop]\npath = "{repo.root}"\n')

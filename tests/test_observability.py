@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import update
 
-from bot.app import App
+from bot.app import Runtime
 from bot.core.actor import Actor
 from bot.core.commands import AnalyzeBranch
 from bot.logs import JsonFormatter, run_context
@@ -26,13 +26,13 @@ from tests.test_feedback import analyzed, make_app, spend
 
 
 @pytest.fixture
-def app(tmp_path: Path, planted_repo: RepoBuilder) -> App:
+def app(tmp_path: Path, planted_repo: RepoBuilder) -> Runtime:
     built = make_app(tmp_path, planted_repo)
     yield built
     built.close()
 
 
-def scrape(app: App) -> dict[str, float]:
+def scrape(app: Runtime) -> dict[str, float]:
     registry = CollectorRegistry()
     registry.register(StoreCollector(app.engine, app.jobs.pending))
     samples = {}
@@ -43,7 +43,7 @@ def scrape(app: App) -> dict[str, float]:
     return samples
 
 
-def test_metrics_count_runs_queue_tokens_cost_and_approvals(app: App) -> None:
+def test_metrics_count_runs_queue_tokens_cost_and_approvals(app: Runtime) -> None:
     report = analyzed(app)
     app.service.request_analysis(Actor("U1", "shell"), AnalyzeBranch("feature/planted"))
     spend(app, report.run_id, 0.25, input_tokens=1200, output_tokens=300)
@@ -69,7 +69,7 @@ def test_a_scrape_answers_when_the_store_and_queue_do_not(tmp_path: Path) -> Non
     assert "chatops_store_up 0.0" in text and "chatops_queue_up 0.0" in text
 
 
-def chatops(app: App, *args: str) -> subprocess.CompletedProcess[str]:
+def chatops(app: Runtime, *args: str) -> subprocess.CompletedProcess[str]:
     env = clean_env(
         CHATOPS_DATA_DIR=str(app.settings.chatops_data_dir),
         CHATOPS_CONFIG=str(app.settings.chatops_config),
@@ -80,7 +80,7 @@ def chatops(app: App, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-def test_status_shows_queue_workers_and_stuck_runs(app: App) -> None:
+def test_status_shows_queue_workers_and_stuck_runs(app: Runtime) -> None:
     stuck = app.service.request_analysis(Actor("U1", "shell"), AnalyzeBranch("feature/planted"))
     assert app.store.claim(stuck.run.id, "dead-worker", 60)
     with session_scope(app.engine) as session:  # its worker died: the lease ran out
@@ -114,7 +114,7 @@ def test_json_logs_carry_the_run_id() -> None:
 
 
 @pytest.mark.slow
-def test_a_worker_logs_json_lines_with_the_run_id(app: App) -> None:
+def test_a_worker_logs_json_lines_with_the_run_id(app: Runtime) -> None:
     run = app.service.request_analysis(Actor("U1", "shell"), AnalyzeBranch("feature/planted")).run
     env = clean_env(
         CHATOPS_DATA_DIR=str(app.settings.chatops_data_dir),
@@ -142,7 +142,7 @@ def test_a_worker_logs_json_lines_with_the_run_id(app: App) -> None:
 
 
 @pytest.mark.slow
-def test_serve_stops_gracefully_on_sigterm(app: App) -> None:
+def test_serve_stops_gracefully_on_sigterm(app: Runtime) -> None:
     import signal
     import urllib.request
 

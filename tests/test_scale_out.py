@@ -23,7 +23,7 @@ from slack_bolt import BoltRequest
 from slack_sdk import WebClient
 from sqlalchemy import update
 
-from bot.app import App, build_app
+from bot.app import Runtime, build_app
 from bot.core.actor import Actor
 from bot.core.commands import AnalyzeBranch
 from bot.settings import Settings
@@ -60,7 +60,9 @@ def servers(request: pytest.FixtureRequest) -> Iterator[Servers]:
 
 
 @pytest.fixture
-def deployment(tmp_path: Path, repo: RepoBuilder, servers: Servers) -> Iterator[Callable[[], App]]:
+def deployment(
+    tmp_path: Path, repo: RepoBuilder, servers: Servers
+) -> Iterator[Callable[[], Runtime]]:
     """A factory of instances sharing PostgreSQL, a Redis queue and a policy file."""
     repo.branch("feature/imports")
     repo.commit({"shop/cli.py": UNUSED_IMPORTS})
@@ -69,11 +71,11 @@ def deployment(tmp_path: Path, repo: RepoBuilder, servers: Servers) -> Iterator[
     policy.write_text(
         f'[repos.shop]\npath = "{repo.root}"\n\n[approvals]\napprovers = ["UAPP1", "UAPP2"]\n'
     )
-    apps: list[App] = []
+    apps: list[Runtime] = []
     url = servers.database_url
     upgrade(url)
 
-    def instance() -> App:
+    def instance() -> Runtime:
         app = build_app(
             Settings(
                 database_url=url,
@@ -113,7 +115,7 @@ def at_once(*calls: Callable[[], Any]) -> list[Any]:
     return results
 
 
-def bolt_for(app: App, slack: FakeSlack) -> BoltApp:
+def bolt_for(app: Runtime, slack: FakeSlack) -> BoltApp:
     client = WebClient(token=BOT_TOKEN, base_url=slack.api_url)
     bolt = BoltApp(
         client=client,
@@ -135,7 +137,7 @@ def bolt_for(app: App, slack: FakeSlack) -> BoltApp:
 @needs_postgres
 @needs_redis
 def test_the_same_slack_event_delivered_to_two_instances_starts_one_run(
-    deployment: Callable[[], App],
+    deployment: Callable[[], Runtime],
 ) -> None:
     first, second = deployment(), deployment()
     payload = json.loads(slack_testdata("payloads", "AppMentionPayload.json").read_text())
@@ -172,7 +174,7 @@ def test_the_same_slack_event_delivered_to_two_instances_starts_one_run(
 @needs_postgres
 @needs_redis
 def test_two_instances_handling_two_approve_clicks_at_once_make_one_commit(
-    deployment: Callable[[], App], repo: RepoBuilder
+    deployment: Callable[[], Runtime], repo: RepoBuilder
 ) -> None:
     first, second = deployment(), deployment()
     run = first.service.request_analysis(Actor("UREQ", "slack"), AnalyzeBranch("feature/imports"))
@@ -214,7 +216,7 @@ def restartable(test: Callable[..., None]) -> Callable[..., None]:
 
 
 @pytest.fixture
-def worker_env(deployment: Callable[[], App], tmp_path: Path) -> dict[str, str]:
+def worker_env(deployment: Callable[[], Runtime], tmp_path: Path) -> dict[str, str]:
     app = deployment()
     s = app.settings
     return {
@@ -235,7 +237,7 @@ def worker_env(deployment: Callable[[], App], tmp_path: Path) -> dict[str, str]:
 @pytest.mark.slow
 @restartable
 def test_runs_queued_before_the_queue_server_restarts_still_execute(
-    deployment: Callable[[], App], worker_env: dict[str, str], servers: Servers
+    deployment: Callable[[], Runtime], worker_env: dict[str, str], servers: Servers
 ) -> None:
     app = deployment()
     ids = [
@@ -262,7 +264,7 @@ def test_runs_queued_before_the_queue_server_restarts_still_execute(
 @pytest.mark.slow
 @restartable
 def test_a_postgres_restart_during_a_run_loses_nothing(
-    deployment: Callable[[], App], worker_env: dict[str, str], servers: Servers
+    deployment: Callable[[], Runtime], worker_env: dict[str, str], servers: Servers
 ) -> None:
     app = deployment()
     with FakeAnthropic(latency_s=3) as model:
