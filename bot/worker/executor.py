@@ -41,15 +41,15 @@ class RunExecutor:
         tickets: Tickets,
         budget: Budget,
         stopping: Callable[[], bool],
+        learnings: Callable[[str], Learnings],
+        save_prompts: Callable[[dict[tuple[str, str], str]], None],
         observers: Sequence[RunObserver] = (),
-        learnings: Callable[[str], Learnings] | None = None,
-        save_prompts: Callable[[dict[tuple[str, str], str]], None] | None = None,
     ) -> None:
         """`stopping`: is this process shutting down (then a run interrupted by the signal is
         handed back, not failed)."""
         self.tickets = tickets
-        # The repository's curated learnings; what is left of today's budget (None: no cap);
-        # where each prompt's text is kept for the interaction log.
+        # The repository's curated learnings; today's budget (shared by concurrent runs); where
+        # each prompt's text is kept for the interaction log.
         self.learnings = learnings
         self.budget = budget
         self.save_prompts = save_prompts
@@ -142,7 +142,7 @@ class RunExecutor:
                 run_id=run_id,
                 llm=session,
                 ticket=ticket,
-                learnings=self.learnings(name) if self.learnings is not None else None,
+                learnings=self.learnings(name),
             )
         except AnalysisInputError as exc:  # the request's fault, never a signal's
             message, hint = for_chat(exc, run.repo, path)
@@ -163,7 +163,7 @@ class RunExecutor:
         if not self._finish(run_id, worker, report):
             log.warning("run %s: lease lost before finishing; another worker owns it", run_id)
             return
-        if session is not None and self.save_prompts is not None:
+        if session is not None:
             try:
                 self.save_prompts(session.prompts)
             except Exception:  # the log loses a prompt text; the run and its report are kept
