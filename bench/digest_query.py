@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.config import DigestConfig, PolicyConfig  # noqa: E402
 from bot.core.digests import Digests  # noqa: E402
+from bot.core.ports import NoDigestSink  # noqa: E402
 from bot.store.db import make_engine, upgrade  # noqa: E402
 from bot.store.digests import DigestStore  # noqa: E402
 from bot.store.models import (  # noqa: E402
@@ -185,7 +186,7 @@ def measure(engine: Engine) -> dict[str, float]:
         DigestStore(engine),
         policy,
         daily_budget_usd=50.0,
-        sink=None,
+        sink=NoDigestSink(),
         now=lambda: NOW,
     )
     period = digests.latest_period()

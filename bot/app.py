@@ -15,7 +15,8 @@ from bot.core.budget import Budget, DailyBudget, NoBudget
 from bot.core.digests import Digests
 from bot.core.feedback import FeedbackService
 from bot.core.messages import RunMessages
-from bot.core.ports import ProposalObserver, RunObserver
+from bot.core.policy import NO_GROUPS, NO_WORKSPACE
+from bot.core.ports import NoDigestSink, ProposalObserver, RunObserver
 from bot.core.service import Service
 from bot.core.tickets import tickets_for
 from bot.repos import RepoResolver
@@ -106,10 +107,10 @@ def build_app(
         proposals,
         policy,
         RepoResolver(settings.chatops_data_dir),
-        jira=jira,
+        tickets=tickets,
         observers=proposal_observers,
-        groups=SlackGroups(slack) if slack is not None else None,
-        workspace_team=WorkspaceTeam(slack) if slack is not None else None,
+        groups=SlackGroups(slack) if slack is not None else NO_GROUPS,
+        workspace=WorkspaceTeam(slack) if slack is not None else NO_WORKSPACE,
     )
     feedback = FeedbackService(
         store, feedback_store, stats, policy, approvals.is_approver, approvals.same_team
@@ -119,7 +120,7 @@ def build_app(
         DigestStore(engine),
         policy,
         daily_budget_usd=cap,
-        sink=SlackDigestSink(slack) if slack is not None else None,
+        sink=SlackDigestSink(slack) if slack is not None else NoDigestSink(),
     )
     scheduler = Scheduler(digests, feedback)
     shutdown = Shutdown()

@@ -27,6 +27,7 @@ from bot.core.approvals import Approvals
 from bot.core.budget import NoBudget
 from bot.core.digests import Digests
 from bot.core.feedback import FeedbackService
+from bot.core.ports import NoDigestSink
 from bot.core.service import Service
 from bot.core.tickets import NoTickets
 from bot.repos import RepoResolver
@@ -59,6 +60,13 @@ class Groups:
         return self.groups.get(group_id, set())
 
 
+class OurWorkspace:
+    checked = True
+
+    def team(self) -> str | None:
+        return TEAM
+
+
 @dataclass
 class World:
     repo: RepoBuilder
@@ -84,7 +92,7 @@ class World:
             self.policy,
             RepoResolver(self.data),
             groups=self.groups,
-            workspace_team=lambda: TEAM,
+            workspace=OurWorkspace(),
         )
         self.apply_at_once = True  # the apply job, run as the click is decided
 
@@ -123,7 +131,9 @@ class World:
             self.approvals.is_approver,
             self.approvals.same_team,
         )
-        digests = Digests(stats, DigestStore(engine), self.policy, daily_budget_usd=None, sink=None)
+        digests = Digests(
+            stats, DigestStore(engine), self.policy, daily_budget_usd=None, sink=NoDigestSink()
+        )
         return Service(
             self.runs,
             self.policy,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -15,20 +15,29 @@ from pathlib import Path
 from typing import Literal
 
 from agents.context.git import GitRepo
-from agents.context.jira import JiraSettings
 from agents.errors import AnalysisInputError, GitFailure
 from agents.report import sha256_hex
 from bot.config import ConfigError, PolicyConfig, RepoConfig
 from bot.core.actor import Actor
-from bot.core.policy import Decision, GroupMembers, can_approve, can_write, not_expired
+from bot.core.policy import (
+    NO_GROUPS,
+    NO_WORKSPACE,
+    Decision,
+    GroupMembers,
+    Workspace,
+    can_approve,
+    can_write,
+    not_expired,
+)
 from bot.core.ports import ProposalObserver
+from bot.core.tickets import NO_TICKETS, Tickets
 from bot.repos import RepoResolver
 from bot.store.models import ProposalRow, Run
 from bot.store.proposals import ProposalStore
 from bot.store.runs import RunStore
 from bot.store.types import utcnow
 from bot.writes.git import WriteRequest, WriteResult, apply_proposal, landed
-from bot.writes.jira import find_comment, marker, post_comment
+from bot.writes.jira import marker
 
 log = logging.getLogger(__name__)
 _REF = re.compile(r"([0-9a-f]{6,32})/(P\d{1,4})")
@@ -51,21 +60,22 @@ class Approvals:
         policy: PolicyConfig,
         repos: RepoResolver,
         *,
-        jira: JiraSettings | None = None,
+        tickets: Tickets = NO_TICKETS,
         observers: Sequence[ProposalObserver] = (),
-        groups: GroupMembers | None = None,
-        workspace_team: Callable[[], str | None] | None = None,
+        groups: GroupMembers = NO_GROUPS,
+        workspace: Workspace = NO_WORKSPACE,
     ) -> None:
-        """`groups` and `workspace_team` are Slack's facts (None without Slack: no group
-        approvers, and every actor is the workspace's); `jira` None: no ticket comments."""
+        """`groups` and `workspace` are Slack's facts (without Slack: `NoGroups`, no group
+        approvers, and `NoWorkspace`, every actor is the workspace's); `tickets` where an
+        approved comment goes (`NoTickets`: nowhere, and approving one is denied)."""
         self.runs = runs
         self.proposals = proposals
         self.policy = policy
         self.repos = repos
-        self.jira = jira
+        self.tickets = tickets
         self.observers = list(observers)
         self.groups = groups
-        self.workspace_team = workspace_team
+        self.workspace = workspace
 
     # -- deciding ------------------------------------------------------------------------------
 
@@ -167,7 +177,7 @@ class Approvals:
                 return Decision.deny(f"this repository is {repo.mode}: nothing is written")
             if not run.ticket or proposal.target != run.ticket:
                 return Decision.deny("a comment may only go on the ticket the run analyzed")
-            if self.jira is None:
+            if not self.tickets.configured:
                 return Decision.deny("Jira is not configured (JIRA_URL)")
             return allowed
         writable = self._writable(name, repo, run, proposal)
@@ -187,9 +197,9 @@ class Approvals:
 
     def same_team(self, actor: Actor) -> bool:
         """Is a Slack actor a member of this workspace (not a Slack Connect guest)?"""
-        if actor.surface != "slack" or self.workspace_team is None:
+        if actor.surface != "slack" or not self.workspace.checked:
             return True
-        workspace = self.workspace_team()
+        workspace = self.workspace.team()
         return workspace is not None and actor.team == workspace
 
     def is_approver(self, actor: Actor) -> Decision:
@@ -198,9 +208,9 @@ class Approvals:
 
     def _approver(self, actor: Actor, run: Run | None, *, four_eyes: bool) -> Decision:
         workspace = (
-            self.workspace_team() if self.workspace_team and actor.surface == "slack" else None
+            self.workspace.team() if self.workspace.checked and actor.surface == "slack" else None
         )
-        if actor.surface == "slack" and self.workspace_team and workspace is None:
+        if actor.surface == "slack" and self.workspace.checked and workspace is None:
             return Decision.deny("could not confirm this workspace's team; denied")
         return can_approve(
             user=actor.user,
@@ -297,14 +307,14 @@ class Approvals:
     def _recovered(self, proposal: ProposalRow, run: Run | None) -> WriteResult:
         ref = f"{proposal.run_id}/{proposal.pid}"
         if proposal.kind == "jira_comment":
-            if self.jira is None:
+            if not self.tickets.configured:
                 return WriteResult(
                     "failed",
                     f"the worker stopped while posting it; look on {proposal.target} for a "
                     f"comment marked {marker(ref)}",
                     unsure=True,
                 )
-            posted = find_comment(self.jira, proposal.target, ref)
+            posted = self.tickets.find_comment(proposal.target, ref)
             if posted is not None:
                 return WriteResult(
                     "applied", f"comment {posted} is on {proposal.target} (checked)", posted
@@ -387,11 +397,10 @@ class Approvals:
         if not checks.allowed:
             return WriteResult("failed", f"denied at apply time: {checks.reason}")
         if proposal.kind == "jira_comment":
-            assert self.jira is not None  # checked above
             if sha256_hex(proposal.content) != proposal.content_sha256:
                 return WriteResult("failed", "the proposal's content changed after it was shown")
-            return post_comment(
-                self.jira, proposal.target, proposal.content, f"{run.id}/{proposal.pid}"
+            return self.tickets.comment(
+                proposal.target, proposal.content, f"{run.id}/{proposal.pid}"
             )
         assert path is not None
         _, repo = self.policy.repo(run.repo)

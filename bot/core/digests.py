@@ -40,7 +40,7 @@ class Digests:
         policy: PolicyConfig,
         *,
         daily_budget_usd: float | None,
-        sink: DigestSink | None,
+        sink: DigestSink,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.stats = stats
@@ -77,7 +77,7 @@ class Digests:
         channel = self.policy.digest.channel
         if not channel:
             return Posted("no_channel", "No digest channel: set [digest] channel in the policy.")
-        if self.sink is None:
+        if not self.sink.configured:
             return Posted("no_slack", "Slack is not configured (SLACK_BOT_TOKEN).")
         now = self.now()
         if force_period is None:
@@ -109,7 +109,7 @@ class Digests:
 
     def post_now(self, channel: str, period: Period | None = None) -> Posted:
         """On demand (`/agent digest`): to the asking channel, not counted as the scheduled one."""
-        if self.sink is None:
+        if not self.sink.configured:
             return Posted("no_slack", "Slack is not configured (SLACK_BOT_TOKEN).")
         data = self.build(period or self.recent_period())
         ts = self.sink.post_digest(channel, data, chart_png(data))

@@ -85,6 +85,34 @@ class GroupMembers(Protocol):
     def members(self, group_id: str) -> set[str]: ...
 
 
+class NoGroups:
+    """No chat workspace: no user groups, so only approvers named one by one can approve."""
+
+    def members(self, group_id: str) -> set[str]:
+        return set()
+
+
+class Workspace(Protocol):
+    """The workspace the bot is installed in, as far as who belongs to it goes."""
+
+    checked: bool  # False: there is none (no Slack): every actor counts as a member
+
+    def team(self) -> str | None:
+        """Its team id; None when it could not be read (which denies)."""
+        ...
+
+
+class NoWorkspace:
+    checked = False
+
+    def team(self) -> str | None:
+        return None
+
+
+NO_GROUPS = NoGroups()
+NO_WORKSPACE = NoWorkspace()
+
+
 def can_approve(
     *,
     user: str,

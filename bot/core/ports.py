@@ -13,7 +13,14 @@ from agents.report import Report
 from bot.store.models import InboxRow, ProposalRow, Run
 from bot.writes.git import WriteResult
 
-__all__ = ["DeliveryLog", "DigestSink", "ProposalObserver", "RunObserver", "WriteResult"]
+__all__ = [
+    "DeliveryLog",
+    "DigestSink",
+    "NoDigestSink",
+    "ProposalObserver",
+    "RunObserver",
+    "WriteResult",
+]
 
 if TYPE_CHECKING:
     from bot.core.digest import DigestData
@@ -37,9 +44,18 @@ class ProposalObserver(Protocol):
 
 
 class DigestSink(Protocol):
+    configured: bool  # False: nowhere to post (no Slack); the digest says so instead
+
     def post_digest(self, channel: str, data: DigestData, chart: bytes) -> str:
         """Post it; return the message's ts."""
         ...
+
+
+class NoDigestSink:
+    configured = False
+
+    def post_digest(self, channel: str, data: DigestData, chart: bytes) -> str:
+        raise RuntimeError("no digest sink is configured")  # Digests checks `configured` first
 
 
 class DeliveryLog(Protocol):

@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 
 class SlackDigestSink:
+    configured = True
+
     def __init__(self, client: WebClient) -> None:
         self.client = client
 

@@ -40,11 +40,13 @@ class SlackGroups:
 class WorkspaceTeam:
     """The team id of the workspace the bot is installed in (auth.test), asked once."""
 
+    checked = True
+
     def __init__(self, client: WebClient) -> None:
         self.client = client
         self._team: str | None = None
 
-    def __call__(self) -> str | None:
+    def team(self) -> str | None:
         if self._team is None:
             try:
                 self._team = str(self.client.auth_test()["team_id"])
