@@ -396,3 +396,20 @@ def test_a_reaper_step_that_fails_does_not_stop_the_others(app: Runtime) -> None
         )
     reaper.reap_once()
     assert calls == ["enqueue lost1", "applies", "reports", "deliveries"]
+
+
+def test_a_handler_that_breaks_ends_the_delivery_and_says_so(app: Runtime) -> None:
+    """Not a person's mistake: the row ends failed (not replayed forever) and the user hears."""
+    with FakeSlack() as slack:
+        inbox = _inbox(app, slack)
+
+        def broken(delivery: object) -> None:
+            raise KeyError("a field Slack did not send")
+
+        inbox.handlers = {"command": broken}
+        key = "slack:command:5.5.e"
+        inbox.receive("command", key, _command(slack, "status", "5"), list, list)
+        row = inbox.store.get(key)
+        assert row is not None and row.status == "failed" and "KeyError" in (row.error or "")
+        assert any("Something went wrong on my side" in r["text"] for r in slack.responses)
+        assert inbox.redeliver() == []

@@ -35,6 +35,8 @@ STORE_AWAY = ":warning: My database is unavailable right now; I will act on this
 KEEP_HANDLED_S = 7 * 24 * 3600.0
 MAX_ATTEMPTS = 3
 REPLAYS_PER_PASS = 20
+# Said when handling broke in a way no person could fix (it is logged with the traceback).
+BROKE = ":x: Something went wrong on my side handling this; it is logged. Try again."
 # Said when a delivery could not even be recorded: nothing was done with it.
 STORE_DOWN = (
     ":warning: My database is unavailable right now, so nothing was started. Try again in a minute."
@@ -193,6 +195,7 @@ class SlackInbox:
         except Exception as exc:  # the delivery ends visibly; Bolt would only have logged it
             log.exception("handling %s failed", key)
             self._end(key, f"{type(exc).__name__}: {exc}")
+            self._answer(delivery, BROKE)
             return
         self._end(key, None)
 
