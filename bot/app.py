@@ -16,7 +16,7 @@ from bot.core.digests import Digests
 from bot.core.feedback import FeedbackService
 from bot.core.messages import RunMessages
 from bot.core.policy import NO_GROUPS, NO_WORKSPACE
-from bot.core.ports import NoDigestSink, ProposalObserver, RunObserver
+from bot.core.ports import NoDigestSink, ProposalObserver, RunObserver, worker_id
 from bot.core.service import Service
 from bot.core.tickets import tickets_for
 from bot.repos import RepoResolver
@@ -37,7 +37,7 @@ from bot.surfaces.slack.listeners import handlers
 from bot.surfaces.slack.notifier import SlackNotifier
 from bot.worker.executor import RunExecutor
 from bot.worker.jobs import Jobs, Shutdown, make_huey
-from bot.worker.reaper import Reaper, process_id
+from bot.worker.reaper import Reaper
 from bot.worker.scheduler import Scheduler
 
 
@@ -156,7 +156,7 @@ def build_app(
         tickets=tickets,
         budget=budget,
     )
-    process = process_id()
+    process = worker_id()  # this process, as the workers table and the inbox's leases name it
     inbox = _inbox(slack, engine, service, process, settings.chatops_lease_s)
     reaper = Reaper(
         settings,

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+from slack_sdk import WebClient
 
 from agents.pipeline import AgentProgress, Progress
 from bot.core.messages import RunMessages
 from bot.store.db import make_engine, upgrade
+from bot.store.models import Run
 from bot.store.runs import NewRun, RunStore
 from bot.surfaces.slack.app import web_client
 from bot.surfaces.slack.notifier import SlackNotifier
@@ -20,15 +24,21 @@ def store_at(tmp_path: Path) -> RunStore:
     return RunStore(make_engine(url))
 
 
+def a_slack_run(store: RunStore, client: WebClient, text: str) -> tuple[Run, dict[str, Any]]:
+    """A run asked for in C111, with its parent message posted there."""
+    posted = client.chat_postMessage(channel="C111", text=text)
+    run, _ = store.create(
+        NewRun(requester="W111", surface="slack", repo="shop", target="feature/x", place="C111")
+    )
+    store.set_message(run.id, "C111", str(posted["ts"]))
+    return run, {"ts": str(posted["ts"])}
+
+
 def test_a_failed_run_says_so_and_why_in_the_thread(tmp_path: Path) -> None:
     store = store_at(tmp_path)
     with FakeSlack() as slack:
         client = web_client(BOT_TOKEN, slack.api_url)
-        posted = client.chat_postMessage(channel="C111", text="Analyzing feature/x in shop")
-        run, _ = store.create(
-            NewRun(requester="W111", surface="slack", repo="shop", target="feature/x", place="C111")
-        )
-        store.set_message(run.id, "C111", str(posted["ts"]))
+        run, posted = a_slack_run(store, client, "Analyzing feature/x in shop")
         notifier = SlackNotifier(client, RunMessages(store))
         notifier.progress(run.id, Progress(run.id, [AgentProgress("code_review", "running")]))
         notifier.failed(run.id, "No branch named 'feature/x' in /srv/shop. <!channel>")
@@ -69,11 +79,7 @@ def test_a_long_proposal_is_uploaded_whole_for_the_approvers(tmp_path: Path) -> 
     content = "".join(f"+line {n}\n" for n in range(600))
     with FakeSlack() as slack:
         client = web_client(BOT_TOKEN, slack.api_url)
-        posted = client.chat_postMessage(channel="C111", text="Analyzing feature/x in shop")
-        run, _ = store.create(
-            NewRun(requester="W111", surface="slack", repo="shop", target="feature/x", place="C111")
-        )
-        store.set_message(run.id, "C111", str(posted["ts"]))
+        run, posted = a_slack_run(store, client, "Analyzing feature/x in shop")
         report = Report(
             run_id=run.id,
             summary="s",
@@ -108,11 +114,7 @@ def test_a_cancelled_queued_run_says_so_and_by_whom(tmp_path: Path) -> None:
     store = store_at(tmp_path)
     with FakeSlack() as slack:
         client = web_client(BOT_TOKEN, slack.api_url)
-        posted = client.chat_postMessage(channel="C111", text="Analyzing feature/x in shop: queued")
-        run, _ = store.create(
-            NewRun(requester="W111", surface="slack", repo="shop", target="feature/x", place="C111")
-        )
-        store.set_message(run.id, "C111", str(posted["ts"]))
+        run, posted = a_slack_run(store, client, "Analyzing feature/x in shop: queued")
         stopped = store.request_stop(run.id)
         assert stopped is not None and stopped.status == "cancelled"
         _say_cancelled(client, stopped, "W222")
@@ -127,11 +129,7 @@ def test_a_running_run_stopped_at_a_checkpoint_says_by_whom(tmp_path: Path) -> N
     store = store_at(tmp_path)
     with FakeSlack() as slack:
         client = web_client(BOT_TOKEN, slack.api_url)
-        posted = client.chat_postMessage(channel="C111", text="Analyzing feature/x in shop")
-        run, _ = store.create(
-            NewRun(requester="W111", surface="slack", repo="shop", target="feature/x", place="C111")
-        )
-        store.set_message(run.id, "C111", str(posted["ts"]))
+        run, posted = a_slack_run(store, client, "Analyzing feature/x in shop")
         assert store.claim(run.id, "w", 60) is not None
         stopping = store.request_stop(run.id, by="W222")
         assert stopping is not None and stopping.status == "running"

@@ -132,9 +132,7 @@ class Jobs:
 
     def stop(self, graceful: bool = True) -> None:
         """Stop the in-process consumer: no new tasks, running ones get the grace period."""
-        if self._consumer is None:
-            if self._reaper is not None:
-                self._reaper.stop()
+        if self._consumer is None:  # no jobs ran in this process (or stopped already)
             return
         if self._reaper is not None:
             self._reaper.beat("stopping")

@@ -11,7 +11,6 @@ import logging
 import os
 import socket
 import threading
-import uuid
 from collections.abc import Callable
 
 from bot.settings import Settings
@@ -20,11 +19,6 @@ from bot.store.runs import RunStore
 from bot.store.workers import WorkerStore
 
 log = logging.getLogger(__name__)
-
-
-def process_id() -> str:
-    """This process, as the workers table and the inbox's leases name it."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class Reaper:
