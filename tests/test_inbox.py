@@ -413,3 +413,46 @@ def test_a_handler_that_breaks_ends_the_delivery_and_says_so(app: Runtime) -> No
         assert row is not None and row.status == "failed" and "KeyError" in (row.error or "")
         assert any("Something went wrong on my side" in r["text"] for r in slack.responses)
         assert inbox.redeliver() == []
+
+
+def test_with_the_store_down_nothing_is_recorded_and_the_user_is_told(
+    app: Runtime, tmp_path: Path
+) -> None:
+    """The database cannot be opened: the delivery is acked with the store-down answer and its
+    handler never runs (nothing was started, as the answer says)."""
+    from bot.store.db import make_engine
+
+    gone = make_engine(f"sqlite:///{tmp_path / 'no-such-folder' / 'chatops.db'}")
+    with FakeSlack() as slack:
+        inbox = _inbox(app, slack)
+        inbox.store = InboxStore(gone)
+        ran: list[str] = []
+        inbox.handlers = {"command": lambda delivery: ran.append("ran")}
+        answers: list[str] = []
+        inbox.receive(
+            "command",
+            "slack:command:6.6.f",
+            _command(slack, "status", "6"),
+            lambda: answers.append("ack"),
+            lambda: answers.append("store down"),
+        )
+        assert answers == ["store down"] and ran == []
+
+
+def test_a_store_that_goes_away_mid_delivery_leaves_it_pending_and_says_so(app: Runtime) -> None:
+    """Recorded, then the store fails while handling: the row stays pending for the reaper,
+    and the user hears it will be acted on once the store is back."""
+    from sqlalchemy.exc import OperationalError
+
+    with FakeSlack() as slack:
+        inbox = _inbox(app, slack)
+
+        def store_away(delivery: object) -> None:
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+        inbox.handlers = {"command": store_away}
+        key = "slack:command:7.7.g"
+        inbox.receive("command", key, _command(slack, "status", "7"), list, list)
+        row = inbox.store.get(key)
+        assert row is not None and row.status == "pending"
+        assert any("I will act on this when it is back" in r["text"] for r in slack.responses)
