@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from agents.pipeline import analyze_branch
 from agents.report import Severity
 from tests.support.gitrepo import RepoBuilder
@@ -55,6 +57,40 @@ def test_bandit_scans_files_under_dot_github(make_branch) -> None:  # type: igno
     repo = make_branch("feature/ci", {".github/scripts/s.py": "def f(x):\n    return eval(x)\n"})
     report = analyze_branch(repo.root, "feature/ci")
     assert (".github/scripts/s.py", "B307") in {(f.file, f.rule) for f in report.findings}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        "[bandit]\ntests = B101\n",  # only a check the bot skips anyway
+        "[bandit]\nexclude = ./app\n",  # the changed folder
+        "[bandit]\nskips = B307\n",
+    ],
+)
+def test_a_branch_cannot_turn_bandit_off_for_its_own_change(make_branch, settings) -> None:  # type: ignore[no-untyped-def]
+    """bandit reads a `.bandit` file it finds under its target: one the branch adds must not
+    choose what bandit checks (as with ruff, the branch does not configure its own review)."""
+    repo = make_branch(
+        "feature/quiet",
+        {".bandit": settings, "app/run.py": "def f(x):\n    return eval(x)\n"},
+    )
+    report = analyze_branch(repo.root, "feature/quiet")
+    assert next(a for a in report.agents if a.name == "code_review").status == "done"
+    assert ("app/run.py", "B307") in {(f.file, f.rule) for f in report.findings}
+
+
+def test_two_bandit_files_on_a_branch_do_not_stop_bandit(make_branch) -> None:  # type: ignore[no-untyped-def]
+    repo = make_branch(
+        "feature/two",
+        {
+            "a/.bandit": "[bandit]\n",
+            "b/.bandit": "[bandit]\n",
+            "a/run.py": "def f(x):\n    return eval(x)\n",
+        },
+    )
+    report = analyze_branch(repo.root, "feature/two")
+    assert not report.coverage.not_run
+    assert ("a/run.py", "B307") in {(f.file, f.rule) for f in report.findings}
 
 
 def test_diff_submodule_log_in_git_config_changes_nothing(repo: RepoBuilder, tmp_path) -> None:  # type: ignore[no-untyped-def]

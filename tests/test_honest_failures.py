@@ -122,7 +122,8 @@ def test_in_the_shell_analyzers_run_in_a_session_of_their_own(
     )
     monkeypatch.setenv("PYTHONPATH", str(fake.parent))
     repo.branch("feature/leak")
-    repo.commit({"shop/a.py": "X = 1\n"})
+    # Content no other test analyzes: bandit's answers are remembered by content in a process.
+    repo.commit({"shop/a.py": f"X = 1  # {tmp_path}\n"})
     repo.checkout("main")
     analyze_branch(repo.root, "feature/leak")
     assert int(seen.read_text()) == os.getsid(0)  # `chatops analyze`: the caller's session

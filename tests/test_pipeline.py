@@ -156,3 +156,50 @@ def test_the_same_problem_on_two_lines_is_two_findings(make_branch) -> None:  # 
     assert [f.start_line for f in moved] == [5, 9]
     assert len({f.fingerprint for f in first}) == 2
     assert [f.fingerprint for f in first] == [f.fingerprint for f in moved]
+
+
+def test_bandit_runs_once_for_the_same_content_and_again_when_it_changes(
+    repo: RepoBuilder,
+    tmp_path,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """bandit's answer is remembered by the content it read: a re-run at the same head starts no
+    bandit process, a changed file does, and a failure is never remembered."""
+    from agents.analyzers import security
+
+    started: list[str] = []
+    real = security._run
+
+    def counted(workspace):  # type: ignore[no-untyped-def]
+        started.append(",".join(sorted(workspace.texts)))
+        return real(workspace)
+
+    monkeypatch.setattr(security, "_run", counted)
+    unique = f"# {tmp_path}\n"  # content no other test in this process analyzed
+    repo.branch("feature/again")
+    repo.commit({"app/run.py": unique + "def f(x):\n    return eval(x)\n"})
+    repo.checkout("main")
+    first = analyze_branch(repo.root, "feature/again")
+    second = analyze_branch(repo.root, "feature/again")
+    assert started == ["app/run.py"]
+    assert [f.fingerprint for f in first.findings] == [f.fingerprint for f in second.findings]
+    assert "B307" in {f.rule for f in second.findings}
+
+    repo.checkout("feature/again")
+    repo.commit({"app/run.py": unique + "def f(x):\n    return eval(x) + 1\n"})
+    repo.checkout("main")
+    analyze_branch(repo.root, "feature/again")
+    assert len(started) == 2
+
+    def broken(workspace):  # type: ignore[no-untyped-def]
+        started.append("broken")
+        raise RuntimeError("bandit failed: internal error")
+
+    monkeypatch.setattr(security, "_run", broken)
+    repo.checkout("feature/again")
+    repo.commit({"app/other.py": unique + "X = 1\n"})
+    repo.checkout("main")
+    for _ in range(2):
+        report = analyze_branch(repo.root, "feature/again")
+        assert any(p.startswith("bandit did not run") for p in report.coverage.not_run)
+    assert started[-2:] == ["broken", "broken"]

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import text
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 
-from bot.store.db import alembic_config, make_engine, upgrade
+from bot.store.db import alembic_config, make_engine, migrate, upgrade
 from bot.store.models import AuditEvent
 from bot.store.runs import NewRun, RunStore
 from tests.support.services import fresh_postgres, needs_postgres
@@ -23,16 +24,71 @@ def sqlite_url(tmp_path: Path) -> str:
     return url
 
 
-def test_migrations_build_exactly_the_models_schema_on_sqlite(sqlite_url: str) -> None:
-    command.check(alembic_config(sqlite_url))  # raises if the models differ from the migrations
+def test_migrations_build_exactly_the_models_schema_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'migrated.db'}"
+    migrate(url)  # the migrations one by one, not the fresh-database shortcut
+    command.check(alembic_config(url))  # raises if the models differ from the migrations
+    _same_schema(url, f"sqlite:///{tmp_path / 'fresh.db'}")
 
 
 @needs_postgres
 def test_migrations_build_exactly_the_models_schema_on_postgres() -> None:
     with fresh_postgres() as url:
-        upgrade(url)
+        migrate(url)
         command.check(alembic_config(url))
         upgrade(url)  # idempotent
+        with fresh_postgres() as fresh:
+            _same_schema(url, fresh)
+
+
+def _same_schema(migrated: str, fresh: str) -> None:
+    """A fresh database built by `upgrade` (the models, stamped) is the migrations' database:
+    the same tables, columns, types, nullability, indexes and unique constraints, at head."""
+    upgrade(fresh)
+    shapes = []
+    for url in (migrated, fresh):
+        engine = make_engine(url)
+        with engine.connect() as connection:
+            seen = inspect(connection)
+            shape = {
+                table: (
+                    sorted(
+                        (c["name"], str(c["type"]), c["nullable"]) for c in seen.get_columns(table)
+                    ),
+                    sorted((i["name"], tuple(i["column_names"])) for i in seen.get_indexes(table)),
+                    sorted(tuple(u["column_names"]) for u in seen.get_unique_constraints(table)),
+                    seen.get_pk_constraint(table)["constrained_columns"],
+                )
+                for table in seen.get_table_names()
+            }
+            version = connection.execute(text("SELECT version_num FROM alembic_version")).one()
+        engine.dispose()
+        shapes.append((shape, version))
+    assert shapes[0] == shapes[1]
+    assert shapes[1][1][0] == ScriptDirectory.from_config(alembic_config(fresh)).get_current_head()
+    upgrade(fresh)  # and a second start finds it at head
+
+
+def test_two_processes_starting_on_one_fresh_database_build_it_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'chatops.db'}"
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            upgrade(url)
+        except BaseException as error:  # noqa: BLE001 - the test reports it
+            errors.append(error)
+
+    starts = [threading.Thread(target=start) for _ in range(3)]
+    for thread in starts:
+        thread.start()
+    for thread in starts:
+        thread.join()
+    assert errors == []
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+    engine.dispose()
 
 
 def _run_places_survive_the_upgrade(url: str) -> None:

@@ -1,15 +1,21 @@
 """bandit: security findings on the lines a branch changed.
 
 bandit runs in its own process, so it uses the second core while secrets are scanned in this one.
+Its answer depends only on the files it reads, so a process remembers the last answers by their
+content: analyzing the same files again (a re-run at the same head) costs no new bandit process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
 import sys
 import tempfile
+import threading
+from collections import OrderedDict
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -59,33 +65,7 @@ def run_bandit(
     files = {f.path: f for f in workspace.python_files()}
     if not files:
         return []
-    with tempfile.TemporaryDirectory(prefix="chatops-bandit-") as scratch:
-        out = Path(scratch) / "bandit.json"
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bandit",
-                "--quiet",
-                "--format=json",
-                f"--output={out}",
-                f"--skip={','.join(BANDIT_SKIP)}",
-                # bandit's default excludes match by substring (".git" in ".github/..."),
-                # which would skip changed files silently.
-                "--exclude=",
-                "--recursive",
-                ".",
-            ],
-            cwd=workspace.root,
-            capture_output=True,
-            check=False,
-            # In the shell, a session of its own: the prompt's Ctrl-C must not fail the run.
-            start_new_session=own_session(),
-        )
-        # bandit exits 1 when it found something; anything else without a report is a failure.
-        if done.returncode not in (0, 1) or not out.exists():
-            raise RuntimeError(f"bandit failed: {done.stderr.decode('utf-8', 'replace').strip()}")
-        data: dict[str, Any] = json.loads(out.read_text("utf-8"))
+    data = _ANSWERS.answer(workspace)
     if unread is not None:
         unread += sorted(
             str(e.get("filename", "")).removeprefix("./") for e in data.get("errors", [])
@@ -112,6 +92,79 @@ def run_bandit(
         if relevant:
             findings.append(finding)
     return findings
+
+
+class _Answers:
+    """bandit's last answers in this process, by what it read (bounded: an entry is a few kB)."""
+
+    ENTRIES = 64
+
+    def __init__(self) -> None:
+        self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def answer(self, workspace: Workspace) -> dict[str, Any]:
+        key = _content_key(workspace)
+        with self._lock:
+            if key in self._answers:
+                self._answers.move_to_end(key)
+                return self._answers[key]
+        data = _run(workspace)
+        with self._lock:
+            self._answers[key] = data
+            while len(self._answers) > self.ENTRIES:
+                self._answers.popitem(last=False)
+        return data
+
+
+def _content_key(workspace: Workspace) -> str:
+    """What bandit's answer depends on: its version, its options, and every file it reads (the
+    workspace holds only the files written for analysis, each in `texts`)."""
+    digest = hashlib.sha256(f"{_BANDIT_VERSION}\0{','.join(BANDIT_SKIP)}".encode())
+    for path, text in sorted(workspace.texts.items()):
+        digest.update(f"\0{path}\0{len(text)}\0".encode())
+        digest.update(text.encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _run(workspace: Workspace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="chatops-bandit-") as scratch:
+        out = Path(scratch) / "bandit.json"
+        # Without `--ini`, bandit takes its settings from a `.bandit` file under the target: a
+        # branch could choose what is checked on its own change (or stop bandit with two).
+        settings = Path(scratch) / "settings.ini"
+        settings.write_text("[bandit]\n", "utf-8")
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bandit",
+                "--quiet",
+                "--format=json",
+                f"--output={out}",
+                f"--ini={settings}",
+                f"--skip={','.join(BANDIT_SKIP)}",
+                # bandit's default excludes match by substring (".git" in ".github/..."),
+                # which would skip changed files silently.
+                "--exclude=",
+                "--recursive",
+                ".",
+            ],
+            cwd=workspace.root,
+            capture_output=True,
+            check=False,
+            # In the shell, a session of its own: the prompt's Ctrl-C must not fail the run.
+            start_new_session=own_session(),
+        )
+        # bandit exits 1 when it found something; anything else without a report is a failure.
+        if done.returncode not in (0, 1) or not out.exists():
+            raise RuntimeError(f"bandit failed: {done.stderr.decode('utf-8', 'replace').strip()}")
+        data: dict[str, Any] = json.loads(out.read_text("utf-8"))
+    return data
+
+
+_BANDIT_VERSION = metadata.version("bandit")
+_ANSWERS = _Answers()
 
 
 def _finding(

@@ -13,9 +13,11 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, inspect
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, SQLModel, create_engine
+
+import bot.store.models  # noqa: F401  (registers the tables `upgrade` builds)
 
 SQLITE_BUSY_TIMEOUT_S = 30
 # About half a minute of retries: a database restart, not an outage.
@@ -89,8 +91,36 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str) -> None:
-    """Apply every migration (`chatops db upgrade`; the embedded default runs it at start)."""
-    command.upgrade(alembic_config(url), "head")
+    """Bring the schema to the newest revision (`chatops db upgrade`; the embedded default runs it
+    at start). A database with no tables yet is built from the models in one step and stamped
+    with the newest revision, Alembic's recipe for a fresh database (a tenth of the time of six
+    migrations on SQLite); that the migrations build exactly the same schema is a test."""
+    config = alembic_config(url)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            # On SQLite the transaction holds the write lock from its start, and on PostgreSQL
+            # an advisory lock: two processes starting on one fresh database build it once.
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+            if not inspect(connection).get_table_names():
+                SQLModel.metadata.create_all(connection)
+                config.attributes["connection"] = connection
+                command.stamp(config, "head")
+                return
+    finally:
+        engine.dispose()
+    command.upgrade(config, "head")
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Run the migrations themselves, one by one, even on an empty database (the tests compare
+    their result with the models')."""
+    command.upgrade(alembic_config(url), revision)
+
+
+# Any constant: the key of the advisory lock taken while a fresh database is built.
+_SCHEMA_LOCK = 0x636861746F7073
 
 
 def through_restart(action: Callable[[int], T], what: str) -> T:
