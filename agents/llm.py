@@ -8,6 +8,7 @@ failed or not, is recorded with its tokens, cost, latency and outcome.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from agents.budget import estimate_tokens
 from agents.report import LLMCall, sha256_hex
+from agents.reuse import AnswerStore, NoAnswers, key_of, recall, remember
 
 if TYPE_CHECKING:
     # The SDK takes almost two seconds to import: offline runs never pay for it.
@@ -136,14 +138,20 @@ class LLMSession:
         *,
         on_call: Callable[[LLMCall], None] | None = None,
         budget_left: Callable[[], float | None] | None = None,
+        answers: AnswerStore | None = None,
     ) -> None:
         """`on_call` hears of every call as it ends (to record spend at once); `budget_left`
-        says what a shared budget still allows (checked before every call)."""
+        says what a shared budget still allows (checked before every call); `answers` keeps
+        answers for reuse (none: every question is asked)."""
         import anthropic
 
         self.settings = settings
         self.on_call = on_call
         self.budget_left = budget_left
+        self.answers: AnswerStore = answers if answers is not None else NoAnswers()
+        # Questions answered from `answers` instead of the model, this session.
+        self.reused_calls = 0
+        self.reused_counts = 0
         self._client = client or anthropic.Anthropic(
             api_key=settings.api_key,
             base_url=settings.base_url,
@@ -177,13 +185,54 @@ class LLMSession:
 
         if not self.settings.count_tokens_online:
             return estimate_tokens(prompt.stable) + estimate_tokens(user)
+        key = key_of("count", model, prompt.stable, user)
+        known = recall(self.answers, key)
+        if known is not None and known.isdigit():
+            with self._lock:
+                self.reused_counts += 1
+            return int(known)
         try:
             counted = self._client.messages.count_tokens(
                 model=model, system=prompt.blocks(), messages=_user(user)
             )
         except anthropic.APIError as exc:
             raise self._translate(exc) from None
+        remember(self.answers, key, "count", str(int(counted.input_tokens)))
         return int(counted.input_tokens)
+
+    def answer_key(self, model: str, prompt: Prompt, output: type[BaseModel], *parts: str) -> str:
+        """The key of an answer: the model, the whole system prompt (learnings included), the
+        answer's schema, and what the user message held."""
+        schema = json.dumps(output.model_json_schema(), sort_keys=True)
+        return key_of("answer", model, prompt.stable, schema, *parts)
+
+    def kept(
+        self,
+        *,
+        model: str,
+        prompt: Prompt,
+        user: str,
+        output: type[T],
+        max_tokens: int | None = None,
+    ) -> T | None:
+        """The answer to this exact question from an earlier call, if one was kept (counted
+        in `reused_calls`); `structured` asks this first."""
+        limit = max_tokens or self.settings.max_output_tokens
+        kept = self.reused(self.answer_key(model, prompt, output, str(limit), user), output)
+        if kept is not None:
+            with self._lock:
+                self.reused_calls += 1
+        return kept
+
+    def reused(self, key: str, output: type[T]) -> T | None:
+        """The answer kept under `key`, if there is one that still matches `output`."""
+        kept = recall(self.answers, key)
+        if kept is None:
+            return None
+        try:
+            return output.model_validate_json(kept)
+        except ValidationError:  # kept under an older schema: ask again
+            return None
 
     def structured(
         self,
@@ -195,10 +244,15 @@ class LLMSession:
         output: type[T],
         max_tokens: int | None = None,
     ) -> T:
-        """One call whose answer must match `output`'s JSON schema."""
+        """One call whose answer must match `output`'s JSON schema. The same question asked
+        before (same model, prompt, schema, limit and message) is answered from `answers`."""
         import anthropic
 
         limit = max_tokens or self.settings.max_output_tokens
+        key = self.answer_key(model, prompt, output, str(limit), user)
+        kept = self.kept(model=model, prompt=prompt, user=user, output=output, max_tokens=limit)
+        if kept is not None:
+            return kept
         reservation = self._reserve(model, prompt, user, limit)
         started = time.perf_counter()
         try:
@@ -251,6 +305,7 @@ class LLMSession:
         if error is not None:
             raise error
         assert result is not None
+        remember(self.answers, key, "answer", result.model_dump_json())
         return result
 
     def _reserve(self, model: str, prompt: Prompt, user: str, max_tokens: int) -> float:

@@ -27,6 +27,7 @@ from agents.report import (
     Finding,
     LLMCall,
     Report,
+    Reuse,
     SkippedFile,
     Target,
     TicketInfo,
@@ -239,6 +240,7 @@ def _assemble(
         proposals=state.proposals,
         coverage=coverage,
         usage=_usage(calls),
+        reuse=_reuse(state),
         agents=agents,
         stopped_early=stopped,
         llm_calls=calls,
@@ -261,6 +263,16 @@ def _usage(calls: list[LLMCall]) -> Usage:
         cache_read_tokens=sum(c.cache_read_tokens for c in calls),
         cache_write_tokens=sum(c.cache_write_tokens for c in calls),
         cost_usd=round(sum(c.cost_usd for c in calls), 6),
+    )
+
+
+def _reuse(state: PipelineState) -> Reuse:
+    if state.llm is None:
+        return Reuse()
+    return Reuse(
+        calls=state.llm.reused_calls,
+        units_reused=sum(state.units_reused.values()),
+        units_sent=sum(state.units_sent.values()),
     )
 
 
@@ -310,6 +322,14 @@ def _summary(
         )
     if stopped:
         text += " Stopped on request before every agent ran."
+    reuse = _reuse(state)
+    if reuse.any:
+        units = reuse.units_reused + reuse.units_sent
+        text += (
+            f" Unchanged since an earlier run, so not sent again: {reuse.units_reused} of "
+            f"{units} unit(s) of context, and {reuse.calls} whole call(s), answered from "
+            "the model's earlier answers."
+        )
     for note in state.notes:
         text += f" {note}"
     return text

@@ -143,6 +143,22 @@ class Usage(_Model):
     cost_usd: float = 0.0
 
 
+class Reuse(_Model):
+    """What the model was not asked again: answers kept from earlier runs of the same content."""
+
+    calls: int = Field(default=0, description="Model calls answered from kept answers.")
+    units_reused: int = Field(
+        default=0,
+        description="Units of context (a file's hunks, a definition) whose kept "
+        "answer was used instead of sending them.",
+    )
+    units_sent: int = Field(default=0, description="Units of context sent to the model.")
+
+    @property
+    def any(self) -> bool:
+        return bool(self.calls or self.units_reused)
+
+
 class LLMCall(_Model):
     """One model call, as recorded: who asked, with which prompt, what it cost, how it ended."""
 
@@ -209,6 +225,7 @@ class Report(_Model):
     proposals: list[Proposal] = Field(default_factory=list)
     coverage: Coverage = Field(default_factory=Coverage)
     usage: Usage = Field(default_factory=Usage)
+    reuse: Reuse = Field(default_factory=Reuse)
     agents: list[AgentRun] = Field(default_factory=list)
     stopped_early: bool = Field(
         default=False, description="True when a stop request ended the run."

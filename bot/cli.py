@@ -33,13 +33,14 @@ from agents.llm import LLMSession
 from agents.pipeline import Progress as PipelineProgress
 from agents.pipeline import analyze_branch
 from agents.report import Report, Severity, report_json_schema
-from bot.app import Runtime, build_app
+from agents.reuse import AnswerStore, NoAnswers
+from bot.app import Runtime, answer_cache, build_app
 from bot.config import ConfigError
 from bot.core.tickets import branches_for
 from bot.logs import configure
 from bot.metrics import register_store
 from bot.settings import Settings, SettingsError, load_settings
-from bot.store.db import upgrade
+from bot.store.db import make_engine, upgrade
 from bot.store.types import utcnow
 from bot.surfaces.render.evaluation import print_evaluation
 from bot.surfaces.render.markdown import render_markdown
@@ -142,6 +143,37 @@ AllowPartialOption = Annotated[
 OfflineOption = Annotated[
     bool, typer.Option("--offline", help="Use the analyzers only, even with an API key.")
 ]
+NoCacheOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-cache",
+        help="Ask the model every question again, instead of reusing its answers for content "
+        "asked about before (kept in the data folder's store, or DATABASE_URL's).",
+    ),
+]
+
+
+def _kept_answers(settings: Settings, no_cache: bool, errors: Console) -> AnswerStore:
+    """Where the model's answers are kept between runs: the store the bot uses. A store that
+    cannot be opened is said, and the run asks the model everything."""
+    if no_cache:
+        return NoAnswers()
+    try:
+        url = settings.db_url
+        if url.startswith("sqlite"):
+            upgrade(url)
+        cache = answer_cache(settings, make_engine(url))
+        cache.prune()
+    except Exception as exc:  # noqa: BLE001 - reuse is a saving, never a reason to fail
+        errors.print(
+            f"note: the model's earlier answers are not reused ({type(exc).__name__}: {exc}); "
+            "every question is asked.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return NoAnswers()
+    return cache
 
 
 @analyze_app.command("branch")
@@ -154,16 +186,22 @@ def analyze_branch_command(
     fail_on: FailOnOption = None,
     offline: OfflineOption = False,
     allow_partial: AllowPartialOption = False,
+    no_cache: NoCacheOption = False,
 ) -> None:
     """Analyze a branch: the analyzers always; Claude too when ANTHROPIC_API_KEY is set."""
     errors = Console(stderr=True)
     _output_or_exit(errors, output)
     try:
-        llm_settings = None if offline else load_settings().llm()
+        settings = load_settings()
+        llm_settings = None if offline else settings.llm()
     except SettingsError as exc:
         _fail(errors, f"invalid setting: {exc}", "Fix the environment variable or .env file.")
         return
-    session = LLMSession(llm_settings) if llm_settings is not None else None
+    session = (
+        LLMSession(llm_settings, answers=_kept_answers(settings, no_cache, errors))
+        if llm_settings is not None
+        else None
+    )
     printer = _ProgressPrinter(errors)
     try:
         report = analyze_branch(repo, name, base, checkpoint=printer, llm=session)
@@ -249,6 +287,7 @@ def analyze_ticket_command(
     fail_on: FailOnOption = None,
     offline: OfflineOption = False,
     allow_partial: AllowPartialOption = False,
+    no_cache: NoCacheOption = False,
 ) -> None:
     """Analyze the branches that implement a Jira ticket, against its acceptance criteria."""
     errors = Console(stderr=True)
@@ -284,6 +323,7 @@ def analyze_ticket_command(
         )
         return
     llm_settings = None if offline else settings.llm()
+    answers = _kept_answers(settings, no_cache, errors) if llm_settings else NoAnswers()
     reports = []
     not_analyzed: list[str] = []
     for name in found:
@@ -296,7 +336,7 @@ def analyze_ticket_command(
                     base,
                     checkpoint=printer,
                     ticket=ticket,
-                    llm=LLMSession(llm_settings) if llm_settings else None,
+                    llm=LLMSession(llm_settings, answers=answers) if llm_settings else None,
                 )
             )
         except (AnalysisInputError, GitFailure) as exc:  # this branch only: the others stand

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # still running then is handed back to the queue for another worker.
     chatops_shutdown_grace_s: float = Field(default=30.0, ge=0)
     chatops_log_format: Literal["text", "json"] = "text"
+    # The model's answers kept for reuse (a re-run pays only for what changed): the most kept,
+    # the least recently used going first, and how long an unused answer stays.
+    chatops_answer_cache_mb: float = Field(default=256.0, ge=0)
+    chatops_answer_cache_days: float = Field(default=30.0, gt=0)
 
     @property
     def db_url(self) -> str:

@@ -333,7 +333,7 @@ def test_runs_share_todays_budget_call_by_call_and_spend_counts_at_once(
                     agent="code_review",
                     model="claude-sonnet-5-5",
                     prompt=prompt,
-                    user="hi",
+                    user="a new question",  # "hi" again is answered from the kept answers
                     output=Answer,
                     max_tokens=256,
                 )

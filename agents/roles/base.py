@@ -38,6 +38,9 @@ class PipelineState:
     not_run: list[str] = field(default_factory=list)
     # Values the analyzers took for secrets: masked in every finding, never in a proposal.
     secret_values: set[str] = field(default_factory=set)
+    # Units of model context answered from earlier runs' answers, and units sent, by agent.
+    units_reused: dict[str, int] = field(default_factory=dict)
+    units_sent: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def next_proposal_id(self) -> str:
@@ -53,6 +56,11 @@ class PipelineState:
         and the report says what is missing."""
         with self._lock:
             self.not_run.append(f"{part} did not run: {reason}"[:500])
+
+    def count_units(self, agent: str, *, reused: int, sent: int) -> None:
+        with self._lock:
+            self.units_reused[agent] = self.units_reused.get(agent, 0) + reused
+            self.units_sent[agent] = self.units_sent.get(agent, 0) + sent
 
     def skip_for_model(self, path: str, reason: str) -> None:
         with self._lock:

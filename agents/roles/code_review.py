@@ -197,6 +197,7 @@ class CodeReviewAgent:
             units=units,
             user_message=_review_message,
             output=ReviewAnswer,
+            per_unit=_about,
         )
         found: list[Finding] = []
         patches: list[ModelPatch] = []
@@ -233,6 +234,14 @@ def _attempt(state: PipelineState, part: str, run: Callable[[], T], empty: Calla
         log.warning("%s failed: %s", part, exc)
         state.did_not_run(part, f"{type(exc).__name__}: {exc}".strip()[:300])
         return empty()
+
+
+def _about(answer: ReviewAnswer, unit: Unit) -> ReviewAnswer:
+    """The part of a review answer about one file."""
+    return ReviewAnswer(
+        findings=[f for f in answer.findings if f.file == unit.file],
+        patches=[p for p in answer.patches if p.file == unit.file],
+    )
 
 
 def _review_message(chunk: Sequence[Unit]) -> str:

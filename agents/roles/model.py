@@ -18,6 +18,7 @@ from agents.context import files as kinds
 from agents.context.code import file_context, neutralise, numbered
 from agents.llm import CostCapReached, LLMError, Prompt, UnusableOutput
 from agents.report import Finding, Severity, Source, fingerprint
+from agents.reuse import remember
 from agents.roles.answers import ModelFinding, ValidationAnswer
 from agents.roles.base import PipelineState
 
@@ -115,24 +116,64 @@ def run_chunks(
     user_message: Callable[[Sequence[Unit]], str],
     output: type[T],
     on_skip: Callable[[str, str], None] | None = None,
+    per_unit: Callable[[T, Unit], T] | None = None,
 ) -> list[tuple[T, list[Unit]]]:
     """Pack `units` into calls under the budget, run them with bounded parallelism, and return
     each answer with the units it covered. A call whose answer is cut off or malformed is retried
     once as two smaller calls; what still fails, or is over the cost cap, is disclosed in
-    coverage. Other errors (auth, rate limits after retries) end the agent."""
+    coverage. Other errors (auth, rate limits after retries) end the agent.
+
+    With `per_unit` (the part of an answer about one unit), each unit's part is kept, and a
+    unit asked about before with the same text, around the same message, is answered from it
+    and not sent: after a push only the units that changed go to the model."""
     session = state.llm
     assert session is not None
     settings = session.settings
     skip = on_skip or state.skip_for_model
     budget = settings.input_budget_tokens - estimate_tokens(prompt.stable) - _USER_OVERHEAD_TOKENS
-    packing = pack(units, budget)
-    for path, reason in packing.skipped:
-        skip(path, reason)
     answers: list[tuple[T, list[Unit]]] = []
     lock = threading.Lock()
+    # The words around the units: a unit's answer is reused only inside the same message.
+    around = user_message([]) if per_unit is not None else ""
+
+    def unit_key(unit: Unit) -> str:
+        return session.answer_key(model, prompt, output, "unit", around, unit.file, unit.text)
+
+    fresh: list[Unit] = []
+    for unit in units:
+        kept = session.reused(unit_key(unit), output) if per_unit is not None else None
+        if kept is None:
+            fresh.append(unit)
+        else:
+            answers.append((kept, [unit]))
+    state.count_units(agent, reused=len(units) - len(fresh), sent=0)
+    packing = pack(fresh, budget)
+    for path, reason in packing.skipped:
+        skip(path, reason)
+
+    def keep_parts(answer: T, chunk: list[Unit]) -> None:
+        if per_unit is None:
+            return
+        files = [unit.file for unit in chunk]
+        for unit in chunk:
+            # A file split into several units shares one answer: its parts cannot be told apart.
+            if files.count(unit.file) == 1:
+                remember(
+                    session.answers,
+                    unit_key(unit),
+                    "unit",
+                    per_unit(answer, unit).model_dump_json(),
+                )
 
     def call(chunk: list[Unit], may_split: bool) -> None:
         user = user_message(chunk)
+        kept = session.kept(model=model, prompt=prompt, user=user, output=output)
+        if kept is not None:  # asked before, word for word: no call, and no token count
+            state.count_units(agent, reused=len(chunk), sent=0)
+            keep_parts(kept, chunk)
+            with lock:
+                answers.append((kept, chunk))
+            return
         if settings.count_tokens_online:
             counted = session.count_tokens(prompt, user, model)
             if counted > settings.input_budget_tokens:
@@ -160,6 +201,8 @@ def run_chunks(
             for unit in chunk:
                 skip(unit.file, f"{limit} was reached")
             return
+        state.count_units(agent, reused=0, sent=len(chunk))
+        keep_parts(answer, chunk)
         with lock:
             answers.append((answer, chunk))
 
@@ -211,7 +254,7 @@ def validate(state: PipelineState, findings: list[Finding], *, agent: str) -> li
     if session is None or not findings or not session.settings.validate:
         return findings
     prompt = prompt_for(state, "validate")
-    by_id = {f"F{n}": finding for n, finding in enumerate(findings, start=1)}
+    by_id = _claim_ids(findings)
     units = [Unit(fid, 1, _claim(state, fid, finding)) for fid, finding in by_id.items()]
 
     def message(chunk: Sequence[Unit]) -> str:
@@ -232,6 +275,9 @@ def validate(state: PipelineState, findings: list[Finding], *, agent: str) -> li
             user_message=message,
             output=ValidationAnswer,
             on_skip=lambda fid, reason: unchecked.append(fid),
+            per_unit=lambda answer, unit: ValidationAnswer(
+                verdicts=[v for v in answer.verdicts if v.id == unit.file]
+            ),
         )
     except LLMError as exc:
         state.note(f"Validation of {agent}'s findings failed ({exc}); they are kept unvalidated.")
@@ -246,6 +292,20 @@ def validate(state: PipelineState, findings: list[Finding], *, agent: str) -> li
     if unchecked:
         state.note(f"{len(unchecked)} of {agent}'s findings could not be validated; kept.")
     return [finding for fid, finding in by_id.items() if fid not in unsupported]
+
+
+def _claim_ids(findings: list[Finding]) -> dict[str, Finding]:
+    """Each finding's id for the validation pass, from its fingerprint: the same finding has the
+    same id in every run, so its verdict can be reused while its lines are unchanged."""
+    by_id: dict[str, Finding] = {}
+    for finding in findings:
+        base = f"F-{finding.fingerprint[:8]}"
+        fid, n = base, 1
+        while fid in by_id:
+            n += 1
+            fid = f"{base}-{n}"
+        by_id[fid] = finding
+    return by_id
 
 
 def _claim(state: PipelineState, fid: str, finding: Finding) -> str:

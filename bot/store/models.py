@@ -301,3 +301,18 @@ class InboxRow(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text))
     received_at: datetime = Field(default_factory=utcnow, sa_column=_when())
     done_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+
+
+class AnswerRow(SQLModel, table=True):
+    """A model answer kept for reuse, by the hash of everything that decided it (see
+    `agents.reuse`). Bounded by age since last use and by total size (`AnswerCache.prune`)."""
+
+    __tablename__ = "answers"
+    __table_args__ = (Index("ix_answers_used_at", "used_at"),)
+
+    key: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(max_length=16)  # answer (a whole call), unit (one unit's part), count
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    size: int = 0  # bytes of `value`, for the size bound
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    used_at: datetime = Field(default_factory=utcnow, sa_column=_when())

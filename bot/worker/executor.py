@@ -22,6 +22,7 @@ from bot.core.ports import RunObserver, worker_id
 from bot.core.tickets import Tickets
 from bot.logs import run_context
 from bot.repos import RepoResolver
+from bot.store.answers import AnswerCache
 from bot.store.db import through_restart
 from bot.store.models import Run
 from bot.store.runs import RunStore
@@ -43,10 +44,13 @@ class RunExecutor:
         stopping: Callable[[], bool],
         learnings: Callable[[str], Learnings],
         save_prompts: Callable[[dict[tuple[str, str], str]], None],
+        answers: AnswerCache,
         observers: Sequence[RunObserver] = (),
     ) -> None:
         """`stopping`: is this process shutting down (then a run interrupted by the signal is
-        handed back, not failed)."""
+        handed back, not failed). `answers`: the model's answers kept for reuse, shared by
+        every worker (kept inside its bounds after each run that used the model)."""
+        self.answers = answers
         self.tickets = tickets
         # The repository's curated learnings; today's budget (shared by concurrent runs); where
         # each prompt's text is kept for the interaction log.
@@ -144,6 +148,8 @@ class RunExecutor:
                 ticket=ticket,
                 learnings=self.learnings(name),
             )
+            if session is not None:
+                self._prune_answers()
         except AnalysisInputError as exc:  # the request's fault, never a signal's
             message, hint = for_chat(exc, run.repo, path)
             self._fail(run_id, worker, f"{message} {hint}".strip(), interruptible=False)
@@ -198,7 +204,17 @@ class RunExecutor:
             self.llm,
             on_call=lambda call: self.store.record_call(run_id, call),
             budget_left=self.budget.left,
+            answers=self.answers,
         )
+
+    def _prune_answers(self) -> None:
+        try:
+            gone = self.answers.prune()
+        except Exception:  # the bound is kept on the next run; this one's report stands
+            log.warning("could not prune the kept model answers", exc_info=True)
+            return
+        if gone:
+            log.info("pruned %d kept model answer(s) past the cache's bounds", gone)
 
     def _fail(self, run_id: str, worker: str, error: str, *, interruptible: bool = True) -> None:
         # The stop signal may have reached our git, ruff or bandit processes too (a process

@@ -1,0 +1,84 @@
+"""Model answers kept for reuse, in the store every worker shares (`agents.reuse`'s port).
+
+Reads do not write, except to refresh an entry's last use once a day at most, so a re-run that
+reuses hundreds of answers costs reads. `prune()` keeps the table inside its bounds: entries not
+used for `max_age_days`, then the least recently used until the total is under `max_bytes`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Engine, delete, func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from bot.store.db import session_scope
+from bot.store.models import AnswerRow
+from bot.store.types import utcnow
+
+REFRESH_AFTER = timedelta(days=1)
+_DELETE_BATCH = 500
+
+
+class AnswerCache:
+    def __init__(self, engine: Engine, *, max_bytes: int, max_age_days: float) -> None:
+        self.engine = engine
+        self.max_bytes = max_bytes
+        self.max_age = timedelta(days=max_age_days)
+
+    def get(self, key: str) -> str | None:
+        with session_scope(self.engine) as session:
+            row = session.get(AnswerRow, key)
+            if row is None:
+                return None
+            value, used_at = row.value, row.used_at
+        if utcnow() - used_at > REFRESH_AFTER:
+            with session_scope(self.engine) as session:
+                session.execute(
+                    update(AnswerRow).where(col(AnswerRow.key) == key).values(used_at=utcnow())
+                )
+        return value
+
+    def put(self, key: str, kind: str, value: str) -> None:
+        row = AnswerRow(key=key, kind=kind, value=value, size=len(value.encode("utf-8")))
+        try:
+            with session_scope(self.engine) as session:
+                session.add(row)
+        except IntegrityError:  # two workers answered the same question: the first one stays
+            return
+
+    def prune(self) -> int:
+        """Drop what is past the bounds; returns how many entries went."""
+        with session_scope(self.engine) as session:
+            expired = session.execute(
+                delete(AnswerRow).where(col(AnswerRow.used_at) < utcnow() - self.max_age)
+            )
+            gone = int(expired.rowcount or 0)  # type: ignore[attr-defined]
+            total = session.exec(select(func.coalesce(func.sum(AnswerRow.size), 0))).one()
+            excess = int(total) - self.max_bytes
+            keys: list[str] = []
+            freed = 0
+            if excess > 0:
+                # The least recently used first, until enough bytes are freed.
+                for key, size in session.exec(
+                    select(AnswerRow.key, AnswerRow.size).order_by(
+                        col(AnswerRow.used_at), col(AnswerRow.key)
+                    )
+                ):
+                    if freed >= excess:
+                        break
+                    keys.append(key)
+                    freed += size
+            for first in range(0, len(keys), _DELETE_BATCH):
+                batch = keys[first : first + _DELETE_BATCH]
+                session.execute(delete(AnswerRow).where(col(AnswerRow.key).in_(batch)))
+        return gone + len(keys)
+
+    def stats(self) -> tuple[int, int]:
+        """Entries and bytes kept."""
+        with session_scope(self.engine) as session:
+            count, size = session.exec(
+                select(func.count(), func.coalesce(func.sum(AnswerRow.size), 0))
+            ).one()
+        return int(count), int(size)

@@ -1,0 +1,239 @@
+"""A re-run pays only for what changed: the model's answers are kept by what was sent, and a
+question asked before is answered from them, counted at the fake Messages API."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from agents.learnings import Learning, Learnings
+from agents.pipeline import analyze_branch
+from agents.report import Report, Source
+from agents.reuse import AnswerStore, MemoryAnswers
+from bot.store.answers import AnswerCache
+from bot.store.db import make_engine, session_scope, upgrade
+from bot.store.models import AnswerRow
+from bot.store.types import utcnow
+from tests.support.fakes.anthropic_api import FakeAnthropic, Recorded
+from tests.support.gitrepo import RepoBuilder
+from tests.support.llm_helpers import model_env, session_for
+from tests.support.processes import clean_env
+from tests.support.services import fresh_postgres, needs_postgres
+
+FILES = {
+    f"shop/part{n}.py": f"def price_{n}(rows):\n    total = 0\n    for row in rows:\n"
+    f"        total += row[{n}]\n    return total\n"
+    for n in range(1, 6)
+}
+
+
+def review(body: dict[str, Any]) -> dict[str, Any]:
+    """One finding per file shown, on its line 4."""
+    user = Recorded("", {}, body, 0).user
+    return {
+        "findings": [
+            {
+                "file": path,
+                "start_line": 4,
+                "end_line": 4,
+                "severity": "medium",
+                "category": "error-handling",
+                "title": f"{path} indexes a row that may be short",
+                "detail": "A row with fewer columns raises IndexError.",
+                "suggestion": "Check the row's length first.",
+                "confidence": 0.6,
+            }
+            for path in re.findall(r'<file path="([^"]+)"', user)
+        ],
+        "patches": [],
+    }
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as server:
+        server.responders["code_review"] = review
+        yield server
+
+
+@pytest.fixture
+def branch(repo: RepoBuilder) -> RepoBuilder:
+    repo.branch("feature/prices")
+    repo.commit(FILES)
+    repo.checkout("main")
+    return repo
+
+
+def analyze(
+    repo: RepoBuilder, fake: FakeAnthropic, answers: AnswerStore, **kw: Any
+) -> tuple[Report, list[Recorded]]:
+    before = len(fake.requests)
+    session = session_for(fake)
+    session.answers = answers
+    report = analyze_branch(repo.root, "feature/prices", llm=session, **kw)
+    return report, fake.requests[before:]
+
+
+def model_findings(report: Report) -> set[tuple[str | None, str]]:
+    return {(f.file, f.fingerprint) for f in report.findings if f.source is Source.llm}
+
+
+def reviewed_files(requests: list[Recorded]) -> list[str]:
+    return sorted(
+        path
+        for r in requests
+        if r.path == "/v1/messages" and r.role == "code_review"
+        for path in re.findall(r'<file path="([^"]+)"', r.user)
+    )
+
+
+def test_a_rerun_at_the_same_head_makes_no_model_call(
+    branch: RepoBuilder, fake: FakeAnthropic
+) -> None:
+    answers = MemoryAnswers()
+    first, sent = analyze(branch, fake, answers)
+    assert reviewed_files(sent) == sorted(FILES)
+    assert first.reuse.units_reused == 0 and first.reuse.calls == 0
+    second, again = analyze(branch, fake, answers)
+    assert again == []  # no message, no token count: nothing reached the API
+    assert model_findings(second) == model_findings(first) != set()
+    assert second.usage.cost_usd == 0 and second.llm_calls == []
+    assert second.reuse.units_sent == 0 and second.reuse.units_reused >= len(FILES)
+    assert second.coverage.files_analyzed == first.coverage.files_analyzed
+    assert "not sent again" in second.summary
+
+
+def test_after_a_push_only_the_changed_file_goes_to_the_model(
+    branch: RepoBuilder, fake: FakeAnthropic
+) -> None:
+    answers = MemoryAnswers()
+    first, _ = analyze(branch, fake, answers)
+    branch.checkout("feature/prices")
+    branch.commit({"shop/part3.py": FILES["shop/part3.py"] + "\n\ndef more():\n    return 3\n"})
+    branch.checkout("main")
+    third, sent = analyze(branch, fake, answers)
+    assert reviewed_files(sent) == ["shop/part3.py"]
+    # Every file is still covered, and the unchanged ones keep their findings.
+    assert third.coverage.files_analyzed == first.coverage.files_analyzed
+    assert model_findings(third) == model_findings(first)
+    assert third.reuse.units_reused >= len(FILES) - 1
+    assert not [s for s in third.coverage.files_skipped if "model" in s.reason]
+
+
+def test_a_new_learning_asks_every_question_again(branch: RepoBuilder, fake: FakeAnthropic) -> None:
+    """The team's learnings are part of the prompt, so part of the key."""
+    answers = MemoryAnswers()
+    analyze(branch, fake, answers)
+    learned = Learnings(learnings=[Learning("L1", "code_review", "Money is in cents.")])
+    _, sent = analyze(branch, fake, answers, learnings=learned)
+    assert reviewed_files(sent) == sorted(FILES)
+
+
+def test_a_store_that_fails_is_a_miss_never_a_failed_run(
+    branch: RepoBuilder, fake: FakeAnthropic
+) -> None:
+    class Broken:
+        def get(self, key: str) -> str | None:
+            raise OSError("disk gone")
+
+        def put(self, key: str, kind: str, value: str) -> None:
+            raise OSError("disk gone")
+
+    report, sent = analyze(branch, fake, Broken())
+    assert reviewed_files(sent) == sorted(FILES)
+    assert report.complete and model_findings(report)
+
+
+def _shared_by_two_workers(url: str, repo: RepoBuilder, fake: FakeAnthropic) -> None:
+    upgrade(url)
+    one, two = make_engine(url), make_engine(url)
+    try:
+        bounds = {"max_bytes": 10_000_000, "max_age_days": 30}
+        analyze(repo, fake, AnswerCache(one, **bounds))
+        report, sent = analyze(repo, fake, AnswerCache(two, **bounds))
+        assert sent == [] and report.reuse.units_sent == 0
+    finally:
+        one.dispose()
+        two.dispose()
+
+
+def test_the_store_shares_answers_between_workers_on_sqlite(
+    tmp_path: Path, branch: RepoBuilder, fake: FakeAnthropic
+) -> None:
+    _shared_by_two_workers(f"sqlite:///{tmp_path / 'chatops.db'}", branch, fake)
+
+
+@needs_postgres
+def test_the_store_shares_answers_between_workers_on_postgres(
+    branch: RepoBuilder, fake: FakeAnthropic
+) -> None:
+    with fresh_postgres() as url:
+        _shared_by_two_workers(url, branch, fake)
+
+
+def test_the_store_is_bounded_by_age_and_size(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'chatops.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    cache = AnswerCache(engine, max_bytes=2_500, max_age_days=30)
+    for n in range(5):
+        cache.put(f"k{n}", "answer", "x" * 1_000)
+    cache.put("k0", "answer", "y")  # kept once: the first answer stays
+    assert cache.get("k0") == "x" * 1_000
+    with session_scope(engine) as session:
+        old = utcnow() - timedelta(days=31)
+        session.execute(update(AnswerRow).where(AnswerRow.key == "k4").values(used_at=old))
+        for n, key in enumerate(["k0", "k1", "k2", "k3"]):
+            used = utcnow() - timedelta(hours=10 - n)
+            session.execute(update(AnswerRow).where(AnswerRow.key == key).values(used_at=used))
+    assert cache.prune() == 3  # k4 by age; then k0 and k1, the least recently used, by size
+    assert [cache.get(k) is not None for k in ("k0", "k1", "k2", "k3", "k4")] == [
+        False,
+        False,
+        True,
+        True,
+        False,
+    ]
+    assert cache.stats() == (2, 2_000)
+    engine.dispose()
+
+
+@pytest.mark.slow
+def test_the_command_line_reuses_answers_from_the_data_folder_unless_told_not_to(
+    tmp_path: Path, branch: RepoBuilder, fake: FakeAnthropic
+) -> None:
+    """A CI job that re-runs on the same commit pays nothing; `--no-cache` asks again."""
+    env = clean_env(**model_env(fake), CHATOPS_DATA_DIR=str(tmp_path / "data"))
+
+    def chatops(*extra: str) -> tuple[dict[str, Any], list[Recorded]]:
+        before = len(fake.requests)
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", "analyze", "branch", "feature/prices"]
+            + ["--repo", str(branch.root), "--format", "json", *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout), fake.requests[before:]
+
+    first, sent = chatops()
+    assert reviewed_files(sent) == sorted(FILES)
+    second, again = chatops()
+    assert again == []
+    assert second["reuse"]["units_sent"] == 0 and second["usage"]["cost_usd"] == 0
+    assert {f["fingerprint"] for f in second["findings"]} == {
+        f["fingerprint"] for f in first["findings"]
+    }
+    _, asked = chatops("--no-cache")
+    assert reviewed_files(asked) == sorted(FILES)
