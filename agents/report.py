@@ -60,6 +60,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SeenIn(_Model):
+    """A run and the branch head it analyzed."""
+
+    run_id: str
+    head_sha: str
+
+
 class Finding(_Model):
     fingerprint: str = Field(description="Stable id: survives unrelated lines moving above it.")
     agent: str
@@ -77,6 +84,14 @@ class Finding(_Model):
     seen_by: list[str] = Field(
         default_factory=list,
         description="Every analyzer and rule that reported this same problem, when several did.",
+    )
+    status: Literal["new", "open"] | None = Field(
+        default=None,
+        description="Against the previous run of the same branch: `new`, or `open` (reported "
+        "then too). None when there was no previous run to compare with.",
+    )
+    first_seen: SeenIn | None = Field(
+        default=None, description="For an `open` finding: the run and head that first reported it."
     )
 
 
@@ -246,6 +261,16 @@ class Report(_Model):
     )
     suppressed_findings: int = Field(
         default=0, description="Findings left out because a learning ruled them out."
+    )
+    previous: SeenIn | None = Field(
+        default=None,
+        description="The earlier run of the same branch this report is compared with, if any.",
+    )
+    resolved: list[Finding] = Field(
+        default_factory=list,
+        description="Findings of the previous run that are gone now (fixed, or their code "
+        "removed). Only those the same check looked at again: a part that did not run, or a "
+        "file not analyzed this time, resolves nothing.",
     )
     complete: bool = Field(
         default=True,

@@ -29,6 +29,7 @@ from agents.context.git import GitRepo
 from agents.context.jira import fetch_ticket
 from agents.errors import AnalysisInputError, GitFailure
 from agents.evaluation import DEFAULT_WINDOW, evaluate_history
+from agents.lifecycle import compare
 from agents.llm import LLMSession
 from agents.pipeline import Progress as PipelineProgress
 from agents.pipeline import analyze_branch
@@ -143,6 +144,22 @@ AllowPartialOption = Annotated[
 OfflineOption = Annotated[
     bool, typer.Option("--offline", help="Use the analyzers only, even with an API key.")
 ]
+FailOnNewOption = Annotated[
+    Severity | None,
+    typer.Option(
+        "--fail-on-new",
+        help="Exit 1 if a finding at or above this severity is new since --previous (without "
+        "--previous, every finding is new).",
+    ),
+]
+PreviousOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--previous",
+        help="An earlier JSON report of this branch: mark each finding new or open, and list "
+        "the resolved ones.",
+    ),
+]
 NoCacheOption = Annotated[
     bool,
     typer.Option(
@@ -187,10 +204,13 @@ def analyze_branch_command(
     offline: OfflineOption = False,
     allow_partial: AllowPartialOption = False,
     no_cache: NoCacheOption = False,
+    previous: PreviousOption = None,
+    fail_on_new: FailOnNewOption = None,
 ) -> None:
     """Analyze a branch: the analyzers always; Claude too when ANTHROPIC_API_KEY is set."""
     errors = Console(stderr=True)
     _output_or_exit(errors, output)
+    earlier = _previous_or_exit(errors, previous)
     try:
         settings = load_settings()
         llm_settings = None if offline else settings.llm()
@@ -214,8 +234,18 @@ def analyze_branch_command(
         _fail(errors, str(exc), "Check the repository with `git fsck`.", EXIT_FAILURE)
         return
     printer.close()
+    if earlier is not None:
+        if earlier.target.branch != report.target.branch:
+            errors.print(
+                f"note: --previous is a report of {earlier.target.branch}, not "
+                f"{report.target.branch}; compared all the same",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        report = compare(report, earlier)
     _emit(report, output_format, output, errors)
-    _exit_for([report], fail_on, allow_partial, errors)
+    _exit_for([report], fail_on, allow_partial, errors, fail_on_new=fail_on_new)
 
 
 def _partial(report: Report) -> list[str]:
@@ -225,7 +255,12 @@ def _partial(report: Report) -> list[str]:
 
 
 def _exit_for(
-    reports: list[Report], fail_on: Severity | None, allow_partial: bool, errors: Console
+    reports: list[Report],
+    fail_on: Severity | None,
+    allow_partial: bool,
+    errors: Console,
+    *,
+    fail_on_new: Severity | None = None,
 ) -> None:
     """Exit 3 when a report is partial (unless --allow-partial), else 1 on --fail-on."""
     missing = [part for report in reports for part in _partial(report)]
@@ -239,6 +274,10 @@ def _exit_for(
         )
         raise typer.Exit(EXIT_FAILURE)
     if fail_on is not None and any(r.findings_at_least(fail_on) for r in reports):
+        raise typer.Exit(EXIT_FINDINGS)
+    if fail_on_new is not None and any(
+        f.status != "open" for r in reports for f in r.findings_at_least(fail_on_new)
+    ):
         raise typer.Exit(EXIT_FINDINGS)
 
 
@@ -487,6 +526,24 @@ def eval_history_command(
 
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+
+
+def _previous_or_exit(errors: Console, previous: Path | None) -> Report | None:
+    """The earlier report to compare with, read before any work starts (bad input: exit 2)."""
+    if previous is None:
+        return None
+    try:
+        return Report.model_validate_json(previous.read_bytes())
+    except OSError as exc:
+        _fail(errors, f"--previous {previous}: {exc.strerror or exc}.", "Name a JSON report file.")
+    except ValueError as exc:
+        first = str(exc).splitlines()[0]
+        _fail(
+            errors,
+            f"--previous {previous} is not a chatops JSON report ({first}).",
+            "Pass a report written by `chatops analyze ... --format json`.",
+        )
+    raise AssertionError("unreachable")  # _fail exits
 
 
 def _output_or_exit(errors: Console, output: Path | None) -> None:

@@ -47,6 +47,8 @@ class Run(SQLModel, table=True):
         # A reaction names a message: find its run by the parent's or the report's reference.
         Index("ix_runs_message", "message"),
         Index("ix_runs_report_message", "report_message"),
+        # A re-run is compared with the previous run of the same branch.
+        Index("ix_runs_repo_target", "repo", "target"),
     )
 
     id: str = Field(primary_key=True, max_length=32)

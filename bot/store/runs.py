@@ -102,6 +102,27 @@ class RunStore:
             row = session.get(StoredReport, run_id)
             return Report.model_validate_json(row.body) if row else None
 
+    def previous_report(self, run: Run) -> Report | None:
+        """The report of the latest earlier run of the same branch (same repository, kind,
+        branch and base) that has one: what a re-run is compared with."""
+        with session_scope(self.engine) as session:
+            query = (
+                select(StoredReport.body)
+                .join(Run, col(Run.id) == col(StoredReport.run_id))
+                .where(
+                    Run.repo == run.repo,
+                    Run.kind == run.kind,
+                    Run.target == run.target,
+                    col(Run.base).is_(None) if run.base is None else Run.base == run.base,
+                    Run.id != run.id,
+                    col(Run.created_at) < run.created_at,
+                )
+                .order_by(col(StoredReport.created_at).desc())
+                .limit(1)
+            )
+            body = session.exec(query).first()
+        return Report.model_validate_json(body) if body else None
+
     def reports_count(self, run_id: str) -> int:
         with session_scope(self.engine) as session:
             rows = session.exec(select(StoredReport).where(StoredReport.run_id == run_id))

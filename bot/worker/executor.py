@@ -12,6 +12,7 @@ from pathlib import Path
 
 from agents.errors import AnalysisInputError, GitFailure
 from agents.learnings import Learnings
+from agents.lifecycle import compare
 from agents.llm import LLMSession, LLMSettings
 from agents.pipeline import Progress, analyze_branch
 from agents.report import Report
@@ -150,6 +151,9 @@ class RunExecutor:
             )
             if session is not None:
                 self._prune_answers()
+            previous = self.store.previous_report(run)
+            if previous is not None:
+                report = compare(report, previous)
         except AnalysisInputError as exc:  # the request's fault, never a signal's
             message, hint = for_chat(exc, run.repo, path)
             self._fail(run_id, worker, f"{message} {hint}".strip(), interruptible=False)

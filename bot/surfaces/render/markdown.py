@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from agents.lifecycle import delta_line
 from agents.report import Finding, Report, Severity
 
 _SEVERITY_ORDER = [Severity.critical, Severity.high, Severity.medium, Severity.low, Severity.info]
@@ -32,6 +33,14 @@ def location(finding: Finding) -> str:
     return finding.file
 
 
+def _life(finding: Finding) -> str:
+    if finding.status == "new":
+        return " **new**"
+    if finding.status == "open" and finding.first_seen is not None:
+        return f" open since `{finding.first_seen.head_sha[:10]}`"
+    return ""
+
+
 def render_markdown(report: Report) -> str:
     t = report.target
     out: list[str] = [
@@ -49,6 +58,7 @@ def render_markdown(report: Report) -> str:
         "",
         _inline(report.summary),
         "",
+        *([f"**{delta_line(report)}.**", ""] if report.previous else []),
         "## Findings",
         "",
     ]
@@ -66,12 +76,22 @@ def render_markdown(report: Report) -> str:
                 f"- F{number} **{_inline(finding.title)}**"
                 + (f" `{where}`" if where else "")
                 + f" ({finding.source.value}, {finding.agent}, "
-                f"confidence {finding.confidence:.0%}, `{finding.fingerprint}`)"
+                f"confidence {finding.confidence:.0%}, `{finding.fingerprint}`)" + _life(finding)
             )
             if finding.detail:
                 out.append(f"  {_inline(finding.detail)}")
             if finding.suggestion:
                 out.append(f"  Suggestion: {_inline(finding.suggestion)}")
+        out.append("")
+    if report.previous is not None and report.resolved:
+        out += [f"## Resolved since `{report.previous.head_sha[:12]}` ({len(report.resolved)})", ""]
+        for finding in report.resolved:
+            where = location(finding)
+            out.append(
+                f"- {finding.severity.value} **{_inline(finding.title)}**"
+                + (f" `{where}`" if where else "")
+                + f" (`{finding.fingerprint}`)"
+            )
         out.append("")
     if report.compliance is not None:
         c = report.compliance

@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from agents.lifecycle import delta_line
 from agents.pipeline import Progress
 from agents.report import Report, RiskLevel, Severity
 from bot.surfaces.render.markdown import location
@@ -68,6 +69,8 @@ def report_view(report: Report) -> RenderableType:
     else:
         parts.append(Text(f"  • {report.agents_line()}"))
     parts.append(Text(report.summary))
+    if report.previous is not None:
+        parts.append(Text(delta_line(report) + ".", style="bold"))
     if report.findings:
         table = Table(show_header=True, header_style="bold", expand=True, show_lines=False)
         table.add_column("#", no_wrap=True)
@@ -81,12 +84,17 @@ def report_view(report: Report) -> RenderableType:
             if finding.suggestion:
                 body.append("\n→ " + finding.suggestion, style="italic")
             table.add_row(
-                f"F{number}",
+                f"F{number}" + (" new" if finding.status == "new" else ""),
                 Text(finding.severity.value, style=SEVERITY_STYLE[finding.severity]),
                 Text(location(finding)),
                 body,
             )
         parts.append(table)
+    if report.previous is not None and report.resolved:
+        gone = Text(f"Resolved since {report.previous.head_sha[:10]}:", style="bold")
+        for finding in report.resolved:
+            gone.append(f"\n  ✓ {finding.severity.value} {location(finding)} {finding.title}")
+        parts.append(gone)
     if report.compliance is not None:
         c = report.compliance
         table = Table(
