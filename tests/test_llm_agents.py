@@ -341,3 +341,22 @@ def test_a_model_patch_hiding_a_mode_change_is_not_offered(
     report = run(planted_repo, fake)
     assert "fix" not in [p.title for p in report.proposals]
     assert "changes more than file contents (mode change 100644 => 100755" in report.summary
+
+
+def test_a_large_change_lists_sensitive_and_large_files_by_name_and_sums_the_rest(
+    repo: RepoBuilder, fake: FakeAnthropic
+) -> None:
+    """The risk summary of a 70-file change: the 60 it names include every sensitive file and
+    the largest; the rest are summed per folder, with their count."""
+    files = {f"app/gen/m{n:02}.py": f"X{n} = {n}\n" for n in range(68)}
+    files["app/auth/login.py"] = "def login(user):\n    return user\n"
+    files["app/big.py"] = "".join(f"V{n} = {n}\n" for n in range(200))
+    repo.branch("feature/wide")
+    repo.commit(files)
+    repo.checkout("main")
+    run(repo, fake, "feature/wide")
+    [risk] = fake.messages("risk")
+    assert "app/auth/login.py" in risk.user and "app/big.py" in risk.user
+    listed = re.findall(r"app/gen/m\d\d\.py", risk.user)
+    assert len(listed) == 58  # 60 named, two of them the sensitive and the large file
+    assert "app/gen/ (10 more files, none sensitive)" in risk.user

@@ -10,6 +10,7 @@ from agents.analyzers.merge import problem_of
 from agents.budget import Unit
 from agents.context import files as kinds
 from agents.context.code import neutralise
+from agents.context.git import FileDiff
 from agents.report import Finding, Risk, RiskLevel, Severity, Source
 from agents.roles.answers import RiskAnswer
 from agents.roles.base import PipelineState
@@ -127,6 +128,48 @@ def _reasons(
     return reasons
 
 
+# Files listed one by one in the risk summary; beyond, the rest is summed per folder. A risk
+# verdict needs the sensitive and the large changes by name, not 500 rows of the rest.
+LISTED_FILES = 60
+
+
+def _file_rows(files: Sequence[FileDiff]) -> list[str]:
+    def row(file: FileDiff) -> str:
+        kind = kinds.sensitive_kind(file.path) or ""
+        return (
+            f"{file.status:<12} +{len(file.added_lines):<5} -{len(file.removed_lines):<5} "
+            f"{kind:<10} {file.path}"
+        )
+
+    if len(files) <= LISTED_FILES:
+        return [row(f) for f in files]
+    ranked = sorted(
+        files,
+        key=lambda f: (
+            kinds.sensitive_kind(f.path) is None,
+            f.status != "deleted",
+            -(len(f.added_lines) + len(f.removed_lines)),
+            f.path,
+        ),
+    )
+    named = ranked[:LISTED_FILES]
+    rows = [row(f) for f in sorted(named, key=lambda f: f.path)]
+    folders: dict[str, list[FileDiff]] = {}
+    for file in ranked[LISTED_FILES:]:
+        folder = file.path.rsplit("/", 1)[0] + "/" if "/" in file.path else "./"
+        folders.setdefault(folder, []).append(file)
+    for folder, group in sorted(folders.items()):
+        statuses = sorted({f.status for f in group})
+        added = sum(len(f.added_lines) for f in group)
+        removed = sum(len(f.removed_lines) for f in group)
+        sensitive = sum(1 for f in group if kinds.sensitive_kind(f.path))
+        rows.append(
+            f"{'/'.join(statuses):<12} +{added:<5} -{removed:<5} {'':<10} {folder} "
+            f"({len(group)} more files, {sensitive or 'none'} sensitive)"
+        )
+    return rows
+
+
 class RiskAgent:
     name = "risk"
     description = "size, sensitive paths, deleted tests; the overall risk verdict"
@@ -139,17 +182,12 @@ class RiskAgent:
     def _assess_with_model(self, state: PipelineState) -> None:
         assert state.llm is not None
         added, removed = change_size(state.diff)
-        rows = []
         shown: dict[str, Shown] = {}
-        for file in state.diff.files[:300]:
-            kind = kinds.sensitive_kind(file.path) or ""
-            rows.append(
-                f"{file.status:<12} +{len(file.added_lines):<5} -{len(file.removed_lines):<5} "
-                f"{kind:<10} {file.path}"
-            )
+        for file in state.diff.files:
             spans = tuple((h.new_start, h.new_start + max(h.new_count, 1) - 1) for h in file.hunks)
             if file.path in state.workspace.texts:
                 shown[file.path] = Shown(spans)
+        rows = _file_rows(state.diff.files)
         found = "\n".join(
             f"- {f.severity.value} [{f.agent}/{f.source.value}] {f.file}:{f.start_line} {f.title}"
             for f in sorted(state.findings, key=lambda f: -f.severity.rank)[:60]
