@@ -54,6 +54,9 @@ class _NoMessages:
     def run_for_message(self, channel: str, ts: str) -> None:
         return None
 
+    def run(self, run_id: str) -> None:
+        return None
+
 
 class _DenyAll:
     """Just enough of the service for the listeners to answer: every decision is denied, and
@@ -174,8 +177,10 @@ def test_every_declared_command_and_event_is_handled_and_nothing_else(tmp_path: 
         assert _dispatch(app, _action("delete_everything", slack), form) == 404
         decisions = [r["text"] for r in slack.responses if "Not done" in r["text"]]
         assert decisions == [":no_entry: Not done: test."] * 2
-        votes = [r["text"] for r in slack.responses if "Not done" not in r["text"]]
-        assert votes == ["Not a vote."] * 3  # nothing wired: the vote buttons say so
+        votes = [r["text"] for r in slack.responses if r["text"] == "Not a vote."]
+        assert len(votes) == 3  # nothing wired: the vote buttons say so
+        [no_report] = [r["text"] for r in slack.responses if "no report" in r["text"]]
+        assert "There is no report for run `not-a-proposal` any more." in no_report
         [home] = slack.views  # app_home_opened published the Home tab
         assert home["type"] == "home" and home["user_id"] == "W111"
         assert _dispatch(app, _event("member_joined_channel"), "application/json") == 404

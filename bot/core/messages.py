@@ -7,23 +7,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agents.report import Report
 from bot.store.models import Run
 from bot.store.runs import RunStore
 
 
 @dataclass(frozen=True)
 class MessageRef:
-    """A message on a surface: the place it is in (a Slack channel) and its id there (a ts)."""
+    """A message on a surface: the place it is in (a Slack channel), its id there (a ts), and
+    the thread it is a reply in, if it is one (the thread's first message)."""
 
     place: str
     message: str
+    thread: str | None = None
 
 
 def parent_of(run: Run) -> MessageRef | None:
     """The run's parent message (progress edits it, the report goes with it), once posted."""
     if run.place is None or run.message is None:
         return None
-    return MessageRef(run.place, run.message)
+    return MessageRef(run.place, run.message, run.thread)
+
+
+def thread_of(run: Run) -> str | None:
+    """Where the run's replies go: the thread its parent is in, or its parent's own."""
+    return run.thread or run.message
 
 
 class RunMessages:
@@ -35,7 +43,15 @@ class RunMessages:
 
     def set_message(self, run_id: str, ref: MessageRef) -> None:
         """The parent message the run's progress edits."""
-        self.store.set_message(run_id, ref.place, ref.message)
+        self.store.set_message(run_id, ref.place, ref.message, ref.thread)
+
+    def earlier_posted(self, run: Run, place: str) -> Run | None:
+        """The latest earlier run of the same branch shown in `place`: a re-run goes in its
+        thread, and its parent says it was superseded."""
+        return self.store.earlier_posted(run, place)
+
+    def report(self, run_id: str) -> Report | None:
+        return self.store.report(run_id)
 
     def set_report_message(self, run_id: str, message: str) -> None:
         self.store.set_report_message(run_id, message)

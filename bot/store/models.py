@@ -73,6 +73,9 @@ class Run(SQLModel, table=True):
     place: str | None = Field(default=None, max_length=255)
     message: str | None = Field(default=None, max_length=128)
     report_message: str | None = Field(default=None, max_length=128)
+    # The thread the run's messages go in, when it is not the run's own parent message: a
+    # re-run of a branch posts into the thread of the branch's first run there.
+    thread: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(index=True))
     enqueued_at: datetime = Field(default_factory=utcnow, sa_column=_when())
     started_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))

@@ -382,12 +382,35 @@ class RunStore:
                 session.execute(update(Run).where(col(Run.id).in_(stale)).values(enqueued_at=now))
         return expired + stale
 
-    def set_message(self, run_id: str, place: str, message: str) -> None:
-        """Where the run's parent message is: progress edits it, the report goes with it."""
+    def set_message(self, run_id: str, place: str, message: str, thread: str | None = None) -> None:
+        """Where the run's parent message is (progress edits it, the report goes with it), and
+        the thread it is in, when not its own."""
         with session_scope(self.engine) as session:
             session.execute(
-                update(Run).where(col(Run.id) == run_id).values(place=place, message=message)
+                update(Run)
+                .where(col(Run.id) == run_id)
+                .values(place=place, message=message, thread=thread)
             )
+
+    def earlier_posted(self, run: Run, place: str) -> Run | None:
+        """The latest earlier run of the same branch whose parent message is in `place`."""
+        with session_scope(self.engine) as session:
+            query = (
+                select(Run)
+                .where(
+                    Run.repo == run.repo,
+                    Run.kind == run.kind,
+                    Run.target == run.target,
+                    col(Run.base).is_(None) if run.base is None else Run.base == run.base,
+                    Run.place == place,
+                    col(Run.message).is_not(None),
+                    Run.id != run.id,
+                    col(Run.created_at) < run.created_at,
+                )
+                .order_by(col(Run.created_at).desc())
+                .limit(1)
+            )
+            return session.exec(query).first()
 
     def set_report_message(self, run_id: str, message: str) -> None:
         """The report's own message: reactions on it are votes on the report."""

@@ -27,6 +27,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from agents.lifecycle import delta_line
 from agents.pipeline import AgentProgress
 from agents.report import Finding, Report, Severity
 from bot.surfaces.render.markdown import location
@@ -90,6 +91,8 @@ class ParentView:
     status: str
     agents: list[AgentProgress]
     verdict: str = ""
+    # A line under it: superseded by a later run, or where that later run is.
+    note: str = ""
 
 
 def parent_blocks(view: ParentView) -> list[dict[str, object]]:
@@ -109,6 +112,8 @@ def parent_blocks(view: ParentView) -> list[dict[str, object]]:
         blocks.append(_section("\n".join(lines)))
     if view.verdict:
         blocks.append(_section(view.verdict))
+    if view.note:
+        blocks.append(_section(view.note))
     blocks.append(_context(f"run `{view.run_id}` · the report goes in this thread"))
     return to_dicts(blocks)
 
@@ -280,6 +285,89 @@ def report_blocks(report: Report) -> tuple[list[dict[str, object]], bool]:
             break
         kept.append(block)
     return fixed[: len(head)] + kept + fixed[len(head) :], True
+
+
+FULL_REPORT = "full_report"
+# Still-open findings listed by title in a delta; the rest are counted.
+DELTA_OPEN_LISTED = 10
+
+
+def delta_blocks(report: Report, first_report: str | None) -> list[dict[str, object]]:
+    """A re-run's answer in the branch's thread: what is new (in full, with its votes), what
+    was resolved, what is still open (pointing at the report that first showed it), and a
+    button for the full report as a file. `first_report`: a link to the earlier report."""
+    assert report.previous is not None
+    new = [f for f in report.findings if f.status != "open"]
+    still = [f for f in report.findings if f.status == "open"]
+    t = report.target
+    blocks: list[Block] = [
+        _section(
+            f"*Update: `{escape(t.branch)}` at `{t.head_sha[:10]}`: "
+            f"{escape(delta_line(report))}*\n{verdict_line(report)}"
+        )
+    ]
+    numbers = {id(f): n for n, f in enumerate(report.findings, start=1)}
+    if new:
+        blocks.append(_section(f"*New* ({len(new)})"))
+        blocks.extend(_finding_block(f, numbers[id(f)], report.run_id) for f in new[:15])
+        if len(new) > 15:
+            blocks.append(_context(f"{len(new) - 15} more new finding(s) in the full report."))
+    if report.resolved:
+        lines = [
+            f":white_check_mark: ~{escape(clip(f.title, 200))}~ `{escape(location(f))}`"
+            for f in report.resolved[:15]
+        ]
+        more = len(report.resolved) - 15
+        blocks.append(
+            _section(
+                f"*Resolved* ({len(report.resolved)})\n"
+                + "\n".join(lines)
+                + (f"\n…and {more} more" if more > 0 else "")
+            )
+        )
+    if still:
+        where = f" (first shown <{first_report}|here>)" if first_report else ""
+        lines = [
+            f"`F{numbers[id(f)]}` {_SEVERITY_ICON[f.severity]} {escape(clip(f.title, 150))}"
+            f" `{escape(location(f))}`"
+            for f in still[:DELTA_OPEN_LISTED]
+        ]
+        more = len(still) - DELTA_OPEN_LISTED
+        blocks.append(
+            _section(
+                f"*Still open* ({len(still)}){where}\n"
+                + "\n".join(lines)
+                + (f"\n…and {more} more" if more > 0 else "")
+            )
+        )
+    for proposal in report.proposals:
+        preview = escape(clip(proposal.content, PREVIEW_CHARS)).replace("```", "ˋˋˋ")
+        blocks.append(
+            _section(
+                f"*{proposal.id}: {escape(clip(proposal.title, 200))}*  "
+                f"({proposal.kind.value} → `{escape(proposal.target)}`, not applied)\n"
+                f"```{preview}```"
+            )
+        )
+        blocks.append(
+            proposal_buttons(report.run_id, proposal.id, proposal.content_sha256, branch=t.branch)
+        )
+    blocks += [
+        ActionsBlock(
+            elements=[
+                ButtonElement(
+                    text="Full report", action_id=FULL_REPORT, value=f"report:{report.run_id}"
+                ),
+                ButtonElement(text="👍 Useful", action_id=VOTE_UP, value=f"up:{report.run_id}"),
+                ButtonElement(
+                    text="👎 Not useful", action_id=VOTE_DOWN, value=f"down:{report.run_id}"
+                ),
+            ],
+            block_id=REPORT_VOTE_BLOCK,
+        ),
+        _context(_footer(report)),
+    ]
+    return to_dicts(blocks)
 
 
 APPROVE = "proposal_approve"

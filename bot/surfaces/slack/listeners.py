@@ -29,11 +29,13 @@ from bot.core.commands import (
 )
 from bot.core.digests import Posted
 from bot.core.feedback import Voted
-from bot.core.messages import MessageRef
+from bot.core.messages import MessageRef, thread_of
 from bot.core.service import Asked, Requested, Service
 from bot.store.models import LearningRow, Run
+from bot.surfaces.render.markdown import render_markdown
 from bot.surfaces.slack.blocks import (
     APPROVE,
+    FULL_REPORT,
     REJECT,
     VOTE_DOWN,
     VOTE_FINDING,
@@ -44,9 +46,11 @@ from bot.surfaces.slack.blocks import (
     parent_blocks,
     parent_text,
     parse_vote_value,
+    verdict_line,
 )
 from bot.surfaces.slack.home import publish_home
 from bot.surfaces.slack.inbox import STORE_DOWN, Delivery, Handler, SlackInbox
+from bot.surfaces.slack.notifier import agents_of
 from bot.surfaces.slack.views import REASON_BLOCK, VOTE_REASON, modal_values, vote_modal
 
 log = logging.getLogger(__name__)
@@ -54,7 +58,7 @@ log = logging.getLogger(__name__)
 # What this app handles; manifest.yml declares exactly these (tests/test_slack_manifest.py).
 COMMANDS = ("/agent",)
 EVENTS = ("app_mention", "reaction_added", "reaction_removed", "app_home_opened")
-ACTIONS = (APPROVE, REJECT, VOTE_UP, VOTE_DOWN, VOTE_FINDING)
+ACTIONS = (APPROVE, REJECT, VOTE_UP, VOTE_DOWN, VOTE_FINDING, FULL_REPORT)
 VIEWS = (VOTE_REASON,)
 # Reactions that are votes on a report (skin tones are stripped first).
 _REACTION_VOTES = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
@@ -177,7 +181,25 @@ def handlers(service: Service) -> dict[str, Handler]:
         VOTE_DOWN: lambda delivery: _vote_click(delivery, service),
         VOTE_FINDING: lambda delivery: _vote_click(delivery, service),
         VIEWS[0]: on_vote_reason,
+        FULL_REPORT: lambda delivery: _full_report(delivery, service),
     }
+
+
+def _full_report(delivery: Delivery, service: Service) -> None:
+    """The whole report as a Markdown file in the run's thread, asked for from a delta."""
+    action = (delivery.body.get("actions") or [{}])[0]
+    run_id = str(action.get("value", "")).removeprefix("report:")
+    run = service.messages.run(run_id)
+    report = service.messages.report(run_id) if run is not None else None
+    if run is None or report is None or not run.place:
+        raise UserError(f"There is no report for run `{run_id}` any more.")
+    delivery.client.files_upload_v2(
+        channel=run.place,
+        thread_ts=thread_of(run),
+        content=render_markdown(report),
+        filename=f"chatops-report-{report.run_id}.md",
+        title=f"Full report: {report.target.branch} at {report.target.head_sha[:10]}",
+    )
 
 
 def _vote_click(delivery: Delivery, service: Service) -> None:
@@ -369,10 +391,14 @@ def _post_parent(
     client: WebClient,
     service: Service,
 ) -> bool:
+    # A branch shown here before: the re-run goes in that thread, so a branch has one thread
+    # per channel, and its earlier parent says where the newer run is.
+    earlier = service.messages.earlier_posted(run, channel)
+    thread = thread_of(earlier) if earlier is not None else None
     view = ParentView(run.id, actor.user, run.target, run.repo, "queued", [])
     try:
         posted = client.chat_postMessage(
-            channel=channel, text=parent_text(view), blocks=parent_blocks(view)
+            channel=channel, text=parent_text(view), blocks=parent_blocks(view), thread_ts=thread
         )
     except SlackApiError as exc:
         error = exc.response.get("error")
@@ -384,8 +410,36 @@ def _post_parent(
         service.messages.withdraw(run.id)  # never started anywhere: cancel it, whoever asked
         reply(f":warning: I could not post in this channel ({error}).{hint}")
         return False
-    service.messages.set_message(run.id, MessageRef(channel, str(posted["ts"])))
+    service.messages.set_message(run.id, MessageRef(channel, str(posted["ts"]), thread))
+    if earlier is not None:
+        _mark_superseded(earlier, run, client, service)
     return True
+
+
+def _mark_superseded(earlier: Run, run: Run, client: WebClient, service: Service) -> None:
+    """The earlier run's parent message gets a line: a newer run of the branch is in its thread."""
+    assert earlier.place is not None and earlier.message is not None
+    report = service.messages.report(earlier.id)
+    view = ParentView(
+        earlier.id,
+        earlier.requester,
+        earlier.target,
+        earlier.repo,
+        earlier.status,
+        agents_of(earlier),
+        verdict_line(report) if report is not None else "",
+        note=f":arrows_counterclockwise: Superseded by run `{run.id}`: "
+        "its update is in this thread.",
+    )
+    try:
+        client.chat_update(
+            channel=earlier.place,
+            ts=earlier.message,
+            text=parent_text(view),
+            blocks=parent_blocks(view),
+        )
+    except SlackApiError as exc:  # cosmetic: the new run and its thread stand
+        log.info("run %s: could not mark it superseded: %s", earlier.id, exc.response.get("error"))
 
 
 def _say_cancelled(client: WebClient, run: Run, user: str) -> None:

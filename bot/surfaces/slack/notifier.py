@@ -12,16 +12,18 @@ import uuid
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from agents.lifecycle import delta_line
 from agents.pipeline import AgentProgress, Progress
 from agents.report import Report
 from bot.core.approvals import target_branch
-from bot.core.messages import RunMessages
+from bot.core.messages import RunMessages, thread_of
 from bot.core.ports import WriteResult
 from bot.store.models import ProposalRow, Run
 from bot.surfaces.render.markdown import render_markdown
 from bot.surfaces.slack.blocks import (
     PREVIEW_CHARS,
     ParentView,
+    delta_blocks,
     escape,
     failure_blocks,
     parent_blocks,
@@ -84,12 +86,19 @@ class SlackNotifier:
             status = f"stopped by <@{by}>" if by else "stopped"
         if run.message:
             self._update(run, status, agents, verdict_line(report))
-        blocks, cut = report_blocks(report)
         assert run.place is not None
+        thread = thread_of(run)
+        if run.thread is not None and report.previous is not None:
+            # A re-run in the branch's thread: what changed, not the whole report again.
+            blocks, cut = delta_blocks(report, self._report_link(report.previous.run_id)), False
+            text = f"Update for {report.target.branch}: {delta_line(report)}"
+        else:
+            blocks, cut = report_blocks(report)
+            text = f"Report for {report.target.branch}: risk {report.verdict()}"
         posted = self.client.chat_postMessage(
             channel=run.place,
-            thread_ts=run.message,
-            text=f"Report for {report.target.branch}: risk {report.verdict()}",
+            thread_ts=thread,
+            text=text,
             blocks=blocks,
             unfurl_links=False,
             unfurl_media=False,
@@ -100,7 +109,7 @@ class SlackNotifier:
                 suffix = "diff" if proposal.kind.value == "patch" else "txt"
                 self.client.files_upload_v2(
                     channel=run.place,
-                    thread_ts=run.message,
+                    thread_ts=thread,
                     content=proposal.content,
                     filename=f"{report.run_id}-{proposal.id}.{suffix}",
                     title=f"{report.run_id}/{proposal.id}: the exact change",
@@ -108,7 +117,7 @@ class SlackNotifier:
         if cut:
             self.client.files_upload_v2(
                 channel=run.place,
-                thread_ts=run.message,
+                thread_ts=thread,
                 content=render_markdown(report),
                 filename=f"chatops-report-{report.run_id}.md",
                 title=f"Full report: {report.target.branch}",
@@ -120,10 +129,10 @@ class SlackNotifier:
             return
         assert run.place is not None
         if run.message:
-            self._update(run, "failed", _agents(run))
+            self._update(run, "failed", agents_of(run))
         self.client.chat_postMessage(
             channel=run.place,
-            thread_ts=run.message,
+            thread_ts=thread_of(run),
             text=f"The analysis failed: {error[:200]}",
             blocks=failure_blocks(run.id, error),
         )
@@ -148,7 +157,24 @@ class SlackNotifier:
             text = f":warning: *{ref} may not be applied*: {escape(result.detail)}."
         else:
             text = f":x: *{ref} not applied*: {escape(result.detail)}. Nothing was written."
-        self.client.chat_postMessage(channel=run.place, thread_ts=run.message, text=text)
+        self.client.chat_postMessage(channel=run.place, thread_ts=thread_of(run), text=text)
+
+    def _report_link(self, run_id: str) -> str | None:
+        """A link to an earlier run's report message, where its findings were shown."""
+        earlier = self.messages.run(run_id)
+        if earlier is None or not earlier.place or not earlier.report_message:
+            return None
+        if earlier.report_message.startswith("pending:"):
+            return None
+        try:
+            found = self.client.chat_getPermalink(
+                channel=earlier.place, message_ts=earlier.report_message
+            )
+        except SlackApiError as exc:  # the delta stands without its link
+            log.info("no permalink for run %s's report: %s", run_id, exc.response.get("error"))
+            return None
+        link = found.get("permalink")
+        return str(link) if link else None
 
     def _update(
         self, run: Run, status: str, agents: list[AgentProgress], verdict: str = ""
@@ -166,5 +192,6 @@ class SlackNotifier:
             log.warning("run %s: chat.update failed: %s", run.id, exc.response.get("error"))
 
 
-def _agents(run: Run) -> list[AgentProgress]:
+def agents_of(run: Run) -> list[AgentProgress]:
+    """The agents' last progress the run stored (its parent message shows them)."""
     return [AgentProgress(**item) for item in json.loads(run.progress)] if run.progress else []

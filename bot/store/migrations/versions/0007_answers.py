@@ -1,5 +1,5 @@
 """answers: model answers kept for reuse by what was sent; runs by repository and branch, to
-compare a re-run with the previous one (issue 16)
+compare a re-run with the previous one; runs.thread, the thread a re-run posts in (issue 16)
 
 Revision ID: 0007
 Revises: 0006
@@ -33,12 +33,14 @@ def upgrade() -> None:
     with op.batch_alter_table("answers", schema=None) as batch_op:
         batch_op.create_index("ix_answers_used_at", ["used_at"], unique=False)
     with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("thread", sa.String(length=128), nullable=True))
         batch_op.create_index("ix_runs_repo_target", ["repo", "target"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_index("ix_runs_repo_target")
+        batch_op.drop_column("thread")
     with op.batch_alter_table("answers", schema=None) as batch_op:
         batch_op.drop_index("ix_answers_used_at")
     op.drop_table("answers")
