@@ -16,7 +16,7 @@ from bot.core.digests import Digests
 from bot.core.feedback import FeedbackService
 from bot.core.messages import RunMessages
 from bot.core.policy import NO_GROUPS, NO_WORKSPACE
-from bot.core.ports import NoDigestSink, ProposalObserver, RunObserver, worker_id
+from bot.core.ports import NoDigestSink, ProposalObserver, RunAnnouncer, RunObserver, worker_id
 from bot.core.service import Service
 from bot.core.tickets import tickets_for
 from bot.repos import RepoResolver
@@ -25,6 +25,7 @@ from bot.store.answers import AnswerCache
 from bot.store.db import make_engine, upgrade
 from bot.store.digests import DigestStore
 from bot.store.feedback import FeedbackStore
+from bot.store.follows import FollowStore
 from bot.store.inbox import InboxStore
 from bot.store.proposals import ProposalStore
 from bot.store.runs import RunStore
@@ -37,7 +38,7 @@ from bot.surfaces.slack.inbox import SlackInbox
 from bot.surfaces.slack.listeners import handlers
 from bot.surfaces.slack.notifier import SlackNotifier
 from bot.worker.executor import RunExecutor
-from bot.worker.jobs import Jobs, Shutdown, make_huey
+from bot.worker.jobs import Jobs, Shutdown, TaskQueue, make_huey
 from bot.worker.reaper import Reaper
 from bot.worker.scheduler import Scheduler
 
@@ -98,10 +99,12 @@ def build_app(
     )
     run_observers: list[RunObserver] = []
     proposal_observers: list[ProposalObserver] = []
+    announcers: list[RunAnnouncer] = []
     if slack is not None:
         notifier = SlackNotifier(slack, RunMessages(store))
         run_observers.append(notifier)
         proposal_observers.append(notifier)
+        announcers.append(notifier)
 
     approvals = Approvals(
         store,
@@ -123,7 +126,6 @@ def build_app(
         daily_budget_usd=cap,
         sink=SlackDigestSink(slack) if slack is not None else NoDigestSink(),
     )
-    scheduler = Scheduler(digests, feedback)
     shutdown = Shutdown()
     executor = RunExecutor(
         store,
@@ -139,25 +141,23 @@ def build_app(
         save_prompts=feedback_store.save_prompts,
         answers=answer_cache(settings, engine),
     )
-    jobs = Jobs(
-        make_huey(settings),
-        settings,
-        run=executor,
-        apply=approvals.apply,
-        tick=scheduler.tick,
-        shutdown=shutdown,
-    )
+    queue = TaskQueue(make_huey(settings), run=executor, apply=approvals.apply)
     service = Service(
         store,
         policy,
         approvals,
         feedback,
         digests,
-        enqueue=jobs.enqueue,
-        enqueue_apply=jobs.enqueue_apply,
+        enqueue=queue.enqueue,
+        enqueue_apply=queue.enqueue_apply,
         tickets=tickets,
         budget=budget,
+        follows=FollowStore(engine),
+        repos=RepoResolver(settings.chatops_data_dir),
+        announcers=announcers,
     )
+    scheduler = Scheduler(digests, feedback, service.follows)
+    jobs = Jobs(queue, settings, tick=scheduler.tick, shutdown=shutdown)
     process = worker_id()  # this process, as the workers table and the inbox's leases name it
     inbox = _inbox(slack, engine, service, process, settings.chatops_lease_s)
     reaper = Reaper(

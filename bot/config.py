@@ -91,11 +91,21 @@ class FeedbackConfig(_Strict):
     notes_per_agent: int = Field(default=20, ge=0, le=100)
 
 
+class FollowConfig(_Strict):
+    """Branches followed without anyone asking: every repository's branches matching
+    `branches` are re-analyzed when their head moves, the deltas posted in `channel`."""
+
+    branches: list[str] = Field(default_factory=list)  # fnmatch patterns, e.g. "release/*"
+    channel: str | None = None  # a Slack channel id; needed for `branches`
+    every: int = Field(default=300, ge=60)  # seconds between checks of the heads
+
+
 class PolicyConfig(_Strict):
     repos: dict[str, RepoConfig] = Field(default_factory=dict)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
     digest: DigestConfig = Field(default_factory=DigestConfig)
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
+    follow: FollowConfig = Field(default_factory=FollowConfig)
     source: str = Field(default="(defaults)", exclude=True)
 
     @field_validator("repos")

@@ -34,6 +34,7 @@ from bot.repos import RepoResolver
 from bot.store.db import make_engine, session_scope, upgrade
 from bot.store.digests import DigestStore
 from bot.store.feedback import FeedbackStore
+from bot.store.follows import FollowStore
 from bot.store.models import ProposalRow
 from bot.store.proposals import ProposalStore
 from bot.store.runs import NewRun, RunStore
@@ -144,6 +145,8 @@ class World:
             enqueue_apply=self.approvals.apply,
             tickets=NoTickets(),
             budget=NoBudget(),
+            follows=FollowStore(engine),
+            repos=self.approvals.repos,
         )
 
     def audit(self, run_id: str) -> list[tuple[str, str, str]]:

@@ -258,7 +258,9 @@ def test_the_scheduler_tick_curates_hourly_and_posts_the_due_digest_once(
         with FakeSlack() as slack:
             poster = digests(str(app.engine.url), slack, DUE)
             clock = [DUE + timedelta(minutes=1)]
-            scheduler = Scheduler(poster, app.service.feedback, now=lambda: clock[0])
+            scheduler = Scheduler(
+                poster, app.service.feedback, app.service.follows, now=lambda: clock[0]
+            )
             scheduler.tick()  # a process's first tick curates, and the digest is due
             assert [r.kind for r in app.service.feedback.learnings()] == ["suppress"]
             assert len(digest_messages(slack)) == 1

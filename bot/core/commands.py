@@ -6,6 +6,7 @@ stop RUN
 approve P1 | reject P1 [reason]
 up [RUN/]F3 | down [RUN/]F3 [reason]   (or RUN alone: the whole report)
 learnings [REPO] | forget ID | digest
+follow [branch NAME [in REPO]] | unfollow branch NAME [in REPO]
 help
 """
 
@@ -79,6 +80,20 @@ class Digest:
 
 
 @dataclass(frozen=True)
+class Follow:
+    """Re-analyze a branch whenever its head moves (`branch` None: list what is followed)."""
+
+    branch: str | None = None
+    repo: str | None = None
+
+
+@dataclass(frozen=True)
+class Unfollow:
+    branch: str
+    repo: str | None = None
+
+
+@dataclass(frozen=True)
 class Help:
     pass
 
@@ -94,6 +109,8 @@ Command = (
     | Learnings
     | Forget
     | Digest
+    | Follow
+    | Unfollow
     | Help
 )
 
@@ -110,6 +127,9 @@ USAGE = {
     "learnings": "learnings [REPO] what the agents learned from the votes",
     "forget": "forget ID         remove a learning (approvers)",
     "digest": "digest            the last 24 hours of agent activity, here",
+    "follow": "follow branch NAME [in REPO]  re-analyze it here when its head moves "
+    "(`follow` alone: what is followed here)",
+    "unfollow": "unfollow branch NAME [in REPO]",
     "help": "help              this list",
 }
 
@@ -184,6 +204,8 @@ def parse(text: str) -> Command:
         if rest:
             raise CommandError("digest takes no arguments.", USAGE["digest"])
         return Digest()
+    if verb in ("follow", "unfollow"):
+        return _follow(verb, rest)
     raise CommandError(f"Unknown command {shown(verb)!r}.", "help lists the commands")
 
 
@@ -219,6 +241,17 @@ def _analyze(words: list[str]) -> AnalyzeBranch | AnalyzeTicket:
         raise CommandError("Say what to analyze.", USAGE["analyze"])
     clauses = _clauses(words[2:], ("in", "against"), USAGE["analyze"])
     return AnalyzeBranch(branch=words[1], repo=clauses.get("in"), base=clauses.get("against"))
+
+
+def _follow(verb: str, words: list[str]) -> Follow | Unfollow:
+    if verb == "follow" and not words:
+        return Follow()
+    if len(words) < 2 or words[0].lower() != "branch":
+        raise CommandError(f"Say which branch to {verb}.", USAGE[verb])
+    clauses = _clauses(words[2:], ("in",), USAGE[verb])
+    if verb == "follow":
+        return Follow(words[1], clauses.get("in"))
+    return Unfollow(words[1], clauses.get("in"))
 
 
 def _clauses(words: list[str], keywords: tuple[str, ...], usage: str) -> dict[str, str]:

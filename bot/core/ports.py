@@ -18,6 +18,7 @@ __all__ = [
     "DigestSink",
     "NoDigestSink",
     "ProposalObserver",
+    "RunAnnouncer",
     "RunObserver",
     "WriteResult",
 ]
@@ -35,6 +36,13 @@ class RunObserver(Protocol):
     def finished(self, run_id: str, report: Report) -> None: ...
 
     def failed(self, run_id: str, error: str) -> None: ...
+
+
+class RunAnnouncer(Protocol):
+    """Shows a run nobody asked for in a chat (a followed branch whose head moved): Slack posts
+    its parent message in the branch's thread. Its errors are logged."""
+
+    def announce(self, run_id: str) -> None: ...
 
 
 class ProposalObserver(Protocol):

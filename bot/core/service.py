@@ -3,7 +3,7 @@ call these (and the feedback and digest use cases it carries) and nothing below 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -23,18 +23,24 @@ from bot.core.commands import (
     Approve,
     Command,
     Digest,
+    Follow,
     Forget,
     Learnings,
     Reject,
     Status,
     Stop,
+    Unfollow,
     Vote,
 )
 from bot.core.digest import DigestData
 from bot.core.digests import Digests, Posted
 from bot.core.feedback import FeedbackService
+from bot.core.follows import Follows
 from bot.core.messages import RunMessages
+from bot.core.ports import RunAnnouncer
 from bot.core.tickets import Tickets, branches_for
+from bot.repos import RepoResolver
+from bot.store.follows import FollowStore
 from bot.store.models import FINAL, AuditEvent, ProposalRow, Run
 from bot.store.runs import NewRun, RunStore
 
@@ -75,6 +81,9 @@ class Service:
         enqueue_apply: Callable[[int], None],
         tickets: Tickets,
         budget: Budget,
+        follows: FollowStore,
+        repos: RepoResolver,
+        announcers: Sequence[RunAnnouncer] = (),
     ) -> None:
         self.store = store
         self.messages = RunMessages(store)
@@ -86,6 +95,7 @@ class Service:
         self.enqueue_apply = enqueue_apply
         self.tickets = tickets
         self.budget = budget
+        self.follows = Follows(follows, policy, repos, self._request_followed, announcers)
         # The one table from a chat command to the use case that carries it out.
         self._use_cases: dict[type[Command], Callable[[Actor, Any, Asked], object]] = {
             AnalyzeBranch: self._analyze_branch,
@@ -98,6 +108,10 @@ class Service:
             Learnings: self._learnings,
             Forget: self._forget,
             Digest: self._digest,
+            Follow: self._follow,
+            Unfollow: lambda actor, command, asked: self.follows.unfollow(
+                actor, command, asked.place or actor.surface
+            ),
         }
 
     def carry_out(self, actor: Actor, command: Command, asked: Asked | None = None) -> object:
@@ -114,6 +128,24 @@ class Service:
 
     def _analyze_ticket(self, actor: Actor, command: AnalyzeTicket, asked: Asked) -> object:
         return self.request_ticket(actor, command, event_key=asked.event_key, place=asked.place)
+
+    def _follow(self, actor: Actor, command: Follow, asked: Asked) -> object:
+        """A message saying what is followed now, or the follows of this place."""
+        place = asked.place or actor.surface  # the shell's runs report in the shell
+        self._members_only(actor)
+        if command.branch is None:
+            return self.follows.listed(place)
+        return self.follows.follow(actor, command, place)
+
+    def _request_followed(
+        self, actor: Actor, command: AnalyzeBranch, event_key: str, place: str
+    ) -> str | None:
+        """A followed branch's new head: queued as its follower's request (whose membership
+        was checked when they followed it). The run's id if it was created now."""
+        requested = self.request_analysis(
+            actor, command, event_key=event_key, place=place, followed=True
+        )
+        return requested.run.id if requested.created else None
 
     def _status(self, actor: Actor, command: Status, asked: Asked) -> object:
         if command.run_id is not None:
@@ -176,9 +208,12 @@ class Service:
         event_key: str | None = None,
         place: str | None = None,
         message: str | None = None,
+        followed: bool = False,
     ) -> Requested:
-        """Check the request, record a queued run, and hand it to the queue. Returns at once."""
-        self._members_only(actor)
+        """Check the request, record a queued run, and hand it to the queue. Returns at once.
+        `followed`: a followed branch's new head (its follower was checked when following)."""
+        if not followed:
+            self._members_only(actor)
         self.check_budget(actor)
         try:
             name, repo = self.policy.repo(command.repo)

@@ -321,3 +321,22 @@ class AnswerRow(SQLModel, table=True):
     size: int = 0  # bytes of `value`, for the size bound
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
     used_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+
+
+class FollowRow(SQLModel, table=True):
+    """A branch followed in a place: when its head moves, it is analyzed again and the delta
+    goes in its thread. `head` is the last head seen; moving it is the claim on that head."""
+
+    __tablename__ = "follows"
+    __table_args__ = (UniqueConstraint("repo", "branch", "place", name="uq_follows_place"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    repo: str = Field(max_length=64)
+    branch: str = Field(max_length=255)
+    place: str = Field(max_length=255)  # where the runs report (a Slack channel, "shell")
+    surface: str = Field(max_length=16)
+    requester: str = Field(max_length=64)  # who asked to follow: the runs are theirs
+    team: str | None = Field(default=None, max_length=64)
+    head: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
+    checked_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))

@@ -25,10 +25,12 @@ from bot.core.commands import (
     Approve,
     Command,
     CommandError,
+    Follow,
     Help,
     Learnings,
     Status,
     Stop,
+    Unfollow,
     Vote,
     help_text,
     parse,
@@ -36,6 +38,7 @@ from bot.core.commands import (
 from bot.core.digest import DigestData
 from bot.core.digest import text as digest_text
 from bot.core.feedback import Voted
+from bot.core.follows import follows_text
 from bot.core.service import Asked, Service
 from bot.logs import HeldBack, held_back
 from bot.store.models import FINAL, LearningRow, Run
@@ -162,6 +165,8 @@ class Shell:
             self.say(f"Forgot {result.id}: {result.text}. Later runs go without it.", "green")
         elif isinstance(result, DigestData):
             self.say(digest_text(result))
+        elif isinstance(command, Follow | Unfollow):
+            self.say(follows_text(result))
 
     def _queued(self, run: Run) -> None:
         self.last_run = run.id

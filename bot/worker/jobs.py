@@ -74,36 +74,51 @@ class RunTask(Protocol):
     def hand_back_all(self) -> list[str]: ...
 
 
-class Jobs:
-    """The queue, its tasks (a run, an apply, the scheduler's tick), and the consumers."""
+class TaskQueue:
+    """The queue's two tasks, a run and an apply: what the use cases enqueue. Built before the
+    scheduler, whose tick (a followed branch that moved) enqueues runs too."""
 
-    def __init__(
-        self,
-        huey: Huey,
-        settings: Settings,
-        *,
-        run: RunTask,
-        apply: Callable[[int], object],
-        tick: Callable[[], None],
-        shutdown: Shutdown,
-    ) -> None:
+    def __init__(self, huey: Huey, *, run: RunTask, apply: Callable[[int], object]) -> None:
         self.huey = huey
-        self.settings = settings
-        self.shutdown = shutdown
-        self._executor = run
+        self.executor = run
         self._run_task = huey.task(name=RUN_TASK)(run)
         # The proposal row's status makes it run at most once, whatever the queue redelivers.
         self._apply_task = huey.task(name=APPLY_TASK)(apply)
-        # A task every minute (the digest, curation), run by consumers with the scheduler on.
-        huey.periodic_task(crontab(), name=TICK_TASK)(tick)
-        self._consumer: Consumer | None = None
-        self._reaper: Reaper | None = None
 
     def enqueue(self, run_id: str) -> None:
         self._run_task(run_id)
 
     def enqueue_apply(self, proposal_id: int) -> None:
         self._apply_task(proposal_id)
+
+
+class Jobs:
+    """The queue, its tasks (a run, an apply, the scheduler's tick), and the consumers."""
+
+    def __init__(
+        self,
+        queue: TaskQueue,
+        settings: Settings,
+        *,
+        tick: Callable[[], None],
+        shutdown: Shutdown,
+    ) -> None:
+        self.queue = queue
+        self.huey = queue.huey
+        self.settings = settings
+        self.shutdown = shutdown
+        self._executor = queue.executor
+        # A task every minute (the digest, curation, followed branches), run by consumers with
+        # the scheduler on.
+        self.huey.periodic_task(crontab(), name=TICK_TASK)(tick)
+        self._consumer: Consumer | None = None
+        self._reaper: Reaper | None = None
+
+    def enqueue(self, run_id: str) -> None:
+        self.queue.enqueue(run_id)
+
+    def enqueue_apply(self, proposal_id: int) -> None:
+        self.queue.enqueue_apply(proposal_id)
 
     def pending(self) -> int:
         return int(self.huey.pending_count())

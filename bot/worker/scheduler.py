@@ -1,5 +1,6 @@
 """The periodic jobs, ticked once a minute by a consumer with the scheduler on
-(`CHATOPS_SCHEDULER`): curate the votes every hour, and post the digest when it is due."""
+(`CHATOPS_SCHEDULER`): curate the votes every hour, post the digest when it is due, and check
+the followed branches' heads every `[follow] every` seconds."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import datetime, timedelta
 
 from bot.core.digests import Digests
 from bot.core.feedback import FeedbackService
+from bot.core.follows import Follows
 from bot.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -19,12 +21,15 @@ class Scheduler:
         self,
         digests: Digests,
         feedback: FeedbackService,
+        follows: Follows,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.digests = digests
         self.feedback = feedback
+        self.follows = follows
         self.now = now
         self._curated_at: datetime | None = None
+        self._followed_at: datetime | None = None
 
     def tick(self) -> None:
         """Each job on its own: one failing does not stop the other. Curation runs on the hour,
@@ -44,3 +49,12 @@ class Scheduler:
                 log.info("scheduled digest: %s", posted.message)
         except Exception:
             log.exception("scheduled digest failed")
+        every = timedelta(seconds=self.follows.policy.follow.every)
+        if self._followed_at is None or now - self._followed_at >= every:
+            self._followed_at = now
+            try:
+                started = self.follows.check()
+                if started:
+                    log.info("followed branches moved: runs %s", ", ".join(started))
+            except Exception:
+                log.exception("checking the followed branches failed")

@@ -20,15 +20,18 @@ from bot.core.commands import (
     Command,
     CommandError,
     Digest,
+    Follow,
     Help,
     Learnings,
     Status,
     Stop,
+    Unfollow,
     help_text,
     parse,
 )
 from bot.core.digests import Posted
 from bot.core.feedback import Voted
+from bot.core.follows import follows_text
 from bot.core.messages import MessageRef, thread_of
 from bot.core.service import Asked, Requested, Service
 from bot.store.models import LearningRow, Run
@@ -46,11 +49,10 @@ from bot.surfaces.slack.blocks import (
     parent_blocks,
     parent_text,
     parse_vote_value,
-    verdict_line,
 )
 from bot.surfaces.slack.home import publish_home
 from bot.surfaces.slack.inbox import STORE_DOWN, Delivery, Handler, SlackInbox
-from bot.surfaces.slack.notifier import agents_of
+from bot.surfaces.slack.notifier import post_parent
 from bot.surfaces.slack.views import REASON_BLOCK, VOTE_REASON, modal_values, vote_modal
 
 log = logging.getLogger(__name__)
@@ -333,6 +335,8 @@ def _handle(command: Command, delivery: Delivery, *, channel: str, service: Serv
         reply(_learnings_text(result))
     elif isinstance(result, LearningRow):
         reply(f"Forgot `{result.id}` ({escape(result.text[:200])}). Later runs go without it.")
+    elif isinstance(command, Follow | Unfollow):
+        reply(escape(follows_text(result)))
     elif isinstance(result, Posted) and result.outcome != "posted":
         reply(f":warning: {escape(result.message)}")
 
@@ -391,15 +395,8 @@ def _post_parent(
     client: WebClient,
     service: Service,
 ) -> bool:
-    # A branch shown here before: the re-run goes in that thread, so a branch has one thread
-    # per channel, and its earlier parent says where the newer run is.
-    earlier = service.messages.earlier_posted(run, channel)
-    thread = thread_of(earlier) if earlier is not None else None
-    view = ParentView(run.id, actor.user, run.target, run.repo, "queued", [])
     try:
-        posted = client.chat_postMessage(
-            channel=channel, text=parent_text(view), blocks=parent_blocks(view), thread_ts=thread
-        )
+        post_parent(client, service.messages, run, channel, actor.user)
     except SlackApiError as exc:
         error = exc.response.get("error")
         hint = (
@@ -410,36 +407,7 @@ def _post_parent(
         service.messages.withdraw(run.id)  # never started anywhere: cancel it, whoever asked
         reply(f":warning: I could not post in this channel ({error}).{hint}")
         return False
-    service.messages.set_message(run.id, MessageRef(channel, str(posted["ts"]), thread))
-    if earlier is not None:
-        _mark_superseded(earlier, run, client, service)
     return True
-
-
-def _mark_superseded(earlier: Run, run: Run, client: WebClient, service: Service) -> None:
-    """The earlier run's parent message gets a line: a newer run of the branch is in its thread."""
-    assert earlier.place is not None and earlier.message is not None
-    report = service.messages.report(earlier.id)
-    view = ParentView(
-        earlier.id,
-        earlier.requester,
-        earlier.target,
-        earlier.repo,
-        earlier.status,
-        agents_of(earlier),
-        verdict_line(report) if report is not None else "",
-        note=f":arrows_counterclockwise: Superseded by run `{run.id}`: "
-        "its update is in this thread.",
-    )
-    try:
-        client.chat_update(
-            channel=earlier.place,
-            ts=earlier.message,
-            text=parent_text(view),
-            blocks=parent_blocks(view),
-        )
-    except SlackApiError as exc:  # cosmetic: the new run and its thread stand
-        log.info("run %s: could not mark it superseded: %s", earlier.id, exc.response.get("error"))
 
 
 def _say_cancelled(client: WebClient, run: Run, user: str) -> None:

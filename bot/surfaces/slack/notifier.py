@@ -16,7 +16,7 @@ from agents.lifecycle import delta_line
 from agents.pipeline import AgentProgress, Progress
 from agents.report import Report
 from bot.core.approvals import target_branch
-from bot.core.messages import RunMessages, thread_of
+from bot.core.messages import MessageRef, RunMessages, thread_of
 from bot.core.ports import WriteResult
 from bot.store.models import ProposalRow, Run
 from bot.surfaces.render.markdown import render_markdown
@@ -38,10 +38,68 @@ log = logging.getLogger(__name__)
 PARENT_WAIT_S = 5.0
 
 
+def post_parent(
+    client: WebClient, messages: RunMessages, run: Run, channel: str, requester: str
+) -> str:
+    """Post a run's parent message in `channel` and keep where it is. A branch shown there
+    before: the message goes in that run's thread (a branch has one thread per channel), and
+    the earlier parent says it was superseded. Raises SlackApiError when it cannot post."""
+    earlier = messages.earlier_posted(run, channel)
+    thread = thread_of(earlier) if earlier is not None else None
+    view = ParentView(run.id, requester, run.target, run.repo, "queued", [])
+    posted = client.chat_postMessage(
+        channel=channel, text=parent_text(view), blocks=parent_blocks(view), thread_ts=thread
+    )
+    ts = str(posted["ts"])
+    messages.set_message(run.id, MessageRef(channel, ts, thread))
+    if earlier is not None:
+        _mark_superseded(client, messages, earlier, run)
+    return ts
+
+
+def _mark_superseded(client: WebClient, messages: RunMessages, earlier: Run, run: Run) -> None:
+    """The earlier run's parent message gets a line: a newer run of the branch is in its thread."""
+    assert earlier.place is not None and earlier.message is not None
+    report = messages.report(earlier.id)
+    view = ParentView(
+        earlier.id,
+        earlier.requester,
+        earlier.target,
+        earlier.repo,
+        earlier.status,
+        agents_of(earlier),
+        verdict_line(report) if report is not None else "",
+        note=f":arrows_counterclockwise: Superseded by run `{run.id}`: "
+        "its update is in this thread.",
+    )
+    try:
+        client.chat_update(
+            channel=earlier.place,
+            ts=earlier.message,
+            text=parent_text(view),
+            blocks=parent_blocks(view),
+        )
+    except SlackApiError as exc:  # cosmetic: the new run and its thread stand
+        log.info("run %s: could not mark it superseded: %s", earlier.id, exc.response.get("error"))
+
+
 class SlackNotifier:
     def __init__(self, client: WebClient, messages: RunMessages) -> None:
         self.client = client
         self.messages = messages
+
+    def announce(self, run_id: str) -> None:
+        """A run no listener posted (a followed branch moved): its parent, in the thread."""
+        run = self.messages.run(run_id)
+        if run is None or run.surface != "slack" or not run.place or run.message:
+            return
+        try:
+            post_parent(self.client, self.messages, run, run.place, run.requester)
+        except SlackApiError as exc:
+            log.warning(
+                "run %s: could not post it in %s: %s", run_id, run.place, exc.response.get("error")
+            )
+            self.messages.withdraw(run_id)  # a run nobody can see is not run
 
     def _run(self, run_id: str, wait: bool = False) -> Run | None:
         deadline = time.monotonic() + (PARENT_WAIT_S if wait else 0)
