@@ -97,3 +97,48 @@ def test_a_secret_already_on_the_base_is_not_reported(repo: RepoBuilder) -> None
     repo.checkout("main")
     report = analyze_branch(repo.root, "feature/unrelated")
     assert [f for f in report.findings if f.category == "secret"] == []
+
+
+def test_a_large_scan_spread_over_processes_finds_what_one_process_finds(
+    make_branch,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """detect-secrets and bandit are pure Python: a large change is dealt out to a process per
+    core. The findings are the same, and a worker that fails costs time, never findings."""
+    from agents.analyzers import processes, secrets_scan, security
+    from agents.pipeline import analyze_branch
+
+    files = {
+        f"app/m{n}.py": f'TOKEN_{n} = "ghp_{n:04d}abcdefghijklmnopqrstuvwxyzABCDEFGH"\n'
+        f"def f{n}(x):\n    return eval(x)\n"
+        for n in range(6)
+    }
+    files["config/prod.env"] = 'AWS_KEY="AKIA4HJXZQ2WBNVGL7PK"\n'
+    repo = make_branch("feature/many", files)
+
+    def found() -> list[tuple[str | None, str, int | None, str]]:
+        report = analyze_branch(repo.root, "feature/many")
+        assert not report.coverage.not_run
+        return sorted((f.file, f.rule, f.start_line, f.fingerprint) for f in report.findings)
+
+    alone = found()
+    monkeypatch.setattr(processes, "spread_over", lambda: 3)
+    monkeypatch.setattr(secrets_scan, "spread_over", lambda: 3)
+    monkeypatch.setattr(security, "spread_over", lambda: 3)
+    monkeypatch.setattr(secrets_scan, "PARALLEL_FROM_LINES", 1)
+    monkeypatch.setattr(security, "PARALLEL_FROM_BYTES", 1)
+    monkeypatch.setattr(security, "_ANSWERS", security._Answers())  # no answer kept from above
+    started: list[list[str]] = []
+    real_bandit = security._bandit
+    monkeypatch.setattr(
+        security, "_bandit", lambda ws, targets: started.append(targets) or real_bandit(ws, targets)
+    )
+    spread = found()
+    assert spread == alone and len(alone) >= 13
+    assert len(started) == 3 and sorted(t for share in started for t in share) == sorted(
+        p for p in files if p.endswith(".py")
+    )
+
+    # A worker that fails: its share is scanned in this process instead.
+    monkeypatch.setattr(secrets_scan, "WORKER", "agents.analyzers.no_such_module")
+    assert found() == alone

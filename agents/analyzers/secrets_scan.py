@@ -6,18 +6,22 @@ The secret itself never leaves this module: findings carry its kind, a masked pr
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
-from typing import Any
 
 from detect_secrets.core.scan import scan_diff
 from detect_secrets.settings import default_settings, get_settings
 
 from agents.analyzers.credentials import demotion
 from agents.analyzers.merge import CREDENTIAL, problem_fingerprint
+from agents.analyzers.processes import own_session, spread_over
 from agents.context import files as kinds
 from agents.context.git import DiffContext, FileDiff
 from agents.report import Finding, Severity, Source
@@ -90,6 +94,69 @@ def _synthetic_diff(name: str, file: FileDiff) -> str:
     return "\n".join(out) + "\n"
 
 
+# A branch adding this many lines is scanned by several processes, one per core: detect-secrets
+# is pure Python, so in one process it holds one core however many the machine has. Below it,
+# a process's start (about 0.25 s) costs more than it saves.
+PARALLEL_FROM_LINES = 5_000
+
+WORKER = "agents.analyzers.secrets_worker"  # the module a share runs in
+# What a scan found: the file's index, the secret's kind, its line, its value.
+Hit = tuple[int, str, int, str]
+
+
+def scan_diffs(diffs: list[tuple[str, str]], first: int = 0) -> list[Hit]:
+    """detect-secrets over synthetic one-file diffs, in this process."""
+    hits: list[Hit] = []
+    with _SETTINGS_LOCK, default_settings():
+        # The scanned files are not in the working directory; don't let that filter drop them.
+        get_settings().disable_filters("detect_secrets.filters.common.is_invalid_file")
+        for offset, (name, text) in enumerate(diffs):
+            try:
+                hits += [
+                    (first + offset, str(s.type), int(s.line_number), str(s.secret_value or ""))
+                    for s in scan_diff(text)
+                ]
+            except Exception as exc:  # one odd file must not cost the others their scan
+                log.warning("secrets scan of %s failed: %s", name, exc)
+    return hits
+
+
+def _scan_in_processes(diffs: list[tuple[str, str]], processes: int) -> list[Hit]:
+    """The same scan, the files dealt out to `processes` worker processes by size. A worker
+    that fails is scanned here instead, so a failure costs time, never findings."""
+    order = sorted(range(len(diffs)), key=lambda i: -len(diffs[i][1]))
+    shares: list[list[int]] = [[] for _ in range(processes)]
+    sizes = [0] * processes
+    for index in order:  # the largest first, each to the lightest share
+        lightest = sizes.index(min(sizes))
+        shares[lightest].append(index)
+        sizes[lightest] += len(diffs[index][1])
+
+    def scan(share: list[int]) -> list[Hit]:
+        payload = json.dumps([[i, *diffs[i]] for i in share])
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", WORKER],
+                input=payload.encode("utf-8"),
+                capture_output=True,
+                check=False,
+                start_new_session=own_session(),
+            )
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr.decode("utf-8", "replace")[-500:])
+            return [(int(i), str(k), int(n), str(v)) for i, k, n, v in json.loads(done.stdout)]
+        except Exception as exc:
+            log.warning("a secrets scan process failed (%s); scanning its files here", exc)
+            hits: list[Hit] = []
+            for i in share:
+                hits += scan_diffs([diffs[i]], first=i)
+            return hits
+
+    with ThreadPoolExecutor(max_workers=processes) as pool:
+        results = list(pool.map(scan, [share for share in shares if share]))
+    return sorted((hit for hits in results for hit in hits), key=lambda h: (h[0], h[2], h[1]))
+
+
 def redact(finding: Finding, values: set[str]) -> Finding:
     """The finding with every known secret value masked in its words: another tool's message
     (ruff quoting a duplicate set item, bandit quoting a password) must not show one."""
@@ -117,30 +184,28 @@ def run_secrets(
     files = [f for f in diff.files if f.hunks and f.status != "deleted" and not f.binary]
     if not files:
         return []
-    found: list[tuple[FileDiff, Any]] = []
-    with _SETTINGS_LOCK, default_settings():
-        # The scanned files are not in the working directory; don't let that filter drop them.
-        get_settings().disable_filters("detect_secrets.filters.common.is_invalid_file")
-        for index, file in enumerate(files):
-            suffix = re.sub(r"[^A-Za-z0-9.]", "", PurePosixPath(file.path).suffix)[:10]
-            name = (
-                f"f{index}{suffix}"
-                if not kinds.is_lock_file(file.path)
-                else PurePosixPath(file.path).name
-            )
-            try:
-                found += [(file, secret) for secret in scan_diff(_synthetic_diff(name, file))]
-            except Exception as exc:  # one odd file must not cost the others their scan
-                log.warning("secrets scan of %s failed: %s", file.path, exc)
+    diffs: list[tuple[str, str]] = []
+    for index, file in enumerate(files):
+        suffix = re.sub(r"[^A-Za-z0-9.]", "", PurePosixPath(file.path).suffix)[:10]
+        name = (
+            f"f{index}{suffix}"
+            if not kinds.is_lock_file(file.path)
+            else PurePosixPath(file.path).name
+        )
+        diffs.append((name, _synthetic_diff(name, file)))
+    added = sum(len(f.added_lines) for f in files)
+    if added >= PARALLEL_FROM_LINES and len(files) > 1 and spread_over() > 1:
+        hits = _scan_in_processes(diffs, spread_over())
+    else:
+        hits = sorted(scan_diffs(diffs), key=lambda h: (h[0], h[2], h[1]))
     findings: list[Finding] = []
-    for file, secret in found:
-        kind = str(secret.type)
+    for index, kind, number, secret_value in hits:
+        file = files[index]
         path = file.path
-        line = file.added_lines.get(int(secret.line_number), "")
-        value = whole_token(str(secret.secret_value or ""), line)
+        line = file.added_lines.get(number, "")
+        value = whole_token(secret_value, line)
         if values is not None and value:
             values.add(value)
-        number = int(secret.line_number)
         detail = f"The line adds a value that looks like a secret ({kind}): {mask(value)}."
         if kind in _CRITICAL_KINDS:
             # A real key format is live wherever it is, a test or a comment included.

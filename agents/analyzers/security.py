@@ -15,13 +15,14 @@ import sys
 import tempfile
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from agents.analyzers.credentials import demotion
 from agents.analyzers.merge import CREDENTIAL, problem_fingerprint
-from agents.analyzers.processes import own_session
+from agents.analyzers.processes import own_session, spread_over
 from agents.analyzers.secrets_scan import mask
 from agents.context import files as kinds
 from agents.context.workspace import Workspace
@@ -128,6 +129,29 @@ def _content_key(workspace: Workspace) -> str:
 
 
 def _run(workspace: Workspace) -> dict[str, Any]:
+    """bandit's JSON answer for the workspace. A large one is dealt out by size to several
+    bandit processes, one per core (bandit is pure Python), and their answers joined."""
+    # What `--recursive .` would pick: bandit reads only these, whatever else is in the folder.
+    paths = sorted(p for p in workspace.texts if p.endswith((".py", ".pyw")))
+    sizes = {path: len(workspace.texts[path]) for path in paths}
+    processes = spread_over() if sum(sizes.values()) >= PARALLEL_FROM_BYTES else 1
+    if processes == 1 or len(paths) < 2:
+        return _bandit(workspace, ["."])
+    shares: list[list[str]] = [[] for _ in range(processes)]
+    loads = [0] * processes
+    for path in sorted(paths, key=lambda p: -sizes[p]):  # the largest first, to the lightest
+        lightest = loads.index(min(loads))
+        shares[lightest].append(path)
+        loads[lightest] += sizes[path]
+    with ThreadPoolExecutor(max_workers=processes) as pool:
+        answers = list(pool.map(lambda share: _bandit(workspace, share), shares))
+    return {
+        "results": [r for answer in answers for r in answer.get("results", [])],
+        "errors": [e for answer in answers for e in answer.get("errors", [])],
+    }
+
+
+def _bandit(workspace: Workspace, targets: list[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="chatops-bandit-") as scratch:
         out = Path(scratch) / "bandit.json"
         # Without `--ini`, bandit takes its settings from a `.bandit` file under the target: a
@@ -148,7 +172,8 @@ def _run(workspace: Workspace) -> dict[str, Any]:
                 # which would skip changed files silently.
                 "--exclude=",
                 "--recursive",
-                ".",
+                "--",
+                *targets,
             ],
             cwd=workspace.root,
             capture_output=True,
@@ -161,6 +186,11 @@ def _run(workspace: Workspace) -> dict[str, Any]:
             raise RuntimeError(f"bandit failed: {done.stderr.decode('utf-8', 'replace').strip()}")
         data: dict[str, Any] = json.loads(out.read_text("utf-8"))
     return data
+
+
+# Source this large (bytes) is worth a second bandit process: below it, a process's start costs
+# more than it saves.
+PARALLEL_FROM_BYTES = 400_000
 
 
 _BANDIT_VERSION = metadata.version("bandit")

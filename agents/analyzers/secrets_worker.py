@@ -1,0 +1,21 @@
+"""One share of a large secrets scan, in a process of its own (see `secrets_scan`): reads
+`[[index, name, diff], ...]` as JSON on stdin, writes `[[index, kind, line, value], ...]`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from agents.analyzers.secrets_scan import Hit, scan_diffs
+
+
+def main() -> None:
+    items = json.loads(sys.stdin.buffer.read())
+    hits: list[Hit] = []
+    for index, name, text in items:
+        hits += scan_diffs([(name, text)], first=int(index))
+    json.dump(hits, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
