@@ -16,37 +16,20 @@ import threading
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
-from agents.context.git import GitRepo
-from agents.context.jira import fetch_ticket
-from agents.errors import AnalysisInputError, GitFailure
-from agents.evaluation import DEFAULT_WINDOW, evaluate_history
-from agents.lifecycle import compare
-from agents.llm import LLMSession
-from agents.pipeline import Progress as PipelineProgress
-from agents.pipeline import analyze_branch
-from agents.report import Report, Severity, report_json_schema
-from agents.reuse import AnswerStore, NoAnswers
-from bot.app import Runtime, answer_cache, build_app
-from bot.config import ConfigError
-from bot.core.tickets import branches_for
-from bot.logs import configure
-from bot.metrics import register_store
-from bot.settings import Settings, SettingsError, load_settings
-from bot.store.db import make_engine, upgrade
-from bot.store.types import utcnow
-from bot.surfaces.render.evaluation import print_evaluation
-from bot.surfaces.render.markdown import render_markdown
-from bot.surfaces.render.terminal import print_report, progress_view
-from bot.surfaces.shell import Shell
+if TYPE_CHECKING:
+    from rich.live import Live
+
+    from agents.pipeline import Progress as PipelineProgress
+    from agents.report import Report
+    from agents.reuse import AnswerStore
+    from bot.app import Runtime
+    from bot.settings import Settings
+
 
 app = typer.Typer(
     name="chatops",
@@ -59,12 +42,26 @@ analyze_app = typer.Typer(help="Analyze a branch.", no_args_is_help=True)
 app.add_typer(analyze_app, name="analyze")
 
 EXIT_FINDINGS = 1
+# `agents.evaluation.DEFAULT_WINDOW`, here so that `chatops --help` does not import the
+# evaluation (a test keeps the two equal).
+EVAL_WINDOW = 20
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 3
 
 Since = Annotated[
     str | None, typer.Option("--since", help="Only from this date on (YYYY-MM-DD, UTC).")
 ]
+
+
+class Level(StrEnum):
+    """A severity on the command line: `agents.report.Severity`'s values, here so that
+    `chatops --help` does not import the report models (a test keeps the two equal)."""
+
+    critical = "critical"
+    high = "high"
+    medium = "medium"
+    low = "low"
+    info = "info"
 
 
 class OutputFormat(StrEnum):
@@ -95,6 +92,10 @@ class _ProgressPrinter:
         self.reported: set[str] = set()
 
     def __call__(self, progress: PipelineProgress) -> bool:
+        from rich.live import Live
+
+        from bot.surfaces.render.terminal import progress_view
+
         if self.console.is_terminal:
             if self.live is None:
                 self.live = Live(progress_view(progress), console=self.console, transient=False)
@@ -131,7 +132,7 @@ OutputOption = Annotated[
     Path | None, typer.Option("--output", help="Write the report to this file.")
 ]
 FailOnOption = Annotated[
-    Severity | None,
+    Level | None,
     typer.Option("--fail-on", help="Exit 1 if a finding at or above this severity exists."),
 ]
 AllowPartialOption = Annotated[
@@ -145,7 +146,7 @@ OfflineOption = Annotated[
     bool, typer.Option("--offline", help="Use the analyzers only, even with an API key.")
 ]
 FailOnNewOption = Annotated[
-    Severity | None,
+    Level | None,
     typer.Option(
         "--fail-on-new",
         help="Exit 1 if a finding at or above this severity is new since --previous (without "
@@ -173,6 +174,10 @@ NoCacheOption = Annotated[
 def _kept_answers(settings: Settings, no_cache: bool, errors: Console) -> AnswerStore:
     """Where the model's answers are kept between runs: the store the bot uses. A store that
     cannot be opened is said, and the run asks the model everything."""
+    from agents.reuse import NoAnswers
+    from bot.app import answer_cache
+    from bot.store.db import make_engine, upgrade
+
     if no_cache:
         return NoAnswers()
     try:
@@ -208,6 +213,12 @@ def analyze_branch_command(
     fail_on_new: FailOnNewOption = None,
 ) -> None:
     """Analyze a branch: the analyzers always; Claude too when ANTHROPIC_API_KEY is set."""
+    from agents.errors import AnalysisInputError, GitFailure
+    from agents.lifecycle import compare
+    from agents.llm import LLMSession
+    from agents.pipeline import analyze_branch
+    from bot.settings import SettingsError, load_settings
+
     errors = Console(stderr=True)
     _output_or_exit(errors, output)
     earlier = _previous_or_exit(errors, previous)
@@ -256,13 +267,15 @@ def _partial(report: Report) -> list[str]:
 
 def _exit_for(
     reports: list[Report],
-    fail_on: Severity | None,
+    fail_on: Level | None,
     allow_partial: bool,
     errors: Console,
     *,
-    fail_on_new: Severity | None = None,
+    fail_on_new: Level | None = None,
 ) -> None:
     """Exit 3 when a report is partial (unless --allow-partial), else 1 on --fail-on."""
+    from agents.report import Severity
+
     missing = [part for report in reports for part in _partial(report)]
     if missing and not allow_partial:
         for part in dict.fromkeys(missing):
@@ -273,10 +286,10 @@ def _exit_for(
             highlight=False,
         )
         raise typer.Exit(EXIT_FAILURE)
-    if fail_on is not None and any(r.findings_at_least(fail_on) for r in reports):
+    if fail_on is not None and any(r.findings_at_least(Severity(fail_on)) for r in reports):
         raise typer.Exit(EXIT_FINDINGS)
     if fail_on_new is not None and any(
-        f.status != "open" for r in reports for f in r.findings_at_least(fail_on_new)
+        f.status != "open" for r in reports for f in r.findings_at_least(Severity(fail_on_new))
     ):
         raise typer.Exit(EXIT_FINDINGS)
 
@@ -291,6 +304,9 @@ def _emit(
 ) -> None:
     """Print or write one report; `append` adds it after the one written before (a ticket's
     branches, one file)."""
+    from bot.surfaces.render.markdown import render_markdown
+    from bot.surfaces.render.terminal import print_report
+
     if output_format is OutputFormat.json:
         text = report.model_dump_json(indent=2) + "\n"
     elif output_format is OutputFormat.markdown:
@@ -329,6 +345,14 @@ def analyze_ticket_command(
     no_cache: NoCacheOption = False,
 ) -> None:
     """Analyze the branches that implement a Jira ticket, against its acceptance criteria."""
+    from agents.context.git import GitRepo
+    from agents.context.jira import fetch_ticket
+    from agents.errors import AnalysisInputError, GitFailure
+    from agents.llm import LLMSession
+    from agents.pipeline import analyze_branch
+    from agents.reuse import NoAnswers
+    from bot.core.tickets import branches_for
+
     errors = Console(stderr=True)
     _output_or_exit(errors, output)
     settings = _settings_or_exit(errors)
@@ -412,6 +436,8 @@ def analyze_ticket_command(
 @app.command("schema")
 def schema_command() -> None:
     """Print the JSON Schema of the report that `--format json` produces."""
+    from agents.report import report_json_schema
+
     sys.stdout.write(json.dumps(report_json_schema(), indent=2) + "\n")
 
 
@@ -469,7 +495,7 @@ def eval_history_command(
     ] = None,
     window: Annotated[
         int, typer.Option("--window", min=1, help="Later commits touching a file to look at.")
-    ] = DEFAULT_WINDOW,
+    ] = EVAL_WINDOW,
     output_format: Annotated[EvalFormat, typer.Option("--format", help="text or json.")] = (
         EvalFormat.text
     ),
@@ -479,6 +505,13 @@ def eval_history_command(
 ) -> None:
     """Replay the history offline: each commit against its parent, then which findings later
     commits addressed, per rule, against the base rate of plain churn."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from agents.context.git import GitRepo
+    from agents.errors import AnalysisInputError, GitFailure
+    from agents.evaluation import evaluate_history
+    from bot.surfaces.render.evaluation import print_evaluation
+
     errors = Console(stderr=True)
     start = _since_or_exit(errors, since)
     if start is not None and start.year > 2099:  # past git's calendar, which ignores them
@@ -530,6 +563,8 @@ app.add_typer(db_app, name="db")
 
 def _previous_or_exit(errors: Console, previous: Path | None) -> Report | None:
     """The earlier report to compare with, read before any work starts (bad input: exit 2)."""
+    from agents.report import Report
+
     if previous is None:
         return None
     try:
@@ -583,6 +618,8 @@ def _slack_setup_error(exc: Exception, api_url: str | None) -> tuple[str, str]:
 
 
 def _settings_or_exit(errors: Console) -> Settings:
+    from bot.settings import SettingsError, load_settings
+
     try:
         return load_settings()
     except SettingsError as exc:
@@ -591,6 +628,10 @@ def _settings_or_exit(errors: Console) -> Settings:
 
 
 def _app_or_exit(errors: Console, repo: Path | None = None, kind: str = "worker") -> Runtime:
+    from bot.app import build_app
+    from bot.config import ConfigError
+    from bot.settings import SettingsError
+
     settings = _settings_or_exit(errors)
     try:
         return build_app(settings, repo_override=repo, kind=kind)
@@ -610,6 +651,8 @@ def shell_command(
     ] = None,
 ) -> None:
     """The bot in a terminal: /agent commands, live progress, reports."""
+    from bot.surfaces.shell import Shell
+
     errors = Console(stderr=True)
     the_app = _app_or_exit(errors, repo, kind="shell")
     user = as_user or os.environ.get("USER") or "local"
@@ -627,6 +670,8 @@ def serve_command(
     port: Annotated[int, typer.Option("--port", help="Port for HTTP mode.")] = 3000,
 ) -> None:
     """The Slack app: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on /slack/events."""
+    from bot.metrics import register_store
+
     errors = Console(stderr=True)
     the_app = _app_or_exit(errors, kind="serve")
     settings = the_app.settings
@@ -715,6 +760,8 @@ def worker_command(
 ) -> None:
     """Run jobs from the shared queue. SIGTERM (or Ctrl-C) stops taking work, waits
     CHATOPS_SHUTDOWN_GRACE_S for running jobs and hands back what is still running."""
+    from bot.metrics import register_store
+
     errors = Console(stderr=True)
     the_app = _app_or_exit(errors)
     if metrics_port is not None:
@@ -736,6 +783,11 @@ def worker_command(
 @app.command("status")
 def status_command() -> None:
     """Queue depth, the workers seen recently, runs by status, and stuck runs."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from bot.store.types import utcnow
+
     errors = Console(stderr=True)
     the_app = _app_or_exit(errors)
     settings = the_app.settings
@@ -784,6 +836,9 @@ def audit_command(
     since: Since = None,
 ) -> None:
     """Print the audit trail: every decision, granted or denied, and every apply."""
+    from rich.table import Table
+    from rich.text import Text
+
     errors = Console(stderr=True)
     start = _since_or_exit(errors, since)
     the_app = _app_or_exit(errors)
@@ -853,6 +908,9 @@ def feedback_export_command(
 @feedback_app.command("curate")
 def feedback_curate_command() -> None:
     """Turn the votes into learnings now (the scheduler does it every hour)."""
+    from rich.table import Table
+    from rich.text import Text
+
     errors = Console(stderr=True)
     the_app = _app_or_exit(errors)
     try:
@@ -875,6 +933,8 @@ def feedback_stats_command(
     since: Since = None,
 ) -> None:
     """Acceptance rate (up / (up + down)) per agent and prompt version."""
+    from rich.table import Table
+
     errors = Console(stderr=True)
     start = _since_or_exit(errors, since)
     the_app = _app_or_exit(errors)
@@ -910,6 +970,8 @@ def digest_command(
 ) -> None:
     """The digest of the last scheduled period, posted to [digest] channel once (a second
     call, or the scheduler, posts nothing more)."""
+    from rich.text import Text
+
     from bot.core.digest import chart_png
     from bot.core.digest import text as digest_text
 
@@ -944,6 +1006,8 @@ def digest_command(
 @db_app.command("upgrade")
 def db_upgrade_command() -> None:
     """Apply the database migrations (DATABASE_URL, or the embedded SQLite file)."""
+    from bot.store.db import upgrade
+
     errors = Console(stderr=True)
     settings = _settings_or_exit(errors)
     upgrade(settings.db_url)
@@ -951,6 +1015,8 @@ def db_upgrade_command() -> None:
 
 
 def main() -> None:
+    from bot.logs import configure
+
     fmt = os.environ.get("CHATOPS_LOG_FORMAT", "text").lower()
     configure(os.environ.get("CHATOPS_LOG_LEVEL", "WARNING"), "json" if fmt == "json" else "text")
     app()

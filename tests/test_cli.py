@@ -213,3 +213,28 @@ def test_demo_creates_a_repository_and_reports_on_it(tmp_path: Path) -> None:
     again = chatops("demo", "--path", str(where))
     assert again.returncode == 2
     assert "is not empty" in again.stderr
+
+
+def test_the_cli_mirrors_of_agents_constants_are_equal() -> None:
+    """`chatops --help` imports neither the report models nor the evaluation: its own copies
+    of their values must stay equal to them."""
+    from agents.evaluation import DEFAULT_WINDOW
+    from agents.report import Severity
+    from bot.cli import EVAL_WINDOW, Level
+
+    assert EVAL_WINDOW == DEFAULT_WINDOW
+    assert [level.value for level in Level] == [severity.value for severity in Severity]
+
+
+@pytest.mark.slow
+def test_quick_commands_import_none_of_the_heavy_parts() -> None:
+    """`chatops --help` starts in a fraction of a second (bench/cli_startup.py times it): the
+    Slack SDK, the database layer, the report models and the pipeline load only where used."""
+    code = (
+        "import sys, bot.cli; "
+        "print(sorted(m for m in ('slack_sdk', 'slack_bolt', 'sqlalchemy', 'alembic', 'huey', "
+        "'pydantic', 'agents.pipeline', 'anthropic') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
