@@ -34,6 +34,7 @@ from agents.report import (
     Usage,
     number_repeats,
 )
+from agents.reuse import PROCESS_ANSWERS, AnswerStore
 from agents.roles.base import Agent, PipelineState
 from agents.roles.code_review import CodeReviewAgent
 from agents.roles.compliance import ComplianceAgent
@@ -85,11 +86,13 @@ def analyze_branch(
     llm: LLMSession | None = None,
     ticket: TicketContext | None = None,
     learnings: Learnings | None = None,
+    kept: AnswerStore | None = None,
 ) -> Report:
     """Analyze `branch` of the repository at `repo_path` against `base` (default branch if None).
 
     With `llm`, the agents also ask the model; without, the analyzers alone make the report.
     `learnings` (curated from the team's votes) rule out findings and, online, join the prompts.
+    `kept`: where the analyzers keep each file's answer by its content (default: this process).
     Raises AnalysisInputError for anything the user can fix (bad names, nothing to analyze).
     """
     repo = GitRepo.open(repo_path)
@@ -102,6 +105,7 @@ def analyze_branch(
         llm=llm,
         ticket=ticket,
         learnings=learnings,
+        kept=kept,
     )
 
 
@@ -114,6 +118,7 @@ def run_pipeline(
     llm: LLMSession | None = None,
     ticket: TicketContext | None = None,
     learnings: Learnings | None = None,
+    kept: AnswerStore | None = None,
 ) -> Report:
     run_id = run_id or uuid.uuid4().hex[:12]
     steps = list(agents) if agents is not None else default_agents(ticket)
@@ -130,6 +135,7 @@ def run_pipeline(
             llm=llm,
             guidance=read_guidance(diff) if llm is not None else "",
             learnings=learnings or Learnings(),
+            kept=kept if kept is not None else PROCESS_ANSWERS,
         )
         tell()
         for agent, status in zip(steps, progress.agents, strict=True):

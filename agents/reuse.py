@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -38,17 +40,32 @@ class NoAnswers:
 
 
 class MemoryAnswers:
-    """Answers kept in this process (benchmarks and tests)."""
+    """Answers kept in this process, the least recently used dropped past `limit` entries
+    (the analyzers' default when no store is given; benchmarks and tests)."""
 
-    def __init__(self) -> None:
-        self.entries: dict[str, tuple[str, str]] = {}
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self.entries: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, key: str) -> str | None:
-        entry = self.entries.get(key)
-        return entry[1] if entry is not None else None
+        with self._lock:
+            entry = self.entries.get(key)
+            if entry is None:
+                return None
+            self.entries.move_to_end(key)
+            return entry[1]
 
     def put(self, key: str, kind: str, value: str) -> None:
-        self.entries[key] = (kind, value)
+        with self._lock:
+            self.entries[key] = (kind, value)
+            self.entries.move_to_end(key)
+            while self.limit is not None and len(self.entries) > self.limit:
+                self.entries.popitem(last=False)
+
+
+# The analyzers' answers in this process when no store is given (a file's answer is a few kB).
+PROCESS_ANSWERS = MemoryAnswers(limit=20_000)
 
 
 def key_of(*parts: str) -> str:

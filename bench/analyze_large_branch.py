@@ -99,10 +99,12 @@ def make_repo(root: Path, files: int, lines: int, seed: int = 7) -> tuple[Path, 
     return repo, changed_files, insertions
 
 
-def timed(argv: list[str], cwd: Path) -> tuple[float, int]:
+def timed(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, int]:
     """Wall time and the peak RSS (kB) of the largest process in the command's tree."""
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
@@ -160,22 +162,24 @@ def main() -> None:
 
         ours, theirs, our_rss, raw_rss = [], [], 0, 0
         report = root / "report.json"
+        # The answers kept between runs go to a store of this benchmark's own.
+        env = {**os.environ, "CHATOPS_DATA_DIR": str(root / "data")}
+        env.pop("DATABASE_URL", None)
+        command = [
+            chatops,
+            "analyze",
+            "branch",
+            BRANCH,
+            "--repo",
+            str(repo),
+            "--format",
+            "json",
+            "--output",
+            str(report),
+        ]
         for _ in range(args.repeat):
-            elapsed, rss = timed(
-                [
-                    chatops,
-                    "analyze",
-                    "branch",
-                    BRANCH,
-                    "--repo",
-                    str(repo),
-                    "--format",
-                    "json",
-                    "--output",
-                    str(report),
-                ],
-                root,
-            )
+            # A first run: nothing kept from before.
+            elapsed, rss = timed([*command, "--no-cache"], root, env)
             ours.append(elapsed)
             our_rss = max(our_rss, rss)
             elapsed, rss = raw_tools(repo, checkout, changed)
@@ -200,6 +204,14 @@ def main() -> None:
         print(
             f"ratio chatops / raw tools: {ratio:.2f}x (target <= 1.5x): "
             f"{'OK' if ratio <= 1.5 else 'OVER TARGET'}"
+        )
+        timed(command, root, env)  # keeps every file's answers in the store
+        again = [timed(command, root, env)[0] for _ in range(args.repeat)]
+        again_med = statistics.median(again)
+        print(
+            f"re-run at the same head (answers kept in the store): median {again_med:.2f} s "
+            f"(runs: {', '.join(f'{t:.2f}' for t in again)}) = {again_med / ours_med:.2f}x "
+            "the first run"
         )
 
 

@@ -21,7 +21,7 @@ from bot.core.service import Service
 from bot.core.tickets import tickets_for
 from bot.repos import RepoResolver
 from bot.settings import Settings
-from bot.store.answers import AnswerCache
+from bot.store.answers import answer_cache
 from bot.store.db import make_engine, upgrade
 from bot.store.digests import DigestStore
 from bot.store.feedback import FeedbackStore
@@ -185,15 +185,6 @@ def _policy(settings: Settings, cwd: Path | None, repo_override: Path | None) ->
     if not path.exists():
         raise ConfigError(f"--repo: {path} does not exist.")
     return PolicyConfig(repos={path.name or "repo": RepoConfig(path=path)}, source="--repo")
-
-
-def answer_cache(settings: Settings, engine: Engine) -> AnswerCache:
-    """The model's answers kept for reuse, bounded as the settings say."""
-    return AnswerCache(
-        engine,
-        max_bytes=int(settings.chatops_answer_cache_mb * 1_000_000),
-        max_age_days=settings.chatops_answer_cache_days,
-    )
 
 
 def _engine(url: str) -> Engine:

@@ -165,17 +165,17 @@ NoCacheOption = Annotated[
     bool,
     typer.Option(
         "--no-cache",
-        help="Ask the model every question again, instead of reusing its answers for content "
-        "asked about before (kept in the data folder's store, or DATABASE_URL's).",
+        help="Analyze everything again, instead of reusing the analyzers' and the model's "
+        "answers for content seen before (kept in the data folder's store, or DATABASE_URL's).",
     ),
 ]
 
 
 def _kept_answers(settings: Settings, no_cache: bool, errors: Console) -> AnswerStore:
-    """Where the model's answers are kept between runs: the store the bot uses. A store that
-    cannot be opened is said, and the run asks the model everything."""
+    """Where the analyzers' and the model's answers are kept between runs: the store the bot
+    uses. A store that cannot be opened is said, and the run does everything again."""
     from agents.reuse import NoAnswers
-    from bot.app import answer_cache
+    from bot.store.answers import answer_cache
     from bot.store.db import make_engine, upgrade
 
     if no_cache:
@@ -188,8 +188,8 @@ def _kept_answers(settings: Settings, no_cache: bool, errors: Console) -> Answer
         cache.prune()
     except Exception as exc:  # noqa: BLE001 - reuse is a saving, never a reason to fail
         errors.print(
-            f"note: the model's earlier answers are not reused ({type(exc).__name__}: {exc}); "
-            "every question is asked.",
+            f"note: earlier answers are not reused ({type(exc).__name__}: {exc}); "
+            "everything is analyzed again.",
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -228,14 +228,11 @@ def analyze_branch_command(
     except SettingsError as exc:
         _fail(errors, f"invalid setting: {exc}", "Fix the environment variable or .env file.")
         return
-    session = (
-        LLMSession(llm_settings, answers=_kept_answers(settings, no_cache, errors))
-        if llm_settings is not None
-        else None
-    )
+    kept = _kept_answers(settings, no_cache, errors)
+    session = LLMSession(llm_settings, answers=kept) if llm_settings is not None else None
     printer = _ProgressPrinter(errors)
     try:
-        report = analyze_branch(repo, name, base, checkpoint=printer, llm=session)
+        report = analyze_branch(repo, name, base, checkpoint=printer, llm=session, kept=kept)
     except AnalysisInputError as exc:
         printer.close()
         _fail(errors, exc.message, exc.hint)
@@ -350,7 +347,6 @@ def analyze_ticket_command(
     from agents.errors import AnalysisInputError, GitFailure
     from agents.llm import LLMSession
     from agents.pipeline import analyze_branch
-    from agents.reuse import NoAnswers
     from bot.core.tickets import branches_for
 
     errors = Console(stderr=True)
@@ -386,7 +382,7 @@ def analyze_ticket_command(
         )
         return
     llm_settings = None if offline else settings.llm()
-    answers = _kept_answers(settings, no_cache, errors) if llm_settings else NoAnswers()
+    answers = _kept_answers(settings, no_cache, errors)
     reports = []
     not_analyzed: list[str] = []
     for name in found:
@@ -400,6 +396,7 @@ def analyze_ticket_command(
                     checkpoint=printer,
                     ticket=ticket,
                     llm=LLMSession(llm_settings, answers=answers) if llm_settings else None,
+                    kept=answers,
                 )
             )
         except (AnalysisInputError, GitFailure) as exc:  # this branch only: the others stand

@@ -107,6 +107,7 @@ def test_a_large_scan_spread_over_processes_finds_what_one_process_finds(
     core. The findings are the same, and a worker that fails costs time, never findings."""
     from agents.analyzers import processes, secrets_scan, security
     from agents.pipeline import analyze_branch
+    from agents.reuse import MemoryAnswers
 
     files = {
         f"app/m{n}.py": f'TOKEN_{n} = "ghp_{n:04d}abcdefghijklmnopqrstuvwxyzABCDEFGH"\n'
@@ -117,7 +118,7 @@ def test_a_large_scan_spread_over_processes_finds_what_one_process_finds(
     repo = make_branch("feature/many", files)
 
     def found() -> list[tuple[str | None, str, int | None, str]]:
-        report = analyze_branch(repo.root, "feature/many")
+        report = analyze_branch(repo.root, "feature/many", kept=MemoryAnswers())
         assert not report.coverage.not_run
         return sorted((f.file, f.rule, f.start_line, f.fingerprint) for f in report.findings)
 
@@ -127,7 +128,6 @@ def test_a_large_scan_spread_over_processes_finds_what_one_process_finds(
     monkeypatch.setattr(security, "spread_over", lambda: 3)
     monkeypatch.setattr(secrets_scan, "PARALLEL_FROM_LINES", 1)
     monkeypatch.setattr(security, "PARALLEL_FROM_BYTES", 1)
-    monkeypatch.setattr(security, "_ANSWERS", security._Answers())  # no answer kept from above
     started: list[list[str]] = []
     real_bandit = security._bandit
     monkeypatch.setattr(

@@ -122,7 +122,7 @@ def test_in_the_shell_analyzers_run_in_a_session_of_their_own(
     )
     monkeypatch.setenv("PYTHONPATH", str(fake.parent))
     repo.branch("feature/leak")
-    # Content no other test analyzes: bandit's answers are remembered by content in a process.
+    # Content no other test analyzes: bandit's answers are kept by content in a process.
     repo.commit({"shop/a.py": f"X = 1  # {tmp_path}\n"})
     repo.checkout("main")
     analyze_branch(repo.root, "feature/leak")

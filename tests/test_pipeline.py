@@ -158,48 +158,58 @@ def test_the_same_problem_on_two_lines_is_two_findings(make_branch) -> None:  # 
     assert [f.fingerprint for f in first] == [f.fingerprint for f in moved]
 
 
-def test_bandit_runs_once_for_the_same_content_and_again_when_it_changes(
+def test_bandit_reads_only_files_whose_content_is_new(
     repo: RepoBuilder,
-    tmp_path,
     monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
-    """bandit's answer is remembered by the content it read: a re-run at the same head starts no
-    bandit process, a changed file does, and a failure is never remembered."""
+    """Each file's bandit answer is kept by its content: a re-run at the same head starts no
+    bandit, a push sends bandit only the changed file (the others keep their findings), and a
+    failure is never kept."""
     from agents.analyzers import security
+    from agents.reuse import MemoryAnswers
 
-    started: list[str] = []
+    kept = MemoryAnswers()
+    started: list[list[str]] = []
     real = security._run
 
-    def counted(workspace):  # type: ignore[no-untyped-def]
-        started.append(",".join(sorted(workspace.texts)))
-        return real(workspace)
+    def counted(workspace, paths):  # type: ignore[no-untyped-def]
+        started.append(list(paths))
+        return real(workspace, paths)
 
     monkeypatch.setattr(security, "_run", counted)
-    unique = f"# {tmp_path}\n"  # content no other test in this process analyzed
     repo.branch("feature/again")
-    repo.commit({"app/run.py": unique + "def f(x):\n    return eval(x)\n"})
+    repo.commit(
+        {
+            "app/run.py": "def f(x):\n    return eval(x)\n",
+            "app/shell.py": "import os\n\n\ndef g(c):\n    os.system(c)\n",
+        }
+    )
     repo.checkout("main")
-    first = analyze_branch(repo.root, "feature/again")
-    second = analyze_branch(repo.root, "feature/again")
-    assert started == ["app/run.py"]
-    assert [f.fingerprint for f in first.findings] == [f.fingerprint for f in second.findings]
-    assert "B307" in {f.rule for f in second.findings}
+
+    def rules() -> set[tuple[str | None, str]]:
+        report = analyze_branch(repo.root, "feature/again", kept=kept)
+        return {(f.file, f.rule) for f in report.findings if f.source.value == "bandit"}
+
+    first = rules()
+    assert started == [["app/run.py", "app/shell.py"]]
+    assert {("app/run.py", "B307"), ("app/shell.py", "B605")} <= first
+    assert rules() == first and len(started) == 1  # the same head: no bandit at all
 
     repo.checkout("feature/again")
-    repo.commit({"app/run.py": unique + "def f(x):\n    return eval(x) + 1\n"})
+    repo.commit({"app/run.py": "def f(x):\n    return eval(x) + 1\n"})
     repo.checkout("main")
-    analyze_branch(repo.root, "feature/again")
-    assert len(started) == 2
+    assert rules() == first
+    assert started[-1] == ["app/run.py"]  # only the file that changed
 
-    def broken(workspace):  # type: ignore[no-untyped-def]
-        started.append("broken")
+    def broken(workspace, paths):  # type: ignore[no-untyped-def]
+        started.append(["broken"])
         raise RuntimeError("bandit failed: internal error")
 
     monkeypatch.setattr(security, "_run", broken)
     repo.checkout("feature/again")
-    repo.commit({"app/other.py": unique + "X = 1\n"})
+    repo.commit({"app/other.py": "X = 1\n"})
     repo.checkout("main")
     for _ in range(2):
-        report = analyze_branch(repo.root, "feature/again")
+        report = analyze_branch(repo.root, "feature/again", kept=kept)
         assert any(p.startswith("bandit did not run") for p in report.coverage.not_run)
-    assert started[-2:] == ["broken", "broken"]
+    assert started[-2:] == [["broken"], ["broken"]]

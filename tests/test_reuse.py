@@ -237,3 +237,53 @@ def test_the_command_line_reuses_answers_from_the_data_folder_unless_told_not_to
     }
     _, asked = chatops("--no-cache")
     assert reviewed_files(asked) == sorted(FILES)
+
+
+def test_the_analyzers_scan_only_new_content_and_the_store_never_holds_a_secret(
+    repo: RepoBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline too: bandit's and detect-secrets' answers are kept per file by content. A re-run
+    at the same head scans nothing, a push scans the changed file, and what is kept about a
+    secret is where it is in its line, never the secret."""
+    from agents.analyzers import secrets_scan, security
+
+    key = "AKIA4HJXZQ2WBNVGL7PK"
+    repo.branch("feature/keys")
+    repo.commit(
+        {
+            "deploy/prod.env": f'AWS_ACCESS_KEY_ID="{key}"\n',
+            "app/run.py": "def f(x):\n    return eval(x)\n",
+        }
+    )
+    repo.checkout("main")
+    scanned: list[list[str]] = []
+    real_scan = secrets_scan.scan_diffs
+    monkeypatch.setattr(
+        secrets_scan,
+        "scan_diffs",
+        lambda diffs, first=0: scanned.append([n for n, _ in diffs]) or real_scan(diffs, first),
+    )
+    read: list[list[str]] = []
+    real_run = security._run
+    monkeypatch.setattr(
+        security, "_run", lambda ws, paths: read.append(list(paths)) or real_run(ws, paths)
+    )
+    kept = MemoryAnswers()
+
+    def found() -> set[tuple[str | None, str, int | None, str]]:
+        report = analyze_branch(repo.root, "feature/keys", kept=kept)
+        assert not report.coverage.not_run
+        return {(f.file, f.rule, f.start_line, f.title) for f in report.findings}
+
+    first = found()
+    assert ("deploy/prod.env", "AWS Access Key", 1, "Possible AWS Access Key added") in first
+    assert len(scanned) == 1 and read == [["app/run.py"]]
+    assert found() == first and len(scanned) == 1 and len(read) == 1
+    assert all(key not in value for _, value in kept.entries.values())
+
+    push_files = {"app/run.py": "def f(x):\n    return eval(x) + 2\n"}
+    repo.checkout("feature/keys")
+    repo.commit(push_files)
+    repo.checkout("main")
+    assert found() == first
+    assert read[-1] == ["app/run.py"] and len(scanned[-1]) == 1  # the changed file only

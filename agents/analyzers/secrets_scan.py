@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
 from pathlib import PurePosixPath
 
 from detect_secrets.core.scan import scan_diff
@@ -25,7 +26,9 @@ from agents.analyzers.processes import own_session, spread_over
 from agents.context import files as kinds
 from agents.context.git import DiffContext, FileDiff
 from agents.report import Finding, Severity, Source
+from agents.reuse import PROCESS_ANSWERS, AnswerStore, key_of, recall, remember
 
+_VERSION = metadata.version("detect-secrets")
 # Kinds that identify a real credential format with almost no false positives.
 _CRITICAL_KINDS = frozenset(
     {
@@ -157,6 +160,30 @@ def _scan_in_processes(diffs: list[tuple[str, str]], processes: int) -> list[Hit
     return sorted((hit for hits in results for hit in hits), key=lambda h: (h[0], h[2], h[1]))
 
 
+def _keep(kept: AnswerStore, key: str, hits: list[Hit], file: FileDiff) -> None:
+    """A file's hits, kept without the secrets themselves: each value as where it is in its
+    line (a store must never hold a credential). A value not found in its line is not kept."""
+    places: list[list[object]] = []
+    for _, kind, number, value in hits:
+        start = file.added_lines.get(number, "").find(value) if value else -1
+        if start < 0:
+            return
+        places.append([kind, number, start, start + len(value)])
+    remember(kept, key, "secrets", json.dumps(places))
+
+
+def _recalled(kept: AnswerStore, key: str, index: int, file: FileDiff) -> list[Hit] | None:
+    stored = recall(kept, key)
+    if stored is None:
+        return None
+    hits: list[Hit] = []
+    for kind, number, start, end in json.loads(stored):
+        hits.append(
+            (index, str(kind), int(number), file.added_lines.get(int(number), "")[start:end])
+        )
+    return hits
+
+
 def redact(finding: Finding, values: set[str]) -> Finding:
     """The finding with every known secret value masked in its words: another tool's message
     (ruff quoting a duplicate set item, bandit quoting a password) must not show one."""
@@ -178,26 +205,39 @@ def run_secrets(
     agent: str,
     texts: Mapping[str, str] | None = None,
     values: set[str] | None = None,
+    kept: AnswerStore = PROCESS_ANSWERS,
 ) -> list[Finding]:
     """Findings for credential-looking values on added lines. `texts` (the head's content of
-    the analyzed files) lets a value in a comment or docstring be told from one in code."""
+    the analyzed files) lets a value in a comment or docstring be told from one in code. Each
+    file's answer is kept in `kept` by its added lines: only files with new ones are scanned."""
     files = [f for f in diff.files if f.hunks and f.status != "deleted" and not f.binary]
     if not files:
         return []
-    diffs: list[tuple[str, str]] = []
+    hits: list[Hit] = []
+    todo: list[tuple[int, str, tuple[str, str]]] = []  # index, key, (name, diff)
     for index, file in enumerate(files):
         suffix = re.sub(r"[^A-Za-z0-9.]", "", PurePosixPath(file.path).suffix)[:10]
-        name = (
-            f"f{index}{suffix}"
-            if not kinds.is_lock_file(file.path)
-            else PurePosixPath(file.path).name
-        )
-        diffs.append((name, _synthetic_diff(name, file)))
-    added = sum(len(f.added_lines) for f in files)
-    if added >= PARALLEL_FROM_LINES and len(files) > 1 and spread_over() > 1:
-        hits = _scan_in_processes(diffs, spread_over())
-    else:
-        hits = sorted(scan_diffs(diffs), key=lambda h: (h[0], h[2], h[1]))
+        lock = kinds.is_lock_file(file.path)
+        name = f"f{index}{suffix}" if not lock else PurePosixPath(file.path).name
+        # The name only tells detect-secrets the file's kind: the key leaves out its number.
+        key = key_of("secrets", _VERSION, _synthetic_diff(name if lock else f"f{suffix}", file))
+        known = _recalled(kept, key, index, file)
+        if known is None:
+            todo.append((index, key, (name, _synthetic_diff(name, file))))
+        else:
+            hits += known
+    if todo:
+        diffs = [item for _, _, item in todo]
+        added = sum(len(files[i].added_lines) for i, _, _ in todo)
+        if added >= PARALLEL_FROM_LINES and len(diffs) > 1 and spread_over() > 1:
+            found = _scan_in_processes(diffs, spread_over())
+        else:
+            found = scan_diffs(diffs)
+        for local, (index, key, _) in enumerate(todo):
+            mine = [(index, k, n, v) for j, k, n, v in found if j == local]
+            _keep(kept, key, mine, files[index])
+            hits += mine
+    hits.sort(key=lambda h: (h[0], h[2], h[1]))
     findings: list[Finding] = []
     for index, kind, number, secret_value in hits:
         file = files[index]

@@ -1,20 +1,18 @@
 """bandit: security findings on the lines a branch changed.
 
-bandit runs in its own process, so it uses the second core while secrets are scanned in this one.
-Its answer depends only on the files it reads, so a process remembers the last answers by their
-content: analyzing the same files again (a re-run at the same head) costs no new bandit process.
+bandit runs in its own processes (one per core on a large change), beside the secrets scan. Its
+answer on a file depends only on that file, so each file's answer is kept by its content (in
+the store when there is one, else in this process): a re-run, or a push, reads only the files
+whose content is new.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import subprocess
 import sys
 import tempfile
-import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
@@ -27,6 +25,7 @@ from agents.analyzers.secrets_scan import mask
 from agents.context import files as kinds
 from agents.context.workspace import Workspace
 from agents.report import Finding, Severity, Source, fingerprint
+from agents.reuse import PROCESS_ANSWERS, AnswerStore, key_of, recall, remember
 
 # Checks that are mostly noise in review: `assert` use and "this module can be misused" warnings
 # on imports (subprocess, pickle, xml ...); their real misuse is caught by the call checks.
@@ -60,13 +59,15 @@ def run_bandit(
     agent: str,
     unread: list[str] | None = None,
     values: set[str] | None = None,
+    kept: AnswerStore = PROCESS_ANSWERS,
 ) -> list[Finding]:
     """bandit's findings on changed lines. The files bandit could not read (a syntax error,
-    Python 2) are appended to `unread`, so the report can say what it did not check."""
+    Python 2) are appended to `unread`, so the report can say what it did not check. Each
+    file's answer is kept in `kept` by its content: only files not seen before are read."""
     files = {f.path: f for f in workspace.python_files()}
     if not files:
         return []
-    data = _ANSWERS.answer(workspace)
+    data = answers_for(workspace, kept)
     if unread is not None:
         unread += sorted(
             str(e.get("filename", "")).removeprefix("./") for e in data.get("errors", [])
@@ -95,48 +96,56 @@ def run_bandit(
     return findings
 
 
-class _Answers:
-    """bandit's last answers in this process, by what it read (bounded: an entry is a few kB)."""
-
-    ENTRIES = 64
-
-    def __init__(self) -> None:
-        self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def answer(self, workspace: Workspace) -> dict[str, Any]:
-        key = _content_key(workspace)
-        with self._lock:
-            if key in self._answers:
-                self._answers.move_to_end(key)
-                return self._answers[key]
-        data = _run(workspace)
-        with self._lock:
-            self._answers[key] = data
-            while len(self._answers) > self.ENTRIES:
-                self._answers.popitem(last=False)
-        return data
-
-
-def _content_key(workspace: Workspace) -> str:
-    """What bandit's answer depends on: its version, its options, and every file it reads (the
-    workspace holds only the files written for analysis, each in `texts`)."""
-    digest = hashlib.sha256(f"{_BANDIT_VERSION}\0{','.join(BANDIT_SKIP)}".encode())
-    for path, text in sorted(workspace.texts.items()):
-        digest.update(f"\0{path}\0{len(text)}\0".encode())
-        digest.update(text.encode("utf-8"))
-    return digest.hexdigest()
+def answers_for(workspace: Workspace, kept: AnswerStore) -> dict[str, Any]:
+    """bandit's JSON answer for the workspace's Python files: each file's part from `kept`
+    when the same content (and bandit, and its settings) was read before, the rest from bandit,
+    kept for next time. A failure is never kept."""
+    paths = _scanned(workspace)
+    keys = {path: _file_key(path, workspace.texts[path]) for path in paths}
+    results: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    missing: list[str] = []
+    for path in paths:
+        stored = recall(kept, keys[path])
+        if stored is None:
+            missing.append(path)
+            continue
+        part = json.loads(stored)
+        results += [{**item, "filename": path} for item in part["results"]]
+        errors += [{**item, "filename": path} for item in part["errors"]]
+    if missing:
+        data = _run(workspace, missing)
+        for path in missing:
+            mine = [r for r in data["results"] if _name(r) == path]
+            wrong = [e for e in data["errors"] if _name(e) == path]
+            remember(kept, keys[path], "bandit", json.dumps({"results": mine, "errors": wrong}))
+            results += [{**item, "filename": path} for item in mine]
+            errors += [{**item, "filename": path} for item in wrong]
+    return {"results": results, "errors": errors}
 
 
-def _run(workspace: Workspace) -> dict[str, Any]:
-    """bandit's JSON answer for the workspace. A large one is dealt out by size to several
-    bandit processes, one per core (bandit is pure Python), and their answers joined."""
-    # What `--recursive .` would pick: bandit reads only these, whatever else is in the folder.
-    paths = sorted(p for p in workspace.texts if p.endswith((".py", ".pyw")))
+def _scanned(workspace: Workspace) -> list[str]:
+    """What `--recursive .` picks: bandit reads only these, whatever else is in the folder."""
+    return sorted(p for p in workspace.texts if p.endswith((".py", ".pyw")))
+
+
+def _name(item: dict[str, Any]) -> str:
+    return str(item.get("filename", "")).removeprefix("./")
+
+
+def _file_key(path: str, text: str) -> str:
+    """What bandit's answer on one file depends on: its version, its settings, the file's
+    text and kind (its extension), never its name or its neighbours."""
+    return key_of("bandit", _BANDIT_VERSION, ",".join(BANDIT_SKIP), path.rsplit(".", 1)[-1], text)
+
+
+def _run(workspace: Workspace, paths: list[str]) -> dict[str, Any]:
+    """bandit's JSON answer on `paths`. A large share is dealt out by size to several bandit
+    processes, one per core (bandit is pure Python), and their answers joined."""
     sizes = {path: len(workspace.texts[path]) for path in paths}
     processes = spread_over() if sum(sizes.values()) >= PARALLEL_FROM_BYTES else 1
     if processes == 1 or len(paths) < 2:
-        return _bandit(workspace, ["."])
+        return _bandit(workspace, paths)
     shares: list[list[str]] = [[] for _ in range(processes)]
     loads = [0] * processes
     for path in sorted(paths, key=lambda p: -sizes[p]):  # the largest first, to the lightest
@@ -194,7 +203,6 @@ PARALLEL_FROM_BYTES = 400_000
 
 
 _BANDIT_VERSION = metadata.version("bandit")
-_ANSWERS = _Answers()
 
 
 def _finding(

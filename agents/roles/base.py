@@ -11,6 +11,7 @@ from agents.context.workspace import Workspace
 from agents.learnings import Learnings
 from agents.llm import LLMSession
 from agents.report import Compliance, Finding, Proposal
+from agents.reuse import PROCESS_ANSWERS, AnswerStore
 
 
 @dataclass
@@ -38,6 +39,8 @@ class PipelineState:
     not_run: list[str] = field(default_factory=list)
     # Values the analyzers took for secrets: masked in every finding, never in a proposal.
     secret_values: set[str] = field(default_factory=set)
+    # Where analyzers' (and model) answers are kept by content between runs.
+    kept: AnswerStore = field(default_factory=lambda: PROCESS_ANSWERS)
     # Units of model context answered from earlier runs' answers, and units sent, by agent.
     units_reused: dict[str, int] = field(default_factory=dict)
     units_sent: dict[str, int] = field(default_factory=dict)

@@ -4,6 +4,7 @@ model, the review linters cannot do, grounded by those findings, and small patch
 from __future__ import annotations
 
 import ast
+import json
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from agents.analyzers.security import run_bandit
 from agents.budget import Unit
 from agents.context.code import neutralise
 from agents.report import Finding, Proposal, ProposalKind, sha256_hex
+from agents.reuse import key_of, recall, remember
 from agents.roles.answers import ModelPatch, ReviewAnswer
 from agents.roles.base import PipelineState
 from agents.roles.model import file_units, prompt_for, run_chunks, to_finding, validate
@@ -55,6 +57,7 @@ class CodeReviewAgent:
                 agent=self.name,
                 unread=unread,
                 values=secrets,
+                kept=state.kept,
             )
             texts = state.workspace.texts
             # Each analyzer fails alone: the others' findings stay, and the report says which
@@ -62,7 +65,9 @@ class CodeReviewAgent:
             found = _attempt(
                 state,
                 "detect-secrets",
-                lambda: run_secrets(state.diff, agent=self.name, texts=texts, values=secrets),
+                lambda: run_secrets(
+                    state.diff, agent=self.name, texts=texts, values=secrets, kept=state.kept
+                ),
                 _no_findings,
             )
             found += _attempt(
@@ -163,11 +168,10 @@ class CodeReviewAgent:
         if any(len(value) >= 4 and value in patch for value in state.secret_values):
             state.note(f"{source} were not offered: the change would show a secret.")
             return False
-        problem = state.diff.repo.patch_problem(head, patch, set(state.workspace.texts))
+        problem, applies, why = _checked(state, head, patch)
         if problem is not None:
             state.note(f"{source} were not offered: {problem}.")
             return False
-        applies, why = state.diff.repo.apply_check(head, patch)
         if not applies:
             state.note(f"{source} were not offered: they do not apply at the head ({why[:200]}).")
             return False
@@ -221,6 +225,21 @@ class CodeReviewAgent:
                 neutralise(patch.title)[:200] or f"Fix in {patch.file}",
                 source=f"The model's patch for {patch.file}",
             )
+
+
+def _checked(state: PipelineState, head: str, patch: str) -> tuple[str | None, bool, str]:
+    """Whether a patch touches only the branch's files and applies at the head (git, twice):
+    kept by head and patch, so a re-run at the same head does not ask git again."""
+    files = sorted(state.workspace.texts)
+    key = key_of("patch-check", head, sha256_hex(patch), *files)
+    stored = recall(state.kept, key)
+    if stored is not None:
+        problem, applies, why = json.loads(stored)
+        return problem, bool(applies), str(why)
+    problem = state.diff.repo.patch_problem(head, patch, set(files))
+    applies, why = (False, "") if problem is not None else state.diff.repo.apply_check(head, patch)
+    remember(state.kept, key, "patch-check", json.dumps([problem, applies, why]))
+    return problem, applies, why
 
 
 def _no_findings() -> list[Finding]:

@@ -8,6 +8,7 @@ used for `max_age_days`, then the least recently used until the total is under `
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, delete, func, update
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +17,9 @@ from sqlmodel import col, select
 from bot.store.db import session_scope
 from bot.store.models import AnswerRow
 from bot.store.types import utcnow
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 REFRESH_AFTER = timedelta(days=1)
 _DELETE_BATCH = 500
@@ -28,11 +32,14 @@ class AnswerCache:
         self.max_age = timedelta(days=max_age_days)
 
     def get(self, key: str) -> str | None:
-        with session_scope(self.engine) as session:
-            row = session.get(AnswerRow, key)
-            if row is None:
-                return None
-            value, used_at = row.value, row.used_at
+        # A plain read on a connection: hundreds of these make a re-run, an ORM session each
+        # would cost more than the answers save.
+        query = select(AnswerRow.value, AnswerRow.used_at).where(col(AnswerRow.key) == key)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            return None
+        value, used_at = str(row[0]), row[1]
         if utcnow() - used_at > REFRESH_AFTER:
             with session_scope(self.engine) as session:
                 session.execute(
@@ -82,3 +89,12 @@ class AnswerCache:
                 select(func.count(), func.coalesce(func.sum(AnswerRow.size), 0))
             ).one()
         return int(count), int(size)
+
+
+def answer_cache(settings: Settings, engine: Engine) -> AnswerCache:
+    """The kept answers, bounded as the settings say."""
+    return AnswerCache(
+        engine,
+        max_bytes=int(settings.chatops_answer_cache_mb * 1_000_000),
+        max_age_days=settings.chatops_answer_cache_days,
+    )

@@ -49,8 +49,8 @@ class RunExecutor:
         observers: Sequence[RunObserver] = (),
     ) -> None:
         """`stopping`: is this process shutting down (then a run interrupted by the signal is
-        handed back, not failed). `answers`: the model's answers kept for reuse, shared by
-        every worker (kept inside its bounds after each run that used the model)."""
+        handed back, not failed). `answers`: the model's answers and the analyzers' answers
+        per file, kept for reuse and shared by every worker (pruned after each run)."""
         self.answers = answers
         self.tickets = tickets
         # The repository's curated learnings; today's budget (shared by concurrent runs); where
@@ -148,9 +148,9 @@ class RunExecutor:
                 llm=session,
                 ticket=ticket,
                 learnings=self.learnings(name),
+                kept=self.answers,
             )
-            if session is not None:
-                self._prune_answers()
+            self._prune_answers()
             previous = self.store.previous_report(run)
             if previous is not None:
                 report = compare(report, previous)
