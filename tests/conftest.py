@@ -75,6 +75,14 @@ def make_branch(repo: RepoBuilder) -> Callable[..., RepoBuilder]:
 
 
 @pytest.fixture(autouse=True)
+def _a_data_folder_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test, and every `chatops` it starts, keeps its store in a folder of its own: the
+    command line keeps answers in the data folder, and a test must neither read another test's
+    nor write the developer's (`~/.local/share/chatops`)."""
+    monkeypatch.setenv("CHATOPS_DATA_DIR", str(tmp_path / "chatops-data"))
+
+
+@pytest.fixture(autouse=True)
 def _python_children_only_in_slow_tests(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
