@@ -117,6 +117,11 @@ def test_a_rerun_posts_a_delta_in_the_branch_thread_and_marks_the_first_supersed
             "action_ts": "9.9",
         }
     ]
+    guest = {**click, "user": {"id": "W999", "team_id": "TGUEST"}}
+    guest["actions"] = [{**click["actions"][0], "action_ts": "9.8"}]
+    _inbox(app, slack).receive(FULL_REPORT, "slack:action:full:9.8", guest, list, list)
+    assert slack.shared_files == []  # a Slack Connect guest gets nothing
+    assert any("own members" in r["text"] for r in slack.responses)
     _inbox(app, slack).receive(FULL_REPORT, "slack:action:full:9.9", click, list, list)
     [upload] = slack.shared_files
     assert upload["thread_ts"] == first_parent.ts

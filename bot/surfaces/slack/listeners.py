@@ -188,7 +188,9 @@ def handlers(service: Service) -> dict[str, Handler]:
 
 
 def _full_report(delivery: Delivery, service: Service) -> None:
-    """The whole report as a Markdown file in the run's thread, asked for from a delta."""
+    """The whole report as a Markdown file in the run's thread, asked for from a delta (by a
+    member: reports are never for a Slack Connect guest)."""
+    service.require_member(delivery.actor, "Reports are for this workspace's own members.")
     action = (delivery.body.get("actions") or [{}])[0]
     run_id = str(action.get("value", "")).removeprefix("report:")
     run = service.messages.run(run_id)
