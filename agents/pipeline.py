@@ -6,15 +6,18 @@ returns False (a human asked to stop) ends the run there, and the report says so
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
-from agents.context.git import DiffContext, GitRepo, load_diff
+from agents.context.git import DiffContext, GitRepo, diff_of, resolve_range
 from agents.context.guidance import read_guidance
 from agents.context.jira import TicketContext
 from agents.context.workspace import prepare
@@ -34,13 +37,8 @@ from agents.report import (
     Usage,
     number_repeats,
 )
-from agents.reuse import PROCESS_ANSWERS, AnswerStore
+from agents.reuse import PROCESS_ANSWERS, AnswerStore, key_of, recall, remember
 from agents.roles.base import Agent, PipelineState
-from agents.roles.code_review import CodeReviewAgent
-from agents.roles.compliance import ComplianceAgent
-from agents.roles.dependencies import DependenciesAgent
-from agents.roles.risk import RiskAgent, assess
-from agents.roles.tests import TestsAgent
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +67,13 @@ Checkpoint = Callable[[Progress], bool]
 def default_agents(ticket: TicketContext | None = None) -> list[Agent]:
     # Risk runs after the analysts: its verdict weighs their findings. Compliance, for a ticket,
     # comes last: its comment quotes everything.
+    # Imported here: a report given again (see `analyze_branch`) loads none of the analyzers.
+    from agents.roles.code_review import CodeReviewAgent
+    from agents.roles.compliance import ComplianceAgent
+    from agents.roles.dependencies import DependenciesAgent
+    from agents.roles.risk import RiskAgent
+    from agents.roles.tests import TestsAgent
+
     agents: list[Agent] = [CodeReviewAgent(), TestsAgent(), DependenciesAgent(), RiskAgent()]
     if ticket is not None:
         agents.append(ComplianceAgent(ticket))
@@ -96,8 +101,17 @@ def analyze_branch(
     Raises AnalysisInputError for anything the user can fix (bad names, nothing to analyze).
     """
     repo = GitRepo.open(repo_path)
-    diff = load_diff(repo, branch, base)
-    return run_pipeline(
+    commits = resolve_range(repo, branch, base)
+    # The same question as a complete run before (a CI job re-run on the same commit): its
+    # report, said to be reused. Only with a store given, and only for the default agents.
+    whole = kept is not None and agents is None and ticket is None
+    key = _report_key(commits, llm, learnings) if whole else ""
+    if kept is not None and key:
+        earlier = _reused_report(kept, key, run_id)
+        if earlier is not None:
+            return earlier
+    diff = diff_of(commits)
+    report = run_pipeline(
         diff,
         checkpoint=checkpoint,
         run_id=run_id,
@@ -107,6 +121,68 @@ def analyze_branch(
         learnings=learnings,
         kept=kept,
     )
+    if kept is not None and key and _reusable(report):
+        remember(kept, key, "report", report.model_dump_json())
+    return report
+
+
+def _report_key(diff: DiffContext, llm: LLMSession | None, learnings: Learnings | None) -> str:
+    """Everything a report depends on: the commits (head and merge-base), the names it shows,
+    this code (the agents' sources, prompts and prices), the model settings and the learnings."""
+    model = "offline"
+    if llm is not None:
+        s = llm.settings
+        model = repr(
+            (s.model, s.fast_model, s.input_budget_tokens, s.max_output_tokens, s.validate)
+        )
+    taught = repr(learnings) if learnings else ""
+    target = (diff.repo_label, diff.branch, diff.base, diff.head_sha, diff.base_sha)
+    return key_of("report", _code_version(), repr(target), model, taught)
+
+
+def _reusable(report: Report) -> bool:
+    """A report worth giving again: every agent finished, every part ran, the model (if any)
+    reviewed every file. A partial report is asked again, never repeated."""
+    return (
+        report.complete
+        and not report.coverage.not_run
+        and not report.stopped_early
+        and not any("not reviewed by the model" in s.reason for s in report.coverage.files_skipped)
+    )
+
+
+def _reused_report(kept: AnswerStore, key: str, run_id: str | None) -> Report | None:
+    stored = recall(kept, key)
+    if stored is None:
+        return None
+    try:
+        earlier = Report.model_validate_json(stored)
+    except ValueError:  # kept by an older version of the report: analyze again
+        return None
+    reuse = Reuse(report_of=earlier.run_id)
+    return earlier.model_copy(
+        update={
+            "run_id": run_id or uuid.uuid4().hex[:12],
+            "usage": Usage(),
+            "llm_calls": [],
+            "reuse": reuse,
+            "summary": f"{earlier.summary} Nothing it depends on changed since run "
+            f"{earlier.run_id}, so this is that run's report, not analyzed again.",
+        }
+    )
+
+
+@functools.cache
+def _code_version() -> str:
+    """A hash of this package's sources, prompts and prices: a changed analyzer or prompt is
+    a different question, even without a new version number."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".md", ".yaml", ".toml"):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def run_pipeline(
@@ -215,6 +291,8 @@ def _assemble(
     run_id: str, diff: DiffContext, state: PipelineState, progress: Progress, stopped: bool
 ) -> Report:
     findings = dedupe(state.findings)
+    from agents.roles.risk import assess
+
     risk = assess(findings)
     agents = [
         AgentRun(name=p.name, status=_final(p.status), duration_ms=p.duration_ms, error=p.error)

@@ -168,10 +168,15 @@ class Reuse(_Model):
         "answer was used instead of sending them.",
     )
     units_sent: int = Field(default=0, description="Units of context sent to the model.")
+    report_of: str | None = Field(
+        default=None,
+        description="The earlier run whose whole report this is: the same head, base, code, "
+        "settings and learnings, so nothing was analyzed again.",
+    )
 
     @property
     def any(self) -> bool:
-        return bool(self.calls or self.units_reused)
+        return bool(self.calls or self.units_reused or self.report_of)
 
 
 class LLMCall(_Model):

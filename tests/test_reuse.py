@@ -287,3 +287,45 @@ def test_the_analyzers_scan_only_new_content_and_the_store_never_holds_a_secret(
     repo.checkout("main")
     assert found() == first
     assert read[-1] == ["app/run.py"] and len(scanned[-1]) == 1  # the changed file only
+
+
+def test_the_same_question_gets_the_same_report_said_to_be_reused_never_a_partial_one(
+    repo: RepoBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CI job re-run on the same commit: nothing the report depends on changed (the commits,
+    this code, the settings, the learnings), so the earlier complete report is given again
+    with a new run id, saying whose it is. A partial report is never given again."""
+    from agents.analyzers import security
+    from agents.learnings import Learning, Learnings
+
+    repo.branch("feature/same")
+    repo.commit({"app/run.py": "import os\n\n\ndef f(x):\n    return eval(x)\n"})
+    repo.checkout("main")
+    kept = MemoryAnswers()
+    real = security._run
+
+    def broken(workspace, paths):  # type: ignore[no-untyped-def]
+        raise RuntimeError("bandit failed: internal error")
+
+    monkeypatch.setattr(security, "_run", broken)
+    partial = analyze_branch(repo.root, "feature/same", kept=kept)
+    assert partial.coverage.not_run
+    monkeypatch.setattr(security, "_run", real)
+    first = analyze_branch(repo.root, "feature/same", kept=kept)
+    assert first.reuse.report_of is None and not first.coverage.not_run  # analyzed again
+
+    ran: list[str] = []
+    monkeypatch.setattr(security, "_run", lambda ws, paths: ran.append("bandit") or real(ws, paths))
+    again = analyze_branch(repo.root, "feature/same", kept=kept)
+    assert again.reuse.report_of == first.run_id and again.run_id != first.run_id
+    assert [f.fingerprint for f in again.findings] == [f.fingerprint for f in first.findings]
+    assert f"since run {first.run_id}" in again.summary and again.usage.cost_usd == 0
+
+    taught = Learnings(learnings=[Learning("L1", "code_review", "x", "lint", "app/*")])
+    other = analyze_branch(repo.root, "feature/same", kept=kept, learnings=taught)
+    assert other.reuse.report_of is None  # the learnings are part of the question
+    repo.checkout("feature/same")
+    repo.commit({"README.md": "more\n"})
+    repo.checkout("main")
+    moved = analyze_branch(repo.root, "feature/same", kept=kept)
+    assert moved.reuse.report_of is None and ran == []  # a new head; bandit's files unchanged

@@ -68,6 +68,9 @@ class _DenyAll:
     def decide(self, *args: object, **kwargs: object) -> Outcome:
         return Outcome(False, "Not done: test.")
 
+    def require_member(self, *args: object) -> None:
+        return None
+
     def recent_runs(self, *args: object, **kwargs: object) -> list[object]:
         return []
 

@@ -287,3 +287,20 @@ def test_writes_ride_out_a_database_restart_and_give_up_after_it(
     with pytest.raises(OperationalError):
         db.through_restart(down, "test")
     assert pauses == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]  # about half a minute, then it gives up
+
+
+def test_the_head_known_without_alembic_is_alembics_and_an_older_database_is_upgraded(
+    tmp_path: Path,
+) -> None:
+    """A start reads the schema's revision and skips Alembic when it is current: the head it
+    compares with, taken from the migration files' names, must be Alembic's own."""
+    from bot.store.db import HEAD
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    assert ScriptDirectory.from_config(alembic_config(url)).get_current_head() == HEAD
+    migrate(url, "0005")
+    upgrade(url)  # not current: Alembic runs the rest
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
+    engine.dispose()

@@ -14,7 +14,7 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -507,6 +507,12 @@ def _parse_hunks(block: str) -> list[Hunk]:
 
 def load_diff(repo: GitRepo, branch: str, base: str | None = None) -> DiffContext:
     """Resolve and validate both names, then diff the branch against its merge-base with base."""
+    return diff_of(resolve_range(repo, branch, base))
+
+
+def resolve_range(repo: GitRepo, branch: str, base: str | None = None) -> DiffContext:
+    """The branch's head and its merge-base with base, both names validated, without the
+    diff itself (`files` empty): enough to know which commits a report is about."""
     head = repo.resolve(branch, what="branch")
     base_name = base if base is not None else repo.default_branch()
     base_ref = repo.resolve(base_name, what="base branch")
@@ -526,20 +532,25 @@ def load_diff(repo: GitRepo, branch: str, base: str | None = None) -> DiffContex
             f"Nothing changed: {branch} has no commits that {base_ref.name} does not have.",
             "Commit to the branch first, or pass --base with the branch it was made from.",
         )
-    files = repo.diff(merge_base, head.sha)
-    if not files:
-        raise AnalysisInputError(
-            f"Nothing changed: {branch} has the same files as {base_ref.name}.",
-            "There is nothing to analyze.",
-        )
     return DiffContext(
         repo=repo,
         branch=branch,
         base=base_ref.name,
         head_sha=head.sha,
         base_sha=merge_base,
-        files=files,
+        files=[],
     )
+
+
+def diff_of(commits: DiffContext) -> DiffContext:
+    """The range's changed files, read from git."""
+    files = commits.repo.diff(commits.base_sha, commits.head_sha)
+    if not files:
+        raise AnalysisInputError(
+            f"Nothing changed: {commits.branch} has the same files as {commits.base}.",
+            "There is nothing to analyze.",
+        )
+    return replace(commits, files=files)
 
 
 @dataclass(frozen=True)
