@@ -182,3 +182,44 @@ def test_the_command_line_compares_with_a_previous_json_report(
     assert "Traceback" not in refused.stderr
     missing = chatops("--previous", str(tmp_path / "nope.json"))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_votes_stay_with_a_finding_whose_lines_moved_and_its_suppression_carries_over(
+    tmp_path: Path, pushed: RepoBuilder
+) -> None:
+    """Votes are kept by fingerprint: a 👎 before a push and one after it, on the same finding
+    three lines lower, count together; the suppression they make keeps it out of later runs."""
+    from tests.test_feedback import ANA, BEN
+
+    app = make_app(tmp_path, pushed)
+    try:
+
+        def analyzed() -> Report:
+            requested = app.service.request_analysis(REQUESTER, AnalyzeBranch("feature/life"))
+            app.executor(requested.run.id)
+            report = app.service.report(requested.run.id)
+            assert report is not None
+            return report
+
+        first = analyzed()
+        [evil] = [f for f in first.findings if f.rule == "B307"]
+        app.service.feedback.vote(
+            ANA, first.run_id, evil.fingerprint, -1, via="shell", reason="sandboxed"
+        )
+        push(pushed, SECOND)
+        second = analyzed()
+        [moved] = [f for f in second.findings if f.rule == "B307"]
+        assert moved.fingerprint == evil.fingerprint and moved.start_line != evil.start_line
+        assert moved.status == "open"
+        app.service.feedback.vote(
+            BEN, second.run_id, moved.fingerprint, -1, via="button", reason="ok"
+        )
+        curated = app.service.feedback.curate()
+        [suppress] = [row for row in curated.active if row.kind == "suppress"]
+        assert suppress.fingerprint == evil.fingerprint
+        push(pushed, {"README.md": "docs\n"})
+        third = analyzed()
+        assert evil.fingerprint not in {f.fingerprint for f in third.findings}
+        assert third.suppressed_findings == 1 and suppress.id in third.learnings_applied
+    finally:
+        app.close()
