@@ -6,15 +6,12 @@ returns False (a human asked to stop) ends the run there, and the report says so
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
 import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from agents.context.git import DiffContext, GitRepo, diff_of, resolve_range
@@ -37,7 +34,7 @@ from agents.report import (
     Usage,
     number_repeats,
 )
-from agents.reuse import PROCESS_ANSWERS, AnswerStore, key_of, recall, remember
+from agents.reuse import PROCESS_ANSWERS, AnswerStore, code_version, key_of, recall, remember
 from agents.roles.base import Agent, PipelineState
 
 log = logging.getLogger(__name__)
@@ -128,7 +125,7 @@ def analyze_branch(
 
 def _report_key(diff: DiffContext, llm: LLMSession | None, learnings: Learnings | None) -> str:
     """Everything a report depends on: the commits (head and merge-base), the names it shows,
-    this code (the agents' sources, prompts and prices), the model settings and the learnings."""
+    this code and its tools (`code_version`), the model settings and the learnings."""
     model = "offline"
     if llm is not None:
         s = llm.settings
@@ -137,7 +134,7 @@ def _report_key(diff: DiffContext, llm: LLMSession | None, learnings: Learnings 
         )
     taught = repr(learnings) if learnings else ""
     target = (diff.repo_label, diff.branch, diff.base, diff.head_sha, diff.base_sha)
-    return key_of("report", _code_version(), repr(target), model, taught)
+    return key_of("report", code_version(), repr(target), model, taught)
 
 
 def _reusable(report: Report) -> bool:
@@ -170,19 +167,6 @@ def _reused_report(kept: AnswerStore, key: str, run_id: str | None) -> Report | 
             f"{earlier.run_id}, so this is that run's report, not analyzed again.",
         }
     )
-
-
-@functools.cache
-def _code_version() -> str:
-    """A hash of this package's sources, prompts and prices: a changed analyzer or prompt is
-    a different question, even without a new version number."""
-    root = Path(__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix in (".py", ".md", ".yaml", ".toml"):
-            digest.update(str(path.relative_to(root)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def run_pipeline(

@@ -11,11 +11,14 @@ the command line the data folder's. A store that fails is a miss, never a failed
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import threading
 from collections import OrderedDict
+from importlib import metadata
+from pathlib import Path
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,22 @@ class MemoryAnswers:
 
 # The analyzers' answers in this process when no store is given (a file's answer is a few kB).
 PROCESS_ANSWERS = MemoryAnswers(limit=20_000)
+
+
+@functools.cache
+def code_version() -> str:
+    """This package's sources, prompts and prices, and the analyzers' versions, as one hash:
+    a changed analyzer, prompt or tool is a different question, even without a new version
+    number, so nothing kept under the old one is used again."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".md", ".yaml", ".toml"):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    for tool in ("ruff", "bandit", "detect-secrets"):
+        digest.update(f"{tool}={metadata.version(tool)}".encode())
+    return digest.hexdigest()
 
 
 def key_of(*parts: str) -> str:

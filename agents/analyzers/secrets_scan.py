@@ -14,7 +14,6 @@ import sys
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from importlib import metadata
 from pathlib import PurePosixPath
 
 from detect_secrets.core.scan import scan_diff
@@ -26,9 +25,8 @@ from agents.analyzers.processes import own_session, spread_over
 from agents.context import files as kinds
 from agents.context.git import DiffContext, FileDiff
 from agents.report import Finding, Severity, Source
-from agents.reuse import PROCESS_ANSWERS, AnswerStore, key_of, recall, remember
+from agents.reuse import PROCESS_ANSWERS, AnswerStore, code_version, key_of, recall, remember
 
-_VERSION = metadata.version("detect-secrets")
 # Kinds that identify a real credential format with almost no false positives.
 _CRITICAL_KINDS = frozenset(
     {
@@ -220,7 +218,9 @@ def run_secrets(
         lock = kinds.is_lock_file(file.path)
         name = f"f{index}{suffix}" if not lock else PurePosixPath(file.path).name
         # The name only tells detect-secrets the file's kind: the key leaves out its number.
-        key = key_of("secrets", _VERSION, _synthetic_diff(name if lock else f"f{suffix}", file))
+        key = key_of(
+            "secrets", code_version(), _synthetic_diff(name if lock else f"f{suffix}", file)
+        )
         known = _recalled(kept, key, index, file)
         if known is None:
             todo.append((index, key, (name, _synthetic_diff(name, file))))

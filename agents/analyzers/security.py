@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from agents.analyzers.secrets_scan import mask
 from agents.context import files as kinds
 from agents.context.workspace import Workspace
 from agents.report import Finding, Severity, Source, fingerprint
-from agents.reuse import PROCESS_ANSWERS, AnswerStore, key_of, recall, remember
+from agents.reuse import PROCESS_ANSWERS, AnswerStore, code_version, key_of, recall, remember
 
 # Checks that are mostly noise in review: `assert` use and "this module can be misused" warnings
 # on imports (subprocess, pickle, xml ...); their real misuse is caught by the call checks.
@@ -134,9 +133,11 @@ def _name(item: dict[str, Any]) -> str:
 
 
 def _file_key(path: str, text: str) -> str:
-    """What bandit's answer on one file depends on: its version, its settings, the file's
-    text and kind (its extension), never its name or its neighbours."""
-    return key_of("bandit", _BANDIT_VERSION, ",".join(BANDIT_SKIP), path.rsplit(".", 1)[-1], text)
+    """What bandit's answer on one file depends on: its version and this code's (in
+    `code_version`), its settings, the file's text and kind (its extension), never its name or
+    its neighbours."""
+    kind = path.rsplit(".", 1)[-1]
+    return key_of("bandit", code_version(), ",".join(BANDIT_SKIP), kind, text)
 
 
 def _run(workspace: Workspace, paths: list[str]) -> dict[str, Any]:
@@ -200,9 +201,6 @@ def _bandit(workspace: Workspace, targets: list[str]) -> dict[str, Any]:
 # Source this large (bytes) is worth a second bandit process: below it, a process's start costs
 # more than it saves.
 PARALLEL_FROM_BYTES = 400_000
-
-
-_BANDIT_VERSION = metadata.version("bandit")
 
 
 def _finding(

@@ -22,7 +22,7 @@ from agents.analyzers.security import run_bandit
 from agents.budget import Unit
 from agents.context.code import neutralise
 from agents.report import Finding, Proposal, ProposalKind, sha256_hex
-from agents.reuse import key_of, recall, remember
+from agents.reuse import code_version, key_of, recall, remember
 from agents.roles.answers import ModelPatch, ReviewAnswer
 from agents.roles.base import PipelineState
 from agents.roles.model import file_units, prompt_for, run_chunks, to_finding, validate
@@ -231,7 +231,7 @@ def _checked(state: PipelineState, head: str, patch: str) -> tuple[str | None, b
     """Whether a patch touches only the branch's files and applies at the head (git, twice):
     kept by head and patch, so a re-run at the same head does not ask git again."""
     files = sorted(state.workspace.texts)
-    key = key_of("patch-check", head, sha256_hex(patch), *files)
+    key = key_of("patch-check", code_version(), head, sha256_hex(patch), *files)
     stored = recall(state.kept, key)
     if stored is not None:
         problem, applies, why = json.loads(stored)
