@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from bot.app import Runtime, build_app
 from bot.core.actor import Actor
@@ -132,9 +133,16 @@ def test_followed_runs_are_bounded_by_the_daily_budget(
         _push(branch, "feature/pay", {"shop/more.py": "X = 1\n"})
         earlier = app.service.request_analysis(ANA, parse_branch("feature/pay")).run
         spend(app, earlier.id, 0.02)  # today's budget is spent
-        assert app.service.follows.check() == []
+        assert app.service.follows.check() == [] and app.service.follows.check() == []
         [row] = app.service.follows.listed("C111")
         assert row.head != branch.git("rev-parse", "feature/pay").strip()  # tried again later
+        # Asked again at every check: logged, not an audit row each time (the digest counts
+        # the refusals of people).
+        with app.engine.connect() as connection:
+            refused = connection.execute(
+                text("SELECT count(*) FROM audit_events WHERE action = 'budget_refused'")
+            ).scalar()
+        assert refused == 0
     finally:
         app.close()
 

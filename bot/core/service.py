@@ -189,15 +189,17 @@ class Service:
             return self.digests.post_now(asked.place)
         return self.digests.build(self.digests.recent_period())
 
-    def check_budget(self, actor: Actor) -> None:
+    def check_budget(self, actor: Actor, *, audited: bool = True) -> None:
         """Refuse a new run once today's model budget is spent (and keep a row of it: the
-        digest says how often that happened)."""
+        digest says how often a person was refused). A followed branch asks again at every
+        check until the budget allows it: that is logged, not audited each time."""
         refusal = self.budget.refusal()
         if refusal is None:
             return
-        self.approvals.proposals.audit(
-            actor=actor.user, action="budget_refused", outcome="denied", detail=refusal
-        )
+        if audited:
+            self.approvals.proposals.audit(
+                actor=actor.user, action="budget_refused", outcome="denied", detail=refusal
+            )
         raise UserError(refusal, "An admin can raise CHATOPS_DAILY_BUDGET_USD.")
 
     def request_analysis(
@@ -214,7 +216,7 @@ class Service:
         `followed`: a followed branch's new head (its follower was checked when following)."""
         if not followed:
             self._members_only(actor)
-        self.check_budget(actor)
+        self.check_budget(actor, audited=not followed)
         try:
             name, repo = self.policy.repo(command.repo)
         except ConfigError as exc:
