@@ -20,7 +20,7 @@ from tests.support.fakes.slack_api import FakeSlack, Message
 from tests.support.gitrepo import RepoBuilder
 from tests.test_inbox import TESTDATA, UNUSED, Deployment, _command
 
-FIXED = "import sys\n\n\ndef main():\n    return sys.argv\n"
+FIXED = "import json\nimport sys\n\n\ndef main():\n    return sys.argv\n"  # `os` used no more
 WORSE = "def run(expression):\n    return eval(expression)\n"
 
 
@@ -94,7 +94,10 @@ def test_a_rerun_posts_a_delta_in_the_branch_thread_and_marks_the_first_supersed
     assert "Update: `feature/imports`" in shown and "resolved since" in shown
     assert "*New*" in shown and "B307" in shown  # the eval, in full, with its vote menu
     assert "finding_vote" in shown
-    assert "*Resolved*" in shown and "F401" in shown  # the unused imports it fixed
+    assert "*Resolved*" in shown and "`os` imported but unused" in shown
+    # Still open: the unused `json`, linked to the report that first showed it.
+    assert "*Still open* (2)" in shown and "`json` imported but unused" in shown
+    assert f"p{first_report.ts.replace('.', '')}|first shown>" in shown
     report = app.store.report(second_run)
     assert report is not None and report.previous is not None
     assert report.previous.run_id == first_run

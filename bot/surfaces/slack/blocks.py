@@ -292,10 +292,10 @@ FULL_REPORT = "full_report"
 DELTA_OPEN_LISTED = 10
 
 
-def delta_blocks(report: Report, first_report: str | None) -> list[dict[str, object]]:
+def delta_blocks(report: Report, reports: dict[str, str]) -> list[dict[str, object]]:
     """A re-run's answer in the branch's thread: what is new (in full, with its votes), what
-    was resolved, what is still open (pointing at the report that first showed it), and a
-    button for the full report as a file. `first_report`: a link to the earlier report."""
+    was resolved, what is still open (each pointing at the report that first showed it), and
+    a button for the full report as a file. `reports`: run id to a link to its report."""
     assert report.previous is not None
     new = [f for f in report.findings if f.status != "open"]
     still = [f for f in report.findings if f.status == "open"]
@@ -326,12 +326,15 @@ def delta_blocks(report: Report, first_report: str | None) -> list[dict[str, obj
             )
         )
     if still:
-        where = f" (first shown <{first_report}|here>)" if first_report else ""
-        lines = [
-            f"`F{numbers[id(f)]}` {_SEVERITY_ICON[f.severity]} {escape(clip(f.title, 150))}"
-            f" `{escape(location(f))}`"
-            for f in still[:DELTA_OPEN_LISTED]
-        ]
+        last = reports.get(report.previous.run_id)
+        where = f" (<{last}|the last report>)" if last else ""
+        lines = []
+        for f in still[:DELTA_OPEN_LISTED]:
+            first = reports.get(f.first_seen.run_id) if f.first_seen else None
+            lines.append(
+                f"`F{numbers[id(f)]}` {_SEVERITY_ICON[f.severity]} {escape(clip(f.title, 150))}"
+                f" `{escape(location(f))}`" + (f" · <{first}|first shown>" if first else "")
+            )
         more = len(still) - DELTA_OPEN_LISTED
         blocks.append(
             _section(

@@ -148,7 +148,11 @@ class SlackNotifier:
         thread = thread_of(run)
         if run.thread is not None and report.previous is not None:
             # A re-run in the branch's thread: what changed, not the whole report again.
-            blocks, cut = delta_blocks(report, self._report_link(report.previous.run_id)), False
+            earlier = {report.previous.run_id} | {
+                f.first_seen.run_id for f in report.findings if f.first_seen is not None
+            }
+            links = {run: link for run in sorted(earlier) if (link := self._report_link(run))}
+            blocks, cut = delta_blocks(report, links), False
             text = f"Update for {report.target.branch}: {delta_line(report)}"
         else:
             blocks, cut = report_blocks(report)
