@@ -9,7 +9,7 @@ the model's findings, reviewed by the model). Anything else it cannot tell, so i
 
 from __future__ import annotations
 
-from agents.report import Finding, Report, SeenIn, Source
+from agents.report import Finding, Report, SeenIn, Source, Votes
 
 # Which part of the report's `not_run` stands for each analyzer source.
 _PART = {
@@ -75,3 +75,16 @@ def delta_line(report: Report) -> str:
         f"{new} new, {still} still open, {len(report.resolved)} resolved since "
         f"{report.previous.head_sha[:10]}"
     )
+
+
+def with_votes(report: Report, counts: dict[str, tuple[int, int]]) -> Report:
+    """`report` with each finding's votes from earlier runs (by fingerprint: up, down)."""
+    findings = [
+        f.model_copy(
+            update={"votes": Votes(up=counts[f.fingerprint][0], down=counts[f.fingerprint][1])}
+        )
+        if f.fingerprint in counts
+        else f
+        for f in report.findings
+    ]
+    return report.model_copy(update={"findings": findings})

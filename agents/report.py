@@ -67,6 +67,11 @@ class SeenIn(_Model):
     head_sha: str
 
 
+class Votes(_Model):
+    up: int = 0
+    down: int = 0
+
+
 class Finding(_Model):
     fingerprint: str = Field(description="Stable id: survives unrelated lines moving above it.")
     agent: str
@@ -92,6 +97,11 @@ class Finding(_Model):
     )
     first_seen: SeenIn | None = Field(
         default=None, description="For an `open` finding: the run and head that first reported it."
+    )
+    votes: Votes | None = Field(
+        default=None,
+        description="The team's votes on this same finding in any run (each person's latest "
+        "counts once); None when nobody voted.",
     )
 
 

@@ -140,6 +140,7 @@ def build_app(
         learnings=feedback_store.for_repo,
         save_prompts=feedback_store.save_prompts,
         answers=answer_cache(settings, engine),
+        votes=feedback_store.tally,
     )
     queue = TaskQueue(make_huey(settings), run=executor, apply=approvals.apply)
     service = Service(

@@ -12,8 +12,9 @@ import pytest
 
 from agents.lifecycle import compare, delta_line
 from agents.pipeline import analyze_branch
-from agents.report import Report, SkippedFile
+from agents.report import Report, SkippedFile, Votes
 from bot.core.commands import AnalyzeBranch
+from bot.surfaces.slack.blocks import report_blocks
 from tests.support.gitrepo import RepoBuilder
 from tests.test_feedback import REQUESTER, make_app
 
@@ -203,14 +204,21 @@ def test_votes_stay_with_a_finding_whose_lines_moved_and_its_suppression_carries
 
         first = analyzed()
         [evil] = [f for f in first.findings if f.rule == "B307"]
-        app.service.feedback.vote(
-            ANA, first.run_id, evil.fingerprint, -1, via="shell", reason="sandboxed"
-        )
+        [unused] = [f for f in first.findings if f.rule == "F401" and f.file == "shop/calc.py"]
+        feedback = app.service.feedback
+        feedback.vote(ANA, first.run_id, evil.fingerprint, -1, via="shell", reason="sandboxed")
+        feedback.vote(ANA, first.run_id, unused.fingerprint, 1, via="shell")
+        feedback.vote(BEN, first.run_id, unused.fingerprint, 1, via="shell")
         push(pushed, SECOND)
         second = analyzed()
         [moved] = [f for f in second.findings if f.rule == "B307"]
         assert moved.fingerprint == evil.fingerprint and moved.start_line != evil.start_line
         assert moved.status == "open"
+        # The earlier votes show on the same findings in the later run (a 👍 carries over too).
+        assert moved.votes == Votes(up=0, down=1)
+        [still] = [f for f in second.findings if f.fingerprint == unused.fingerprint]
+        assert still.votes == Votes(up=2, down=0)
+        assert "👍 2 👎 0 so far" in json.dumps(report_blocks(second)[0], ensure_ascii=False)
         app.service.feedback.vote(
             BEN, second.run_id, moved.fingerprint, -1, via="button", reason="ok"
         )

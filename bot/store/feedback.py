@@ -139,6 +139,28 @@ class FeedbackStore:
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
+    def tally(self, repo: str, fingerprints: list[str]) -> dict[str, tuple[int, int]]:
+        """(👍, 👎) on each finding in any run of `repo`: each person's latest vote on it
+        counts once, so a finding keeps its votes across runs while its code is unchanged."""
+        latest: dict[tuple[str, str], tuple[datetime, int]] = {}
+        for first in range(0, len(fingerprints), 500):
+            batch = fingerprints[first : first + 500]
+            with session_scope(self.engine) as session:
+                rows = session.exec(
+                    select(
+                        FeedbackRow.fingerprint, FeedbackRow.user, FeedbackRow.at, FeedbackRow.vote
+                    ).where(FeedbackRow.repo == repo, col(FeedbackRow.fingerprint).in_(batch))
+                ).all()
+            for fingerprint, user, at, vote in rows:
+                seen = latest.get((fingerprint, user))
+                if seen is None or at > seen[0]:
+                    latest[(fingerprint, user)] = (at, vote)
+        counts: dict[str, tuple[int, int]] = {}
+        for (fingerprint, _), (_, vote) in latest.items():
+            up, down = counts.get(fingerprint, (0, 0))
+            counts[fingerprint] = (up + (vote > 0), down + (vote < 0))
+        return counts
+
     def votes(self, *, repo: str | None = None, since: datetime | None = None) -> list[FeedbackRow]:
         with session_scope(self.engine) as session:
             query = select(FeedbackRow).order_by(col(FeedbackRow.at))

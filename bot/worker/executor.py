@@ -12,7 +12,7 @@ from pathlib import Path
 
 from agents.errors import AnalysisInputError, GitFailure
 from agents.learnings import Learnings
-from agents.lifecycle import compare
+from agents.lifecycle import compare, with_votes
 from agents.llm import LLMSession, LLMSettings
 from agents.pipeline import Progress, analyze_branch
 from agents.report import Report
@@ -46,12 +46,15 @@ class RunExecutor:
         learnings: Callable[[str], Learnings],
         save_prompts: Callable[[dict[tuple[str, str], str]], None],
         answers: AnswerCache,
+        votes: Callable[[str, list[str]], dict[str, tuple[int, int]]],
         observers: Sequence[RunObserver] = (),
     ) -> None:
         """`stopping`: is this process shutting down (then a run interrupted by the signal is
         handed back, not failed). `answers`: the model's answers and the analyzers' answers
         per file, kept for reuse and shared by every worker (pruned after each run)."""
         self.answers = answers
+        # The team's votes on findings in earlier runs, by repository and fingerprint.
+        self.votes = votes
         self.tickets = tickets
         # The repository's curated learnings; today's budget (shared by concurrent runs); where
         # each prompt's text is kept for the interaction log.
@@ -154,6 +157,9 @@ class RunExecutor:
             previous = self.store.previous_report(run)
             if previous is not None:
                 report = compare(report, previous)
+            voted = self.votes(name, [f.fingerprint for f in report.findings])
+            if voted:
+                report = with_votes(report, voted)
         except AnalysisInputError as exc:  # the request's fault, never a signal's
             message, hint = for_chat(exc, run.repo, path)
             self._fail(run_id, worker, f"{message} {hint}".strip(), interruptible=False)

@@ -34,11 +34,12 @@ def location(finding: Finding) -> str:
 
 
 def _life(finding: Finding) -> str:
+    votes = f" (👍 {finding.votes.up} 👎 {finding.votes.down} so far)" if finding.votes else ""
     if finding.status == "new":
-        return " **new**"
+        return " **new**" + votes
     if finding.status == "open" and finding.first_seen is not None:
-        return f" open since `{finding.first_seen.head_sha[:10]}`"
-    return ""
+        return f" open since `{finding.first_seen.head_sha[:10]}`" + votes
+    return votes
 
 
 def render_markdown(report: Report) -> str:

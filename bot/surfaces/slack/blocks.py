@@ -177,7 +177,9 @@ def _finding_block(finding: Finding, number: int, run_id: str) -> SectionBlock:
         + (f"  `{escape(where)}`" if where else "")
         + f"\n{escape(clip(finding.detail, 1200))}"
         + (f"\n_Suggestion:_ {escape(clip(finding.suggestion, 800))}" if finding.suggestion else "")
-        + f"\n_{finding.source.value} · {finding.agent} · confidence {finding.confidence:.0%}_"
+        + f"\n_{finding.source.value} · {finding.agent} · confidence {finding.confidence:.0%}"
+        + (f" · 👍 {finding.votes.up} 👎 {finding.votes.down} so far" if finding.votes else "")
+        + "_"
     )
     return SectionBlock(
         text=MarkdownTextObject(text=clip(text, MAX_SECTION)),
