@@ -149,9 +149,8 @@ class LLMSession:
         self.on_call = on_call
         self.budget_left = budget_left
         self.answers: AnswerStore = answers if answers is not None else NoAnswers()
-        # Questions answered from `answers` instead of the model, this session.
+        # Calls answered from `answers` instead of the model, this session.
         self.reused_calls = 0
-        self.reused_counts = 0
         self._client = client or anthropic.Anthropic(
             api_key=settings.api_key,
             base_url=settings.base_url,
@@ -188,8 +187,6 @@ class LLMSession:
         key = key_of("count", model, prompt.stable, user)
         known = recall(self.answers, key)
         if known is not None and known.isdigit():
-            with self._lock:
-                self.reused_counts += 1
             return int(known)
         try:
             counted = self._client.messages.count_tokens(

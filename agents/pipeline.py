@@ -339,8 +339,8 @@ def _reuse(state: PipelineState) -> Reuse:
         return Reuse()
     return Reuse(
         calls=state.llm.reused_calls,
-        units_reused=sum(state.units_reused.values()),
-        units_sent=sum(state.units_sent.values()),
+        units_reused=state.units_reused,
+        units_sent=state.units_sent,
     )
 
 

@@ -182,3 +182,45 @@ def parse_branch(name: str):  # type: ignore[no-untyped-def]
     from bot.core.commands import AnalyzeBranch
 
     return AnalyzeBranch(name)
+
+
+def test_a_repository_followed_in_several_places_is_fetched_once_per_check(
+    tmp_path: Path, branch: RepoBuilder, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _runtime(tmp_path, _policy(tmp_path, branch), slack)
+    try:
+        slack.channels.add("C222")
+        for place in ("C111", "C222"):
+            app.service.carry_out(ANA, Follow("feature/pay"), Asked(place=place))
+        prepared: list[str] = []
+        real = app.service.follows.repos.prepare
+        monkeypatch.setattr(
+            app.service.follows.repos,
+            "prepare",
+            lambda name, config: prepared.append(name) or real(name, config),
+        )
+        app.service.follows.check()
+        assert prepared == ["shop"]
+    finally:
+        app.close()
+
+
+def test_a_followed_run_that_cannot_be_shown_is_cancelled_not_run_unseen(
+    tmp_path: Path, repo: RepoBuilder, slack: FakeSlack
+) -> None:
+    """The policy names a channel the bot is not in: the new head's run cannot be posted, so
+    it is cancelled (and logged) rather than run where nobody sees it."""
+    repo.branch("release/2.0")
+    repo.commit({"shop/v.py": "V = 1\n"})
+    repo.checkout("main")
+    extra = '\n[follow]\nbranches = ["release/*"]\nchannel = "CNOTIN"\n'
+    app = _runtime(tmp_path, _policy(tmp_path, repo, extra), slack)
+    try:
+        app.service.follows.check()
+        _push(repo, "release/2.0", {"shop/v.py": "V = 2\n"})
+        [run_id] = app.service.follows.check()
+        run = app.store.get(run_id)
+        assert run is not None and run.status == "cancelled" and run.message is None
+        assert slack.top_level("CNOTIN") == []
+    finally:
+        app.close()

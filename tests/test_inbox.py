@@ -71,14 +71,19 @@ class Deployment:
         )
 
 
-@pytest.fixture
-def deployment(tmp_path: Path, repo: RepoBuilder) -> Deployment:
+def make_deployment(tmp_path: Path, repo: RepoBuilder) -> Deployment:
+    """`shop` with a branch adding unused imports, and U222 as its approver."""
     repo.branch("feature/imports")
     repo.commit({"shop/cli.py": UNUSED})
     repo.checkout("main")
     policy = tmp_path / "chatops.toml"
     policy.write_text(f'[repos.shop]\npath = "{repo.root}"\n\n[approvals]\napprovers = ["U222"]\n')
     return Deployment(tmp_path, repo, policy)
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, repo: RepoBuilder) -> Deployment:
+    return make_deployment(tmp_path, repo)
 
 
 @pytest.fixture

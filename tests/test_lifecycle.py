@@ -12,11 +12,10 @@ import pytest
 
 from agents.lifecycle import compare, delta_line
 from agents.pipeline import analyze_branch
-from agents.report import Report, SkippedFile, Votes
-from bot.core.commands import AnalyzeBranch
+from agents.report import SkippedFile, Votes
 from bot.surfaces.slack.blocks import report_blocks
 from tests.support.gitrepo import RepoBuilder
-from tests.test_feedback import REQUESTER, make_app
+from tests.test_feedback import analyzed, make_app
 
 FIRST = {
     "shop/calc.py": "import os\n\n\ndef run(expression):\n    return eval(expression)\n",
@@ -117,18 +116,10 @@ def test_the_bot_compares_a_run_with_the_previous_run_of_the_same_branch(
 ) -> None:
     app = make_app(tmp_path, pushed)
     try:
-
-        def analyzed() -> Report:
-            requested = app.service.request_analysis(REQUESTER, AnalyzeBranch("feature/life"))
-            app.executor(requested.run.id)
-            report = app.service.report(requested.run.id)
-            assert report is not None
-            return report
-
-        first = analyzed()
+        first = analyzed(app, "feature/life")
         assert first.previous is None
         push(pushed, SECOND)
-        second = analyzed()
+        second = analyzed(app, "feature/life")
         assert second.previous is not None and second.previous.run_id == first.run_id
         assert rules(second.findings)["shop/calc.py:B307"] == "open"
         assert {f.rule for f in second.resolved} == {"B506"}
@@ -194,15 +185,7 @@ def test_votes_stay_with_a_finding_whose_lines_moved_and_its_suppression_carries
 
     app = make_app(tmp_path, pushed)
     try:
-
-        def analyzed() -> Report:
-            requested = app.service.request_analysis(REQUESTER, AnalyzeBranch("feature/life"))
-            app.executor(requested.run.id)
-            report = app.service.report(requested.run.id)
-            assert report is not None
-            return report
-
-        first = analyzed()
+        first = analyzed(app, "feature/life")
         [evil] = [f for f in first.findings if f.rule == "B307"]
         [unused] = [f for f in first.findings if f.rule == "F401" and f.file == "shop/calc.py"]
         feedback = app.service.feedback
@@ -210,7 +193,7 @@ def test_votes_stay_with_a_finding_whose_lines_moved_and_its_suppression_carries
         feedback.vote(ANA, first.run_id, unused.fingerprint, 1, via="shell")
         feedback.vote(BEN, first.run_id, unused.fingerprint, 1, via="shell")
         push(pushed, SECOND)
-        second = analyzed()
+        second = analyzed(app, "feature/life")
         [moved] = [f for f in second.findings if f.rule == "B307"]
         assert moved.fingerprint == evil.fingerprint and moved.start_line != evil.start_line
         assert moved.status == "open"
@@ -226,7 +209,7 @@ def test_votes_stay_with_a_finding_whose_lines_moved_and_its_suppression_carries
         [suppress] = [row for row in curated.active if row.kind == "suppress"]
         assert suppress.fingerprint == evil.fingerprint
         push(pushed, {"README.md": "docs\n"})
-        third = analyzed()
+        third = analyzed(app, "feature/life")
         assert evil.fingerprint not in {f.fingerprint for f in third.findings}
         assert third.suppressed_findings == 1 and suppress.id in third.learnings_applied
     finally:

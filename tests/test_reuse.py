@@ -77,8 +77,7 @@ def analyze(
     repo: RepoBuilder, fake: FakeAnthropic, answers: AnswerStore, **kw: Any
 ) -> tuple[Report, list[Recorded]]:
     before = len(fake.requests)
-    session = session_for(fake)
-    session.answers = answers
+    session = session_for(fake, answers=answers)
     report = analyze_branch(repo.root, "feature/prices", llm=session, **kw)
     return report, fake.requests[before:]
 
@@ -329,3 +328,24 @@ def test_the_same_question_gets_the_same_report_said_to_be_reused_never_a_partia
     repo.checkout("main")
     moved = analyze_branch(repo.root, "feature/same", kept=kept)
     assert moved.reuse.report_of is None and ran == []  # a new head; bandit's files unchanged
+
+
+@pytest.mark.slow
+def test_a_store_the_command_line_cannot_open_is_said_and_the_analysis_goes_on(
+    branch: RepoBuilder,
+) -> None:
+    """Kept answers are a saving, never a reason to fail: with the store unreachable, stderr
+    says nothing is reused and the report is whole."""
+    env = clean_env(DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "analyze", "branch", "feature/prices"]
+        + ["--repo", str(branch.root), "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "earlier answers are not reused" in done.stderr
+    assert "everything is analyzed again" in done.stderr and "Traceback" not in done.stderr
+    assert json.loads(done.stdout)["coverage"]["not_run"] == []

@@ -18,7 +18,7 @@ from bot.surfaces.slack.inbox import SlackInbox
 from bot.surfaces.slack.listeners import handlers
 from tests.support.fakes.slack_api import FakeSlack, Message
 from tests.support.gitrepo import RepoBuilder
-from tests.test_inbox import TESTDATA, UNUSED, Deployment, _command
+from tests.test_inbox import TESTDATA, Deployment, _command, make_deployment
 
 FIXED = "import json\nimport sys\n\n\ndef main():\n    return sys.argv\n"  # `os` used no more
 WORSE = "def run(expression):\n    return eval(expression)\n"
@@ -26,12 +26,7 @@ WORSE = "def run(expression):\n    return eval(expression)\n"
 
 @pytest.fixture
 def deployment(tmp_path: Path, repo: RepoBuilder) -> Deployment:
-    repo.branch("feature/imports")
-    repo.commit({"shop/cli.py": UNUSED})
-    repo.checkout("main")
-    policy = tmp_path / "chatops.toml"
-    policy.write_text(f'[repos.shop]\npath = "{repo.root}"\n')
-    return Deployment(tmp_path, repo, policy)
+    return make_deployment(tmp_path, repo)
 
 
 @pytest.fixture

@@ -304,3 +304,27 @@ def test_the_head_known_without_alembic_is_alembics_and_an_older_database_is_upg
     with engine.connect() as connection:
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
     engine.dispose()
+
+
+def test_the_switch_to_wal_asks_again_when_sqlite_answers_locked_at_once() -> None:
+    """Two processes opening a new file can both want the lock the switch to WAL needs; SQLite
+    answers one of them "database is locked" without waiting. That one asks again (this failed
+    a three-process start once under load); any other error is raised at once."""
+    import sqlite3
+
+    from bot.store.db import _wal
+
+    class Cursor:
+        def __init__(self, errors: list[str]) -> None:
+            self.errors, self.calls = errors, 0
+
+        def execute(self, sql: str) -> None:
+            self.calls += 1
+            if self.errors:
+                raise sqlite3.OperationalError(self.errors.pop(0))
+
+    busy = Cursor(["database is locked", "database is locked"])
+    _wal(busy)
+    assert busy.calls == 3
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        _wal(Cursor(["disk I/O error"]))

@@ -41,9 +41,9 @@ class PipelineState:
     secret_values: set[str] = field(default_factory=set)
     # Where analyzers' (and model) answers are kept by content between runs.
     kept: AnswerStore = field(default_factory=lambda: PROCESS_ANSWERS)
-    # Units of model context answered from earlier runs' answers, and units sent, by agent.
-    units_reused: dict[str, int] = field(default_factory=dict)
-    units_sent: dict[str, int] = field(default_factory=dict)
+    # Units of model context answered from earlier runs' answers, and units sent.
+    units_reused: int = 0
+    units_sent: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def next_proposal_id(self) -> str:
@@ -60,10 +60,10 @@ class PipelineState:
         with self._lock:
             self.not_run.append(f"{part} did not run: {reason}"[:500])
 
-    def count_units(self, agent: str, *, reused: int, sent: int) -> None:
+    def count_units(self, *, reused: int, sent: int) -> None:
         with self._lock:
-            self.units_reused[agent] = self.units_reused.get(agent, 0) + reused
-            self.units_sent[agent] = self.units_sent.get(agent, 0) + sent
+            self.units_reused += reused
+            self.units_sent += sent
 
     def skip_for_model(self, path: str, reason: str) -> None:
         with self._lock:

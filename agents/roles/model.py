@@ -146,7 +146,7 @@ def run_chunks(
             fresh.append(unit)
         else:
             answers.append((kept, [unit]))
-    state.count_units(agent, reused=len(units) - len(fresh), sent=0)
+    state.count_units(reused=len(units) - len(fresh), sent=0)
     packing = pack(fresh, budget)
     for path, reason in packing.skipped:
         skip(path, reason)
@@ -169,7 +169,7 @@ def run_chunks(
         user = user_message(chunk)
         kept = session.kept(model=model, prompt=prompt, user=user, output=output)
         if kept is not None:  # asked before, word for word: no call, and no token count
-            state.count_units(agent, reused=len(chunk), sent=0)
+            state.count_units(reused=len(chunk), sent=0)
             keep_parts(kept, chunk)
             with lock:
                 answers.append((kept, chunk))
@@ -201,7 +201,7 @@ def run_chunks(
             for unit in chunk:
                 skip(unit.file, f"{limit} was reached")
             return
-        state.count_units(agent, reused=0, sent=len(chunk))
+        state.count_units(reused=0, sent=len(chunk))
         keep_parts(answer, chunk)
         with lock:
             answers.append((answer, chunk))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from agents.context.git import GitRepo, validate_ref_name
 from agents.errors import AnalysisInputError, GitFailure
@@ -85,9 +86,10 @@ class Follows:
         """Analyze every followed branch whose head moved; the runs started here."""
         self._follow_policy_branches()
         started: list[str] = []
+        checkouts: dict[str, Path] = {}  # each repository fetched once per check
         for row in self.store.all():
             try:
-                run_id = self._check_one(row)
+                run_id = self._check_one(row, checkouts)
             except Exception:  # one branch failing leaves the others checked
                 log.exception("follow %s: checking %s in %s failed", row.id, row.branch, row.repo)
                 continue
@@ -95,12 +97,12 @@ class Follows:
                 started.append(run_id)
         return started
 
-    def _check_one(self, row: FollowRow) -> str | None:
+    def _check_one(self, row: FollowRow, checkouts: dict[str, Path]) -> str | None:
         assert row.id is not None
         try:
-            config = self.policy.repos[row.repo]
-            path = self.repos.prepare(row.repo, config)
-            head = GitRepo.open(path).resolve(row.branch).sha
+            if row.repo not in checkouts:
+                checkouts[row.repo] = self.repos.prepare(row.repo, self.policy.repos[row.repo])
+            head = GitRepo.open(checkouts[row.repo]).resolve(row.branch).sha
         except KeyError:
             log.warning("follow %s: repository %s is no longer configured", row.id, row.repo)
             return None

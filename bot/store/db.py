@@ -4,6 +4,7 @@ instead of failing), or PostgreSQL through psycopg 3. Alembic applies the schema
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -58,16 +59,31 @@ def _sqlite_pragmas(engine: Engine) -> None:
         # Let SQLAlchemy's "begin" event open transactions, so they can be IMMEDIATE.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        _wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
         # Take the write lock at the start: read-then-write transactions never deadlock.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _wal(cursor: Any) -> None:
+    """Switch to WAL. Two processes opening a new file at once can both ask for the lock the
+    switch needs; SQLite then answers one "database is locked" at once, without waiting (it
+    would deadlock), so that one asks again, for up to the busy timeout."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 @contextmanager

@@ -6,12 +6,15 @@ from dataclasses import replace
 from typing import Any
 
 from agents.llm import LLMSession, LLMSettings
+from agents.reuse import AnswerStore
 from tests.support.fakes.anthropic_api import API_KEY, FakeAnthropic
 
 
-def session_for(fake: FakeAnthropic, **overrides: Any) -> LLMSession:
+def session_for(
+    fake: FakeAnthropic, *, answers: AnswerStore | None = None, **overrides: Any
+) -> LLMSession:
     settings = LLMSettings(api_key=API_KEY, base_url=fake.base_url, timeout_s=10, max_retries=2)
-    return LLMSession(replace(settings, **overrides))
+    return LLMSession(replace(settings, **overrides), answers=answers)
 
 
 def model_env(fake: FakeAnthropic, **extra: str) -> dict[str, str]:

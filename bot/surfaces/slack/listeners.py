@@ -46,13 +46,11 @@ from bot.surfaces.slack.blocks import (
     ParentView,
     decided_blocks,
     escape,
-    parent_blocks,
-    parent_text,
     parse_vote_value,
 )
 from bot.surfaces.slack.home import publish_home
 from bot.surfaces.slack.inbox import STORE_DOWN, Delivery, Handler, SlackInbox
-from bot.surfaces.slack.notifier import post_parent
+from bot.surfaces.slack.notifier import edit_parent, post_parent
 from bot.surfaces.slack.views import REASON_BLOCK, VOTE_REASON, modal_values, vote_modal
 
 log = logging.getLogger(__name__)
@@ -196,7 +194,10 @@ def _full_report(delivery: Delivery, service: Service) -> None:
     run = service.messages.run(run_id)
     report = service.messages.report(run_id) if run is not None else None
     if run is None or report is None or not run.place:
-        raise UserError(f"There is no report for run `{run_id}` any more.")
+        raise UserError(
+            f"There is no report for run `{run_id}` any more.",
+            "Analyze the branch again for a fresh one: `/agent analyze branch NAME`.",
+        )
     delivery.client.files_upload_v2(
         channel=run.place,
         thread_ts=thread_of(run),
@@ -418,12 +419,4 @@ def _say_cancelled(client: WebClient, run: Run, user: str) -> None:
     if not run.place or not run.message:
         return
     view = ParentView(run.id, run.requester, run.target, run.repo, f"cancelled by <@{user}>", [])
-    try:
-        client.chat_update(
-            channel=run.place,
-            ts=run.message,
-            text=parent_text(view),
-            blocks=parent_blocks(view),
-        )
-    except SlackApiError as exc:  # cosmetic: the run is cancelled either way
-        log.warning("run %s: could not mark the message cancelled: %s", run.id, exc)
+    edit_parent(client, run, view)  # cosmetic: the run is cancelled either way

@@ -72,15 +72,19 @@ def _mark_superseded(client: WebClient, messages: RunMessages, earlier: Run, run
         note=f":arrows_counterclockwise: Superseded by run `{run.id}`: "
         "its update is in this thread.",
     )
+    edit_parent(client, earlier, view)
+
+
+def edit_parent(client: WebClient, run: Run, view: ParentView) -> None:
+    """Show `view` in the run's parent message. A lost edit is cosmetic (the run, its report
+    and its thread stand either way): it is logged, never raised."""
+    assert run.place is not None and run.message is not None
     try:
         client.chat_update(
-            channel=earlier.place,
-            ts=earlier.message,
-            text=parent_text(view),
-            blocks=parent_blocks(view),
+            channel=run.place, ts=run.message, text=parent_text(view), blocks=parent_blocks(view)
         )
-    except SlackApiError as exc:  # cosmetic: the new run and its thread stand
-        log.info("run %s: could not mark it superseded: %s", earlier.id, exc.response.get("error"))
+    except SlackApiError as exc:
+        log.warning("run %s: chat.update failed: %s", run.id, exc.response.get("error"))
 
 
 class SlackNotifier:
@@ -242,16 +246,7 @@ class SlackNotifier:
         self, run: Run, status: str, agents: list[AgentProgress], verdict: str = ""
     ) -> None:
         view = ParentView(run.id, run.requester, run.target, run.repo, status, agents, verdict)
-        assert run.place is not None and run.message is not None
-        try:
-            self.client.chat_update(
-                channel=run.place,
-                ts=run.message,
-                text=parent_text(view),
-                blocks=parent_blocks(view),
-            )
-        except SlackApiError as exc:  # a lost edit is cosmetic; the report still gets posted
-            log.warning("run %s: chat.update failed: %s", run.id, exc.response.get("error"))
+        edit_parent(self.client, run, view)
 
 
 def agents_of(run: Run) -> list[AgentProgress]:
