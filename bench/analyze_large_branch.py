@@ -7,7 +7,8 @@ run and on the same files:
   raw tools `git diff` + `ruff check` + `bandit` + `detect-secrets scan`, one after another, on a
             checkout of the branch (the checkout itself is not timed)
 
-and prints both, their ratio (target: at most 1.5x) and the peak memory of each.
+and prints both, their ratio (target: at most 0.7x on a 2-core machine) and the peak memory of
+each; then the re-run at the same head, answers kept in the store (target: under 0.1x).
 
     python bench/analyze_large_branch.py [--files 520] [--lines 100] [--repeat 3]
 """
@@ -177,9 +178,10 @@ def main() -> None:
             "--output",
             str(report),
         ]
-        for _ in range(args.repeat):
-            # A first run: nothing kept from before.
-            elapsed, rss = timed([*command, "--no-cache"], root, env)
+        for attempt in range(args.repeat):
+            # A first run: an empty store of its own, nothing kept from before.
+            first = {**env, "CHATOPS_DATA_DIR": str(root / f"first-{attempt}")}
+            elapsed, rss = timed(command, root, first)
             ours.append(elapsed)
             our_rss = max(our_rss, rss)
             elapsed, rss = raw_tools(repo, checkout, changed)
@@ -202,8 +204,8 @@ def main() -> None:
         )
         ratio = ours_med / raw_med
         print(
-            f"ratio chatops / raw tools: {ratio:.2f}x (target <= 1.5x): "
-            f"{'OK' if ratio <= 1.5 else 'OVER TARGET'}"
+            f"ratio chatops / raw tools: {ratio:.2f}x (target <= 0.7x): "
+            f"{'OK' if ratio <= 0.7 else 'OVER TARGET'}"
         )
         timed(command, root, env)  # keeps every file's answers in the store
         again = [timed(command, root, env)[0] for _ in range(args.repeat)]

@@ -175,17 +175,30 @@ def _kept_answers(settings: Settings, no_cache: bool, errors: Console) -> Answer
     """Where the analyzers' and the model's answers are kept between runs: the store the bot
     uses. A store that cannot be opened is said, and the run does everything again."""
     from agents.reuse import NoAnswers
-    from bot.store.answers import answer_cache
-    from bot.store.db import make_engine, upgrade
 
     if no_cache:
         return NoAnswers()
     try:
         url = settings.db_url
-        if url.startswith("sqlite"):
-            upgrade(url)
-        cache = answer_cache(settings, make_engine(url))
-        cache.prune()
+        cache: AnswerStore
+        if url.startswith("sqlite:///"):
+            # The data folder's file, through the standard library: a re-run at the same
+            # commit does not pay for importing the database layer (answers_sqlite.py).
+            from bot.store.answers_sqlite import SqliteAnswers, bounds, current
+
+            path = Path(url.removeprefix("sqlite:///"))
+            if not current(path):
+                from bot.store.db import upgrade
+
+                upgrade(url)
+            cache = SqliteAnswers(path, **bounds(settings))
+            cache.prune()
+        else:
+            from bot.store.answers import answer_cache
+            from bot.store.db import make_engine
+
+            cache = answer_cache(settings, make_engine(url))
+            cache.prune()
     except Exception as exc:  # noqa: BLE001 - reuse is a saving, never a reason to fail
         errors.print(
             f"note: earlier answers are not reused ({type(exc).__name__}: {exc}); "

@@ -173,3 +173,45 @@ def test_apply_check_writes_nothing(repo: RepoBuilder) -> None:
     ok, why = git_repo.apply_check(repo.head(), bad)
     assert not ok and "patch does not apply" in why
     assert repo.snapshot() == before
+
+
+def _edit(path: str, old: str, new: str) -> str:
+    header = f"diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n"
+    return header + f"@@ -1 +1 @@\n-{old}\n+{new}\n"
+
+
+def test_a_patch_may_only_edit_regular_files_at_the_commit(repo: RepoBuilder) -> None:
+    """Every file a patch edits is looked up at the commit (in one git call for many files):
+    a symbolic link or a path the commit does not have is refused, whichever file it is."""
+    repo.commit({"a.py": "A = 1\n", "dir with space/b.py": "B = 1\n", "target": "t\n"})
+    (repo.root / "link").symlink_to("target")
+    head = repo.commit({"c.py": "C = 1\n"})
+    git_repo = GitRepo.open(repo.root)
+    ok = _edit("a.py", "A = 1", "A = 2") + _edit("dir with space/b.py", "B = 1", "B = 2")
+    assert git_repo.patch_problem(head, ok) is None
+    link = ok + _edit("link", "target", "/etc/passwd")
+    refused = git_repo.patch_problem(head, link)
+    assert refused == f"link is not an existing regular file at {head[:10]}"
+    missing = _edit("gone.py", "X = 1", "X = 2") + ok
+    problem = git_repo.patch_problem(head, missing)
+    assert problem == f"gone.py is not an existing regular file at {head[:10]}"
+    assert git_repo.modes(head, ["a.py", "link", "gone.py", "dir with space/b.py"]) == {
+        "a.py": "100644",
+        "link": "120000",
+        "dir with space/b.py": "100644",
+    }
+
+
+def test_a_repository_is_found_from_any_folder_inside_it(repo: RepoBuilder, tmp_path: Path) -> None:
+    (repo.root / "shop" / "deep").mkdir(parents=True, exist_ok=True)
+    root = repo.root.resolve()
+    assert GitRepo.open(repo.root / "shop" / "deep").root == root
+    assert GitRepo.open(repo.root / ".git").root == root
+    bare = tmp_path / "bare.git"
+    repo.git("clone", "-q", "--bare", str(repo.root), str(bare))
+    assert GitRepo.open(bare).root == bare.resolve()
+    (tmp_path / "plain").mkdir()
+    for nowhere in (tmp_path / "plain", repo.root / "README.md"):  # a folder, a file
+        with pytest.raises(AnalysisInputError) as error:
+            GitRepo.open(nowhere)
+        assert "is not a git repository" in error.value.message

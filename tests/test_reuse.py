@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from agents.learnings import Learning, Learnings
 from agents.pipeline import analyze_branch
 from agents.report import Report, Source
 from agents.reuse import AnswerStore, MemoryAnswers
 from bot.store.answers import AnswerCache
+from bot.store.answers_sqlite import SqliteAnswers, current
 from bot.store.db import make_engine, session_scope, upgrade
 from bot.store.models import AnswerRow
 from bot.store.types import utcnow
@@ -179,11 +180,19 @@ def test_the_store_shares_answers_between_workers_on_postgres(
         _shared_by_two_workers(url, branch, fake)
 
 
-def test_the_store_is_bounded_by_age_and_size(tmp_path: Path) -> None:
+def _cache(kind: str, url: str, engine: Any, **bounds: float) -> AnswerStore:
+    """The bot's store (SQLAlchemy, any database) or the command line's (SQLite, stdlib)."""
+    if kind == "stdlib":
+        return SqliteAnswers(Path(url.removeprefix("sqlite:///")), **bounds)  # type: ignore[arg-type]
+    return AnswerCache(engine, **bounds)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["sqlalchemy", "stdlib"])
+def test_the_store_is_bounded_by_age_and_size(tmp_path: Path, kind: str) -> None:
     url = f"sqlite:///{tmp_path / 'chatops.db'}"
     upgrade(url)
     engine = make_engine(url)
-    cache = AnswerCache(engine, max_bytes=2_500, max_age_days=30)
+    cache: Any = _cache(kind, url, engine, max_bytes=2_500, max_age_days=30)
     for n in range(5):
         cache.put(f"k{n}", "answer", "x" * 1_000)
     cache.put("k0", "answer", "y")  # kept once: the first answer stays
@@ -204,6 +213,101 @@ def test_the_store_is_bounded_by_age_and_size(tmp_path: Path) -> None:
     ]
     assert cache.stats() == (2, 2_000)
     engine.dispose()
+
+
+def _many_at_once(url: str, kind: str = "sqlalchemy") -> None:
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        cache = _cache(kind, url, engine, max_bytes=10_000_000, max_age_days=30)
+        cache.put("k1", "bandit", "first")
+        # 1,200 keys: more than one batch of the IN lists; one already kept, one given twice.
+        items = [(f"k{n}", "bandit", f"v{n}") for n in range(1, 1_201)] + [("k7", "bandit", "dup")]
+        cache.put_many(items)
+        found = cache.get_many([f"k{n}" for n in range(0, 1_202)])
+        assert len(found) == 1_200 and "k0" not in found and "k1201" not in found
+        assert found["k1"] == "first" and found["k7"] == "v7" and found["k1200"] == "v1200"
+        # A stale entry read in a batch counts as used again (so pruning by age spares it).
+        with session_scope(engine) as session:
+            old = utcnow() - timedelta(days=3)
+            session.execute(update(AnswerRow).where(AnswerRow.key == "k2").values(used_at=old))
+        cache.get_many(["k2"])
+        with session_scope(engine) as session:
+            row = session.get(AnswerRow, "k2")
+            assert row is not None and utcnow() - row.used_at < timedelta(hours=1)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlalchemy", "stdlib"])
+def test_the_store_reads_and_keeps_many_answers_at_once_on_sqlite(
+    tmp_path: Path, kind: str
+) -> None:
+    _many_at_once(f"sqlite:///{tmp_path / 'chatops.db'}", kind)
+
+
+def test_the_bot_and_the_command_line_read_each_others_answers(tmp_path: Path) -> None:
+    """One data folder, two ways in: what the bot kept, `chatops analyze` reads (without the
+    database layer), and the other way round; and the stdlib one opens only a current schema."""
+    path = tmp_path / "chatops.db"
+    url = f"sqlite:///{path}"
+    assert not current(path)
+    upgrade(url)
+    assert current(path)
+    engine = make_engine(url)
+    try:
+        bot = AnswerCache(engine, max_bytes=10_000_000, max_age_days=30)
+        cli = SqliteAnswers(path, max_bytes=10_000_000, max_age_days=30)
+        bot.put("from-bot", "bandit", "b")
+        cli.put("from-cli", "secrets", "c")
+        assert cli.get_many(["from-bot", "from-cli"]) == {"from-bot": "b", "from-cli": "c"}
+        assert bot.get_many(["from-bot", "from-cli"]) == {"from-bot": "b", "from-cli": "c"}
+        assert bot.get("from-cli") == "c" and cli.get("from-bot") == "b"
+        assert bot.stats() == cli.stats() == (2, 2)
+        # Timestamps the other wrote are read as the same instants: nothing looks expired.
+        assert bot.prune() == 0 and cli.prune() == 0
+        with session_scope(engine) as session:
+            row = session.get(AnswerRow, "from-cli")
+            assert row is not None and abs(utcnow() - row.used_at) < timedelta(minutes=5)
+    finally:
+        engine.dispose()
+
+
+@needs_postgres
+def test_the_store_reads_and_keeps_many_answers_at_once_on_postgres() -> None:
+    """On PostgreSQL two workers can insert at once: one whose batch meets a key another
+    worker kept meanwhile keeps the rest of its batch, and the other's answer stays."""
+    import psycopg
+
+    with fresh_postgres() as url:
+        _many_at_once(url)
+        engine = make_engine(url)
+        cache = AnswerCache(engine, max_bytes=10_000_000, max_age_days=30)
+        raced: list[str] = []
+
+        def another_worker(conn, cursor, statement, *rest):  # type: ignore[no-untyped-def]
+            if statement.startswith("INSERT INTO answers") and not raced:
+                raced.append(statement)
+                with psycopg.connect(url, autocommit=True) as other:
+                    other.execute(
+                        "INSERT INTO answers (key, kind, value, size, created_at, used_at) "
+                        "SELECT 'k9000', kind, 'theirs', size, created_at, used_at "
+                        "FROM answers WHERE key = 'k1'"
+                    )
+
+        event.listen(engine, "before_cursor_execute", another_worker)
+        try:
+            cache.put_many([("k9000", "bandit", "mine"), ("k9001", "bandit", "also mine")])
+        finally:
+            event.remove(engine, "before_cursor_execute", another_worker)
+            engine.dispose()
+        assert raced
+        reader = make_engine(url)
+        try:
+            kept = AnswerCache(reader, max_bytes=1, max_age_days=1).get_many(["k9000", "k9001"])
+        finally:
+            reader.dispose()
+        assert kept == {"k9000": "theirs", "k9001": "also mine"}
 
 
 @pytest.mark.slow

@@ -11,21 +11,25 @@ import logging
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 
-from detect_secrets.core.scan import scan_diff
-from detect_secrets.settings import default_settings, get_settings
-
 from agents.analyzers.credentials import demotion
 from agents.analyzers.merge import CREDENTIAL, problem_fingerprint
 from agents.analyzers.processes import own_session, spread_over
+from agents.analyzers.secrets_lines import Hit, scan_diffs
 from agents.context import files as kinds
 from agents.context.git import DiffContext, FileDiff
 from agents.report import Finding, Severity, Source
-from agents.reuse import PROCESS_ANSWERS, AnswerStore, code_version, key_of, recall, remember
+from agents.reuse import (
+    PROCESS_ANSWERS,
+    AnswerStore,
+    code_version,
+    key_of,
+    recall_many,
+    remember_many,
+)
 
 # Kinds that identify a real credential format with almost no false positives.
 _CRITICAL_KINDS = frozenset(
@@ -62,8 +66,6 @@ _GUESSES = {
     "Public IP (ipv4)": (Severity.low, 0.3),
 }
 log = logging.getLogger(__name__)
-# detect-secrets keeps its settings in a process-wide singleton.
-_SETTINGS_LOCK = threading.Lock()
 
 
 def mask(secret: str) -> str:
@@ -97,29 +99,11 @@ def _synthetic_diff(name: str, file: FileDiff) -> str:
 
 # A branch adding this many lines is scanned by several processes, one per core: detect-secrets
 # is pure Python, so in one process it holds one core however many the machine has. Below it,
-# a process's start (about 0.25 s) costs more than it saves.
-PARALLEL_FROM_LINES = 5_000
+# a process's start (about 0.15 s) costs more than it saves: the scan takes about 25 us a line
+# (`secrets_lines`), so 20,000 lines are half a second of one core.
+PARALLEL_FROM_LINES = 20_000
 
 WORKER = "agents.analyzers.secrets_worker"  # the module a share runs in
-# What a scan found: the file's index, the secret's kind, its line, its value.
-Hit = tuple[int, str, int, str]
-
-
-def scan_diffs(diffs: list[tuple[str, str]], first: int = 0) -> list[Hit]:
-    """detect-secrets over synthetic one-file diffs, in this process."""
-    hits: list[Hit] = []
-    with _SETTINGS_LOCK, default_settings():
-        # The scanned files are not in the working directory; don't let that filter drop them.
-        get_settings().disable_filters("detect_secrets.filters.common.is_invalid_file")
-        for offset, (name, text) in enumerate(diffs):
-            try:
-                hits += [
-                    (first + offset, str(s.type), int(s.line_number), str(s.secret_value or ""))
-                    for s in scan_diff(text)
-                ]
-            except Exception as exc:  # one odd file must not cost the others their scan
-                log.warning("secrets scan of %s failed: %s", name, exc)
-    return hits
 
 
 def _scan_in_processes(diffs: list[tuple[str, str]], processes: int) -> list[Hit]:
@@ -158,22 +142,20 @@ def _scan_in_processes(diffs: list[tuple[str, str]], processes: int) -> list[Hit
     return sorted((hit for hits in results for hit in hits), key=lambda h: (h[0], h[2], h[1]))
 
 
-def _keep(kept: AnswerStore, key: str, hits: list[Hit], file: FileDiff) -> None:
-    """A file's hits, kept without the secrets themselves: each value as where it is in its
-    line (a store must never hold a credential). A value not found in its line is not kept."""
+def _kept_form(hits: list[Hit], file: FileDiff) -> str | None:
+    """A file's hits as kept, without the secrets themselves: each value as where it is in its
+    line (a store must never hold a credential). None when a value is not found in its line:
+    that answer is not kept."""
     places: list[list[object]] = []
     for _, kind, number, value in hits:
         start = file.added_lines.get(number, "").find(value) if value else -1
         if start < 0:
-            return
+            return None
         places.append([kind, number, start, start + len(value)])
-    remember(kept, key, "secrets", json.dumps(places))
+    return json.dumps(places)
 
 
-def _recalled(kept: AnswerStore, key: str, index: int, file: FileDiff) -> list[Hit] | None:
-    stored = recall(kept, key)
-    if stored is None:
-        return None
+def _recalled(stored: str, index: int, file: FileDiff) -> list[Hit]:
     hits: list[Hit] = []
     for kind, number, start, end in json.loads(stored):
         hits.append(
@@ -212,20 +194,28 @@ def run_secrets(
     if not files:
         return []
     hits: list[Hit] = []
-    todo: list[tuple[int, str, tuple[str, str]]] = []  # index, key, (name, diff)
+    names: list[str] = []
+    keys: list[str] = []
     for index, file in enumerate(files):
         suffix = re.sub(r"[^A-Za-z0-9.]", "", PurePosixPath(file.path).suffix)[:10]
         lock = kinds.is_lock_file(file.path)
-        name = f"f{index}{suffix}" if not lock else PurePosixPath(file.path).name
+        names.append(f"f{index}{suffix}" if not lock else PurePosixPath(file.path).name)
         # The name only tells detect-secrets the file's kind: the key leaves out its number.
-        key = key_of(
-            "secrets", code_version(), _synthetic_diff(name if lock else f"f{suffix}", file)
+        keys.append(
+            key_of(
+                "secrets",
+                code_version(),
+                _synthetic_diff(names[-1] if lock else f"f{suffix}", file),
+            )
         )
-        known = _recalled(kept, key, index, file)
-        if known is None:
+    known = recall_many(kept, keys)
+    todo: list[tuple[int, str, tuple[str, str]]] = []  # index, key, (name, diff)
+    for index, (file, name, key) in enumerate(zip(files, names, keys, strict=True)):
+        stored = known.get(key)
+        if stored is None:
             todo.append((index, key, (name, _synthetic_diff(name, file))))
         else:
-            hits += known
+            hits += _recalled(stored, index, file)
     if todo:
         diffs = [item for _, _, item in todo]
         added = sum(len(files[i].added_lines) for i, _, _ in todo)
@@ -233,10 +223,17 @@ def run_secrets(
             found = _scan_in_processes(diffs, spread_over())
         else:
             found = scan_diffs(diffs)
+        by_todo: dict[int, list[Hit]] = {}  # the scan numbers the files of `todo` only
+        for j, k, n, v in found:
+            by_todo.setdefault(j, []).append((todo[j][0], k, n, v))
+        answers: list[tuple[str, str, str]] = []
         for local, (index, key, _) in enumerate(todo):
-            mine = [(index, k, n, v) for j, k, n, v in found if j == local]
-            _keep(kept, key, mine, files[index])
+            mine = by_todo.get(local, [])
+            form = _kept_form(mine, files[index])
+            if form is not None:
+                answers.append((key, "secrets", form))
             hits += mine
+        remember_many(kept, answers)
     hits.sort(key=lambda h: (h[0], h[2], h[1]))
     findings: list[Finding] = []
     for index, kind, number, secret_value in hits:

@@ -1,12 +1,13 @@
 """One share of a large secrets scan, in a process of its own (see `secrets_scan`): reads
-`[[index, name, diff], ...]` as JSON on stdin, writes `[[index, kind, line, value], ...]`."""
+`[[index, name, diff], ...]` as JSON on stdin, writes `[[index, kind, line, value], ...]`. It
+imports only `secrets_lines` (detect-secrets' side), so it starts in about 0.15 s."""
 
 from __future__ import annotations
 
 import json
 import sys
 
-from agents.analyzers.secrets_scan import Hit, scan_diffs
+from agents.analyzers.secrets_lines import Hit, scan_diffs
 
 
 def main() -> None:

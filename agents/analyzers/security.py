@@ -24,7 +24,14 @@ from agents.analyzers.secrets_scan import mask
 from agents.context import files as kinds
 from agents.context.workspace import Workspace
 from agents.report import Finding, Severity, Source, fingerprint
-from agents.reuse import PROCESS_ANSWERS, AnswerStore, code_version, key_of, recall, remember
+from agents.reuse import (
+    PROCESS_ANSWERS,
+    AnswerStore,
+    code_version,
+    key_of,
+    recall_many,
+    remember_many,
+)
 
 # Checks that are mostly noise in review: `assert` use and "this module can be misused" warnings
 # on imports (subprocess, pickle, xml ...); their real misuse is caught by the call checks.
@@ -104,8 +111,9 @@ def answers_for(workspace: Workspace, kept: AnswerStore) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     missing: list[str] = []
+    known = recall_many(kept, list(keys.values()))
     for path in paths:
-        stored = recall(kept, keys[path])
+        stored = known.get(keys[path])
         if stored is None:
             missing.append(path)
             continue
@@ -114,12 +122,14 @@ def answers_for(workspace: Workspace, kept: AnswerStore) -> dict[str, Any]:
         errors += [{**item, "filename": path} for item in part["errors"]]
     if missing:
         data = _run(workspace, missing)
+        answers: list[tuple[str, str, str]] = []
         for path in missing:
             mine = [r for r in data["results"] if _name(r) == path]
             wrong = [e for e in data["errors"] if _name(e) == path]
-            remember(kept, keys[path], "bandit", json.dumps({"results": mine, "errors": wrong}))
+            answers.append((keys[path], "bandit", json.dumps({"results": mine, "errors": wrong})))
             results += [{**item, "filename": path} for item in mine]
             errors += [{**item, "filename": path} for item in wrong]
+        remember_many(kept, answers)
     return {"results": results, "errors": errors}
 
 

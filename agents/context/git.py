@@ -19,8 +19,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-import git as gitpython
-
 from agents.errors import AnalysisInputError, GitFailure, shown
 
 # Letters, digits and the punctuation branch names really use. Everything else (spaces, `@`, `{`,
@@ -169,16 +167,34 @@ class GitRepo:
             raise AnalysisInputError(
                 f"{target} does not exist.", "Pass --repo PATH to a git clone."
             )
-        try:
-            repo = gitpython.Repo(target, search_parent_directories=True)
-        except (gitpython.InvalidGitRepositoryError, gitpython.NoSuchPathError):
-            raise AnalysisInputError(
-                f"{target.resolve()} is not a git repository.",
-                "Run it inside a clone, or pass --repo PATH.",
-            ) from None
-        root = repo.working_tree_dir or repo.git_dir
-        repo.close()
-        return cls(Path(root).resolve())
+        not_a_repo = AnalysisInputError(
+            f"{target.resolve()} is not a git repository.",
+            "Run it inside a clone, or pass --repo PATH.",
+        )
+        if not target.is_dir():
+            raise not_a_repo
+
+        def ask(*args: str) -> str | None:
+            done = subprocess.run(
+                ["git", "rev-parse", *args],
+                cwd=target,
+                capture_output=True,
+                env=_git_env(),
+                check=False,
+            )
+            return done.stdout.decode("utf-8", "surrogateescape") if done.returncode == 0 else None
+
+        # git finds the repository from any folder inside it, as it does for its own commands.
+        found = ask("--is-bare-repository", "--absolute-git-dir")
+        if found is None:
+            raise not_a_repo
+        bare, git_dir = found.rstrip("\n").split("\n", 1)
+        if bare == "true":
+            return cls(Path(git_dir).resolve())
+        top = ask("--show-toplevel")
+        if top is None:  # inside the .git folder itself: its work tree is the folder above
+            return cls(Path(git_dir).resolve().parent)
+        return cls(Path(top.rstrip("\n")).resolve())
 
     def run(
         self,
@@ -366,11 +382,26 @@ class GitRepo:
         for path in paths:
             if allowed is not None and path not in allowed:
                 return f"it touches {path}, which it does not declare"
-            listed = self.run(["ls-tree", "--end-of-options", commit, "--", path], check=False)
-            mode = listed.stdout.decode().split(" ", 1)[0] if listed.stdout else ""
-            if mode not in ("100644", "100755"):
+        modes = self.modes(commit, paths)
+        for path in paths:
+            if modes.get(path) not in ("100644", "100755"):
                 return f"{path} is not an existing regular file at {commit[:10]}"
         return None
+
+    def modes(self, commit: str, paths: list[str]) -> dict[str, str]:
+        """Each path's mode at `commit` (a path not there is left out): one git call per 500
+        paths, not one per path (a patch of ruff's fixes can touch hundreds of files)."""
+        modes: dict[str, str] = {}
+        for start in range(0, len(paths), 500):
+            listed = self.run(
+                ["ls-tree", "-z", "--end-of-options", commit, "--", *paths[start : start + 500]],
+                check=False,
+            )
+            for entry in listed.stdout.decode("utf-8", "surrogateescape").split("\0"):
+                meta, tab, path = entry.partition("\t")
+                if tab:
+                    modes[path] = meta.split(" ", 1)[0]
+        return modes
 
     def apply_check(self, commit: str, patch: str) -> tuple[bool, str]:
         """Does `patch` apply cleanly to `commit`? Checked in a scratch index; writes nothing."""

@@ -7,13 +7,15 @@ used for `max_age_days`, then the least recently used until the total is under `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, delete, func, update
+from sqlalchemy import Engine, delete, func, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from bot.store.answers_sqlite import REFRESH_AFTER, bounds
 from bot.store.db import session_scope
 from bot.store.models import AnswerRow
 from bot.store.types import utcnow
@@ -21,14 +23,13 @@ from bot.store.types import utcnow
 if TYPE_CHECKING:
     from bot.settings import Settings
 
-REFRESH_AFTER = timedelta(days=1)
 _DELETE_BATCH = 500
 
 
 class AnswerCache:
-    def __init__(self, engine: Engine, *, max_bytes: int, max_age_days: float) -> None:
+    def __init__(self, engine: Engine, *, max_bytes: float, max_age_days: float) -> None:
         self.engine = engine
-        self.max_bytes = max_bytes
+        self.max_bytes = int(max_bytes)
         self.max_age = timedelta(days=max_age_days)
 
     def get(self, key: str) -> str | None:
@@ -48,12 +49,80 @@ class AnswerCache:
         return value
 
     def put(self, key: str, kind: str, value: str) -> None:
-        row = AnswerRow(key=key, kind=kind, value=value, size=len(value.encode("utf-8")))
+        # A plain insert too: a first run keeps an answer per file and analyzer (1,500 on a
+        # 500-file branch); an ORM session each took longer than the analysis they save.
+        now = utcnow()
+        row = {
+            "key": key,
+            "kind": kind,
+            "value": value,
+            "size": len(value.encode("utf-8")),
+            "created_at": now,
+            "used_at": now,
+        }
         try:
-            with session_scope(self.engine) as session:
-                session.add(row)
+            with self.engine.begin() as connection:
+                connection.execute(insert(AnswerRow).values(**row))
         except IntegrityError:  # two workers answered the same question: the first one stays
             return
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        stale: list[str] = []
+        now = utcnow()
+        with self.engine.connect() as connection:
+            for first in range(0, len(keys), _DELETE_BATCH):
+                batch = list(keys[first : first + _DELETE_BATCH])
+                query = select(AnswerRow.key, AnswerRow.value, AnswerRow.used_at).where(
+                    col(AnswerRow.key).in_(batch)
+                )
+                for key, value, used_at in connection.execute(query):
+                    found[str(key)] = str(value)
+                    if now - used_at > REFRESH_AFTER:
+                        stale.append(str(key))
+        if stale:
+            with self.engine.begin() as connection:
+                for first in range(0, len(stale), _DELETE_BATCH):
+                    connection.execute(
+                        update(AnswerRow)
+                        .where(col(AnswerRow.key).in_(stale[first : first + _DELETE_BATCH]))
+                        .values(used_at=now)
+                    )
+        return found
+
+    def put_many(self, items: Sequence[tuple[str, str, str]]) -> None:
+        """One transaction for all: the keys already kept (another worker's, or twice in
+        `items`) are left out first, so one duplicate does not cost the others their place."""
+        if not items:
+            return
+        rows: dict[str, dict[str, object]] = {}
+        now = utcnow()
+        for key, kind, value in items:
+            rows.setdefault(
+                key,
+                {
+                    "key": key,
+                    "kind": kind,
+                    "value": value,
+                    "size": len(value.encode("utf-8")),
+                    "created_at": now,
+                    "used_at": now,
+                },
+            )
+        try:
+            with self.engine.begin() as connection:
+                keys = list(rows)
+                for first in range(0, len(keys), _DELETE_BATCH):
+                    query = select(AnswerRow.key).where(
+                        col(AnswerRow.key).in_(keys[first : first + _DELETE_BATCH])
+                    )
+                    for (key,) in connection.execute(query):
+                        rows.pop(str(key), None)
+                if rows:
+                    connection.execute(insert(AnswerRow), list(rows.values()))
+        except IntegrityError:  # another worker kept some meanwhile: keep the rest one by one
+            for key, kind, value in items:
+                self.put(key, kind, value)
 
     def prune(self) -> int:
         """Drop what is past the bounds; returns how many entries went."""
@@ -93,8 +162,4 @@ class AnswerCache:
 
 def answer_cache(settings: Settings, engine: Engine) -> AnswerCache:
     """The kept answers, bounded as the settings say."""
-    return AnswerCache(
-        engine,
-        max_bytes=int(settings.chatops_answer_cache_mb * 1_000_000),
-        max_age_days=settings.chatops_answer_cache_days,
-    )
+    return AnswerCache(engine, **bounds(settings))

@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel, create_engine
 
 import bot.store.models  # noqa: F401  (registers the tables `upgrade` builds)
+from bot.store.revision import HEAD
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -155,16 +156,6 @@ def _revision(connection: Any) -> str | None:
         return None
     found = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     return str(found) if found is not None else None
-
-
-# The newest revision, from the migration files' names (`NNNN_what.py`, revision "NNNN"), so a
-# start finds the schema current without importing Alembic; a test keeps it equal to Alembic's.
-HEAD = max(
-    p.name.split("_", 1)[0]
-    for p in Path(str(resources.files("bot.store").joinpath("migrations")))
-    .joinpath("versions")
-    .glob("[0-9]*_*.py")
-)
 
 
 # Any constant: the key of the advisory lock taken while a fresh database is built.
