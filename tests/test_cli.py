@@ -238,3 +238,15 @@ def test_quick_commands_import_none_of_the_heavy_parts() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_help_shows_square_brackets_as_written() -> None:
+    """Help is plain text: `[digest]` (the policy's section) is not taken for markup."""
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    done = CliRunner().invoke(app, ["--help"])
+    assert done.exit_code == 0
+    assert "posted to [digest]" in done.output
+    assert "╭" not in done.output  # no rich panels
