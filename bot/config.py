@@ -29,12 +29,35 @@ class _Strict(BaseModel):
 
 
 class RepoConfig(_Strict):
-    path: Path | None = None
-    url: str | None = None
-    base: str | None = None
-    mode: Literal["feature_branches", "read_only"] = "feature_branches"
-    writable: list[str] = Field(default_factory=lambda: list(DEFAULT_WRITABLE))
-    protected: list[str] = Field(default_factory=list)
+    """A repository the agents may analyze, by the name users type (`in NAME`): a local clone
+    or a remote URL. One table per repository."""
+
+    path: Path | None = Field(
+        default=None,
+        description="A local clone (relative to this file, or absolute). Give path or url.",
+    )
+    url: str | None = Field(
+        default=None,
+        description="A remote the bot clones and fetches into its data folder. Give path or url.",
+    )
+    base: str | None = Field(
+        default=None,
+        description="The branch a branch is compared with (default: the remote's default "
+        "branch, else main or master).",
+    )
+    mode: Literal["feature_branches", "read_only"] = Field(
+        default="feature_branches",
+        description="read_only: agents only report; nothing is ever written to this repository.",
+    )
+    writable: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_WRITABLE),
+        description="Branch patterns (fnmatch) an approved proposal may be written to.",
+    )
+    protected: list[str] = Field(
+        default_factory=list,
+        description="Branch patterns never written, even when writable matches. The default "
+        "branch, main, master, develop, release/* and hotfix/* are protected always.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> RepoConfig:
@@ -44,9 +67,20 @@ class RepoConfig(_Strict):
 
 
 class ApprovalsConfig(_Strict):
-    approvers: list[str] = Field(default_factory=list)
-    four_eyes: bool = True
-    ttl: str = "4h"
+    """Who may approve a proposed write."""
+
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="Slack user ids (U...) and user-group ids (S...) allowed to approve; empty: "
+        "no one can, and every proposal only waits.",
+    )
+    four_eyes: bool = Field(
+        default=True, description="The person who asked for the run may not approve its writes."
+    )
+    ttl: str = Field(
+        default="4h",
+        description="How long a proposal waits for a decision (30m, 4h, 2d), then expires.",
+    )
 
     @field_validator("ttl")
     @classmethod
@@ -60,9 +94,17 @@ class ApprovalsConfig(_Strict):
 
 
 class DigestConfig(_Strict):
-    channel: str | None = None  # a Slack channel id (C...); no channel, no scheduled digest
-    cron: str = "0 9 * * 1-5"  # weekdays at 09:00
-    timezone: str = "UTC"
+    """The scheduled digest of agent activity."""
+
+    channel: str | None = Field(
+        default=None,
+        description="A Slack channel id (C...) to post it in; no channel, no scheduled digest.",
+    )
+    cron: str = Field(
+        default="0 9 * * 1-5",
+        description="When to post it, a cron expression (minute hour day month weekday).",
+    )
+    timezone: str = Field(default="UTC", description="The time zone of cron, e.g. Europe/Paris.")
 
     @field_validator("cron")
     @classmethod
@@ -82,26 +124,46 @@ class DigestConfig(_Strict):
 
 
 class FeedbackConfig(_Strict):
-    # A finding's fingerprint is suppressed in a repository once its down-votes outnumber its
-    # up-votes by this many; a rule ("do not flag X in tests/") is made once this many different
-    # findings of one kind were rejected under one top-level folder.
-    suppress_after: int = Field(default=2, ge=1)
-    rule_after: int = Field(default=3, ge=2)
-    examples_per_agent: int = Field(default=5, ge=0, le=20)
-    notes_per_agent: int = Field(default=20, ge=0, le=100)
+    """How votes become learnings."""
+
+    suppress_after: int = Field(
+        default=2,
+        ge=1,
+        description="A finding is suppressed in its repository once its 👎 outnumber its 👍 by "
+        "this many.",
+    )
+    rule_after: int = Field(
+        default=3,
+        ge=2,
+        description='A rule ("do not flag X in tests/") is made once this many different '
+        "findings of one kind were rejected under one top-level folder.",
+    )
+    examples_per_agent: int = Field(
+        default=5, ge=0, le=20, description="Voted examples shown to each agent's model prompt."
+    )
+    notes_per_agent: int = Field(
+        default=20, ge=0, le=100, description="Learned notes given to each agent's model prompt."
+    )
 
 
 class FollowConfig(_Strict):
     """Branches followed without anyone asking: every repository's branches matching
     `branches` are re-analyzed when their head moves, the deltas posted in `channel`."""
 
-    branches: list[str] = Field(default_factory=list)  # fnmatch patterns, e.g. "release/*"
-    channel: str | None = None  # a Slack channel id; needed for `branches`
-    every: int = Field(default=300, ge=60)  # seconds between checks of the heads
+    branches: list[str] = Field(
+        default_factory=list,
+        description='Branch patterns (fnmatch, e.g. "release/*") followed in every repository.',
+    )
+    channel: str | None = Field(
+        default=None, description="A Slack channel id where their deltas go; needed for branches."
+    )
+    every: int = Field(default=300, ge=60, description="Seconds between checks of the heads.")
 
 
 class PolicyConfig(_Strict):
-    repos: dict[str, RepoConfig] = Field(default_factory=dict)
+    repos: dict[str, RepoConfig] = Field(
+        default_factory=dict, description="The repositories, one table each: [repos.NAME]."
+    )
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
     digest: DigestConfig = Field(default_factory=DigestConfig)
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)

@@ -23,37 +23,83 @@ class SettingsError(Exception):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
-    anthropic_api_key: SecretStr | None = None
-    anthropic_base_url: str | None = None
-    chatops_model: str = DEFAULT_MODEL
-    chatops_fast_model: str = DEFAULT_FAST_MODEL
-    chatops_prices: Path | None = Field(
-        default=None, description="A TOML price table laid over the built-in one."
+    # The model: unset key, offline (the analyzers alone).
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, description="Turns the model on; without it everything runs offline."
     )
-    chatops_max_run_cost_usd: float | None = Field(default=None, gt=0)
-    chatops_input_budget_tokens: int = Field(default=24_000, ge=2_000)
-    chatops_max_output_tokens: int = Field(default=8_192, ge=256)
-    chatops_llm_concurrency: int = Field(default=4, ge=1, le=32)
-    chatops_llm_timeout_s: float = Field(default=120.0, gt=0)
-    chatops_llm_max_retries: int = Field(default=2, ge=0, le=10)
+    anthropic_base_url: str | None = Field(
+        default=None, description="Another Messages API endpoint (a proxy; the tests' fake)."
+    )
+    chatops_model: str = Field(default=DEFAULT_MODEL, description="The review model.")
+    chatops_fast_model: str = Field(
+        default=DEFAULT_FAST_MODEL, description="The validation pass's model."
+    )
+    chatops_prices: Path | None = Field(
+        default=None,
+        description="A TOML price table laid over the built-in one (agents/prices.toml; USD per "
+        "million tokens: input, output, cache_write, cache_read per model).",
+    )
+    chatops_max_run_cost_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="A hard cap per run: a call is made only if its worst case still fits.",
+    )
+    chatops_input_budget_tokens: int = Field(
+        default=24_000, ge=2_000, description="Input tokens per model call."
+    )
+    chatops_max_output_tokens: int = Field(
+        default=8_192, ge=256, description="max_tokens per model call."
+    )
+    chatops_llm_concurrency: int = Field(
+        default=4, ge=1, le=32, description="Model calls in flight at once."
+    )
+    chatops_llm_timeout_s: float = Field(
+        default=120.0, gt=0, description="Seconds a model call may take."
+    )
+    chatops_llm_max_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of a rate-limited or overloaded call."
+    )
     chatops_daily_budget_usd: float | None = Field(
         default=None, gt=0, description="Refuse new runs once today's model spend reaches it."
     )
-    chatops_validate: bool = True
-    chatops_count_tokens: bool = True
+    chatops_validate: bool = Field(
+        default=True,
+        description="Ask the fast model whether each model finding is supported by its lines.",
+    )
+    chatops_count_tokens: bool = Field(
+        default=True,
+        description="Count each request with count_tokens before sending it (false: estimate).",
+    )
 
     # Slack: a bot token and signing secret (HTTP mode), plus an app token for Socket Mode.
-    slack_bot_token: SecretStr | None = None
-    slack_signing_secret: SecretStr | None = None
-    slack_app_token: SecretStr | None = None
-    slack_api_url: str | None = None
+    slack_bot_token: SecretStr | None = Field(
+        default=None, description="The bot token (xoxb-...); `chatops serve` needs it."
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, description="Checks that HTTP requests come from Slack (HTTP mode)."
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None,
+        description="An app-level token (xapp-..., connections:write): Socket Mode, no public URL.",
+    )
+    slack_api_url: str | None = Field(
+        default=None, description="Another Web API endpoint (a proxy; the tests' fake)."
+    )
 
     # Jira: Cloud (email + API token) or Server/Data Center (a personal access token).
-    jira_url: str | None = None
-    jira_email: str | None = None
-    jira_api_token: SecretStr | None = None
-    jira_pat: SecretStr | None = None
-    chatops_jira_ac_field: str | None = None
+    jira_url: str | None = Field(default=None, description="The Jira site; unset, no tickets.")
+    jira_email: str | None = Field(default=None, description="Jira Cloud: the account's email.")
+    jira_api_token: SecretStr | None = Field(
+        default=None, description="Jira Cloud: an API token of that account."
+    )
+    jira_pat: SecretStr | None = Field(
+        default=None, description="Jira Server / Data Center: a personal access token."
+    )
+    chatops_jira_ac_field: str | None = Field(
+        default=None,
+        description="The custom field holding acceptance criteria (e.g. customfield_10042); "
+        "unset, they are read from the description.",
+    )
 
     def jira(self) -> JiraSettings | None:
         if not self.jira_url:
@@ -67,27 +113,66 @@ class Settings(BaseSettings):
         )
 
     # Storage and jobs: the embedded default is SQLite and an in-process queue.
-    database_url: str | None = None
-    chatops_data_dir: Path = Field(default_factory=lambda: Path(user_data_dir("chatops")))
-    chatops_config: Path | None = None
-    chatops_queue: Literal["sqlite", "postgres", "redis"] = "sqlite"
-    chatops_redis_url: str = "redis://127.0.0.1:6379/0"
-    chatops_queue_name: str = "chatops"
-    chatops_workers: int = Field(default=2, ge=1, le=64)
-    chatops_lease_s: float = Field(default=120.0, gt=0)
-    chatops_max_attempts: int = Field(default=3, ge=1)
-    chatops_requeue_after_s: float = Field(default=600.0, gt=0)
-    # Periodic jobs (the digest, curation) in this process's consumer. With several workers,
-    # turn it on for one; the digest is posted once per channel and period either way.
-    chatops_scheduler: bool = True
-    # On SIGTERM a consumer takes no more work and waits this long for running jobs; what is
-    # still running then is handed back to the queue for another worker.
-    chatops_shutdown_grace_s: float = Field(default=30.0, ge=0)
-    chatops_log_format: Literal["text", "json"] = "text"
-    # The model's answers kept for reuse (a re-run pays only for what changed): the most kept,
-    # the least recently used going first, and how long an unused answer stays.
-    chatops_answer_cache_mb: float = Field(default=256.0, ge=0)
-    chatops_answer_cache_days: float = Field(default=30.0, gt=0)
+    database_url: str | None = Field(
+        default=None,
+        description="A shared store, postgresql://... (unset: SQLite in the data folder).",
+    )
+    chatops_data_dir: Path = Field(
+        default_factory=lambda: Path(user_data_dir("chatops")),
+        description="The data folder: chatops.db, clones of url repositories, the shell's "
+        "history (default: the user data directory, e.g. ~/.local/share/chatops).",
+    )
+    chatops_config: Path | None = Field(
+        default=None,
+        description="The policy file (default: chatops.toml in the working directory).",
+    )
+    chatops_queue: Literal["sqlite", "postgres", "redis"] = Field(
+        default="sqlite",
+        description="The job queue: sqlite (in-process workers), postgres (on DATABASE_URL) "
+        "or redis (CHATOPS_REDIS_URL), for `chatops worker` processes anywhere.",
+    )
+    chatops_redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="The Redis of CHATOPS_QUEUE=redis."
+    )
+    chatops_queue_name: str = Field(default="chatops", description="The queue's name.")
+    chatops_workers: int = Field(default=2, ge=1, le=64, description="Worker threads per process.")
+    chatops_lease_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A worker's lease on a run, renewed while it works; an expired one is "
+        "taken back (a worker killed mid-run).",
+    )
+    chatops_max_attempts: int = Field(
+        default=3, ge=1, description="Tries of a run before it fails visibly."
+    )
+    chatops_requeue_after_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A queued run (or an apply) whose task was lost is enqueued again after it.",
+    )
+    chatops_scheduler: bool = Field(
+        default=True,
+        description="Periodic jobs (the digest, curation, followed branches) in this process. "
+        "With several workers, turn it on for one; the digest is posted once either way.",
+    )
+    chatops_shutdown_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM, how long running jobs may finish; the rest go back to the "
+        "queue for another worker.",
+    )
+    chatops_log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per log line."
+    )
+    chatops_answer_cache_mb: float = Field(
+        default=256.0,
+        ge=0,
+        description="The kept answers (the model's and the analyzers'): at most this much, the "
+        "least recently used going first.",
+    )
+    chatops_answer_cache_days: float = Field(
+        default=30.0, gt=0, description="A kept answer unused this long is dropped."
+    )
 
     @property
     def db_url(self) -> str:
