@@ -37,6 +37,7 @@ from bot.surfaces.slack.groups import SlackGroups, WorkspaceTeam
 from bot.surfaces.slack.inbox import SlackInbox
 from bot.surfaces.slack.listeners import handlers
 from bot.surfaces.slack.notifier import SlackNotifier
+from bot.surfaces.slack.sessions import AgentSessions
 from bot.worker.executor import RunExecutor
 from bot.worker.jobs import Jobs, Shutdown, TaskQueue, make_huey
 from bot.worker.reaper import Reaper
@@ -102,7 +103,8 @@ def build_app(
     announcers: list[RunAnnouncer] = []
     if slack is not None:
         notifier = SlackNotifier(slack, RunMessages(store))
-        run_observers.append(notifier)
+        # The agent sessions after the notifier: a session stops processing once its report is in.
+        run_observers += [notifier, AgentSessions(slack, RunMessages(store))]
         proposal_observers.append(notifier)
         announcers.append(notifier)
 

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from agents.errors import shown
+
 if TYPE_CHECKING:
     from rich.live import Live
 
@@ -35,16 +37,64 @@ if TYPE_CHECKING:
 # (`[digest]` vanished from the help) and importing it costs every `--help` 0.2 s.
 PLAIN = None
 
+# Examples under the help. Click rewraps each paragraph to the terminal, except one that starts
+# with a line of its own holding only "\b": each example stays on its line as written.
+EXAMPLES = """\b
+Examples:
+  chatops demo                          a risky branch in a new repository
+  chatops analyze branch feature/login  it against the default branch
+  chatops init                          a commented chatops.toml for here
+  chatops shell                         the chat commands, in this terminal
+"""
+BRANCH_EXAMPLES = """\b
+Examples:
+  chatops analyze branch feature/login
+  chatops analyze branch feature/login --base develop --offline
+  chatops analyze branch fix/typo --format markdown --output report.md
+  chatops analyze branch feature/login --format json --fail-on high
+"""
+
 app = typer.Typer(
     rich_markup_mode=PLAIN,
     name="chatops",
     help="AI agents on your team's code review, safely. Offline by default.",
+    epilog=EXAMPLES,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # -h as well as --help, on every command (click hands it down to each subcommand).
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 analyze_app = typer.Typer(rich_markup_mode=PLAIN, help="Analyze a branch.", no_args_is_help=True)
 app.add_typer(analyze_app, name="analyze")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("chatops")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            number = "unknown (not installed)"
+        typer.echo(f"chatops {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print chatops's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    pass
+
 
 EXIT_FINDINGS = 1
 # `agents.evaluation.DEFAULT_WINDOW`, here so that `chatops --help` does not import the
@@ -130,7 +180,11 @@ RepoOption = Annotated[
 ]
 BaseOption = Annotated[
     str | None,
-    typer.Option("--base", help="Branch to compare with (default: the default branch)."),
+    typer.Option(
+        "--base",
+        help="Branch to compare with, or NAME~N: N commits before NAME's head, e.g. main~3 "
+        "(default: the default branch).",
+    ),
 ]
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="text, markdown or json.")]
 OutputOption = Annotated[
@@ -216,7 +270,7 @@ def _kept_answers(settings: Settings, no_cache: bool, errors: Console) -> Answer
     return cache
 
 
-@analyze_app.command("branch")
+@analyze_app.command("branch", epilog=BRANCH_EXAMPLES)
 def analyze_branch_command(
     name: Annotated[str, typer.Argument(help="The branch to analyze, e.g. feature/login.")],
     repo: RepoOption = Path("."),
@@ -361,7 +415,7 @@ def analyze_ticket_command(
 ) -> None:
     """Analyze the branches that implement a Jira ticket, against its acceptance criteria."""
     from agents.context.git import GitRepo
-    from agents.context.jira import fetch_ticket
+    from agents.context.jira import fetch_ticket, validate_key
     from agents.errors import AnalysisInputError, GitFailure
     from agents.llm import LLMSession
     from agents.pipeline import analyze_branch
@@ -380,6 +434,7 @@ def analyze_ticket_command(
         )
         return
     try:
+        validate_key(key.upper())  # before it is echoed: a key is short, a typo may not be
         errors.print(f"reading {key.upper()} from {jira.url} ...", markup=False, highlight=False)
         ticket = fetch_ticket(jira, key.upper())
         git_repo = GitRepo.open(repo)
@@ -483,6 +538,62 @@ def demo_command(
         soft_wrap=True,
     )
     analyze_branch_command(DEMO_BRANCH, repo=where, offline=offline)
+
+
+@app.command("init")
+def init_command(
+    repo: RepoOption = Path("."),
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="Where to write it; an existing file is never replaced."
+        ),
+    ] = Path("chatops.toml"),
+) -> None:
+    """Write a commented policy file (chatops.toml) for this repository: its default branch,
+    the branches it has, where the bot may write, and a place for the approvers."""
+    from agents.errors import AnalysisInputError
+    from bot.config import ConfigError, load_policy
+    from bot.policy_template import policy_text, seen_in, write_new
+
+    errors = Console(stderr=True)
+    if output.exists() or output.is_symlink():
+        _fail(
+            errors,
+            f"{output} already exists; nothing was written.",
+            "Edit it, move it away first, or write elsewhere with --output FILE.",
+        )
+    if not output.parent.is_dir():
+        _fail(errors, f"--output {output}: the folder {output.parent} does not exist.")
+    try:
+        seen = seen_in(repo, output)
+    except AnalysisInputError as exc:
+        _fail(errors, exc.message, "Run it inside a clone, or pass --repo PATH.")
+        return
+    try:  # loaded first, as the bot will load it, with the product's own loader
+        write_new(output, policy_text(seen), check=lambda temp: load_policy(temp, cwd=Path.cwd()))
+    except FileExistsError:
+        _fail(errors, f"{output} already exists; nothing was written.", "Edit it instead.")
+    except ConfigError as exc:  # a bug of ours: nothing is written
+        _fail(errors, f"The file would not load: {exc}", "Please report it.", EXIT_FAILURE)
+    except OSError as exc:
+        _fail(errors, f"Could not write {output}: {exc.strerror or exc}.")
+    where = f"repos.{seen.name}: path {seen.path}, base {seen.default_branch or '(not set)'}"
+    errors.print(f"wrote {output} ({where})", markup=False, highlight=False, soft_wrap=True)
+    errors.print(
+        "Next: put your Slack member id under [approvals] approvers, then run `chatops shell`.",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    named = os.environ.get("CHATOPS_CONFIG")
+    if named and Path(named).resolve() != output.resolve():
+        errors.print(
+            f"note: CHATOPS_CONFIG is set to {named}: the bot reads that file, not this one.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 eval_app = typer.Typer(
@@ -676,7 +787,8 @@ def shell_command(
     if the_app.settings.chatops_queue == "sqlite":
         the_app.start_jobs()
     try:
-        Shell(the_app.service, user).run()
+        history = the_app.settings.chatops_data_dir / "shell_history"
+        Shell(the_app.service, user, history=history).run()
     finally:
         the_app.close()
 
@@ -731,23 +843,32 @@ def serve_command(
         the_app.start_jobs()
     try:
         if settings.slack_app_token is not None:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
+            from bot.surfaces.slack.socket_mode import SocketMode
 
-            socket_mode = SocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
+            socket_mode = SocketMode(bolt, settings.slack_app_token.get_secret_value())
+            # A SIGTERM while connecting (Slack slow to answer) leaves through `finally` too.
+            signal.signal(signal.SIGTERM, _leave)
             try:
-                socket_mode.connect()  # type: ignore[no-untyped-call]
-            except Exception as exc:  # a refused app-level token, an unreachable Slack
-                reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-                _fail(
-                    errors,
-                    f"Socket Mode could not connect: {reason}",
-                    "Check SLACK_APP_TOKEN (xapp-..., with connections:write) and the network.",
-                )
-            stop = threading.Event()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: stop.set())
-            stop.wait()
-            socket_mode.close()  # type: ignore[no-untyped-call]
+                try:
+                    socket_mode.connect()  # type: ignore[no-untyped-call]
+                except Exception as exc:  # a refused app-level token, an unreachable Slack
+                    from slack_sdk.errors import SlackApiError
+
+                    if isinstance(exc, SlackApiError):  # its first line names no error
+                        reason = f"Slack answered {exc.response.get('error')}"
+                    else:
+                        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                    _fail(
+                        errors,
+                        f"Socket Mode could not connect: {reason}",
+                        "Check SLACK_APP_TOKEN (xapp-..., with connections:write) and the network.",
+                    )
+                stop = threading.Event()
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(signum, lambda *_: stop.set())
+                stop.wait()
+            finally:
+                socket_mode.close()  # type: ignore[no-untyped-call]
         else:
             import uvicorn
 
@@ -883,7 +1004,9 @@ def _since_or_exit(errors: Console, since: str | None) -> datetime | None:
     try:
         return datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
-        _fail(errors, f"--since {since!r} is not a date.", "Use YYYY-MM-DD, e.g. 2026-11-01.")
+        _fail(
+            errors, f"--since {shown(since)!r} is not a date.", "Use YYYY-MM-DD, e.g. 2026-11-01."
+        )
         raise AssertionError("unreachable") from None
 
 
@@ -1000,7 +1123,9 @@ def digest_command(
         try:
             when = datetime.fromisoformat(at)
         except ValueError:
-            _fail(errors, f"--at {at!r} is not a time.", "Use ISO 8601, e.g. 2026-11-24T09:00.")
+            _fail(
+                errors, f"--at {shown(at)!r} is not a time.", "Use ISO 8601, e.g. 2026-11-24T09:00."
+            )
         assert when is not None
         when = when if when.tzinfo else when.replace(tzinfo=UTC)
     the_app = _app_or_exit(errors)
@@ -1009,6 +1134,8 @@ def digest_command(
         period = digests.latest_period(when)
         if dry_run:
             data = digests.build(period)
+            for line in digests.explain(period, when):  # stderr: stdout is the digest alone
+                errors.print(Text(line), soft_wrap=True)
             Console(width=160).print(Text(digest_text(data)))
             if chart is not None:
                 chart.write_bytes(chart_png(data))

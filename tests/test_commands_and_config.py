@@ -173,3 +173,90 @@ def test_every_chat_command_has_one_use_case_in_the_cores_table(
             app.service.carry_out(Actor("ana", "shell"), Help())
     finally:
         app.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("analyse branch x", "Unknown command 'analyse'. Did you mean 'analyze'?"),
+        ("stauts", "Unknown command 'stauts'. Did you mean 'status'?"),
+        ("folow branch x", "Unknown command 'folow'. Did you mean 'follow' or 'unfollow'?"),
+        ("analyze brnch x", "Say what to analyze. Did you mean 'branch'?"),
+        ("analyze branch x agianst main", "Unexpected 'agianst'. Did you mean 'against'?"),
+        (
+            "analyze branch x --base main~3",
+            "--base is the command line's; here say `against main~3`.",
+        ),
+        (
+            "analyze branch x --repo ../shop",
+            "--repo is the command line's; here say `in REPO`, a configured repository's name.",
+        ),
+        ("analyze ticket PAY-1 --branch x", "--branch is the command line's; here say `branch x`."),
+        ("exti", "Unknown command 'exti'."),  # `exit` is the shell's word, not the grammar's
+    ],
+)
+def test_a_mistyped_command_says_what_was_meant(text: str, message: str) -> None:
+    with pytest.raises(CommandError) as error:
+        parse(text)
+    assert error.value.message == message
+
+
+def test_a_surface_s_own_words_are_suggested_too() -> None:
+    with pytest.raises(CommandError) as error:
+        parse("exti", also=("exit", "clear"))
+    assert error.value.message == "Unknown command 'exti'. Did you mean 'exit'?"
+
+
+def test_a_base_going_back_n_commits_parses_in_chat_as_on_the_command_line() -> None:
+    assert parse("analyze branch main against main~3") == AnalyzeBranch("main", base="main~3")
+
+
+def _cli_hints() -> list[str]:
+    """Every literal hint an `AnalysisInputError` raised by the analysis carries: the command
+    line's words. (`chatops eval history`'s own are only ever shown there.)"""
+    import ast
+
+    hints = []
+    for path in sorted((Path(__file__).parents[1] / "agents").rglob("*.py")):
+        if path.name == "evaluation.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (
+                isinstance(node, ast.Call) and getattr(node.func, "id", "") == "AnalysisInputError"
+            ):
+                continue
+            for arg in node.args[1:2]:
+                parts = [arg, *getattr(arg, "values", [])]  # a literal, or an f-string's parts
+                for part in parts:
+                    if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                        hints.append(part.value)
+                if isinstance(arg, ast.IfExp | ast.BinOp):
+                    hints += [
+                        n.value
+                        for n in ast.walk(arg)
+                        if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                    ]
+    return hints
+
+
+def test_every_hint_of_the_analysis_reads_in_the_chat_grammar() -> None:
+    """Slack and the shell never tell a person to type an option they do not accept, and a
+    hint translated mid-sentence stays one sentence ("or add", not "or Add")."""
+    from bot.core.chat_errors import chat_hint
+
+    hints = _cli_hints()
+    assert sum("--base" in h for h in hints) >= 4  # the scan finds them
+    for hint in hints:
+        said = chat_hint(hint)
+        assert "--" not in said, (hint, said)
+        assert ", or Add" not in said and ", or Name" not in said, said
+    assert chat_hint(
+        "Commit to the branch first, or pass `--base BASE`, the branch it was made "
+        "from (`--base main~3`: the last 3 commits of main)."
+    ) == (
+        "Commit to the branch first, or add `against BASE`, the branch it was made from "
+        "(`against main~3`: the last 3 commits of main)."
+    )
+    assert chat_hint("Run it inside a clone, or pass --repo PATH.") == (
+        "Run it inside a clone, or name a configured repository with `in REPO`."
+    )

@@ -215,3 +215,54 @@ def test_a_repository_is_found_from_any_folder_inside_it(repo: RepoBuilder, tmp_
         with pytest.raises(AnalysisInputError) as error:
             GitRepo.open(nowhere)
         assert "is not a git repository" in error.value.message
+
+
+def test_a_base_may_go_back_n_commits_and_nothing_else_reaches_git(repo: RepoBuilder) -> None:
+    """`main~N` as a base is the branch's own last N commits (a clone with only main has
+    something to analyze); only the validated name and git's commit id reach git."""
+    from agents.context.git import resolve_range, validate_base_name
+
+    first = repo.head()
+    repo.commit({"shop/a.py": "A = 1\n"}, "second")
+    repo.commit({"shop/b.py": "B = 2\n"}, "third")
+    git = GitRepo.open(repo.root)
+    diff = load_diff(git, "main", "main~2")
+    assert diff.base == "main~2" and diff.base_sha == first
+    assert sorted(f.path for f in diff.files) == ["shop/a.py", "shop/b.py"]
+    assert [f.path for f in load_diff(git, "main", "main~1").files] == ["shop/b.py"]
+    for name in ("main~0", "main~~1", "main~1~1", "main^", "main@{1}", "main~-1", "~1", "x~1x"):
+        with pytest.raises(AnalysisInputError, match="is not a valid base branch name"):
+            validate_base_name(name)
+        with pytest.raises(AnalysisInputError, match="is not a valid base branch name"):
+            resolve_range(git, "main", name)
+    with pytest.raises(AnalysisInputError) as error:
+        resolve_range(git, "main", "main~3")
+    assert error.value.message == "main has 3 commit(s): there is no main~3."
+    assert error.value.hint == "Go back fewer commits: `--base main~2` is its first."
+    with pytest.raises(AnalysisInputError, match="No base branch named 'nope'"):
+        resolve_range(git, "main", "nope~1")
+    validate_ref_name("main")  # the branch itself is still only a name: `~` is a base's alone
+    with pytest.raises(AnalysisInputError, match="not a valid branch name"):
+        resolve_range(git, "main~1", "main")
+
+
+def test_nothing_to_analyze_offers_the_branchs_last_commits(repo: RepoBuilder) -> None:
+    repo.commit({"shop/a.py": "A = 1\n"}, "second")
+    with pytest.raises(AnalysisInputError) as error:
+        analyze_branch(repo.root, "main")
+    assert error.value.hint == (
+        "Name a feature branch, or pass `--base BASE`, the branch it was made from "
+        "(`--base main~1`: the last commit of main)."
+    )
+    repo.branch("feature/empty")
+    with pytest.raises(AnalysisInputError) as error:
+        analyze_branch(repo.root, "feature/empty")
+    assert error.value.message == (
+        "Nothing changed: feature/empty has no commits that main does not have."
+    )
+    assert "(`--base feature/empty~1`: the last commit of feature/empty)." in error.value.hint
+    lonely = RepoBuilder(repo.root.parent / "lonely")
+    lonely.commit({"a.txt": "1\n"})
+    with pytest.raises(AnalysisInputError) as error:
+        analyze_branch(lonely.root, "main")
+    assert error.value.hint.endswith("the branch it was made from.")  # one commit: no ~N

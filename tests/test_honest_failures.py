@@ -174,7 +174,7 @@ def test_in_the_shell_background_log_lines_wait_for_the_next_command(
     assert "re-enqueuing" not in at_the_prompt[0]  # nothing over the prompt
     out = console.file.getvalue()  # type: ignore[attr-defined]
     assert "WARNING bot.worker.jobs: re-enqueuing run abc123" in out
-    assert out.index("re-enqueuing run abc123") < out.index("analyze branch NAME")
+    assert out.index("re-enqueuing run abc123") < out.index("Commands:")  # help's answer
     assert "re-enqueuing" not in capfd.readouterr().err
 
 

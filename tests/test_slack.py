@@ -207,6 +207,10 @@ def test_a_command_yields_parent_message_progress_and_a_threaded_report(served: 
     assert "code_review" in json.dumps(parent.blocks) and "Risk: CRITICAL" in json.dumps(
         parent.blocks
     )
+    # The progress streamed in the thread, one task per agent, and the stream was stopped.
+    [stream] = served.slack.streams(ts)
+    assert stream.stream is not None and stream.stream.state == "stopped"
+    assert "code_review" in stream.stream.tasks and "**Done**" in stream.text
     # Nothing the bot sent broke a limit.
     assert [c.response for c in served.slack.calls if not c.response.get("ok", True)] == []
 

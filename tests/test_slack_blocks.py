@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from agents.report import (
     Finding,
     Report,
     Risk,
     RiskLevel,
+    SeenIn,
     Severity,
     Source,
     Target,
 )
-from bot.surfaces.slack.blocks import MAX_BLOCKS, ParentView, escape, parent_blocks, report_blocks
+from bot.surfaces.slack.blocks import (
+    MAX_BLOCKS,
+    REPORT_FEEDBACK,
+    VOTE_FINDING,
+    ParentView,
+    delta_blocks,
+    escape,
+    parent_blocks,
+    report_blocks,
+)
 from tests.support.fakes.slack_api import block_error
 
 HOSTILE = "<!channel> <@U0ADMIN> <https://evil.example|click> & friends"
@@ -78,3 +89,40 @@ def test_parent_message_mentions_only_a_real_user_id() -> None:
     assert "<@W111>" in json.dumps(parent_blocks(view))
     forged = ParentView("r1", "<!channel>", "feature/x", "shop", "queued", [])
     assert "<!channel>" not in json.dumps(parent_blocks(forged))
+
+
+def test_the_reports_thumbs_are_slacks_feedback_buttons_and_findings_keep_their_menu() -> None:
+    report = report_with([finding(1), finding(2)])
+    full, _ = report_blocks(report)
+    delta = delta_blocks(
+        report.model_copy(update={"previous": SeenIn(run_id="r0", head_sha="c" * 40)}), {}
+    )
+    for blocks in (full, delta):
+        [votes] = [b for b in blocks if b["type"] == "context_actions"]
+        assert votes["elements"] == [
+            {
+                "type": "feedback_buttons",
+                "action_id": REPORT_FEEDBACK,
+                "positive_button": {
+                    "text": {"type": "plain_text", "text": "👍", "emoji": True},
+                    "accessibility_label": "Useful report",
+                    "value": "up:r1",
+                },
+                "negative_button": {
+                    "text": {"type": "plain_text", "text": "👎", "emoji": True},
+                    "accessibility_label": "Not a useful report",
+                    "value": "down:r1",
+                },
+            }
+        ]
+        plain: list[dict[str, Any]] = json.loads(json.dumps(blocks))
+        menus = [b["accessory"]["action_id"] for b in plain if "accessory" in b]
+        assert menus == [VOTE_FINDING, VOTE_FINDING]  # 👍 / 👎 on each finding, as before
+        assert block_error(blocks) is None
+    assert '"report_vote_up"' not in json.dumps(full)  # no second pair of thumbs
+
+
+def test_the_fake_refuses_context_actions_slack_would_refuse() -> None:
+    button = {"type": "button", "text": {"type": "plain_text", "text": "x"}, "action_id": "x"}
+    assert block_error([{"type": "context_actions", "elements": [button]}]) == "invalid_blocks"
+    assert block_error([{"type": "context_actions", "elements": []}]) == "invalid_blocks"

@@ -53,6 +53,22 @@ def validate_ref_name(name: str, *, what: str = "branch") -> None:
         )
 
 
+# `NAME~N` as a base: the commit N first parents back from NAME. The only revision syntax a user
+# may type, and only for a base; NAME goes through `validate_ref_name`, N is 1 to 9999.
+_ANCESTOR = re.compile(r"(?P<name>.+)~(?P<back>[1-9][0-9]{0,3})")
+
+
+def split_ancestor(name: str) -> tuple[str, int]:
+    """`main~3` -> ("main", 3); any other name -> (name, 0)."""
+    found = _ANCESTOR.fullmatch(name)
+    return (found["name"], int(found["back"])) if found else (name, 0)
+
+
+def validate_base_name(name: str) -> None:
+    """A base as `resolve_base` takes it: a branch name, or `NAME~N`."""
+    validate_ref_name(split_ancestor(name)[0], what="base branch")
+
+
 def _git_env() -> dict[str, str]:
     return {**os.environ, **_GIT_ENV}
 
@@ -244,6 +260,25 @@ class GitRepo:
         # theirs to see. Surfaces name the repository as the user named it.
         raise AnalysisInputError(f"No {what} named {name!r}.", hint)
 
+    def resolve_base(self, name: str) -> ResolvedRef:
+        """A base: a branch name as `resolve` takes it, or `NAME~N`, the commit N first parents
+        before NAME's head (`main~3`: what main's last 3 commits changed). Only the validated
+        NAME and git's own commit id reach git, never the `~N` the user typed."""
+        branch, back = split_ancestor(name)
+        ref = self.resolve(branch, what="base branch")
+        if not back:
+            return ref
+        sha = self._verify(f"{ref.sha}~{back}")
+        if sha is None:
+            count = int(self._text(["rev-list", "--first-parent", "--count", ref.sha]))
+            raise AnalysisInputError(
+                f"{branch} has {count} commit(s): there is no {name}.",
+                f"Go back fewer commits: `--base {branch}~{count - 1}` is its first."
+                if count > 1
+                else f"{branch}'s only commit has nothing before it to compare with.",
+            )
+        return ResolvedRef(name=name, ref=f"{ref.ref}~{back}", sha=sha)
+
     def head_commit(self) -> str:
         """The commit checked out (HEAD), for commands that default to "here"."""
         sha = self._verify("HEAD")
@@ -272,7 +307,7 @@ class GitRepo:
                 return name
         raise AnalysisInputError(
             "Cannot tell the repository's default branch: no origin/HEAD, main or master.",
-            "Pass --base BRANCH.",
+            "Pass `--base BASE`, the branch to compare with.",
         )
 
     def default_branch_names(self) -> list[str]:
@@ -546,22 +581,24 @@ def resolve_range(repo: GitRepo, branch: str, base: str | None = None) -> DiffCo
     diff itself (`files` empty): enough to know which commits a report is about."""
     head = repo.resolve(branch, what="branch")
     base_name = base if base is not None else repo.default_branch()
-    base_ref = repo.resolve(base_name, what="base branch")
+    base_ref = repo.resolve_base(base_name)
     if head.ref == base_ref.ref:
         raise AnalysisInputError(
             f"The branch and the base are the same ({base_ref.name}).",
-            "Name a feature branch, or pass --base with the branch it was made from.",
+            "Name a feature branch, or pass `--base BASE`, the branch it was made from"
+            + _last_commits(repo, branch),
         )
     merge_base = repo.merge_base(base_ref.sha, head.sha)
     if merge_base is None:
         raise AnalysisInputError(
             f"{branch} and {base_ref.name} share no history.",
-            "Pass --base with the branch it was made from.",
+            "Pass `--base BASE`, the branch it was made from.",
         )
     if merge_base == head.sha:
         raise AnalysisInputError(
             f"Nothing changed: {branch} has no commits that {base_ref.name} does not have.",
-            "Commit to the branch first, or pass --base with the branch it was made from.",
+            "Commit to the branch first, or pass `--base BASE`, the branch it was made from"
+            + _last_commits(repo, branch),
         )
     return DiffContext(
         repo=repo,
@@ -571,6 +608,27 @@ def resolve_range(repo: GitRepo, branch: str, base: str | None = None) -> DiffCo
         base_sha=merge_base,
         files=[],
     )
+
+
+def last_commits(repo: GitRepo, branch: str, most: int = 3) -> int:
+    """How many of `branch`'s newest first-parent commits `NAME~N` can reach back over (at most
+    `most`; 0 for a branch of one commit, or one that does not resolve)."""
+    try:
+        head = repo.resolve(branch)
+    except AnalysisInputError:
+        return 0
+    done = repo.run(["rev-list", "--first-parent", "--count", head.sha], check=False)
+    count = int(done.stdout.decode().strip() or 0) if done.returncode == 0 else 0
+    return max(0, min(most, count - 1))
+
+
+def _last_commits(repo: GitRepo, branch: str) -> str:
+    """The end of a hint: how to analyze the branch's own last commits, when it has some."""
+    back = last_commits(repo, branch)
+    if not back:
+        return "."
+    commits = "commit" if back == 1 else f"{back} commits"
+    return f" (`--base {branch}~{back}`: the last {commits} of {branch})."
 
 
 def diff_of(commits: DiffContext) -> DiffContext:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from agents.context.git import GitRepo
-from agents.errors import AnalysisInputError, GitFailure
+from agents.errors import AnalysisInputError, GitFailure, shown
 from agents.report import sha256_hex
 from bot.config import ConfigError, PolicyConfig, RepoConfig
 from bot.core.actor import Actor
@@ -99,7 +99,7 @@ class Approvals:
                 action,
                 None,
                 None,
-                f"{ref!r} is not a proposal id; use RUN/P1 as the report shows",
+                f"{shown(ref)!r} is not a proposal id; use RUN/P1 as the report shows",
             )
         run_id, pid = match.groups()
         # The delivery's key is kept with what it did (the decision, or the denial's audit row)

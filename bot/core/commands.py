@@ -12,8 +12,10 @@ help
 
 from __future__ import annotations
 
+import difflib
 import re
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from agents.errors import shown
@@ -152,9 +154,43 @@ class CommandError(Exception):
 
 MAX_COMMAND_CHARS = 2000
 
+# The first word of every command, for completion and for "Did you mean".
+VERBS = (
+    "analyze",
+    "status",
+    "stop",
+    "approve",
+    "reject",
+    "up",
+    "down",
+    "learnings",
+    "forget",
+    "digest",
+    "follow",
+    "unfollow",
+    "help",
+)
 
-def parse(text: str) -> Command:
-    """Parse one command; a leading `/agent` is optional."""
+# The command line's options that have a word here: said in this grammar's words when typed.
+_CLI_OPTIONS = {
+    "--base": ("against", "`against {value}`"),
+    "--repo": ("in", "`in REPO`, a configured repository's name"),
+    "--branch": ("branch", "`branch {value}`"),
+}
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """ " Did you mean 'analyze'?" when `word` is close to one of `choices` (as the command line
+    says it of a mistyped command), else ""."""
+    close = difflib.get_close_matches(word.lower(), list(choices), n=2, cutoff=0.6)
+    if not close:
+        return ""
+    return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+def parse(text: str, *, also: Iterable[str] = ()) -> Command:
+    """Parse one command; a leading `/agent` is optional. `also`: the words a surface answers
+    itself (the shell's `exit`), suggested for a mistyped command like the grammar's own."""
     if len(text) > MAX_COMMAND_CHARS:
         raise CommandError(
             f"That command is {len(text):,} characters long; a command is at most "
@@ -206,7 +242,10 @@ def parse(text: str) -> Command:
         return Digest()
     if verb in ("follow", "unfollow"):
         return _follow(verb, rest)
-    raise CommandError(f"Unknown command {shown(verb)!r}.", "help lists the commands")
+    raise CommandError(
+        f"Unknown command {shown(verb)!r}.{did_you_mean(verb, [*VERBS, *also])}",
+        "help lists the commands",
+    )
 
 
 _RUN_ID = re.compile(r"[0-9a-f]{6,32}")
@@ -237,8 +276,13 @@ def _analyze(words: list[str]) -> AnalyzeBranch | AnalyzeTicket:
         return AnalyzeTicket(
             key=words[1].upper(), branch=clauses.get("branch"), repo=clauses.get("in")
         )
+    if words and words[0].lower() == "ticket":
+        raise CommandError("Say which ticket.", USAGE["ticket"])
+    if len(words) == 1 and words[0].lower() == "branch":
+        raise CommandError("Say which branch.", USAGE["analyze"])
     if len(words) < 2 or words[0].lower() != "branch":
-        raise CommandError("Say what to analyze.", USAGE["analyze"])
+        guess = did_you_mean(words[0], ("branch", "ticket")) if words else ""
+        raise CommandError(f"Say what to analyze.{guess}", USAGE["analyze"])
     clauses = _clauses(words[2:], ("in", "against"), USAGE["analyze"])
     return AnalyzeBranch(branch=words[1], repo=clauses.get("in"), base=clauses.get("against"))
 
@@ -262,7 +306,17 @@ def _clauses(words: list[str], keywords: tuple[str, ...], usage: str) -> dict[st
         if len(rest) < 2:
             raise CommandError(f"{shown(rest[0])!r} needs a value.", usage)
         keyword, value, rest = rest[0].lower(), rest[1], rest[2:]
-        if keyword not in keywords or keyword in found:
+        word, said = _CLI_OPTIONS.get(keyword, ("", ""))
+        if word in keywords:
+            raise CommandError(
+                f"{keyword} is the command line's; here say {said.format(value=shown(value))}.",
+                usage,
+            )
+        if keyword not in keywords:
+            raise CommandError(
+                f"Unexpected {shown(keyword)!r}.{did_you_mean(keyword, keywords)}", usage
+            )
+        if keyword in found:
             raise CommandError(f"Unexpected {shown(keyword)!r}.", usage)
         found[keyword] = value
     return found

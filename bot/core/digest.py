@@ -1,20 +1,29 @@
 """The digest: what the agents did in a period, what it cost, and where they fail.
 
 `collect()` reads the aggregates, `sections()` words them (Slack and the terminal show the same
-sections), `chart_png()` draws daily runs and acceptance for the last two weeks.
+sections), `chart_png()` draws daily runs and acceptance: the period's days, at least the last
+two weeks, at most a quarter.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from bot.schedule import Period
 from bot.store.stats import Acceptance, SlowRun, Stats, Usage
 
-CHART_DAYS = 14
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+CHART_DAYS = 14  # at least two weeks, so a daily digest shows a trend
+MAX_CHART_DAYS = 92  # at most a quarter, one bar a day
+MAX_TICKS = 8  # dated ticks on the x axis: "24 Nov" at 9 points, never overlapping
+_BAR, _BAR_PARTIAL, _RATE, _PERIOD = "#475569", "#cbd5e1", "#16a34a", "#dbeafe"
 _SEVERITIES = ("critical", "high", "medium", "low", "info")
 
 
@@ -64,7 +73,7 @@ def collect(
         refused_for_budget=stats.refused_for_budget(start, end),
         failure_modes=stats.rejected_categories(start, end),
         slowest=stats.slowest(start, end),
-        daily=_daily(stats, end, tz),
+        daily=_daily(stats, end, tz, chart_days(period, tz)),
     )
 
 
@@ -75,11 +84,23 @@ def _by_agent(rows: dict[tuple[str, str], Acceptance]) -> dict[str, Acceptance]:
     return merged
 
 
-def _daily(stats: Stats, end: datetime, tz: ZoneInfo) -> list[tuple[date, int, float | None]]:
-    """Runs and acceptance per local day, the last CHART_DAYS days up to `end`."""
-    last = end.astimezone(tz).date()
+def chart_days(period: Period, tz: ZoneInfo) -> int:
+    """The chart's days: the period's local days, at least CHART_DAYS, at most MAX_CHART_DAYS."""
+    end = period.end.astimezone(tz)
+    last = end.date() if end.time() != time(0) else end.date() - timedelta(days=1)
+    days = (last - period.start.astimezone(tz).date()).days + 1
+    return min(MAX_CHART_DAYS, max(CHART_DAYS, days))
+
+
+def _daily(
+    stats: Stats, end: datetime, tz: ZoneInfo, days: int = CHART_DAYS
+) -> list[tuple[date, int, float | None]]:
+    """Runs and acceptance per local day, the last `days` days up to `end` (a period ending at
+    midnight ends with the day before)."""
+    local = end.astimezone(tz)
+    last = local.date() if local.time() != time(0) else local.date() - timedelta(days=1)
     series = []
-    for offset in range(CHART_DAYS - 1, -1, -1):
+    for offset in range(days - 1, -1, -1):
         day = last - timedelta(days=offset)
         start = datetime(day.year, day.month, day.day, tzinfo=tz)
         stop = min(start + timedelta(days=1), end)
@@ -174,31 +195,120 @@ def text(data: DigestData) -> str:
 
 def chart_png(data: DigestData) -> bytes:
     """Daily runs (bars) and acceptance rate (line), as a PNG."""
+    buffer = io.BytesIO()
+    chart_figure(data).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def chart_figure(data: DigestData) -> Figure:
+    """The chart as a matplotlib figure: one bar of runs per local day, the day's acceptance as
+    points (a day without votes is a gap, not a line drawn through it), the digest's own period
+    shaded, a last day cut short by the period's end hatched. Axes that read with no data (0 to
+    5 runs, whole numbers) and with 90 days (at most MAX_TICKS dated ticks, the latest day
+    always one)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display; safe in any thread of a worker
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
 
     days = [d for d, _, _ in data.daily]
     runs = [n for _, n, _ in data.daily]
-    labels = [d.strftime("%d %b") for d in days]
-    figure = Figure(figsize=(8, 3.2), dpi=100)
+    count = len(days)
+    end = data.period.end.astimezone(data.tz)
+    partial = bool(days) and days[-1] == end.date() and end.time() != time(0)
+    figure = Figure(figsize=(9, 4), dpi=110, layout="constrained")
     axes = figure.add_subplot()
-    axes.bar(labels, runs, color="#6b7280", label="runs")
+    positions: list[float] = list(range(count))
+    bars = axes.bar(positions, runs, width=0.8, color=_BAR, zorder=2)
+    if partial:  # as wide as the hours it holds: it ends where the period does
+        bar = bars[-1]
+        bar.set_width(max(0.08, _position(days, end, data.tz) - bar.get_x()))
+        bar.set_facecolor(_BAR_PARTIAL)
+        bar.set_hatch("//")
+        positions[-1] = bar.get_x() + bar.get_width() / 2
+    axes.set_xlim(-0.6, count - 0.4)
+    axes.set_ylim(0, max(5.0, max(runs, default=0) * 1.15))
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+    axes.grid(axis="y", color="#e5e7eb", zorder=0)
+    axes.set_axisbelow(True)
     axes.set_ylabel("runs per day")
-    axes.tick_params(axis="x", labelrotation=45, labelsize=8)
+    axes.set_xlabel(f"day ({data.tz.key})")
+    step = max(1, -(-count // MAX_TICKS))
+    ticks = list(range(count - 1, -1, -step))[::-1]  # counted back from the latest day
+    axes.set_xticks(ticks, [days[i].strftime("%d %b") for i in ticks])
+    axes.tick_params(labelsize=9)
+    first, last = _position(days, data.period.start, data.tz), _position(days, end, data.tz)
+    axes.axvspan(max(first, -0.6), min(last, count - 0.4), color=_PERIOD, zorder=0, lw=0)
+    if not sum(runs):
+        axes.text(
+            0.5,
+            0.5,
+            f"No runs in these {count} days",
+            transform=axes.transAxes,
+            ha="center",
+            va="center",
+            color="#6b7280",
+            fontsize=12,
+        )
     rate_axes = axes.twinx()
-    points = [
-        (label, r * 100)
-        for label, (_, _, r) in zip(labels, data.daily, strict=True)
-        if r is not None
+    rates = [r * 100 if r is not None else math.nan for _, _, r in data.daily]
+    voted = any(r is not None for _, _, r in data.daily)
+    rate_axes.plot(
+        positions,
+        rates,
+        color=_RATE,
+        marker="o",
+        markersize=3 if count > 31 else 5,
+        linewidth=1.5,
+        zorder=3,
+        clip_on=False,  # a 0% or 100% point is drawn whole on the frame
+    )
+    rate_axes.set_ylim(0, 110)
+    rate_axes.set_yticks([0, 25, 50, 75, 100])
+    rate_axes.yaxis.set_major_formatter(PercentFormatter(100))
+    rate_axes.tick_params(labelsize=9)
+    rate_axes.set_ylabel("acceptance (up-votes / all votes)")
+    handles = [
+        Patch(color=_BAR, label="runs"),
+        Line2D(
+            [],
+            [],
+            color=_RATE,
+            marker="o",
+            label="acceptance" if voted else "acceptance: no votes in these days",
+        ),
+        Patch(
+            color=_PERIOD,
+            label=f"this digest: {_moment(data.period.start, data.tz)} – {_moment(end, data.tz)}",
+        ),
     ]
-    if points:
-        rate_axes.plot([p[0] for p in points], [p[1] for p in points], color="#16a34a", marker="o")
-    rate_axes.set_ylim(0, 100)
-    rate_axes.set_ylabel("acceptance %")
-    axes.set_title(f"chatops: the last {CHART_DAYS} days")
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    if partial:
+        handles.insert(
+            1,
+            Patch(
+                facecolor=_BAR_PARTIAL,
+                hatch="//",
+                label=f"{days[-1]:%d %b}: 00:00 – {end:%H:%M} only",
+            ),
+        )
+    figure.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False, fontsize=9)
+    span = f"{days[0]:%d %b} – {days[-1]:%d %b %Y}" if days else "no days"
+    figure.suptitle(f"chatops: runs and acceptance per day, {span}", fontsize=12)
+    return figure
+
+
+def _moment(when: datetime, tz: ZoneInfo) -> str:
+    local = when.astimezone(tz)
+    return f"{local:%d %b}" if local.time() == time(0) else f"{local:%d %b %H:%M}"
+
+
+def _position(days: list[date], when: datetime, tz: ZoneInfo) -> float:
+    """Where a moment falls on the chart's x axis: day i spans i - 0.5 to i + 0.5."""
+    if not days:
+        return 0.0
+    local = when.astimezone(tz)
+    into = (local.hour * 3600 + local.minute * 60 + local.second) / 86400
+    return (local.date() - days[0]).days + into - 0.5

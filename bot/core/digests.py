@@ -7,11 +7,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from bot.config import PolicyConfig
 from bot.core.digest import DigestData, chart_png, collect
 from bot.core.ports import DigestSink, worker_id
-from bot.schedule import Period, last_fire, period_ending, zone
+from bot.schedule import MAX_PERIOD, Period, last_fire, period_ending, zone
 from bot.store.db import through_restart
 from bot.store.digests import DigestStore
 from bot.store.stats import Stats
@@ -68,6 +69,40 @@ class Digests:
         fire = last_fire(self.policy.digest.cron, self.tz, now)
         return period_ending(self.policy.digest.cron, self.tz, fire or now)
 
+    def explain(self, period: Period, at: datetime | None = None) -> list[str]:
+        """Which period a digest covers and why, and what came after it: a digest made a minute
+        after some runs says "0 run(s)" when they are after its period (`chatops digest
+        --dry-run`)."""
+        now = self.now()
+        asked = at or now
+        cron, tz = self.policy.digest.cron, self.tz
+        when = "now" if at is None else "--at"
+        lines = [f"Period: {period.label(tz)}."]
+        if last_fire(cron, tz, asked) is None:
+            lines.append(
+                f"Why: the schedule {cron!r} ({tz.key}) did not fire in the {MAX_PERIOD.days} "
+                f"days before {when} ({_moment(asked, tz)}), so this is the day before it."
+            )
+        else:
+            lines.append(
+                f"Why: the schedule {cron!r} ({tz.key}) last fired at {_moment(period.end, tz)}, "
+                f"before {when} ({_moment(asked, tz)}); a digest covers the period from one "
+                "scheduled time to the next, so it ends there."
+            )
+        later = self.stats.runs_count(period.end, now)
+        if later:
+            lines.append(
+                f"{later} run(s) since {_moment(period.end, tz)}, not in this digest: "
+                + ("in the next digest." if at is None else "in later digests.")
+            )
+        channel = self.policy.digest.channel
+        if channel and any(
+            row.period_key == period.key and row.status == "posted"
+            for row in self.store.rows(channel)
+        ):
+            lines.append(f"Already posted to {channel}: posting it again posts nothing.")
+        return lines
+
     def recent_period(self, hours: int = 24) -> Period:
         now = self.now()
         return Period(now - timedelta(hours=hours), now)
@@ -114,3 +149,7 @@ class Digests:
         data = self.build(period or self.recent_period())
         ts = self.sink.post_digest(channel, data, chart_png(data))
         return Posted("posted", "Posted the digest.", ts)
+
+
+def _moment(when: datetime, tz: ZoneInfo) -> str:
+    return f"{when.astimezone(tz):%a %d %b %H:%M}"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy.exc import IntegrityError
 
+from agents.errors import shown
 from agents.learnings import Learnings
 from agents.report import Finding, Report
 from bot.config import PolicyConfig
@@ -183,7 +184,7 @@ class FeedbackService:
     def learnings(self, repo: str | None = None) -> list[LearningRow]:
         if repo is not None and repo not in self.policy.repos:
             known = ", ".join(sorted(self.policy.repos))
-            raise UserError(f"Unknown repository {repo!r}.", f"Known: {known}.")
+            raise UserError(f"Unknown repository {shown(repo)!r}.", f"Known: {known}.")
         return self.store.learnings(repo)
 
     def learnings_for(self, repo: str) -> Learnings:
@@ -199,7 +200,8 @@ class FeedbackService:
         row = self.store.forget(learning_id.strip(), actor.user)
         if row is None:
             raise UserError(
-                f"No active learning {learning_id!r}.", "`learnings` lists them with their ids."
+                f"No active learning {shown(learning_id)!r}.",
+                "`learnings` lists them with their ids.",
             )
         return row
 
@@ -235,7 +237,7 @@ class FeedbackService:
     def _report(self, run_id: str) -> tuple[Run, Report]:
         run = self.runs.get(run_id.strip())
         if run is None:
-            raise UserError(f"No run {run_id!r}.", "`status` lists your recent runs.")
+            raise UserError(f"No run {shown(run_id)!r}.", "`status` lists your recent runs.")
         report = self.runs.report(run.id)
         if report is None:
             raise UserError(
@@ -261,7 +263,7 @@ class FeedbackService:
             for finding in report.findings:
                 if finding.fingerprint == item:
                     return finding
-        raise UserError(f"{item!r} is not a finding of this report.", "Use F1, F2 ...")
+        raise UserError(f"{shown(item)!r} is not a finding of this report.", "Use F1, F2 ...")
 
 
 def _fitted(vote: Vote) -> Vote:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agents.context.git import GitRepo, validate_ref_name
-from agents.errors import AnalysisInputError, GitFailure
+from agents.errors import AnalysisInputError, GitFailure, shown
 from bot.config import ConfigError, PolicyConfig
 from bot.core.actor import Actor, Surface, UserError
 from bot.core.chat_errors import for_chat
@@ -75,7 +75,7 @@ class Follows:
         name = self._repo_name(command.repo)
         if not self.store.remove(name, command.branch, place):
             raise UserError(
-                f"`{command.branch}` in {name} is not followed here.", "`follow` lists them."
+                f"`{shown(command.branch)}` in {name} is not followed here.", "`follow` lists them."
             )
         return f"No longer following `{command.branch}` in {name} here."
 

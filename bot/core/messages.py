@@ -60,6 +60,11 @@ class RunMessages:
         """The run whose parent or report message this is (a reaction names a message)."""
         return self.store.run_for_message(ref.place, ref.message)
 
+    def unfinished_in_thread(self, place: str, thread: str) -> list[Run]:
+        """The runs still queued or running whose messages go in that thread (a Slack agent
+        session is a thread: its Stop button stops these)."""
+        return self.store.unfinished_in_thread(place, thread)
+
     def claim_report_post(self, run_id: str, marker: str) -> bool:
         """One poster per report: the worker that finished it, or a reaper redelivering it."""
         return self.store.claim_report_post(run_id, marker)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from agents.context.git import GitRepo, validate_ref_name
+from agents.context.git import GitRepo, resolve_range, validate_base_name, validate_ref_name
 from agents.context.jira import validate_key
 from agents.errors import AnalysisInputError, shown
 from agents.report import Report
@@ -38,11 +38,13 @@ from bot.core.feedback import FeedbackService
 from bot.core.follows import Follows
 from bot.core.messages import RunMessages
 from bot.core.ports import RunAnnouncer
+from bot.core.proposal_state import ProposalState, states_of
 from bot.core.tickets import Tickets, branches_for
 from bot.repos import RepoResolver
 from bot.store.follows import FollowStore
 from bot.store.models import FINAL, AuditEvent, ProposalRow, Run
 from bot.store.runs import NewRun, RunStore
+from bot.store.types import utcnow
 
 
 @dataclass(frozen=True)
@@ -224,12 +226,13 @@ class Service:
         try:
             validate_ref_name(command.branch)
             if command.base is not None:
-                validate_ref_name(command.base, what="base branch")
-            if repo.path is not None:  # a local clone: say now if the branch is not there
+                validate_base_name(command.base)
+            if repo.path is not None:  # a local clone: say now if there is nothing to analyze
                 local = GitRepo.open(repo.path)
-                local.resolve(command.branch)
-                if command.base is not None:
-                    local.resolve(command.base, what="base branch")
+                if followed:  # its head moved: only its name is checked again
+                    local.resolve(command.branch)
+                else:
+                    resolve_range(local, command.branch, command.base or repo.base)
         except AnalysisInputError as exc:
             raise UserError(*for_chat(exc, name, repo.path)) from None
         run, created = self.store.create(
@@ -267,9 +270,14 @@ class Service:
             ticket = self.tickets.fetch(command.key)
         except AnalysisInputError as exc:
             raise UserError(exc.message, exc.hint) from None
-        repos = (
-            [self.policy.repo(command.repo)] if command.repo else sorted(self.policy.repos.items())
-        )
+        try:
+            repos = (
+                [self.policy.repo(command.repo)]
+                if command.repo
+                else sorted(self.policy.repos.items())
+            )
+        except ConfigError as exc:  # an unknown repository: said with its name clipped
+            raise UserError(str(exc), "Name a configured repository with `in REPO`.") from None
         found: list[tuple[str, str]] = []
         for name, repo in repos:
             if repo.path is None:
@@ -382,6 +390,12 @@ class Service:
 
     def proposals(self, run_id: str) -> list[ProposalRow]:
         return self.approvals.proposals.for_run(run_id)
+
+    def proposal_states(self, run_id: str) -> dict[str, ProposalState]:
+        """What became of a run's proposals (by P1, P2 ...), for its report shown again."""
+        return states_of(
+            self.proposals(run_id), ttl_s=self.policy.approvals.ttl_seconds, now=utcnow()
+        )
 
     def audit(self, run_id: str | None = None, since: datetime | None = None) -> list[AuditEvent]:
         return self.approvals.proposals.audit_rows(run_id=run_id, since=since)

@@ -463,6 +463,24 @@ class RunStore:
             )
             return session.exec(query).first()
 
+    def unfinished_in_thread(self, place: str, thread: str) -> list[Run]:
+        """The queued or running runs whose messages go in `thread` of `place` (its parent is
+        in that thread, or is that thread's first message), oldest first."""
+        with session_scope(self.engine) as session:
+            query = (
+                select(Run)
+                .where(
+                    col(Run.status).in_(ACTIVE),
+                    col(Run.place) == place,
+                    or_(
+                        col(Run.thread) == thread,
+                        and_(col(Run.thread).is_(None), col(Run.message) == thread),
+                    ),
+                )
+                .order_by(col(Run.created_at))
+            )
+            return list(session.exec(query))
+
     def save_progress(self, run_id: str, progress: dict[str, object]) -> None:
         with session_scope(self.engine) as session:
             session.execute(

@@ -7,6 +7,8 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
@@ -14,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agents.analyzers.processes import detach_from_terminal
-from agents.context.git import GitRepo
+from agents.context.git import GitRepo, last_commits
 from agents.errors import AnalysisInputError
 from agents.pipeline import AgentProgress, Progress
 from bot.core.actor import Actor, UserError
@@ -39,21 +41,37 @@ from bot.core.digest import DigestData
 from bot.core.digest import text as digest_text
 from bot.core.feedback import Voted
 from bot.core.follows import follows_text
+from bot.core.proposal_state import WAITING
 from bot.core.service import Asked, Service
 from bot.logs import HeldBack, held_back
 from bot.store.models import FINAL, LearningRow, Run
 from bot.surfaces.render.terminal import print_report, progress_view
 
+if TYPE_CHECKING:
+    from prompt_toolkit import PromptSession
+
+    from bot.surfaces.repl import Sources
+
 POLL_S = 0.2
+EXIT = ("exit", "quit", "/exit")
+SHELL_WORDS = ("exit", "quit", "clear")  # what the shell answers itself, beside the grammar
 
 
 class Shell:
-    def __init__(self, service: Service, user: str, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        service: Service,
+        user: str,
+        console: Console | None = None,
+        history: Path | None = None,
+    ) -> None:
         self.service = service
         self.actor = Actor(user=user, surface="shell")
         self.console = console or Console()
         self.last_run: str | None = None
         self.logs = HeldBack()
+        self.history = history  # the typed lines' file, when a person types at a terminal
+        self.interactive = False  # lines come from the line editor: Ctrl-C ends a command only
 
     def say(self, text: str, style: str | None = None) -> None:
         self.console.print(Text(text, style=style or ""), soft_wrap=True)
@@ -65,16 +83,55 @@ class Shell:
             if repo.path is None:
                 continue
             try:
-                branches = GitRepo.open(repo.path).branch_names()
+                git = GitRepo.open(repo.path)
+                branches = git.branch_names()
             except AnalysisInputError as exc:
                 self.say(f"  {name}: {exc.message}", "red")
                 continue
             shown = ", ".join(branches[:8]) + (" ..." if len(branches) > 8 else "")
             self.say(f"  {name} ({repo.path}): branches {shown or '(none)'}")
-        self.say("Type `/agent help` for the commands; `exit` to leave.", "dim")
+            self._offer(name, git, branches)
+        self.say("Type `/agent help` for the commands, Tab to complete; `exit` to leave.", "dim")
+
+    def _offer(self, name: str, repo: GitRepo, branches: list[str]) -> None:
+        """When every branch is the default branch (a fresh clone), there is nothing to analyze
+        by name alone: say so, and what works instead."""
+        defaults = repo.default_branch_names()
+        if not defaults or not branches:
+            return
+        if any(b.removeprefix("origin/") not in defaults for b in branches):
+            return
+        main = defaults[0]
+        self.say(
+            f"  Nothing to analyze in {name} yet: {main} is its default branch, and there is "
+            "no other. What works:",
+            "yellow",
+        )
+        offers: list[tuple[str, str]] = []
+        back = last_commits(repo, main)
+        if back:
+            commits = "commit" if back == 1 else f"{back} commits"
+            offers.append((f"analyze branch {main} against {main}~{back}", f"its last {commits}"))
+        offers += [
+            (
+                "analyze branch NAME against BASE",
+                "a branch of your own (`git switch -c NAME`, commit), against where it started",
+            ),
+            ("chatops demo", "in another terminal: a repository with a risky branch, analyzed"),
+        ]
+        width = max(len(command) for command, _ in offers)
+        for command, what in offers:
+            self.say(f"    {command:<{width}}   {what}")
 
     def lines(self) -> Iterator[str]:
-        interactive = sys.stdin.isatty()
+        """What is typed: through the line editor at a terminal, else stdin's lines as they
+        come (piped commands, each echoed)."""
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            from bot.surfaces.repl import prompt_session
+
+            yield from self.typed(prompt_session(self.sources(), self.history))
+            return
+        interactive = sys.stdin.isatty()  # typed, with the answers going elsewhere (a pipe)
         while True:
             try:
                 line = input("chatops> ") if interactive else sys.stdin.readline()
@@ -87,6 +144,43 @@ class Shell:
                 if line.strip():
                     self.say(f"> {line}", "dim")
             yield line
+
+    def typed(self, session: PromptSession[str]) -> Iterator[str]:
+        """The lines a person enters at `session`'s prompt (Ctrl-C: the line dropped)."""
+        from bot.surfaces.repl import prompted
+
+        self.interactive = True
+        yield from prompted(session)
+
+    def sources(self) -> Sources:
+        """What Tab completes besides the grammar's words: read from git and the store then."""
+        from bot.surfaces.repl import Sources
+
+        policy = self.service.policy
+
+        def branches(repo: str | None) -> list[str]:
+            names: list[str] = []
+            for name, config in sorted(policy.repos.items()):
+                if config.path is not None and repo in (None, name):
+                    names += GitRepo.open(config.path).branch_names()
+            return names
+
+        def runs() -> list[str]:
+            return [run.id for run in self.service.recent_runs(limit=20, actor=self.actor)]
+
+        def proposals() -> list[str]:
+            if self.last_run is None:
+                return []
+            rows = self.service.proposals(self.last_run)
+            return [f"{row.run_id}/{row.pid}" for row in rows if row.status == "proposed"]
+
+        return Sources(
+            branches=branches,
+            repos=lambda: sorted(policy.repos),
+            runs=runs,
+            proposals=proposals,
+            shell_words=SHELL_WORDS,
+        )
 
     def run(self, lines: Iterable[str] | None = None) -> int:
         # Ctrl-C at the prompt leaves runs alone: the analyzers must not receive it either.
@@ -110,9 +204,17 @@ class Shell:
                 text = line.strip()
                 if not text:
                     continue
-                if text in ("exit", "quit", "/exit"):
+                if text in EXIT:
                     break
-                self.handle(text)
+                if text == "clear":
+                    self.console.clear()
+                    continue
+                try:
+                    self.handle(text)
+                except KeyboardInterrupt:
+                    if not self.interactive:
+                        raise
+                    self.say("Interrupted.", "dim")  # back to the prompt; a run goes on
                 self._release_logs()
         except KeyboardInterrupt:
             self.say("")
@@ -120,7 +222,7 @@ class Shell:
 
     def handle(self, text: str) -> None:
         try:
-            self._dispatch(parse(text))
+            self._dispatch(parse(text, also=SHELL_WORDS))
         except CommandError as exc:
             self.say(f"error: {exc.message}", "bold red")
             if exc.usage:
@@ -134,7 +236,8 @@ class Shell:
         """Carried out through the core's one table, then shown (and waited on)."""
         if isinstance(command, Help):
             self.say(help_text())
-            self.say("  exit              leave the shell (runs keep going)")
+            self.say("  clear             clear the screen")
+            self.say("  exit              leave the shell (runs keep going; Ctrl-D too)")
             return
         asked = Asked(last_run=self.last_run, via="shell")
         result = self.service.carry_out(self.actor, command, asked)
@@ -267,13 +370,19 @@ class Shell:
             self.say(f"Run {run.id}: {run.status}, no report.")
             return
         self.last_run = run.id  # `up F2` / `approve P1` now mean this report's
-        print_report(self.console, report)
+        # Shown again (`status RUN`), its proposals are as they are now: applied, rejected ...
+        states = self.service.proposal_states(run.id)
+        print_report(self.console, report, states)
         for proposal in report.proposals:
-            self.say(
-                f"  [{proposal.id}] {proposal.title}: type `approve {run.id}/{proposal.id}` or "
-                f"`reject {run.id}/{proposal.id} [reason]`",
-                "cyan",
-            )
+            state = states.get(proposal.id, WAITING)
+            if state.open:
+                self.say(
+                    f"  [{proposal.id}] {proposal.title}: type `approve {run.id}/{proposal.id}` "
+                    f"or `reject {run.id}/{proposal.id} [reason]`",
+                    "cyan",
+                )
+            else:
+                self.say(f"  [{proposal.id}] {proposal.title}: {state.words()}", "dim")
 
     def _list(self, runs: list[Run]) -> None:
         if not runs:

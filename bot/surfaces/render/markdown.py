@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from agents.lifecycle import delta_line
 from agents.report import Finding, Report, Severity
+from bot.core.proposal_state import ProposalState
 
 _SEVERITY_ORDER = [Severity.critical, Severity.high, Severity.medium, Severity.low, Severity.info]
 
@@ -42,7 +44,9 @@ def _life(finding: Finding) -> str:
     return votes
 
 
-def render_markdown(report: Report) -> str:
+def render_markdown(report: Report, states: Mapping[str, ProposalState] | None = None) -> str:
+    """`states`: what became of the proposals since (a report shown again), said under each;
+    without them, nothing is said of their state (the command line's report)."""
     t = report.target
     out: list[str] = [
         f"# Analysis of `{t.branch}` against `{t.base}`",
@@ -111,12 +115,14 @@ def render_markdown(report: Report) -> str:
     if report.proposals:
         out += ["## Proposed changes", ""]
         for proposal in report.proposals:
+            state = states.get(proposal.id) if states is not None else None
             out += [
                 f"### {proposal.id}: {_inline(proposal.title)}",
                 "",
                 f"{proposal.kind.value} to `{proposal.target}` at `{proposal.base_sha[:12]}`, "
                 f"sha256 `{proposal.content_sha256[:16]}`",
                 "",
+                *([f"**State: {_inline(state.words())}.**", ""] if state is not None else []),
                 _fence(proposal.content, "diff" if proposal.kind.value == "patch" else ""),
                 "",
             ]

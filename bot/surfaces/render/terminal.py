@@ -6,6 +6,8 @@ markup, so a file or finding cannot restyle or fake the output.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -14,6 +16,7 @@ from rich.text import Text
 from agents.lifecycle import delta_line
 from agents.pipeline import Progress
 from agents.report import Report, RiskLevel, Severity
+from bot.core.proposal_state import ProposalState
 from bot.surfaces.render.markdown import location
 
 SEVERITY_STYLE = {
@@ -53,7 +56,11 @@ def progress_view(progress: Progress) -> RenderableType:
     return Group(*lines)
 
 
-def report_view(report: Report) -> RenderableType:
+def report_view(
+    report: Report, states: Mapping[str, ProposalState] | None = None
+) -> RenderableType:
+    """`states`: what became of the proposals since (a report shown again); without them, a
+    report no one could act on yet (the command line's)."""
     t = report.target
     risk = report.risk
     head = Text()
@@ -114,11 +121,13 @@ def report_view(report: Report) -> RenderableType:
         if c.note:
             parts.append(Text(c.note, style="italic"))
     for proposal in report.proposals:
+        state = states.get(proposal.id) if states is not None else None
+        standing = state.words() if state is not None else "not applied"
         parts.append(
             Panel(
                 Text(proposal.content),
                 title=Text(f"{proposal.id}: {proposal.title}"),
-                subtitle=Text(f"{proposal.kind.value} → {proposal.target} (not applied)"),
+                subtitle=Text(f"{proposal.kind.value} → {proposal.target} ({standing})"),
                 title_align="left",
             )
         )
@@ -157,5 +166,7 @@ def report_view(report: Report) -> RenderableType:
     return Group(*parts)
 
 
-def print_report(console: Console, report: Report) -> None:
-    console.print(report_view(report))
+def print_report(
+    console: Console, report: Report, states: Mapping[str, ProposalState] | None = None
+) -> None:
+    console.print(report_view(report, states))

@@ -17,8 +17,11 @@ from slack_sdk.models.blocks import (
     Block,
     ButtonElement,
     ConfirmObject,
+    ContextActionsBlock,
     ContextBlock,
     DividerBlock,
+    FeedbackButtonObject,
+    FeedbackButtonsElement,
     HeaderBlock,
     MarkdownTextObject,
     Option,
@@ -126,6 +129,9 @@ def verdict_line(report: Report) -> str:
     return f"*Risk: {escape(report.verdict())}* · {escape(report.summary)}"
 
 
+# The report's 👍 / 👎: Slack's feedback buttons. VOTE_UP / VOTE_DOWN are the buttons reports
+# posted before them carry; a click on one still counts.
+REPORT_FEEDBACK = "report_feedback"
 VOTE_UP = "report_vote_up"
 VOTE_DOWN = "report_vote_down"
 VOTE_FINDING = "finding_vote"
@@ -159,13 +165,21 @@ def _finding_votes(run_id: str, finding: Finding) -> OverflowMenuElement:
     )
 
 
-def report_votes(run_id: str) -> ActionsBlock:
-    """👍 / 👎 on the whole report (a 👎 asks what was wrong)."""
-    return ActionsBlock(
+def report_votes(run_id: str) -> ContextActionsBlock:
+    """👍 / 👎 on the whole report, as Slack's feedback buttons (a 👎 asks what was wrong). The
+    clicked button's value is the vote, as the overflow menu's option is a finding's."""
+    return ContextActionsBlock(
         block_id=REPORT_VOTE_BLOCK,
         elements=[
-            ButtonElement(text="👍 Useful", action_id=VOTE_UP, value=f"up:{run_id}"),
-            ButtonElement(text="👎 Not useful", action_id=VOTE_DOWN, value=f"down:{run_id}"),
+            FeedbackButtonsElement(
+                action_id=REPORT_FEEDBACK,
+                positive_button=FeedbackButtonObject(
+                    text="👍", value=f"up:{run_id}", accessibility_label="Useful report"
+                ),
+                negative_button=FeedbackButtonObject(
+                    text="👎", value=f"down:{run_id}", accessibility_label="Not a useful report"
+                ),
+            )
         ],
     )
 
@@ -363,13 +377,9 @@ def delta_blocks(report: Report, reports: dict[str, str]) -> list[dict[str, obje
                 ButtonElement(
                     text="Full report", action_id=FULL_REPORT, value=f"report:{report.run_id}"
                 ),
-                ButtonElement(text="👍 Useful", action_id=VOTE_UP, value=f"up:{report.run_id}"),
-                ButtonElement(
-                    text="👎 Not useful", action_id=VOTE_DOWN, value=f"down:{report.run_id}"
-                ),
             ],
-            block_id=REPORT_VOTE_BLOCK,
         ),
+        report_votes(report.run_id),
         _context(_footer(report)),
     ]
     return to_dicts(blocks)

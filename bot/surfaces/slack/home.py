@@ -19,7 +19,13 @@ RECENT_RUNS = 8
 def publish_home(client: WebClient, service: Service, actor: Actor) -> None:
     runs = []
     for run in service.recent_runs(limit=RECENT_RUNS, requester=actor.user, actor=actor):
-        runs.append(HomeRun(run, _link(client, run.place, run.report_message or run.message)))
+        # The report where it is posted; else the run's parent message ("pending:..." is a
+        # report being posted right now, not a message).
+        report = run.report_message
+        if report and not report.startswith("pending:"):
+            runs.append(HomeRun(run, _link(client, run.place, report), "report"))
+        else:
+            runs.append(HomeRun(run, _link(client, run.place, run.message), "thread"))
     view = home_view(runs, service.waiting_for(actor), service.feedback.team_acceptance(days=30))
     client.views_publish(user_id=actor.user, view=view)
 

@@ -61,13 +61,22 @@ class Delivery:
 
     def reply(self, text: str) -> None:
         """An answer where the delivery came from: ephemerally through its `response_url`, in
-        the thread of a mention; a reaction or a modal has nowhere to answer (logged)."""
+        the thread of a mention or of a direct message, to the person alone who clicked an
+        agent session's Stop; a reaction or a modal has nowhere to answer (logged)."""
         event = self.body.get("event") or {}
+        kind = event.get("type")
         if self.body.get("response_url"):
             self.respond(text, replace_original=False)
-        elif event.get("type") == "app_mention" and event.get("channel"):
+        elif (kind == "app_mention" or is_direct_message(event)) and event.get("channel"):
             self.client.chat_postMessage(
                 channel=event["channel"], text=text, thread_ts=event.get("thread_ts") or event["ts"]
+            )
+        elif kind == "agent_session_stopped" and event.get("channel") and event.get("user"):
+            self.client.chat_postEphemeral(
+                channel=event["channel"],
+                user=event["user"],
+                text=text,
+                thread_ts=event.get("thread_ts") or None,
             )
         else:
             log.info("%s: %s", self.key, text[:200])
@@ -85,13 +94,18 @@ class Delivery:
             return Actor(str(user.get("id", "")), Surface.slack, team)
         event = body.get("event") or {}
         user = str(event.get("user", ""))
-        if event.get("type") in ("reaction_added", "reaction_removed"):
-            # A reaction event does not say the member's own team: ask Slack.
+        if event.get("type") in ("reaction_added", "reaction_removed", "agent_session_stopped"):
+            # A reaction or a Stop click does not say the member's own team: ask Slack.
             return Actor(user, Surface.slack, event.get("user_team") or _team_of(self.client, user))
         if event.get("type") == "app_home_opened":
             return Actor(user, Surface.slack, body.get("team_id"))
         team = event.get("user_team") or event.get("team") or body.get("team_id")
         return Actor(user, Surface.slack, team)
+
+
+def is_direct_message(event: dict[str, Any]) -> bool:
+    """A message event in a direct conversation with the app (subscribed as `message.im`)."""
+    return event.get("type") == "message" and event.get("channel_type") == "im"
 
 
 def _team_of(client: WebClient, user: str) -> str | None:

@@ -8,10 +8,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from agents.errors import shown
 from bot.core.actor import Actor, UserError
 from bot.core.approvals import Outcome
 from bot.core.commands import (
@@ -40,6 +41,7 @@ from bot.surfaces.slack.blocks import (
     APPROVE,
     FULL_REPORT,
     REJECT,
+    REPORT_FEEDBACK,
     VOTE_DOWN,
     VOTE_FINDING,
     VOTE_UP,
@@ -49,23 +51,42 @@ from bot.surfaces.slack.blocks import (
     parse_vote_value,
 )
 from bot.surfaces.slack.home import publish_home
-from bot.surfaces.slack.inbox import STORE_DOWN, Delivery, Handler, SlackInbox
+from bot.surfaces.slack.inbox import (
+    STORE_DOWN,
+    Delivery,
+    Handler,
+    SlackInbox,
+    is_direct_message,
+)
 from bot.surfaces.slack.notifier import edit_parent, post_parent
+from bot.surfaces.slack.sessions import end_session, leave_if_idle, start_session
 from bot.surfaces.slack.views import REASON_BLOCK, VOTE_REASON, modal_values, vote_modal
 
 log = logging.getLogger(__name__)
 
+# A message in a direct conversation with the app: Slack's subscription is `message.im`, its
+# event a `message` with channel_type "im". The agent view's conversations are these.
+DIRECT_MESSAGE = "message.im"
+# An agent session's Stop button was clicked.
+SESSION_STOPPED = "agent_session_stopped"
 # What this app handles; manifest.yml declares exactly these (tests/test_slack_manifest.py).
 COMMANDS = ("/agent",)
-EVENTS = ("app_mention", "reaction_added", "reaction_removed", "app_home_opened")
-ACTIONS = (APPROVE, REJECT, VOTE_UP, VOTE_DOWN, VOTE_FINDING, FULL_REPORT)
+EVENTS = (
+    "app_mention",
+    "reaction_added",
+    "reaction_removed",
+    "app_home_opened",
+    DIRECT_MESSAGE,
+    SESSION_STOPPED,
+)
+ACTIONS = (APPROVE, REJECT, VOTE_UP, VOTE_DOWN, VOTE_FINDING, FULL_REPORT, REPORT_FEEDBACK)
 VIEWS = (VOTE_REASON,)
 # Reactions that are votes on a report (skin tones are stripped first).
 _REACTION_VOTES = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
 
 
 def register(app: App, inbox: SlackInbox) -> None:
-    """The whole surface: one slash command, its buttons, a modal and four events. The manifest
+    """The whole surface: one slash command, its buttons, a modal and six events. The manifest
     declares exactly these (tests/test_slack_manifest.py keeps the two in step). Each listener
     answers at once only what needs no record (usage, help, a modal's validation); everything
     else is recorded in the inbox, acked, then handled from the record."""
@@ -94,7 +115,17 @@ def register(app: App, inbox: SlackInbox) -> None:
         inbox.receive(kind, key, body, ack, _down(ack, inbox, key, body))
 
     for name in EVENTS:
-        app.event(name)(on_event)
+        if name != DIRECT_MESSAGE:
+            app.event(name)(on_event)
+
+    @app.event("message")
+    def on_message(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+        event = body.get("event") or {}
+        if not _from_a_person(event, context.bot_user_id):  # never an answer to itself
+            ack()
+            return
+        key = f"slack:event:{body.get('event_id')}"
+        inbox.receive(DIRECT_MESSAGE, key, body, ack, _down(ack, inbox, key, body))
 
     def on_action(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         user = (body.get("user") or {}).get("id")
@@ -120,6 +151,19 @@ def register(app: App, inbox: SlackInbox) -> None:
 Reply = Callable[[str], None]
 
 
+def _from_a_person(event: dict[str, Any], bot_user: str | None) -> bool:
+    """A direct message someone typed: not the app's own (nor another bot's), not an edit, a
+    deletion or any other subtype."""
+    user = event.get("user")
+    return (
+        is_direct_message(event)
+        and not event.get("subtype")
+        and not event.get("bot_id")
+        and bool(user)
+        and user != bot_user
+    )
+
+
 def _down(ack: Ack, inbox: SlackInbox, key: str, body: dict[str, Any]) -> Callable[[], None]:
     """With the store down: ack, then say so where the delivery came from."""
 
@@ -142,18 +186,23 @@ def handlers(service: Service) -> dict[str, Handler]:
             service=service,
         )
 
-    def on_mention(delivery: Delivery) -> None:
-        event = delivery.body["event"]
-        text = " ".join(word for word in event.get("text", "").split() if not word.startswith("<@"))
-        try:
-            parsed = parse(text)
-        except CommandError as exc:
-            delivery.reply(_usage_error(exc))
-            return
-        if isinstance(parsed, Help):
-            delivery.reply(f"```{help_text(prefix='@chatops ')}```")
-            return
-        _handle(parsed, delivery, channel=event["channel"], service=service)
+    def on_words(prefix: str, usage_prefix: str) -> Handler:
+        """A command in plain words: a mention's (after the mention) or a direct message's."""
+
+        def handle(delivery: Delivery) -> None:
+            event = delivery.body["event"]
+            text = " ".join(w for w in event.get("text", "").split() if not w.startswith("<@"))
+            try:
+                parsed = parse(text)
+            except CommandError as exc:
+                delivery.reply(_usage_error(exc, usage_prefix))
+                return
+            if isinstance(parsed, Help):
+                delivery.reply(f"```{help_text(prefix=prefix)}```")
+                return
+            _handle(parsed, delivery, channel=event["channel"], service=service)
+
+        return handle
 
     def on_vote_reason(delivery: Delivery) -> None:
         run_id, fingerprint, reason, correction = modal_values(delivery.body["view"])
@@ -171,15 +220,18 @@ def handlers(service: Service) -> dict[str, Handler]:
 
     return {
         "command": on_command,
-        EVENTS[0]: on_mention,
+        EVENTS[0]: on_words("@chatops ", "/agent "),
         EVENTS[1]: on_reaction(True),
         EVENTS[2]: on_reaction(False),
         EVENTS[3]: on_home_opened,
+        DIRECT_MESSAGE: on_words("", ""),
+        SESSION_STOPPED: lambda delivery: _stop_session(delivery, service),
         APPROVE: on_decision("approve"),
         REJECT: on_decision("reject"),
         VOTE_UP: lambda delivery: _vote_click(delivery, service),
         VOTE_DOWN: lambda delivery: _vote_click(delivery, service),
         VOTE_FINDING: lambda delivery: _vote_click(delivery, service),
+        REPORT_FEEDBACK: lambda delivery: _vote_click(delivery, service),
         VIEWS[0]: on_vote_reason,
         FULL_REPORT: lambda delivery: _full_report(delivery, service),
     }
@@ -195,16 +247,36 @@ def _full_report(delivery: Delivery, service: Service) -> None:
     report = service.messages.report(run_id) if run is not None else None
     if run is None or report is None or not run.place:
         raise UserError(
-            f"There is no report for run `{run_id}` any more.",
+            f"There is no report for run `{escape(shown(run_id))}` any more.",
             "Analyze the branch again for a fresh one: `/agent analyze branch NAME`.",
         )
     delivery.client.files_upload_v2(
         channel=run.place,
         thread_ts=thread_of(run),
-        content=render_markdown(report),
+        # Asked for later: its proposals as they are now (applied, rejected ...).
+        content=render_markdown(report, service.proposal_states(run.id)),
         filename=f"chatops-report-{report.run_id}.md",
         title=f"Full report: {report.target.branch} at {report.target.head_sha[:10]}",
     )
+
+
+def _stop_session(delivery: Delivery, service: Service) -> None:
+    """An agent session's Stop button: the runs working in its thread stop as `/agent stop RUN`
+    stops them, through the same use case and so by the same rule (the requester or an
+    approver). A stranger is told so, alone, and the runs go on (the session still processing);
+    else the session leaves processing, which Slack leaves to the app."""
+    event = delivery.body["event"]
+    channel, thread = str(event.get("channel") or ""), str(event.get("thread_ts") or "")
+    if not channel or not thread:
+        log.info("%s: a session stop without its thread; ignored", delivery.key)
+        return
+    said = []
+    for run in service.messages.unfinished_in_thread(channel, thread):
+        stopped = service.carry_out(delivery.actor, Stop(run.id), Asked(delivery.key, channel))
+        assert isinstance(stopped, Run)
+        said.append(_run_text(stopped, stopping=True, delivery=delivery))
+    end_session(delivery.client, channel, thread)
+    delivery.reply("\n".join(said) or "Nothing is running here any more.")
 
 
 def _vote_click(delivery: Delivery, service: Service) -> None:
@@ -301,9 +373,9 @@ def _decide(decision: Literal["approve", "reject"], delivery: Delivery, service:
         log.warning("could not replace the buttons of %s: %s", ref, exc.response.get("error"))
 
 
-def _usage_error(exc: CommandError) -> str:
-    usage = f"\nUsage: `/agent {exc.usage}`" if exc.usage else ""
-    return f":warning: {escape(exc.message)}{usage}\nType `/agent help` for every command."
+def _usage_error(exc: CommandError, prefix: str = "/agent ") -> str:
+    usage = f"\nUsage: `{prefix}{exc.usage}`" if exc.usage else ""
+    return f":warning: {escape(exc.message)}{usage}\nType `{prefix}help` for every command."
 
 
 def _handle(command: Command, delivery: Delivery, *, channel: str, service: Service) -> None:
@@ -325,6 +397,8 @@ def _handle(command: Command, delivery: Delivery, *, channel: str, service: Serv
         _post_parents(result, delivery, channel, service)
     elif isinstance(result, Run):
         reply(_run_text(result, stopping=isinstance(command, Stop), delivery=delivery))
+        if isinstance(command, Stop):  # stopped in words: its session stops processing too
+            leave_if_idle(delivery.client, service.messages, result)
     elif isinstance(command, Status):
         assert isinstance(result, list)
         reply(_runs_text(result[:5]))
@@ -347,6 +421,9 @@ def _handle(command: Command, delivery: Delivery, *, channel: str, service: Serv
 def _post_parents(
     runs: list[Requested], delivery: Delivery, channel: str, service: Service
 ) -> None:
+    """Each run's parent message where it was asked for; asked in a direct conversation, in
+    the asking message's thread, the agent session the run then shows its status in."""
+    thread = _session_thread(delivery)
     for requested in runs:
         # Handled before (a process that died after starting the run): its message is what
         # may be missing, if the run still waits for one.
@@ -356,9 +433,25 @@ def _post_parents(
             log.info("delivery %s handled before: run %s exists", delivery.key, requested.run.id)
             continue
         if not _post_parent(
-            requested.run, delivery.actor, channel, delivery.reply, delivery.client, service
+            requested.run,
+            delivery.actor,
+            channel,
+            delivery.reply,
+            delivery.client,
+            service,
+            thread=thread,
         ):
             return
+        if thread is not None:
+            start_session(delivery.client, channel, thread, requested.run, delivery.actor.user)
+
+
+def _session_thread(delivery: Delivery) -> str | None:
+    """The thread a direct message is in (or starts): an agent session."""
+    event = delivery.body.get("event") or {}
+    if not is_direct_message(event):
+        return None
+    return str(event.get("thread_ts") or event["ts"])
 
 
 def _run_text(run: Run, *, stopping: bool, delivery: Delivery) -> str:
@@ -397,9 +490,11 @@ def _post_parent(
     reply: Reply,
     client: WebClient,
     service: Service,
+    *,
+    thread: str | None = None,
 ) -> bool:
     try:
-        post_parent(client, service.messages, run, channel, actor.user)
+        post_parent(client, service.messages, run, channel, actor.user, thread)
     except SlackApiError as exc:
         error = exc.response.get("error")
         hint = (

@@ -1,6 +1,7 @@
-"""Shows runs in Slack as they go: the parent message is edited at each checkpoint, and the
-report (or the failure) is posted in its thread, with the full report as a file when it does not
-fit one message."""
+"""Shows runs in Slack as they go: the progress streams in the run's thread where the workspace
+can stream (`stream.py`: one task per agent), else the parent message is edited at each
+checkpoint; the parent gets its final state either way, and the report (or the failure) is posted
+in its thread, with the full report as a file when it does not fit one message."""
 
 from __future__ import annotations
 
@@ -31,21 +32,33 @@ from bot.surfaces.slack.blocks import (
     report_blocks,
     verdict_line,
 )
+from bot.surfaces.slack.stream import ProgressStreams
 
 log = logging.getLogger(__name__)
 # The listener posts the parent message right after the run is queued; a fast worker may finish
 # first. Wait this long for the message before posting the report without a thread.
 PARENT_WAIT_S = 5.0
+STREAMING_NOTE = ":hourglass_flowing_sand: Its progress, agent by agent, is in this thread."
 
 
 def post_parent(
-    client: WebClient, messages: RunMessages, run: Run, channel: str, requester: str
+    client: WebClient,
+    messages: RunMessages,
+    run: Run,
+    channel: str,
+    requester: str,
+    thread: str | None = None,
 ) -> str:
     """Post a run's parent message in `channel` and keep where it is. A branch shown there
     before: the message goes in that run's thread (a branch has one thread per channel), and
-    the earlier parent says it was superseded. Raises SlackApiError when it cannot post."""
+    the earlier parent says it was superseded. `thread`: the thread to post in instead (an
+    agent session's, in a direct conversation), superseding only an earlier run there. Raises
+    SlackApiError when it cannot post."""
     earlier = messages.earlier_posted(run, channel)
-    thread = thread_of(earlier) if earlier is not None else None
+    if thread is None:
+        thread = thread_of(earlier) if earlier is not None else None
+    elif earlier is not None and thread_of(earlier) != thread:
+        earlier = None  # shown in another session: nothing is superseded there
     view = ParentView(run.id, requester, run.target, run.repo, "queued", [])
     posted = client.chat_postMessage(
         channel=channel, text=parent_text(view), blocks=parent_blocks(view), thread_ts=thread
@@ -91,6 +104,7 @@ class SlackNotifier:
     def __init__(self, client: WebClient, messages: RunMessages) -> None:
         self.client = client
         self.messages = messages
+        self.streams = ProgressStreams(client)
 
     def announce(self, run_id: str) -> None:
         """A run no listener posted (a followed branch moved): its parent, in the thread."""
@@ -119,7 +133,14 @@ class SlackNotifier:
         run = self._run(run_id)
         if run is None or not run.message:
             return
-        self._update(run, "running", progress.agents)
+        shown = self.streams.show(run, progress.agents)
+        if shown == "started":  # the parent says where the progress is, and fills in at the end
+            view = ParentView(
+                run.id, run.requester, run.target, run.repo, "running", [], note=STREAMING_NOTE
+            )
+            edit_parent(self.client, run, view)
+        elif shown == "not_streamed":
+            self._update(run, "running", progress.agents)
 
     def finished(self, run_id: str, report: Report) -> None:
         run = self._run(run_id, wait=True)
@@ -146,6 +167,14 @@ class SlackNotifier:
         if report.stopped_early:
             by = run.stop_requested_by
             status = f"stopped by <@{by}>" if by else "stopped"
+        delta = run.thread is not None and report.previous is not None
+        word = "Done" if not report.stopped_early else "Stopped"
+        self.streams.stop(
+            run,
+            agents,
+            f"**{word}**: risk {report.verdict()}. The {'update' if delta else 'report'} "
+            "follows in this thread.",
+        )
         if run.message:
             self._update(run, status, agents, verdict_line(report))
         assert run.place is not None
@@ -194,8 +223,13 @@ class SlackNotifier:
         if run is None:
             return
         assert run.place is not None
+        agents = [
+            AgentProgress(a.name, "failed", a.duration_ms) if a.status == "running" else a
+            for a in agents_of(run)
+        ]
+        self.streams.stop(run, agents, "**Failed**: the reason follows in this thread.")
         if run.message:
-            self._update(run, "failed", agents_of(run))
+            self._update(run, "failed", agents)
         self.client.chat_postMessage(
             channel=run.place,
             thread_ts=thread_of(run),

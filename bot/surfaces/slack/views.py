@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from slack_sdk.models.blocks import (
     Block,
@@ -83,6 +84,24 @@ def modal_values(view: dict[str, object]) -> tuple[str, str, str, str | None]:
 class HomeRun:
     run: Run
     link: str | None
+    label: str = "open"  # what the link opens: "report", or the run's "thread"
+
+
+_RUN_ICON = {
+    "queued": ":hourglass:",
+    "running": ":hourglass_flowing_sand:",
+    "done": ":white_check_mark:",
+    "failed": ":x:",
+    "cancelled": ":heavy_minus_sign:",
+}
+
+
+def local_time(when: datetime) -> str:
+    """A moment as Slack shows it in each reader's own time zone ("Today at 9:05 AM"), with
+    UTC as the fallback text where a client cannot format it."""
+    moment = when if when.tzinfo else when.replace(tzinfo=UTC)
+    fallback = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
 
 
 def home_view(
@@ -110,11 +129,15 @@ def home_view(
         blocks.append(_note("None yet. Try `/agent analyze branch NAME` in a channel."))
     for item in runs:
         run = item.run
-        title = f"`{run.id}` *{escape(clip(run.target, 120))}* in {escape(run.repo)}"
-        link = f" · <{item.link}|open>" if item.link else ""
-        when = run.created_at.strftime("%Y-%m-%d %H:%M UTC")
+        icon = _RUN_ICON.get(run.status, "")
+        title = f"{icon} `{run.id}` *{escape(clip(run.target, 120))}* in {escape(run.repo)}"
+        link = f" · <{item.link}|{item.label}>" if item.link else ""
         blocks.append(
-            SectionBlock(text=MarkdownTextObject(text=f"{title}: {run.status}{link}\n{when}"))
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"{title}: {run.status}{link}\n{local_time(run.created_at)}"
+                )
+            )
         )
     blocks.append(DividerBlock())
     blocks.append(SectionBlock(text=MarkdownTextObject(text="*Waiting for your approval*")))

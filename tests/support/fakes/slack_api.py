@@ -9,12 +9,30 @@
 - `chat.postMessage` to a channel the bot is not in: `not_in_channel`; unknown ts on
   `chat.update`: `message_not_found`.
 - Rate limits on demand: HTTP 429, `Retry-After`, `{"ok": false, "error": "ratelimited"}`.
+- Streaming (`chat.startStream` / `appendStream` / `stopStream`) by the argument rules of the
+  method catalog: `thread_ts` required (a message the fake knows in that channel), in a channel
+  (not a DM) `recipient_user_id` and `recipient_team_id` too (`missing_recipient_*`);
+  `markdown_text` at most 12,000 characters; chunks of the four documented types, a task's status
+  one of pending, in_progress, complete, error (`invalid_chunks`); appends and the stop only to a
+  stream this app started (`message_not_found`), still streaming
+  (`message_not_in_streaming_state`, `stopped_by_user`). Streamed messages are kept apart from
+  posted ones: `streams()`, not `thread()`. `stream_refusal` set to an error (`unknown_method`,
+  `not_allowed`...) is a workspace without streaming: the three methods answer that.
 - The external file upload: `files.getUploadURLExternal` → POST the bytes to the upload URL →
   `files.completeUploadExternal` shares them in a channel or thread.
 - `response_url`s under `/response/...` record what `respond()` sends.
+- `apps.connections.open` (app-level token only) answers the URL of `socket_mode`, a fake Socket
+  Mode endpoint (`tests/support/fakes/socket_mode.py`), when a test sets one.
 - `views.open` takes a well-formed trigger_id once (`invalid_trigger_id`, `exchanged_trigger_id`);
   `views.publish` wants a user and a home view; both refuse views past Slack's limits (100 blocks,
   a 24-character modal title, 250 kB). `chat.getPermalink` knows only posted messages.
+- Agent sessions: `agents.sessions.setStatus` (status active, processing, suspended or closed;
+  `thread_ts` in a DM; chat:write, as Slack's reference says; the answer warns
+  `missing_agent_session_stopped_event_subscription` while manifest.yml does not subscribe to
+  `agent_session_stopped`) and `assistant.threads.setStatus` (`channel_id`, `thread_ts` and
+  `status` required; "" clears it). `refusals` maps a method to the error it answers in a
+  workspace without it (`unknown_method`, `not_allowed`, ...).
+- A `context_actions` block holds 1 to 5 elements, each `feedback_buttons` or `icon_button`.
 
 Every call is recorded with its arguments.
 """
@@ -40,6 +58,7 @@ from tests.support.testdata import slack_testdata
 BOT_TOKEN = "xoxb-test-token"
 TOTAL_BLOCKS_LIMIT = 13_000
 TRIGGER_ID = re.compile(r"\d+\.[0-9a-z]+\.[0-9a-z]+")
+SESSION_STATUSES = ("active", "processing", "suspended", "closed")
 
 
 @dataclass
@@ -59,6 +78,58 @@ class Message:
     blocks: list[dict[str, Any]]
     thread_ts: str | None = None
     edits: int = 0
+    stream: Stream | None = None  # a message started by chat.startStream
+
+
+@dataclass
+class Stream:
+    """A streamed message's state: streaming until chat.stopStream (or the person) stops it."""
+
+    recipient_user_id: str | None
+    recipient_team_id: str | None
+    task_display_mode: str
+    state: str = "streaming"  # streaming, stopped, stopped_by_user
+    chunks: list[dict[str, Any]] = field(default_factory=list)  # every chunk, in order
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # task id -> its last update
+    plan_title: str | None = None
+    blocks: list[dict[str, Any]] = field(default_factory=list)  # chat.stopStream's
+    appends: int = 0
+
+
+STREAM_METHODS = ("chat.startStream", "chat.appendStream", "chat.stopStream")
+MARKDOWN_LIMIT = 12_000  # markdown_text, per the method catalog
+TASK_STATUSES = ("pending", "in_progress", "complete", "error")
+DISPLAY_MODES = ("timeline", "plan", "dense")  # the catalog's; its default is timeline
+USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
+
+
+def chunk_error(chunks: object) -> str | None:
+    """Streaming chunks: markdown_text, task_update, plan_update and blocks, as documented."""
+    if not isinstance(chunks, list):
+        return "invalid_chunks"
+    for chunk in chunks:
+        if not isinstance(chunk, dict):
+            return "invalid_chunks"
+        kind = chunk.get("type")
+        if kind == "markdown_text":
+            text = chunk.get("text")
+            if not isinstance(text, str) or not text or len(text) > MARKDOWN_LIMIT:
+                return "invalid_chunks"
+        elif kind == "task_update":
+            if not all(isinstance(chunk.get(k), str) and chunk[k] for k in ("id", "title")):
+                return "invalid_chunks"
+            if chunk.get("status") not in TASK_STATUSES:
+                return "invalid_chunks"
+        elif kind == "plan_update":
+            if not isinstance(chunk.get("title"), str) or not chunk["title"]:
+                return "invalid_chunks"
+        elif kind == "blocks":
+            blocks = chunk.get("blocks")
+            if not isinstance(blocks, list) or block_error(blocks) is not None:
+                return "invalid_chunks"
+        else:
+            return "invalid_chunks"
+    return None
 
 
 def block_error(blocks: list[dict[str, Any]]) -> str | None:
@@ -76,6 +147,12 @@ def block_error(blocks: list[dict[str, Any]]) -> str | None:
             return "invalid_blocks"
         if kind == "context" and len(block.get("elements") or []) > 10:
             return "invalid_blocks"
+        if kind == "context_actions":
+            elements = block.get("elements") or []
+            if not 1 <= len(elements) <= 5 or any(
+                e.get("type") not in ("feedback_buttons", "icon_button") for e in elements
+            ):
+                return "invalid_blocks"
     if len(json.dumps(blocks)) > TOTAL_BLOCKS_LIMIT:
         return "msg_blocks_too_long"
     return None
@@ -88,7 +165,15 @@ def _catalog_scopes() -> dict[str, set[str]]:
         spec = json.loads(path.read_text())
         if isinstance(spec, dict) and isinstance(spec.get("scopes"), dict):
             needs[path.stem] = {item["name"] for item in spec["scopes"].get("bot", [])}
+    # Not in the catalog: its reference page says a bot token bearing chat:write.
+    needs.setdefault("agents.sessions.setStatus", {"chat:write"})
     return needs
+
+
+def _manifest_events() -> set[str]:
+    """The bot events manifest.yml subscribes to."""
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[3] / "manifest.yml").read_text())
+    return set(manifest["settings"]["event_subscriptions"]["bot_events"])
 
 
 def _manifest_scopes() -> set[str]:
@@ -118,6 +203,11 @@ class FakeSlack(LoopbackServer):
         self.retry_after = 1
         self.holds: dict[str, threading.Event] = {}  # method -> released when set
         self.held: list[str] = []  # methods whose call is waiting on a hold
+        self.stream_refusal: str | None = None  # the stream methods' answer, when set
+        self.refusals: dict[str, str] = {}  # method -> its answer where a workspace lacks it
+        # A SocketModeEndpoint (tests/support/fakes/socket_mode.py): apps.connections.open
+        # answers with its ws:// URLs.
+        self.socket_mode: Any = None
         self._ts = 1_700_000_000
         self._lock = threading.Lock()
         super().__init__(self._handler())
@@ -141,11 +231,35 @@ class FakeSlack(LoopbackServer):
     def rate_limit_next(self, method: str, times: int = 1) -> None:
         self.rate_limits[method] = times
 
+    def person_posts(self, channel: str, text: str, thread_ts: str | None = None) -> Message:
+        """A message a person wrote (Slack has it, the app hears of it by an event): threads
+        and sessions can name it."""
+        with self._lock:
+            message = Message(channel, self._next_ts(), text, [], thread_ts)
+            self.messages.append(message)
+        return message
+
     def top_level(self, channel: str = "C111") -> list[Message]:
         return [m for m in self.messages if m.channel == channel and m.thread_ts is None]
 
     def thread(self, ts: str) -> list[Message]:
-        return [m for m in self.messages if m.thread_ts == ts]
+        """The messages posted in a thread (streamed ones are in `streams()`)."""
+        return [m for m in self.messages if m.thread_ts == ts and m.stream is None]
+
+    def streams(self, thread_ts: str | None = None) -> list[Message]:
+        """The messages started by chat.startStream (in one thread, when given)."""
+        return [
+            m
+            for m in self.messages
+            if m.stream is not None and (thread_ts is None or m.thread_ts == thread_ts)
+        ]
+
+    def stop_stream_as_user(self, ts: str) -> None:
+        """The person watching stopped the stream: later appends answer stopped_by_user."""
+        with self._lock:
+            for message in self.streams():
+                if message.ts == ts and message.stream is not None:
+                    message.stream.state = "stopped_by_user"
 
     def wait_for(self, predicate: Any, timeout: float = 30.0) -> Any:
         deadline = time.monotonic() + timeout
@@ -164,6 +278,8 @@ class FakeSlack(LoopbackServer):
         return f"{self._ts}.000100"
 
     def _api(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        if method in self.refusals:
+            return {"ok": False, "error": self.refusals[method]}
         if method == "auth.test":
             return {
                 "ok": True,
@@ -229,6 +345,8 @@ class FakeSlack(LoopbackServer):
                 return {"ok": False, "error": "user_not_found"}
             team = self.user_teams.get(user, "T111")
             return {"ok": True, "user": {"id": user, "team_id": team, "name": user.lower()}}
+        if method in STREAM_METHODS:
+            return self._stream(method, args)
         if method in ("views.open", "views.publish"):
             return self._view(method, args)
         if method == "chat.postEphemeral":
@@ -259,7 +377,129 @@ class FakeSlack(LoopbackServer):
             ]
             self.shared_files.extend(shared)
             return {"ok": True, "files": [{"id": f["id"], "title": f["title"]} for f in shared]}
+        if method in ("agents.sessions.setStatus", "assistant.threads.setStatus"):
+            return self._status(method, args)
         return {"ok": False, "error": "unknown_method"}
+
+    def _status(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        """An agent session's lifecycle status, or an assistant thread's status line."""
+        channel, thread = str(args.get("channel_id") or ""), args.get("thread_ts")
+        if method == "assistant.threads.setStatus":
+            if not channel or not thread or args.get("status") is None:
+                return _invalid("channel_id, thread_ts and status are required")
+        elif args.get("status") not in SESSION_STATUSES:
+            return _invalid(f"status must be one of {', '.join(SESSION_STATUSES)}")
+        elif channel.startswith("D") and not thread:
+            return _invalid("thread_ts is required for a thread-based session in a DM")
+        if channel not in self.channels:
+            return {"ok": False, "error": "channel_not_found"}
+        if thread and not any(m.channel == channel and m.ts == thread for m in self.messages):
+            return {"ok": False, "error": "invalid_thread_ts"}
+        answer: dict[str, Any] = {"ok": True}
+        if method == "agents.sessions.setStatus":
+            answer.update(status=args["status"], title=args.get("title"))
+            if "agent_session_stopped" not in _manifest_events():
+                answer["warning"] = "missing_agent_session_stopped_event_subscription"
+        return answer
+
+    def _connections_open(self, token: str) -> dict[str, Any]:
+        """Socket Mode's URL, for the app-level token only (Slack refuses a bot token)."""
+        if not token:
+            return {"ok": False, "error": "not_authed"}
+        if token.startswith(("xoxb-", "xoxp-")):
+            return {"ok": False, "error": "not_allowed_token_type"}
+        if self.socket_mode is None or token != self.socket_mode.app_token:
+            return {"ok": False, "error": "invalid_auth"}
+        return {"ok": True, "url": self.socket_mode.issue_url()}
+
+    def _stream(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        """chat.startStream, chat.appendStream, chat.stopStream, by the catalog's rules."""
+        if self.stream_refusal is not None:
+            return {"ok": False, "error": self.stream_refusal}
+        chunks = args.get("chunks")
+        if isinstance(chunks, str):  # a form body carries it as JSON
+            try:
+                chunks = json.loads(chunks)
+            except ValueError:
+                return {"ok": False, "error": "invalid_chunks"}
+        channel = str(args.get("channel") or "")
+        required = ("channel", "thread_ts") if method == "chat.startStream" else ("channel", "ts")
+        missing = [name for name in required if not args.get(name)]
+        if missing:
+            return _invalid(f"missing required field: {missing[0]}")
+        text = args.get("markdown_text")
+        if text is not None and (not isinstance(text, str) or len(text) > MARKDOWN_LIMIT):
+            return _invalid(f"markdown_text must be at most {MARKDOWN_LIMIT} characters")
+        if chunks is not None and (error := chunk_error(chunks)) is not None:
+            return {"ok": False, "error": error}
+        if channel not in self.channels:
+            return {"ok": False, "error": "not_in_channel"}
+        if method == "chat.startStream":
+            return self._start_stream(channel, args, chunks or [])
+        message = next(
+            (m for m in self.messages if m.channel == channel and m.ts == args.get("ts")), None
+        )
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        stream = message.stream
+        if stream is None or stream.state == "stopped":
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        if stream.state == "stopped_by_user":
+            return {"ok": False, "error": "stopped_by_user"}
+        if method == "chat.appendStream":
+            # The catalog marks markdown_text required; Slack's reference and slack_sdk's own
+            # ChatStream append chunks alone, so either one will do.
+            if not text and not chunks:
+                return {"ok": False, "error": "no_text"}
+            stream.appends += 1
+        else:
+            blocks = args.get("blocks") or []
+            if isinstance(blocks, str):
+                blocks = json.loads(blocks)
+            if len(blocks) > 50:
+                return {"ok": False, "error": "msg_blocks_too_many"}
+            if (error := block_error(blocks)) is not None:
+                return {"ok": False, "error": error}
+            stream.blocks = blocks
+            stream.state = "stopped"
+        _add_to_stream(message, text, chunks or [])
+        answer: dict[str, Any] = {"ok": True, "channel": channel, "ts": message.ts}
+        if method == "chat.stopStream":
+            answer["message"] = {
+                "ts": message.ts,
+                "text": message.text,
+                "thread_ts": message.thread_ts,
+            }
+        return answer
+
+    def _start_stream(
+        self, channel: str, args: dict[str, Any], chunks: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        thread_ts = str(args["thread_ts"])
+        if not any(m.channel == channel and m.ts == thread_ts for m in self.messages):
+            return _invalid("thread_ts names no message in this channel")
+        user, team = args.get("recipient_user_id"), args.get("recipient_team_id")
+        if not channel.startswith("D"):  # "Required when streaming to channels."
+            if not user:
+                return {"ok": False, "error": "missing_recipient_user_id"}
+            if not team:
+                return {"ok": False, "error": "missing_recipient_team_id"}
+        if user and not USER_ID.fullmatch(str(user)):
+            return {"ok": False, "error": "user_not_found"}
+        mode = args.get("task_display_mode") or "timeline"
+        if mode not in DISPLAY_MODES:
+            return _invalid(f"task_display_mode must be one of {', '.join(DISPLAY_MODES)}")
+        message = Message(
+            channel,
+            self._next_ts(),
+            "",
+            [],
+            thread_ts,
+            stream=Stream(user, team, mode),
+        )
+        _add_to_stream(message, args.get("markdown_text"), chunks)
+        self.messages.append(message)
+        return {"ok": True, "channel": channel, "ts": message.ts}
 
     def _view(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         """views.open (a modal, by a trigger_id used once) and views.publish (a Home tab)."""
@@ -339,7 +579,9 @@ class FakeSlack(LoopbackServer):
                         self._send(429, call.response, {"Retry-After": str(fake.retry_after)})
                         return
                     needed = fake.needs.get(method, set())
-                    if token != BOT_TOKEN:
+                    if method == "apps.connections.open":
+                        call.response = fake._connections_open(token)
+                    elif token != BOT_TOKEN:
                         call.response = {"ok": False, "error": "invalid_auth"}
                     elif needed and not needed & fake.scopes:
                         call.response = {
@@ -353,3 +595,27 @@ class FakeSlack(LoopbackServer):
                 self._send(200, call.response)
 
         return Handler
+
+
+def _invalid(why: str) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "error": "invalid_arguments",
+        "response_metadata": {"messages": [f"[ERROR] {why}"]},
+    }
+
+
+def _add_to_stream(message: Message, text: object, chunks: list[dict[str, Any]]) -> None:
+    """The text a stream shows so far, and its tasks' latest states."""
+    stream = message.stream
+    assert stream is not None
+    if isinstance(text, str) and text:
+        message.text += text
+    for chunk in chunks:
+        stream.chunks.append(chunk)
+        if chunk["type"] == "markdown_text":
+            message.text += chunk["text"]
+        elif chunk["type"] == "task_update":
+            stream.tasks[chunk["id"]] = {**stream.tasks.get(chunk["id"], {}), **chunk}
+        elif chunk["type"] == "plan_update":
+            stream.plan_title = chunk["title"]
