@@ -5,7 +5,6 @@ approval" as when the report was first shown."""
 from __future__ import annotations
 
 import io
-import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,9 @@ from bot.surfaces.shell import Shell
 from bot.surfaces.slack.blocks import FULL_REPORT
 from tests.support.fakes.slack_api import FakeSlack
 from tests.support.gitrepo import RepoBuilder
+from tests.support.testdata import button_click
 from tests.test_feedback import APPROVER, REQUESTER, analyzed, make_app
 from tests.test_inbox import make_deployment
-from tests.test_slack import TESTDATA
 from tests.test_slack_threads import _analyze, _inbox
 
 UNUSED = "import json\nimport os\nimport sys\n\n\ndef main():\n    return sys.argv\n"
@@ -112,22 +111,7 @@ def test_slacks_full_report_shows_an_applied_proposal_as_applied(
             assert outcome.ok, outcome.message
             assert outcome.proposal is not None
             app.service.approvals.apply(outcome.proposal.id or 0)
-            click: dict[str, Any] = json.loads(
-                (TESTDATA / "block_actions_button_in_thread.json").read_text()
-            )
-            click.update(
-                user={"id": "W111", "team_id": "T111"},
-                channel={"id": "C111"},
-                response_url=slack.response_url(),
-            )
-            click["actions"] = [
-                {
-                    "action_id": FULL_REPORT,
-                    "value": f"report:{run_id}",
-                    "type": "button",
-                    "action_ts": "9.9",
-                }
-            ]
+            click = button_click(FULL_REPORT, f"report:{run_id}", response_url=slack.response_url())
             _inbox(app, slack).receive(FULL_REPORT, "slack:action:full:9.9", click, list, list)
             [upload] = slack.shared_files
             content = upload["content"]
@@ -142,18 +126,8 @@ def test_a_long_run_id_in_a_full_report_click_is_clipped(tmp_path: Path, repo: R
     with FakeSlack() as slack:
         app = build_app(deployment.settings(slack))
         try:
-            click: dict[str, Any] = json.loads(
-                (TESTDATA / "block_actions_button_in_thread.json").read_text()
-            )
-            click.update(
-                user={"id": "W111", "team_id": "T111"},
-                channel={"id": "C111"},
-                response_url=slack.response_url(),
-            )
             value = "report:" + "f" * 5000  # a click's value is whatever the client sent
-            click["actions"] = [
-                {"action_id": FULL_REPORT, "value": value, "type": "button", "action_ts": "9.9"}
-            ]
+            click = button_click(FULL_REPORT, value, response_url=slack.response_url())
             _inbox(app, slack).receive(FULL_REPORT, "slack:action:full:9.9", click, list, list)
             [answer] = [r["text"] for r in slack.responses if "no report" in r["text"]]
             assert "f" * 60 + "..." in answer and len(answer) < 300

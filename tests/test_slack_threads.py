@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,7 +17,8 @@ from bot.surfaces.slack.inbox import SlackInbox
 from bot.surfaces.slack.listeners import handlers
 from tests.support.fakes.slack_api import FakeSlack, Message
 from tests.support.gitrepo import RepoBuilder
-from tests.test_inbox import TESTDATA, Deployment, _command, make_deployment
+from tests.support.testdata import button_click
+from tests.test_inbox import Deployment, _command, make_deployment
 
 FIXED = "import json\nimport sys\n\n\ndef main():\n    return sys.argv\n"  # `os` used no more
 WORSE = "def run(expression):\n    return eval(expression)\n"
@@ -99,22 +99,7 @@ def test_a_rerun_posts_a_delta_in_the_branch_thread_and_marks_the_first_supersed
     assert slack.shared_files == []  # the full report only when asked
 
     # Asked for: the full report as a file, in the same thread.
-    click: dict[str, Any] = json.loads(
-        (TESTDATA / "block_actions_button_in_thread.json").read_text()
-    )
-    click.update(
-        user={"id": "W111", "team_id": "T111"},
-        channel={"id": "C111"},
-        response_url=slack.response_url(),
-    )
-    click["actions"] = [
-        {
-            "action_id": FULL_REPORT,
-            "value": f"report:{second_run}",
-            "type": "button",
-            "action_ts": "9.9",
-        }
-    ]
+    click = button_click(FULL_REPORT, f"report:{second_run}", response_url=slack.response_url())
     guest = {**click, "user": {"id": "W999", "team_id": "TGUEST"}}
     guest["actions"] = [{**click["actions"][0], "action_ts": "9.8"}]
     _inbox(app, slack).receive(FULL_REPORT, "slack:action:full:9.8", guest, list, list)

@@ -8,7 +8,7 @@ used for `max_age_days`, then the least recently used until the total is under `
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, delete, func, insert, update
@@ -51,18 +51,9 @@ class AnswerCache:
     def put(self, key: str, kind: str, value: str) -> None:
         # A plain insert too: a first run keeps an answer per file and analyzer (1,500 on a
         # 500-file branch); an ORM session each took longer than the analysis they save.
-        now = utcnow()
-        row = {
-            "key": key,
-            "kind": kind,
-            "value": value,
-            "size": len(value.encode("utf-8")),
-            "created_at": now,
-            "used_at": now,
-        }
         try:
             with self.engine.begin() as connection:
-                connection.execute(insert(AnswerRow).values(**row))
+                connection.execute(insert(AnswerRow).values(**_row(key, kind, value, utcnow())))
         except IntegrityError:  # two workers answered the same question: the first one stays
             return
 
@@ -98,17 +89,7 @@ class AnswerCache:
         rows: dict[str, dict[str, object]] = {}
         now = utcnow()
         for key, kind, value in items:
-            rows.setdefault(
-                key,
-                {
-                    "key": key,
-                    "kind": kind,
-                    "value": value,
-                    "size": len(value.encode("utf-8")),
-                    "created_at": now,
-                    "used_at": now,
-                },
-            )
+            rows.setdefault(key, _row(key, kind, value, now))
         try:
             with self.engine.begin() as connection:
                 keys = list(rows)
@@ -158,6 +139,17 @@ class AnswerCache:
                 select(func.count(), func.coalesce(func.sum(AnswerRow.size), 0))
             ).one()
         return int(count), int(size)
+
+
+def _row(key: str, kind: str, value: str, now: datetime) -> dict[str, object]:
+    return {
+        "key": key,
+        "kind": kind,
+        "value": value,
+        "size": len(value.encode("utf-8")),
+        "created_at": now,
+        "used_at": now,
+    }
 
 
 def answer_cache(settings: Settings, engine: Engine) -> AnswerCache:
