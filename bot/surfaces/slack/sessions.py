@@ -20,21 +20,13 @@ from agents.pipeline import Progress
 from agents.report import Report
 from bot.core.messages import RunMessages
 from bot.store.models import Run
+from bot.surfaces.slack.unsupported import WORKSPACE_LACKS
 
 log = logging.getLogger(__name__)
 
-# What Slack answers where this app or workspace has no agent sessions: then the assistant
-# thread's status is tried instead. Any other error is the session's own (a bad thread): logged.
-NO_SESSIONS = frozenset(
-    {
-        "not_allowed",
-        "unknown_method",
-        "missing_scope",
-        "not_allowed_token_type",
-        "method_deprecated",
-        "feature_not_enabled",
-    }
-)
+# Where this app or workspace has no agent sessions, the assistant thread's status is tried
+# instead. Any other error is the session's own (a bad thread): logged.
+NO_SESSIONS = WORKSPACE_LACKS
 TITLE_CHARS = 200  # agents.sessions.setStatus: a session's title
 # AgentSessions: nothing more to show for a run while it works (an agent session shows it as
 # processing, or it is not in a session).

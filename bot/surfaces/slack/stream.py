@@ -43,25 +43,13 @@ from slack_sdk.models.messages.chunk import (
 from agents.pipeline import AgentProgress
 from bot.core.messages import thread_of
 from bot.store.models import Run
+from bot.surfaces.slack.unsupported import WORKSPACE_LACKS
 
 log = logging.getLogger(__name__)
 
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 # Answers that mean this workspace (or this app's token) cannot stream at all: stop asking.
-WORKSPACE_CANNOT_STREAM = frozenset(
-    {
-        "unknown_method",
-        "not_allowed",
-        "missing_scope",
-        "not_allowed_token_type",
-        "method_deprecated",
-        "deprecated_endpoint",
-        "enterprise_is_restricted",
-        "access_denied",
-        "no_permission",
-        "feature_not_enabled",
-    }
-)
+WORKSPACE_CANNOT_STREAM = WORKSPACE_LACKS
 # Slack's task statuses: pending, in_progress, complete, error.
 _TASK_STATUS = {
     "waiting": "pending",
