@@ -2,6 +2,11 @@
 
 After each agent the pipeline calls the checkpoint with everyone's progress; a checkpoint that
 returns False (a human asked to stop) ends the run there, and the report says so.
+
+`run_step()` runs the same loop one agent at a time, for a run with a human checkpoint after each
+agent: it returns a `Paused` (what the next leg needs, as JSON a store can keep) until the last
+agent, then the report. A leg can start in another process: the workspace is prepared again from
+the same head and merge-base.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pydantic import BaseModel, Field
+
+from agents.analyzers.flags import FlagSettings
 from agents.context.git import DiffContext, GitRepo, diff_of, resolve_range
 from agents.context.guidance import read_guidance
 from agents.context.jira import TicketContext
@@ -23,9 +31,11 @@ from agents.llm import LLMError, LLMSession
 from agents.report import (
     AgentRun,
     AgentState,
+    Compliance,
     Coverage,
     Finding,
     LLMCall,
+    Proposal,
     Report,
     Reuse,
     SkippedFile,
@@ -61,17 +71,27 @@ class Progress:
 Checkpoint = Callable[[Progress], bool]
 
 
-def default_agents(ticket: TicketContext | None = None) -> list[Agent]:
+def default_agents(
+    ticket: TicketContext | None = None, flags: FlagSettings | None = None
+) -> list[Agent]:
     # Risk runs after the analysts: its verdict weighs their findings. Compliance, for a ticket,
     # comes last: its comment quotes everything.
     # Imported here: a report given again (see `analyze_branch`) loads none of the analyzers.
     from agents.roles.code_review import CodeReviewAgent
     from agents.roles.compliance import ComplianceAgent
     from agents.roles.dependencies import DependenciesAgent
+    from agents.roles.feature_flags import FeatureFlagsAgent
     from agents.roles.risk import RiskAgent
     from agents.roles.tests import TestsAgent
 
-    agents: list[Agent] = [CodeReviewAgent(), TestsAgent(), DependenciesAgent(), RiskAgent()]
+    # Feature flags (the policy's `[flags]`, default: the SDKs' call shapes only) before risk.
+    agents: list[Agent] = [
+        CodeReviewAgent(),
+        TestsAgent(),
+        DependenciesAgent(),
+        FeatureFlagsAgent(flags),
+        RiskAgent(),
+    ]
     if ticket is not None:
         agents.append(ComplianceAgent(ticket))
     return agents
@@ -89,12 +109,14 @@ def analyze_branch(
     ticket: TicketContext | None = None,
     learnings: Learnings | None = None,
     kept: AnswerStore | None = None,
+    flags: FlagSettings | None = None,
 ) -> Report:
     """Analyze `branch` of the repository at `repo_path` against `base` (default branch if None).
 
     With `llm`, the agents also ask the model; without, the analyzers alone make the report.
     `learnings` (curated from the team's votes) rule out findings and, online, join the prompts.
     `kept`: where the analyzers keep each file's answer by its content (default: this process).
+    `flags`: the policy's `[flags]` for the feature-flag agent (default agents only).
     Raises AnalysisInputError for anything the user can fix (bad names, nothing to analyze).
     """
     repo = GitRepo.open(repo_path)
@@ -103,11 +125,15 @@ def analyze_branch(
     # report, said to be reused. Only with a store given, and only for the default agents.
     whole = kept is not None and agents is None and ticket is None
     key = _report_key(commits, llm, learnings) if whole else ""
+    if key and flags is not None:  # what the flag agent reads is part of the question
+        key = key_of("report", key, repr(flags))
     if kept is not None and key:
         earlier = _reused_report(kept, key, run_id)
         if earlier is not None:
             return earlier
     diff = diff_of(commits)
+    if agents is None and flags is not None:
+        agents = default_agents(ticket, flags)
     report = run_pipeline(
         diff,
         checkpoint=checkpoint,
@@ -180,14 +206,172 @@ def run_pipeline(
     learnings: Learnings | None = None,
     kept: AnswerStore | None = None,
 ) -> Report:
-    run_id = run_id or uuid.uuid4().hex[:12]
+    report = _run(
+        diff,
+        checkpoint=checkpoint,
+        run_id=run_id or uuid.uuid4().hex[:12],
+        agents=agents,
+        llm=llm,
+        ticket=ticket,
+        learnings=learnings,
+        kept=kept,
+    )
+    assert isinstance(report, Report)
+    return report
+
+
+class SavedAgent(BaseModel):
+    name: str
+    status: AgentStatus = "waiting"
+    duration_ms: int = 0
+    error: str | None = None
+
+
+class DroppedFinding(BaseModel):
+    """A finding a human dropped at a checkpoint ("not a problem"): later agents never see it."""
+
+    fingerprint: str
+    title: str
+    agent: str
+    by: str
+    reason: str
+
+
+class Saved(BaseModel):
+    """Everything the next leg of a stepped run needs, kept between legs (as JSON): the commits,
+    every agent's state, and what the agents so far produced and the human let through."""
+
+    branch: str
+    base: str
+    head_sha: str
+    base_sha: str
+    agents: list[SavedAgent]
+    new_from: int = 0  # the last agent's findings are `findings[new_from:]`
+    findings: list[Finding] = Field(default_factory=list)
+    proposals: list[Proposal] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    not_run: list[str] = Field(default_factory=list)
+    model_skipped: dict[str, str] = Field(default_factory=dict)
+    prompt_versions: dict[str, str] = Field(default_factory=dict)
+    dropped_unsupported: int = 0
+    model_summary: str = ""
+    compliance: Compliance | None = None
+    learnings_applied: list[str] = Field(default_factory=list)
+    suppressed: int = 0
+    units_reused: int = 0
+    units_sent: int = 0
+    calls: list[LLMCall] = Field(default_factory=list)
+    reused_calls: int = 0
+    dropped: list[DroppedFinding] = Field(default_factory=list)
+
+    @property
+    def after(self) -> str:
+        """The agent the run waits after."""
+        done = [a.name for a in self.agents if a.status in ("done", "failed")]
+        return done[-1] if done else ""
+
+    @property
+    def next_agent(self) -> str:
+        waiting = [a.name for a in self.agents if a.status == "waiting"]
+        return waiting[0] if waiting else ""
+
+    def new_findings(self) -> list[tuple[int, Finding]]:
+        """The last agent's findings, each with its number (F1 ...) among the findings so far."""
+        return [(i + 1, f) for i, f in enumerate(self.findings) if i >= self.new_from]
+
+    def find(self, item: str) -> Finding | None:
+        """A finding so far by its number (F2) or fingerprint."""
+        text = item.strip()
+        if text[:1] in ("F", "f") and text[1:].isdigit():
+            index = int(text[1:])
+            return self.findings[index - 1] if 1 <= index <= len(self.findings) else None
+        return next((f for f in self.findings if f.fingerprint == text), None)
+
+    def without(self, finding: Finding, by: str, reason: str) -> Saved:
+        """This state with `finding` dropped by a human, and the reason kept."""
+        index = self.findings.index(finding)
+        findings = [f for f in self.findings if f.fingerprint != finding.fingerprint]
+        dropped = DroppedFinding(
+            fingerprint=finding.fingerprint,
+            title=finding.title,
+            agent=finding.agent,
+            by=by,
+            reason=reason,
+        )
+        return self.model_copy(
+            update={
+                "findings": findings,
+                "new_from": self.new_from - (1 if index < self.new_from else 0),
+                "dropped": [*self.dropped, dropped],
+            }
+        )
+
+
+@dataclass
+class Paused:
+    """A stepped run after an agent, before the next: `saved` is what the next leg starts from."""
+
+    saved: Saved
+    progress: Progress
+
+
+def run_step(
+    diff: DiffContext,
+    *,
+    saved: Saved | None,
+    run_id: str,
+    stop: str | None = None,
+    checkpoint: Checkpoint | None = None,
+    agents: Sequence[Agent] | None = None,
+    llm: LLMSession | None = None,
+    ticket: TicketContext | None = None,
+    learnings: Learnings | None = None,
+    kept: AnswerStore | None = None,
+) -> Report | Paused:
+    """One leg of a run with a human checkpoint after each agent: from `saved` (None: the
+    start) the next agent, then a `Paused`; after the last agent, the report. `stop`: a human
+    (or the checkpoint's deadline) ended it there: no agent more, the report of what was let
+    through so far, stopped early, with `stop` said in its summary."""
+    return _run(
+        diff,
+        checkpoint=checkpoint,
+        run_id=run_id,
+        agents=agents,
+        llm=llm,
+        ticket=ticket,
+        learnings=learnings,
+        kept=kept,
+        step=True,
+        saved=saved,
+        stop=stop,
+    )
+
+
+def _run(
+    diff: DiffContext,
+    *,
+    checkpoint: Checkpoint | None,
+    run_id: str,
+    agents: Sequence[Agent] | None,
+    llm: LLMSession | None,
+    ticket: TicketContext | None,
+    learnings: Learnings | None,
+    kept: AnswerStore | None,
+    step: bool = False,
+    saved: Saved | None = None,
+    stop: str | None = None,
+) -> Report | Paused:
     steps = list(agents) if agents is not None else default_agents(ticket)
     progress = Progress(run_id=run_id, agents=[AgentProgress(a.name) for a in steps])
+    if saved is not None:
+        for status, was in zip(progress.agents, saved.agents, strict=False):
+            status.status, status.duration_ms, status.error = was.status, was.duration_ms, was.error
+    dropped = {d.fingerprint for d in saved.dropped} if saved is not None else set()
 
     def tell() -> bool:
         return checkpoint(progress) if checkpoint else True
 
-    stopped = False
+    stopped = stop is not None
     with prepare(diff) as workspace:
         state = PipelineState(
             diff=diff,
@@ -197,8 +381,14 @@ def run_pipeline(
             learnings=learnings or Learnings(),
             kept=kept if kept is not None else PROCESS_ANSWERS,
         )
+        if saved is not None:
+            _restore(state, saved)
+        if stop:
+            state.note(stop)
         tell()
-        for agent, status in zip(steps, progress.agents, strict=True):
+        for index, (agent, status) in enumerate(zip(steps, progress.agents, strict=True)):
+            if status.status in ("done", "failed"):  # an earlier leg ran it
+                continue
             if stopped:
                 status.status = "cancelled"
                 continue
@@ -226,12 +416,22 @@ def run_pipeline(
             finally:
                 state.findings[before:] = number_repeats(state.findings[before:])
                 _apply_learnings(state)
+                if dropped:  # what a human dropped at a checkpoint stays dropped
+                    state.findings[:] = [f for f in state.findings if f.fingerprint not in dropped]
             status.duration_ms = int((time.perf_counter() - started) * 1000)
             if not tell():
                 stopped = True
+            elif step and index < len(steps) - 1:
+                return Paused(_save(state, progress, saved, diff, new_from=before), progress)
         if stopped:
             tell()
-        report = _assemble(run_id, diff, state, progress, stopped)
+        if saved is not None:
+            for gone in saved.dropped:
+                state.note(
+                    f"Dropped at a checkpoint by {gone.by} as not a problem: "
+                    f"{gone.title!r} ({gone.agent}): {gone.reason}"
+                )
+        report = _assemble(run_id, diff, state, progress, stopped, saved)
     if ticket is not None:
         report.ticket = TicketInfo(
             key=ticket.key,
@@ -243,6 +443,56 @@ def run_pipeline(
         )
     report.compliance = state.compliance
     return report
+
+
+def _restore(state: PipelineState, saved: Saved) -> None:
+    """What the earlier legs produced (and the human let through), into this leg's state."""
+    state.findings[:] = list(saved.findings)
+    state.proposals[:] = list(saved.proposals)
+    state.notes[:] = list(saved.notes)
+    state.not_run[:] = list(saved.not_run)
+    state.model_skipped.update(saved.model_skipped)
+    state.prompt_versions.update(saved.prompt_versions)
+    state.dropped_unsupported = saved.dropped_unsupported
+    state.model_summary = saved.model_summary
+    state.compliance = saved.compliance
+    state.learnings_applied |= set(saved.learnings_applied)
+    state.suppressed = saved.suppressed
+    state.units_reused, state.units_sent = saved.units_reused, saved.units_sent
+
+
+def _save(
+    state: PipelineState, progress: Progress, saved: Saved | None, diff: DiffContext, new_from: int
+) -> Saved:
+    calls = (saved.calls if saved else []) + (list(state.llm.calls) if state.llm else [])
+    reused = (saved.reused_calls if saved else 0) + (state.llm.reused_calls if state.llm else 0)
+    return Saved(
+        branch=diff.branch,
+        base=diff.base,
+        head_sha=diff.head_sha,
+        base_sha=diff.base_sha,
+        agents=[
+            SavedAgent(name=p.name, status=p.status, duration_ms=p.duration_ms, error=p.error)
+            for p in progress.agents
+        ],
+        new_from=min(new_from, len(state.findings)),
+        findings=list(state.findings),
+        proposals=list(state.proposals),
+        notes=list(state.notes),
+        not_run=list(state.not_run),
+        model_skipped=dict(state.model_skipped),
+        prompt_versions=dict(state.prompt_versions),
+        dropped_unsupported=state.dropped_unsupported,
+        model_summary=state.model_summary,
+        compliance=state.compliance,
+        learnings_applied=sorted(state.learnings_applied),
+        suppressed=state.suppressed,
+        units_reused=state.units_reused,
+        units_sent=state.units_sent,
+        calls=calls,
+        reused_calls=reused,
+        dropped=list(saved.dropped) if saved else [],
+    )
 
 
 def _apply_learnings(state: PipelineState) -> None:
@@ -272,7 +522,12 @@ def dedupe(findings: list[Finding]) -> list[Finding]:
 
 
 def _assemble(
-    run_id: str, diff: DiffContext, state: PipelineState, progress: Progress, stopped: bool
+    run_id: str,
+    diff: DiffContext,
+    state: PipelineState,
+    progress: Progress,
+    stopped: bool,
+    saved: Saved | None = None,
 ) -> Report:
     findings = dedupe(state.findings)
     from agents.roles.risk import assess
@@ -292,7 +547,10 @@ def _assemble(
         files_skipped=skipped,
         not_run=list(state.not_run),
     )
-    calls = list(state.llm.calls) if state.llm is not None else []
+    calls = (saved.calls if saved else []) + (
+        list(state.llm.calls) if state.llm is not None else []
+    )
+    reused = saved.reused_calls if saved else 0
     return Report(
         run_id=run_id,
         target=Target(
@@ -302,13 +560,13 @@ def _assemble(
             head_sha=diff.head_sha,
             base_sha=diff.base_sha,
         ),
-        summary=_summary(findings, len(state.proposals), coverage, agents, state, stopped),
+        summary=_summary(findings, len(state.proposals), coverage, agents, state, stopped, reused),
         risk=risk,
         findings=findings,
         proposals=state.proposals,
         coverage=coverage,
         usage=_usage(calls),
-        reuse=_reuse(state),
+        reuse=_reuse(state, reused),
         agents=agents,
         stopped_early=stopped,
         llm_calls=calls,
@@ -334,11 +592,11 @@ def _usage(calls: list[LLMCall]) -> Usage:
     )
 
 
-def _reuse(state: PipelineState) -> Reuse:
+def _reuse(state: PipelineState, earlier_calls: int = 0) -> Reuse:
     if state.llm is None:
         return Reuse()
     return Reuse(
-        calls=state.llm.reused_calls,
+        calls=state.llm.reused_calls + earlier_calls,
         units_reused=state.units_reused,
         units_sent=state.units_sent,
     )
@@ -358,6 +616,7 @@ def _summary(
     agents: list[AgentRun],
     state: PipelineState,
     stopped: bool,
+    earlier_calls: int = 0,
 ) -> str:
     analyzed = len(coverage.files_analyzed)
     skipped = len(coverage.files_skipped)
@@ -390,7 +649,7 @@ def _summary(
         )
     if stopped:
         text += " Stopped on request before every agent ran."
-    reuse = _reuse(state)
+    reuse = _reuse(state, earlier_calls)
     if reuse.any:
         units = reuse.units_reused + reuse.units_sent
         text += (

@@ -103,12 +103,19 @@ class Finding(_Model):
         description="The team's votes on this same finding in any run (each person's latest "
         "counts once); None when nobody voted.",
     )
+    flag: str | None = Field(
+        default=None,
+        description="The feature flag's key a finding is about (the feature_flags agent), so "
+        "votes and learnings can name it; None for every other finding.",
+    )
 
 
 class ProposalKind(StrEnum):
     patch = "patch"
     new_file = "new_file"
     jira_comment = "jira_comment"
+    # A patch on a branch the apply creates (`target`) from `base_sha`: never an existing one.
+    branch_patch = "branch_patch"
 
 
 class Proposal(_Model):

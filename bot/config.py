@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agents.analyzers.flags import FlagSettings
 from agents.errors import shown
 
 DEFAULT_WRITABLE = ["feature/*", "fix/*", "bugfix/*", "chore/*"]
@@ -58,6 +59,11 @@ class RepoConfig(_Strict):
         description="Branch patterns never written, even when writable matches. The default "
         "branch, main, master, develop, release/* and hotfix/* are protected always.",
     )
+    step: bool = Field(
+        default=False,
+        description="Every run of this repository waits at a human checkpoint after each "
+        "agent (as `analyze branch NAME step` asks for one run).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> RepoConfig:
@@ -81,8 +87,13 @@ class ApprovalsConfig(_Strict):
         default="4h",
         description="How long a proposal waits for a decision (30m, 4h, 2d), then expires.",
     )
+    checkpoint_timeout: str = Field(
+        default="1h",
+        description="How long a stepped run waits at a checkpoint for its requester or an "
+        "approver to continue it (30m, 4h, 2d); then it stops there.",
+    )
 
-    @field_validator("ttl")
+    @field_validator("ttl", "checkpoint_timeout")
     @classmethod
     def _duration(cls, value: str) -> str:
         parse_duration(value)
@@ -91,6 +102,10 @@ class ApprovalsConfig(_Strict):
     @property
     def ttl_seconds(self) -> int:
         return parse_duration(self.ttl)
+
+    @property
+    def checkpoint_timeout_seconds(self) -> int:
+        return parse_duration(self.checkpoint_timeout)
 
 
 class DigestConfig(_Strict):
@@ -160,6 +175,41 @@ class FollowConfig(_Strict):
     every: int = Field(default=300, ge=60, description="Seconds between checks of the heads.")
 
 
+class FlagsConfig(_Strict):
+    """The feature-flag agent: the team's own flag helpers and definition files (the SDKs'
+    documented call shapes are recognised without any of this)."""
+
+    calls: list[str] = Field(
+        default_factory=list,
+        description="In-house helpers that read a flag, key first and default second, e.g. "
+        '["flags.is_on", "feature_enabled"] (a dotted name matches its last parts).',
+    )
+    files: list[str] = Field(
+        default_factory=list,
+        description='Flag definition files, paths in the repository, e.g. ["config/flags.yaml"]: '
+        "a mapping of key to default (or to a table with `default`), optionally under `flags`.",
+    )
+    format: Literal["auto", "yaml", "json", "toml"] = Field(
+        default="auto",
+        description="The definition files' format; auto: by each file's extension (.json, "
+        ".toml, else YAML).",
+    )
+    stale_days: int = Field(
+        default=90,
+        ge=0,
+        description="A flag whose definition the history shows unchanged for longer is reported "
+        "stale (0: never).",
+    )
+
+    def settings(self) -> FlagSettings:
+        return FlagSettings(
+            calls=tuple(self.calls),
+            files=tuple(self.files),
+            format=self.format,
+            stale_days=self.stale_days,
+        )
+
+
 class PolicyConfig(_Strict):
     repos: dict[str, RepoConfig] = Field(
         default_factory=dict, description="The repositories, one table each: [repos.NAME]."
@@ -168,6 +218,7 @@ class PolicyConfig(_Strict):
     digest: DigestConfig = Field(default_factory=DigestConfig)
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     follow: FollowConfig = Field(default_factory=FollowConfig)
+    flags: FlagsConfig = Field(default_factory=FlagsConfig)
     source: str = Field(default="(defaults)", exclude=True)
 
     @field_validator("repos")

@@ -18,7 +18,14 @@ from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from bot.config import ApprovalsConfig, DigestConfig, FeedbackConfig, FollowConfig, RepoConfig
+from bot.config import (
+    ApprovalsConfig,
+    DigestConfig,
+    FeedbackConfig,
+    FlagsConfig,
+    FollowConfig,
+    RepoConfig,
+)
 from bot.settings import Settings
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
@@ -30,6 +37,7 @@ TABLES: list[tuple[str, type[BaseModel]]] = [
     ("[digest]", DigestConfig),
     ("[feedback]", FeedbackConfig),
     ("[follow]", FollowConfig),
+    ("[flags]", FlagsConfig),
 ]
 # Defaults that depend on the machine are described, not shown.
 DESCRIBED_DEFAULTS = {"chatops_data_dir": "the user data directory"}

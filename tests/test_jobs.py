@@ -148,11 +148,12 @@ def test_a_stopped_run_ends_at_the_next_checkpoint(environment: dict[str, str]) 
             assert run.status == "cancelled"
             report = observer.store.report(run_id)
             assert report is not None and report.stopped_early
-            assert [a.status for a in report.agents] == [
-                "done",
-                "cancelled",
-                "cancelled",
-                "cancelled",
+            assert [(a.name, a.status) for a in report.agents] == [
+                ("code_review", "done"),
+                ("tests", "cancelled"),
+                ("dependencies", "cancelled"),
+                ("feature_flags", "cancelled"),
+                ("risk", "cancelled"),
             ]
         finally:
             stop(worker)

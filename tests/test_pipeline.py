@@ -51,6 +51,7 @@ def test_checkpoint_sees_each_agent_run_in_order(planted_repo: RepoBuilder) -> N
         ("code_review", "waiting"),
         ("tests", "waiting"),
         ("dependencies", "waiting"),
+        ("feature_flags", "waiting"),
         ("risk", "waiting"),
     ]
     assert ("code_review", "running") in seen[1]
@@ -58,6 +59,7 @@ def test_checkpoint_sees_each_agent_run_in_order(planted_repo: RepoBuilder) -> N
         ("code_review", "done"),
         ("tests", "done"),
         ("dependencies", "done"),
+        ("feature_flags", "done"),
         ("risk", "done"),
     ]
     assert report.stopped_early is False
@@ -72,6 +74,7 @@ def test_a_stop_request_ends_the_run_at_the_next_checkpoint(planted_repo: RepoBu
         ("code_review", "done"),
         ("tests", "cancelled"),
         ("dependencies", "cancelled"),
+        ("feature_flags", "cancelled"),
         ("risk", "cancelled"),
     ]
     assert report.stopped_early

@@ -79,6 +79,7 @@ def test_every_agent_ran_and_coverage_lists_every_changed_file(report: Report) -
         ("code_review", "done"),
         ("tests", "done"),
         ("dependencies", "done"),
+        ("feature_flags", "done"),
         ("risk", "done"),
     ]
     covered = set(report.coverage.files_analyzed) | {s.file for s in report.coverage.files_skipped}

@@ -63,7 +63,14 @@ def test_analyze_shows_progress_then_the_report(planted_repo: RepoBuilder, tmp_p
     assert "branches feature/planted, main" in out
     assert "queued: analyzing feature/planted in repo, requested by ana" in out
     order = [
-        out.index(f"  {name} done in") for name in ("code_review", "tests", "dependencies", "risk")
+        out.index(f"  {name} done in")
+        for name in (
+            "code_review",
+            "tests",
+            "dependencies",
+            "feature_flags",
+            "risk",
+        )
     ]
     assert order == sorted(order)
     report_at = out.index("Risk  CRITICAL")

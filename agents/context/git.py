@@ -390,6 +390,61 @@ class GitRepo:
         found = done.stdout.decode("utf-8", "surrogateescape").splitlines()
         return {line.split(":", 1)[-1] for line in found}
 
+    def files_with_words(
+        self, commit: str, words: Iterable[str], pathspecs: Sequence[str], most: int = 200
+    ) -> list[str]:
+        """The files matching `pathspecs` at `commit` in which any of `words` occurs as a whole
+        word (sorted, at most `most`): where a flag key is read, without reading every file."""
+        patterns = sorted(set(words))
+        if not patterns:
+            return []
+        done = self.run(
+            ["grep", "-I", "-F", "-w", "-l", "--no-color", "-f", "-", commit, "--", *pathspecs],
+            stdin="\n".join(patterns).encode() + b"\n",
+            check=False,
+        )
+        if done.returncode not in (0, 1):
+            raise GitFailure(f"git grep failed: {done.stderr.decode('utf-8', 'replace').strip()}")
+        names = done.stdout.decode("utf-8", "surrogateescape").splitlines()
+        # `git grep` names each file `COMMIT:path`.
+        return sorted({name.split(":", 1)[-1] for name in names})[:most]
+
+    def file_history(self, commit: str, path: str, most: int = 100) -> list[tuple[str, int, str]]:
+        """The newest `most` commits reachable from `commit` that changed `path`, newest first:
+        (commit id, committer time in epoch seconds, the patch of `path` in that commit)."""
+        if "\0" in path:  # the path goes after `--`, so a leading `-` is a path too
+            return []
+        done = self.run(
+            [
+                "log",
+                f"--max-count={most}",
+                "--format=%x00commit %H %ct",
+                "-p",
+                "--no-color",
+                "--no-ext-diff",
+                "--unified=0",
+                "--end-of-options",
+                commit,
+                "--",
+                path,
+            ],
+            check=False,
+        )
+        if done.returncode != 0:
+            return []
+        out: list[tuple[str, int, str]] = []
+        for block in done.stdout.decode("utf-8", "replace").split("\0commit ")[1:]:
+            head, _, patch = block.partition("\n")
+            sha, _, when = head.partition(" ")
+            out.append((sha.strip(), int(when.strip() or 0), patch))
+        return out
+
+    def commit_time(self, commit: str) -> int:
+        """The committer time of `commit`, epoch seconds (0 when it cannot be read)."""
+        done = self.run(["show", "-s", "--format=%ct", "--end-of-options", commit], check=False)
+        text = done.stdout.decode().strip()
+        return int(text) if done.returncode == 0 and text.isdigit() else 0
+
     def patch_problem(self, commit: str, patch: str, allowed: set[str] | None = None) -> str | None:
         """Why `patch` must not be offered or applied, or None. A patch may only modify the text
         of existing regular files (in `allowed`, when given): no binary sections, no created,

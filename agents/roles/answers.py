@@ -60,3 +60,13 @@ class Verdict(BaseModel):
 
 class ValidationAnswer(BaseModel):
     verdicts: list[Verdict]
+
+
+class FlagExplanation(BaseModel):
+    flag: str = Field(description="The flag key, exactly as a finding names it.")
+    rollout_risk: str = Field(description="What could go wrong when it rolls out, and the check.")
+
+
+class FlagsAnswer(BaseModel):
+    summary: str
+    flags: list[FlagExplanation]

@@ -404,7 +404,8 @@ class Approvals:
             )
         assert path is not None
         _, repo = self.policy.repo(run.repo)
-        kind: Literal["patch", "new_file"] = "patch" if proposal.kind == "patch" else "new_file"
+        patch = proposal.kind in ("patch", "branch_patch")
+        kind: Literal["patch", "new_file"] = "patch" if patch else "new_file"
         return apply_proposal(
             WriteRequest(
                 repo=path,
@@ -419,6 +420,7 @@ class Approvals:
                 requested_by=run.requester,
                 run_id=run.id,
                 remote=repo.url is not None,
+                create=proposal.kind == "branch_patch",
                 record_intent=lambda commit: self.proposals.record_intent(proposal.id or 0, commit),
             )
         )
@@ -426,4 +428,6 @@ class Approvals:
 
 def target_branch(run: Run, proposal: ProposalRow) -> str:
     """The branch a proposal writes: its target for a patch, the run's branch for a new file."""
-    return proposal.target if proposal.kind == "patch" else run.target
+    if proposal.kind in ("patch", "branch_patch"):
+        return proposal.target
+    return run.target

@@ -1,12 +1,14 @@
 """The command grammar, in one place for every surface (Slack's `/agent`, the shell, tests).
 
-analyze branch NAME [in REPO] [against BASE]
+analyze branch NAME [in REPO] [against BASE] [step]
 status [RUN]
 stop RUN
+continue RUN | drop RUN/F2 reason   (a run waiting at a checkpoint)
 approve P1 | reject P1 [reason]
 up [RUN/]F3 | down [RUN/]F3 [reason]   (or RUN alone: the whole report)
 learnings [REPO] | forget ID | digest
 follow [branch NAME [in REPO]] | unfollow branch NAME [in REPO]
+flag retire KEY [in REPO] [keep on|off]
 help
 """
 
@@ -26,6 +28,7 @@ class AnalyzeBranch:
     branch: str
     repo: str | None = None
     base: str | None = None
+    step: bool = False  # a human checkpoint after each agent
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,23 @@ class Status:
 @dataclass(frozen=True)
 class Stop:
     run_id: str
+
+
+@dataclass(frozen=True)
+class Continue:
+    """A run waiting at a checkpoint goes on to its next agent."""
+
+    run_id: str
+
+
+@dataclass(frozen=True)
+class Drop:
+    """At a checkpoint: a finding is not a problem (a 👎 with its reason); later agents and the
+    report go without it."""
+
+    run_id: str
+    item: str  # F2 or a fingerprint
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -96,6 +116,15 @@ class Unfollow:
 
 
 @dataclass(frozen=True)
+class FlagRetire:
+    """Propose the patch that retires a feature flag, on a new branch (approval needed)."""
+
+    key: str
+    repo: str | None = None
+    keep: bool | None = None  # the side kept; None: the definition's default
+
+
+@dataclass(frozen=True)
 class Help:
     pass
 
@@ -105,6 +134,8 @@ Command = (
     | AnalyzeTicket
     | Status
     | Stop
+    | Continue
+    | Drop
     | Approve
     | Reject
     | Vote
@@ -113,15 +144,19 @@ Command = (
     | Digest
     | Follow
     | Unfollow
+    | FlagRetire
     | Help
 )
 
 USAGE = {
-    "analyze": "analyze branch NAME [in REPO] [against BASE]   "
-    "e.g. analyze branch feature/login in shop",
+    "analyze": "analyze branch NAME [in REPO] [against BASE] [step]   "
+    "e.g. analyze branch feature/login in shop  (step: wait for you after each agent)",
     "ticket": "analyze ticket KEY [branch NAME] [in REPO]   e.g. analyze ticket PAY-412",
     "status": "status [RUN]      e.g. status 3f2a9c1b7d4e  (no RUN: your recent runs)",
     "stop": "stop RUN          e.g. stop 3f2a9c1b7d4e  (ends the run at the next agent)",
+    "continue": "continue RUN      a run waiting at a checkpoint goes on to its next agent",
+    "drop": "drop RUN/F2 REASON  at a checkpoint: not a problem, e.g. drop 3f2a9c1b7d4e/F2 "
+    '"test fixture"',
     "approve": "approve PROPOSAL  e.g. approve 3f2a9c1b7d4e/P1",
     "reject": 'reject PROPOSAL [reason]  e.g. reject 3f2a9c1b7d4e/P1 "not needed"',
     "up": "up [RUN/]F3       👍 a finding (or `up RUN` for the whole report)",
@@ -132,6 +167,8 @@ USAGE = {
     "follow": "follow branch NAME [in REPO]  re-analyze it here when its head moves "
     "(`follow` alone: what is followed here)",
     "unfollow": "unfollow branch NAME [in REPO]",
+    "flag": "flag retire KEY [in REPO] [keep on|off]  propose removing a feature flag and "
+    "its dead code, on a new branch",
     "help": "help              this list",
 }
 
@@ -159,6 +196,8 @@ VERBS = (
     "analyze",
     "status",
     "stop",
+    "continue",
+    "drop",
     "approve",
     "reject",
     "up",
@@ -168,6 +207,7 @@ VERBS = (
     "digest",
     "follow",
     "unfollow",
+    "flag",
     "help",
 )
 
@@ -218,6 +258,12 @@ def parse(text: str, *, also: Iterable[str] = ()) -> Command:
         if len(rest) != 1:
             raise CommandError("stop needs the run id.", USAGE["stop"])
         return Stop(rest[0])
+    if verb == "continue":
+        if len(rest) != 1:
+            raise CommandError("continue needs the run id.", USAGE["continue"])
+        return Continue(rest[0])
+    if verb == "drop":
+        return _drop(rest)
     if verb == "approve":
         if len(rest) != 1:
             raise CommandError("approve needs one proposal id.", USAGE["approve"])
@@ -240,6 +286,8 @@ def parse(text: str, *, also: Iterable[str] = ()) -> Command:
         if rest:
             raise CommandError("digest takes no arguments.", USAGE["digest"])
         return Digest()
+    if verb == "flag":
+        return _flag(rest)
     if verb in ("follow", "unfollow"):
         return _follow(verb, rest)
     raise CommandError(
@@ -270,6 +318,16 @@ def _vote(verb: str, words: list[str]) -> Vote:
     raise CommandError(f"{shown(target)!r} is not a finding (F3, RUN/F3) or a run id.", USAGE[verb])
 
 
+def _drop(words: list[str]) -> Drop:
+    run, _, item = words[0].rpartition("/") if words else ("", "", "")
+    if not (run and _RUN_ID.fullmatch(run) and _ITEM.fullmatch(item)):
+        raise CommandError("drop needs a run's finding, RUN/F2.", USAGE["drop"])
+    reason = " ".join(words[1:]).strip()
+    if not reason:
+        raise CommandError("Say why it is not a problem.", USAGE["drop"])
+    return Drop(run, item.upper(), reason)
+
+
 def _analyze(words: list[str]) -> AnalyzeBranch | AnalyzeTicket:
     if len(words) >= 2 and words[0].lower() == "ticket":
         clauses = _clauses(words[2:], ("branch", "in"), USAGE["ticket"])
@@ -283,8 +341,34 @@ def _analyze(words: list[str]) -> AnalyzeBranch | AnalyzeTicket:
     if len(words) < 2 or words[0].lower() != "branch":
         guess = did_you_mean(words[0], ("branch", "ticket")) if words else ""
         raise CommandError(f"Say what to analyze.{guess}", USAGE["analyze"])
-    clauses = _clauses(words[2:], ("in", "against"), USAGE["analyze"])
-    return AnalyzeBranch(branch=words[1], repo=clauses.get("in"), base=clauses.get("against"))
+    rest = words[2:]
+    # `step` is a word of its own, the last one (never a clause's value).
+    step = bool(rest) and rest[-1].lower() == "step"
+    clauses = _clauses(rest[:-1] if step else rest, ("in", "against"), USAGE["analyze"])
+    return AnalyzeBranch(
+        branch=words[1], repo=clauses.get("in"), base=clauses.get("against"), step=step
+    )
+
+
+_FLAG_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
+
+
+def _flag(words: list[str]) -> FlagRetire:
+    if not words or words[0].lower() != "retire":
+        guess = did_you_mean(words[0], ("retire",)) if words else ""
+        raise CommandError(f"Say what to do with the flag.{guess}", USAGE["flag"])
+    if len(words) < 2:
+        raise CommandError("Say which flag to retire.", USAGE["flag"])
+    key = words[1]
+    if not _FLAG_KEY.fullmatch(key):
+        raise CommandError(f"{shown(key)!r} is not a flag key.", USAGE["flag"])
+    clauses = _clauses(words[2:], ("in", "keep"), USAGE["flag"])
+    keep = clauses.get("keep")
+    if keep is not None and keep.lower() not in ("on", "off"):
+        raise CommandError(f"keep is on or off, not {shown(keep)!r}.", USAGE["flag"])
+    return FlagRetire(
+        key=key, repo=clauses.get("in"), keep=None if keep is None else keep.lower() == "on"
+    )
 
 
 def _follow(verb: str, words: list[str]) -> Follow | Unfollow:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
@@ -42,10 +43,48 @@ class DigestData:
     failure_modes: list[tuple[str, str, int]]
     slowest: list[SlowRun]
     daily: list[tuple[date, int, float | None]] = field(default_factory=list)
+    flags: FlagDigest = field(default_factory=lambda: FlagDigest())
 
     @property
     def total_runs(self) -> int:
         return sum(self.runs.values())
+
+
+@dataclass
+class FlagDigest:
+    """Feature flags in the period: added, retired, and the stalest reported."""
+
+    added: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+    stalest: list[tuple[str, int]] = field(default_factory=list)  # (key, days)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.added or self.retired or self.stalest)
+
+
+# The feature-flag agent's own titles (agents/roles/feature_flags.py).
+_ADDED = re.compile(r"Flag (\S+) added")
+_STALE = re.compile(r"Flag (\S+) unchanged for (\d+) days")
+_RETIRED = re.compile(r"Retire flag (\S+) ")
+MAX_FLAGS = 10
+
+
+def flag_digest(stats: Stats, start: datetime, end: datetime) -> FlagDigest:
+    """Bounded: one indexed time range each, a row limit each."""
+    out = FlagDigest()
+    stale: dict[str, int] = {}
+    for repo, title in stats.flag_findings(start, end):
+        if (match := _ADDED.match(title)) and f"{match[1]} ({repo})" not in out.added:
+            out.added.append(f"{match[1]} ({repo})")
+        elif match := _STALE.match(title):
+            key = f"{match[1]} ({repo})"
+            stale[key] = max(stale.get(key, 0), int(match[2]))
+    out.added = sorted(out.added)[:MAX_FLAGS]
+    titles = stats.retired_flags(start, end)
+    out.retired = sorted({m[1] for t in titles if (m := _RETIRED.match(t))})
+    out.stalest = sorted(stale.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    return out
 
 
 def collect(
@@ -74,6 +113,7 @@ def collect(
         failure_modes=stats.rejected_categories(start, end),
         slowest=stats.slowest(start, end),
         daily=_daily(stats, end, tz, chart_days(period, tz)),
+        flags=flag_digest(stats, start, end),
     )
 
 
@@ -170,6 +210,19 @@ def sections(data: DigestData) -> list[tuple[str, list[str]]]:
             (
                 "Most rejected (failure modes)",
                 [f"{agent}: {kind} ({n}👎)" for agent, kind, n in data.failure_modes],
+            )
+        )
+    if data.flags.any:
+        flags = data.flags
+        out.append(
+            (
+                "Feature flags",
+                [
+                    f"Added: {', '.join(flags.added) or 'none'}",
+                    f"Retired: {', '.join(flags.retired) or 'none'}",
+                    "Stalest: "
+                    + (", ".join(f"{key} {days} days" for key, days in flags.stalest) or "none"),
+                ],
             )
         )
     if data.slowest:

@@ -122,29 +122,50 @@ class FeedbackService:
             )
             label = "the report"
         else:
-            vote = Vote(
-                run_id=run.id,
-                fingerprint=finding.fingerprint,
-                user=actor.user,
-                vote=value,
-                repo=run.repo,
-                agent=finding.agent,
-                category=finding.category,
-                rule=finding.rule,
-                file=finding.file,
-                source=finding.source.value,
+            vote = _finding_vote(
+                run,
+                finding,
+                actor,
+                value,
                 model=_model(report, finding),
-                prompt_version=report.prompt_versions.get(finding.agent, "")
-                if finding.source.value == "llm"
-                else "",
-                output=finding.model_dump_json(
-                    include={"title", "detail", "suggestion", "severity", "file", "start_line"}
-                ),
+                prompt_versions=report.prompt_versions,
                 via=via,
-                reason=_clean(reason),
-                correction=_clean(correction),
+                reason=reason,
+                correction=correction,
             )
             label = finding_ref(report, finding)
+        row = self.store.record(_fitted(vote))
+        return Voted(run, label, vote.fingerprint, row)
+
+    def vote_before_report(
+        self,
+        actor: Actor,
+        run: Run,
+        finding: Finding,
+        label: str,
+        *,
+        model: str,
+        prompt_versions: dict[str, str],
+        via: str,
+        reason: str,
+    ) -> Voted:
+        """A 👎 with its reason on a finding of a run that has no report yet (dropped at a
+        human checkpoint): the same row a vote on the report's finding makes."""
+        if not self.same_team(actor):
+            raise UserError(
+                "Only members of this workspace can vote: votes change what later runs report.",
+            )
+        vote = _finding_vote(
+            run,
+            finding,
+            actor,
+            -1,
+            model=model,
+            prompt_versions=prompt_versions,
+            via=via,
+            reason=reason,
+            correction=None,
+        )
         row = self.store.record(_fitted(vote))
         return Voted(run, label, vote.fingerprint, row)
 
@@ -264,6 +285,42 @@ class FeedbackService:
                 if finding.fingerprint == item:
                     return finding
         raise UserError(f"{shown(item)!r} is not a finding of this report.", "Use F1, F2 ...")
+
+
+def _finding_vote(
+    run: Run,
+    finding: Finding,
+    actor: Actor,
+    value: int,
+    *,
+    model: str,
+    prompt_versions: dict[str, str],
+    via: str,
+    reason: str | None,
+    correction: str | None,
+) -> Vote:
+    return Vote(
+        run_id=run.id,
+        fingerprint=finding.fingerprint,
+        user=actor.user,
+        vote=value,
+        repo=run.repo,
+        agent=finding.agent,
+        category=finding.category,
+        rule=finding.rule,
+        file=finding.file,
+        source=finding.source.value,
+        model=model,
+        prompt_version=prompt_versions.get(finding.agent, "")
+        if finding.source.value == "llm"
+        else "",
+        output=finding.model_dump_json(
+            include={"title", "detail", "suggestion", "severity", "file", "start_line"}
+        ),
+        via=via,
+        reason=_clean(reason),
+        correction=_clean(correction),
+    )
 
 
 def _fitted(vote: Vote) -> Vote:

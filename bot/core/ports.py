@@ -8,7 +8,7 @@ import socket
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agents.pipeline import Progress
+from agents.pipeline import Progress, Saved
 from agents.report import Report
 from bot.store.models import InboxRow, ProposalRow, Run
 from bot.writes.git import WriteResult
@@ -32,6 +32,11 @@ class RunObserver(Protocol):
     report in its thread). Its errors are logged and never change the run."""
 
     def progress(self, run_id: str, progress: Progress) -> None: ...
+
+    def waiting(self, run_id: str, checkpoint: Saved) -> None:
+        """A stepped run waits at the checkpoint after an agent (`checkpoint.after`): show
+        what it found and how to continue, drop a finding or stop."""
+        ...
 
     def finished(self, run_id: str, report: Report) -> None: ...
 

@@ -17,12 +17,16 @@ from bot.core.actor import Actor, UserError
 from bot.core.approvals import Approvals, Outcome
 from bot.core.budget import Budget
 from bot.core.chat_errors import for_chat
+from bot.core.checkpoints import Checkpoints
 from bot.core.commands import (
     AnalyzeBranch,
     AnalyzeTicket,
     Approve,
     Command,
+    Continue,
     Digest,
+    Drop,
+    FlagRetire,
     Follow,
     Forget,
     Learnings,
@@ -98,12 +102,17 @@ class Service:
         self.tickets = tickets
         self.budget = budget
         self.follows = Follows(follows, policy, repos, self._request_followed, announcers)
+        self.checkpoints = Checkpoints(store, feedback, enqueue=enqueue, may_steer=self._may_steer)
         # The one table from a chat command to the use case that carries it out.
         self._use_cases: dict[type[Command], Callable[[Actor, Any, Asked], object]] = {
             AnalyzeBranch: self._analyze_branch,
             AnalyzeTicket: self._analyze_ticket,
             Status: self._status,
             Stop: lambda actor, command, _: self.cancel_run(actor, command.run_id),
+            Continue: lambda actor, command, _: self.checkpoints.go_on(actor, command.run_id),
+            Drop: lambda actor, command, asked: self.checkpoints.drop(
+                actor, command.run_id, command.item, command.reason, via=asked.via
+            ),
             Approve: self._decide,
             Reject: self._decide,
             Vote: self._vote,
@@ -111,6 +120,7 @@ class Service:
             Forget: self._forget,
             Digest: self._digest,
             Follow: self._follow,
+            FlagRetire: self._flag_retire,
             Unfollow: lambda actor, command, asked: self.follows.unfollow(
                 actor, command, asked.place or actor.surface
             ),
@@ -130,6 +140,51 @@ class Service:
 
     def _analyze_ticket(self, actor: Actor, command: AnalyzeTicket, asked: Asked) -> object:
         return self.request_ticket(actor, command, event_key=asked.event_key, place=asked.place)
+
+    def _flag_retire(self, actor: Actor, command: FlagRetire, asked: Asked) -> object:
+        """Queue the run that proposes retiring a flag (its report carries the patch, for the
+        approval gate like every other write)."""
+        requested = self.request_retirement(
+            actor, command, event_key=asked.event_key, place=asked.place
+        )
+        return [requested]
+
+    def request_retirement(
+        self,
+        actor: Actor,
+        command: FlagRetire,
+        *,
+        event_key: str | None = None,
+        place: str | None = None,
+    ) -> Requested:
+        """A run of kind `flag_retire`: its target is the key (with `=on`/`=off` when the side
+        to keep was said), its base the repository's base branch, where the new branch starts."""
+        self._members_only(actor)
+        try:
+            name, repo = self.policy.repo(command.repo)
+        except ConfigError as exc:
+            raise UserError(str(exc), "Name a configured repository with `in REPO`.") from None
+        if repo.mode != "feature_branches":
+            raise UserError(
+                f"{name} is {repo.mode}: a retirement patch could never be applied there.",
+                "Ask in a repository whose mode is feature_branches.",
+            )
+        keep = "" if command.keep is None else ("=on" if command.keep else "=off")
+        run, created = self.store.create(
+            NewRun(
+                requester=actor.user,
+                surface=actor.surface,
+                repo=name,
+                target=f"{command.key}{keep}",
+                kind="flag_retire",
+                base=repo.base,
+                place=place,
+            ),
+            event_key=event_key,
+        )
+        if created:
+            self.enqueue(run.id)
+        return Requested(run=run, created=created)
 
     def _follow(self, actor: Actor, command: Follow, asked: Asked) -> object:
         """A message saying what is followed now, or the follows of this place."""
@@ -244,6 +299,7 @@ class Service:
                 base=command.base,
                 place=place,
                 message=message,
+                step=command.step or repo.step,
             ),
             event_key=event_key,
         )
@@ -318,18 +374,27 @@ class Service:
         return requested
 
     def cancel_run(self, actor: Actor, run_id: str) -> Run:
-        """Stop a run: its requester or an approver may; a guest never."""
+        """Stop a run: its requester or an approver may; a guest never. A run waiting at a
+        checkpoint is queued to write the report of what it found so far."""
         run = self._for_members(actor, run_id)
-        if actor.user != run.requester and not self._approver(actor):
-            raise UserError(
-                f"Only {run.requester} (who asked for it) or an approver may stop run {run.id}.",
-                "Ask them, or an approver, to stop it.",
-            )
+        self._may_steer(actor, run, "stop")
         if run.status in FINAL:
             raise UserError(f"Run {run_id} is already {run.status}.")
         stopped = self.store.request_stop(run_id, by=actor.user)
         assert stopped is not None
+        if run.status == "waiting" and stopped.status == "queued":
+            self.enqueue(run.id)  # a waiting run has no task in the queue
         return stopped
+
+    def _may_steer(self, actor: Actor, run: Run, verb: str) -> None:
+        """Stop a run, or continue it at a checkpoint: its requester or an approver, members
+        of the workspace only."""
+        self._members_only(actor)
+        if actor.user != run.requester and not self._approver(actor):
+            raise UserError(
+                f"Only {run.requester} (who asked for it) or an approver may {verb} run {run.id}.",
+                f"Ask them, or an approver, to {verb} it.",
+            )
 
     def status(self, run_id: str, actor: Actor | None = None) -> Run:
         """One run, for the workspace's own members (a Slack Connect guest reads none)."""

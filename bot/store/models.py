@@ -14,6 +14,8 @@ from bot.store.types import UTCDateTime, utcnow
 class RunStatus(StrEnum):
     queued = "queued"
     running = "running"
+    # Stepped: paused at a human checkpoint after an agent (no worker holds it).
+    waiting = "waiting"
     done = "done"
     failed = "failed"
     cancelled = "cancelled"
@@ -81,6 +83,12 @@ class Run(SQLModel, table=True):
     started_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
     duration_ms: int | None = None  # from the last claim to the end
+    # A human checkpoint after each agent: the run pauses ("waiting", no worker, no thread)
+    # with what the next agent needs in `checkpoint` (JSON of `agents.pipeline.Saved`), until
+    # a person continues or stops it, or `wait_until` passes (then it stops).
+    step: bool = False
+    checkpoint: str | None = Field(default=None, sa_column=Column(Text))
+    wait_until: datetime | None = Field(default=None, sa_column=_when(nullable=True))
 
 
 class StoredReport(SQLModel, table=True):

@@ -43,6 +43,7 @@ class NewRun:
     ticket: str | None = None
     place: str | None = None  # where the run reports (its surface's terms)
     message: str | None = None
+    step: bool = False  # a human checkpoint after each agent
 
 
 class RunStore:
@@ -65,6 +66,7 @@ class RunStore:
             base=new.base,
             place=new.place,
             message=new.message,
+            step=new.step,
         )
         try:
             with session_scope(self.engine) as session:
@@ -139,7 +141,8 @@ class RunStore:
                 update(Run)
                 .where(
                     col(Run.id) == run_id,
-                    col(Run.stop_requested).is_(False),
+                    # A stepped run stopped at its checkpoint is claimed to write its report.
+                    or_(col(Run.stop_requested).is_(False), col(Run.checkpoint).is_not(None)),
                     or_(
                         col(Run.status) == "queued",
                         and_(col(Run.status) == "running", col(Run.lease_until) < now),
@@ -316,11 +319,32 @@ class RunStore:
 
     def request_stop(self, run_id: str, by: str | None = None) -> Run | None:
         """A queued run is cancelled at once; a running one stops at its next checkpoint. `by`
-        is who asked (the thread says so when the run stops); None when nobody did."""
+        is who asked (the thread says so when the run stops); None when nobody did. A stepped
+        run waiting at (or queued after) a human checkpoint is queued to write the report of
+        what it found so far: the caller enqueues it."""
         with session_scope(self.engine) as session:
             session.execute(
                 update(Run)
-                .where(col(Run.id) == run_id, col(Run.status) == "queued")
+                .where(
+                    col(Run.id) == run_id,
+                    col(Run.status).in_(("waiting", "queued")),
+                    col(Run.checkpoint).is_not(None),
+                )
+                .values(
+                    status="queued",
+                    stop_requested=True,
+                    stop_requested_by=by,
+                    wait_until=None,
+                    enqueued_at=utcnow(),
+                )
+            )
+            session.execute(
+                update(Run)
+                .where(
+                    col(Run.id) == run_id,
+                    col(Run.status) == "queued",
+                    col(Run.checkpoint).is_(None),
+                )
                 .values(
                     status="cancelled",
                     stop_requested=True,
@@ -334,6 +358,96 @@ class RunStore:
                 .values(stop_requested=True, stop_requested_by=by)
             )
             return session.get(Run, run_id)
+
+    # -- human checkpoints ---------------------------------------------------------------------
+
+    def pause(
+        self,
+        run_id: str,
+        worker: str,
+        checkpoint: str,
+        wait_until: datetime,
+        progress: str,
+    ) -> bool:
+        """`worker`'s stepped run waits at a checkpoint: no worker, no lease, its state kept in
+        the row. False if it lost the run or a stop was asked meanwhile (it stops instead)."""
+        with session_scope(self.engine) as session:
+            result = session.execute(
+                update(Run)
+                .where(
+                    col(Run.id) == run_id,
+                    col(Run.worker) == worker,
+                    col(Run.status) == "running",
+                    col(Run.stop_requested).is_(False),
+                )
+                .values(
+                    status="waiting",
+                    worker=None,
+                    lease_until=None,
+                    checkpoint=checkpoint,
+                    wait_until=wait_until,
+                    progress=progress,
+                )
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def resume(self, run_id: str) -> bool:
+        """A waiting run goes on: queued for its next leg (the caller enqueues it), once,
+        whoever clicks (its attempts start again: a leg is a job of its own)."""
+        with session_scope(self.engine) as session:
+            result = session.execute(
+                update(Run)
+                .where(col(Run.id) == run_id, col(Run.status) == "waiting")
+                .values(status="queued", wait_until=None, enqueued_at=utcnow(), attempts=0)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def replace_checkpoint(self, run_id: str, old: str, new: str) -> bool:
+        """Compare-and-swap of a waiting run's kept state (a finding dropped): False if the
+        run moved on or someone else changed it first."""
+        with session_scope(self.engine) as session:
+            result = session.execute(
+                update(Run)
+                .where(
+                    col(Run.id) == run_id,
+                    col(Run.status) == "waiting",
+                    col(Run.checkpoint) == old,
+                )
+                .values(checkpoint=new)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def expire_waits(self) -> list[str]:
+        """Waiting runs past their deadline, queued to stop there (by nobody: the deadline),
+        each by one conditional update, so one reaper of many takes each."""
+        now = utcnow()
+        with session_scope(self.engine) as session:
+            due = list(
+                session.exec(
+                    select(Run.id).where(col(Run.status) == "waiting", col(Run.wait_until) < now)
+                )
+            )
+        expired = []
+        for run_id in due:
+            with session_scope(self.engine) as session:
+                result = session.execute(
+                    update(Run)
+                    .where(
+                        col(Run.id) == run_id,
+                        col(Run.status) == "waiting",
+                        col(Run.wait_until) < now,
+                    )
+                    .values(
+                        status="queued",
+                        stop_requested=True,
+                        stop_requested_by=None,
+                        wait_until=None,
+                        enqueued_at=now,
+                    )
+                )
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    expired.append(run_id)
+        return expired
 
     def reap(self, *, max_attempts: int, requeue_after_s: float) -> list[str]:
         """Runs to enqueue again: those whose worker's lease expired (the worker died), and
@@ -470,7 +584,7 @@ class RunStore:
             query = (
                 select(Run)
                 .where(
-                    col(Run.status).in_(ACTIVE),
+                    col(Run.status).in_((*ACTIVE, RunStatus.waiting)),
                     col(Run.place) == place,
                     or_(
                         col(Run.thread) == thread,

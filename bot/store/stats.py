@@ -190,3 +190,38 @@ class Stats:
                 .limit(limit)
             )
             return [SlowRun(i, repo, target, int(ms or 0)) for i, repo, target, ms in rows]
+
+    def flag_findings(
+        self, start: datetime, end: datetime, limit: int = 500
+    ) -> list[tuple[str, str]]:
+        """(repository, title) of the feature-flag agent's findings in the period, newest
+        first, at most `limit` (the digest's flags section)."""
+        with session_scope(self.engine) as session:
+            rows = session.exec(
+                select(FindingRow.repo, FindingRow.title)
+                .where(
+                    col(FindingRow.created_at) >= start,
+                    col(FindingRow.created_at) < end,
+                    FindingRow.agent == "feature_flags",
+                )
+                .order_by(col(FindingRow.created_at).desc())
+                .limit(limit)
+            )
+            return [(repo, title) for repo, title in rows]
+
+    def retired_flags(self, start: datetime, end: datetime, limit: int = 50) -> list[str]:
+        """Titles of the flag retirements applied among the period's proposals."""
+        with session_scope(self.engine) as session:
+            rows = session.exec(
+                select(ProposalRow.title)
+                .where(
+                    col(ProposalRow.created_at) >= start,
+                    col(ProposalRow.created_at) < end,
+                    ProposalRow.agent == "feature_flags",
+                    ProposalRow.kind == "branch_patch",
+                    ProposalRow.status == "applied",
+                )
+                .order_by(col(ProposalRow.created_at).desc())
+                .limit(limit)
+            )
+            return list(rows)

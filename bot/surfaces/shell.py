@@ -18,15 +18,18 @@ from rich.text import Text
 from agents.analyzers.processes import detach_from_terminal
 from agents.context.git import GitRepo, last_commits
 from agents.errors import AnalysisInputError
-from agents.pipeline import AgentProgress, Progress
+from agents.pipeline import AgentProgress, Progress, Saved
 from bot.core.actor import Actor, UserError
 from bot.core.approvals import Outcome
+from bot.core.checkpoints import Dropped, saved_of
 from bot.core.commands import (
     AnalyzeBranch,
     AnalyzeTicket,
     Approve,
     Command,
     CommandError,
+    Continue,
+    FlagRetire,
     Follow,
     Help,
     Learnings,
@@ -241,7 +244,7 @@ class Shell:
             return
         asked = Asked(last_run=self.last_run, via="shell")
         result = self.service.carry_out(self.actor, command, asked)
-        if isinstance(command, AnalyzeBranch | AnalyzeTicket):
+        if isinstance(command, AnalyzeBranch | AnalyzeTicket | FlagRetire):
             assert isinstance(result, list)
             for requested in result:
                 self._queued(requested.run)
@@ -251,9 +254,19 @@ class Shell:
             else:
                 assert isinstance(result, list)
                 self._list(result)
+        elif isinstance(command, Continue):
+            assert isinstance(result, Run)
+            self.say(f"Run {result.id} goes on.")
+            self.wait(result.id)
+        elif isinstance(result, Dropped):
+            self.say(result.message, "green")
+            self._checkpoint(result.run, result.saved)
         elif isinstance(command, Stop):
             assert isinstance(result, Run)
-            if result.status == "cancelled":
+            if result.checkpoint is not None and result.status == "queued":
+                self.say(f"Run {result.id} stops at its checkpoint: the report of what it found.")
+                self.wait(result.id)
+            elif result.status == "cancelled":
                 self.say(f"Run {result.id} cancelled before it started.")
             else:
                 self.say(f"Stop requested: run {result.id} ends after the agent now running.")
@@ -345,7 +358,7 @@ class Shell:
                             seen[agent.name] = agent.status
                             extra = f" in {agent.duration_ms} ms" if agent.status == "done" else ""
                             self.say(f"  {agent.name} {agent.status}{extra}")
-                if run.status in FINAL:
+                if run.status in FINAL or run.status == "waiting":
                     break
                 self._release_logs()  # while a run is watched, the terminal is ours
                 time.sleep(POLL_S)
@@ -359,6 +372,10 @@ class Shell:
         return run
 
     def _show(self, run: Run) -> None:
+        saved = saved_of(run)
+        if saved is not None:
+            self._checkpoint(run, saved)
+            return
         if run.status in ("queued", "running"):
             self.say(f"Run {run.id}: {run.status} ({run.target} in {run.repo}).")
             return
@@ -383,6 +400,28 @@ class Shell:
                 )
             else:
                 self.say(f"  [{proposal.id}] {proposal.title}: {state.words()}", "dim")
+
+    def _checkpoint(self, run: Run, saved: Saved) -> None:
+        """A run waiting after an agent: what that agent found, and the words that decide."""
+        self.last_run = run.id
+        found = saved.new_findings()
+        self.say(
+            f"Run {run.id} waits at the checkpoint after {saved.after}: {len(found)} finding(s) "
+            f"from it, {len(saved.findings)} so far.",
+            "bold",
+        )
+        for number, finding in found:
+            where = f" {finding.file}:{finding.start_line}" if finding.file else ""
+            self.say(f"  F{number} [{finding.severity.value}]{where} {finding.title}")
+        for gone in saved.dropped:
+            self.say(f"  dropped by {gone.by}: {gone.title} ({gone.reason})", "dim")
+        until = run.wait_until.strftime("%H:%M UTC") if run.wait_until else "its deadline"
+        nxt = f" ({saved.next_agent} next)" if saved.next_agent else ""
+        self.say(
+            f"  Type `continue {run.id}`{nxt}, `stop {run.id}`, or `drop {run.id}/F1 REASON` "
+            f"for a finding that is not a problem. It waits until {until}, then stops.",
+            "cyan",
+        )
 
     def _list(self, runs: list[Run]) -> None:
         if not runs:

@@ -8,15 +8,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 
+from agents.context.git import DiffContext, GitRepo, diff_of, resolve_range
+from agents.context.jira import TicketContext
 from agents.errors import AnalysisInputError, GitFailure
 from agents.learnings import Learnings
 from agents.lifecycle import compare, with_votes
 from agents.llm import LLMSession, LLMSettings
-from agents.pipeline import Progress, analyze_branch
+from agents.pipeline import Paused, Progress, Saved, analyze_branch, default_agents, run_step
 from agents.report import Report
-from bot.config import ConfigError, PolicyConfig
+from bot.config import ConfigError, PolicyConfig, RepoConfig
 from bot.core.budget import Budget
 from bot.core.chat_errors import for_chat
 from bot.core.ports import RunObserver, worker_id
@@ -27,6 +30,7 @@ from bot.store.answers import AnswerCache
 from bot.store.db import through_restart
 from bot.store.models import Run
 from bot.store.runs import RunStore
+from bot.store.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -142,17 +146,37 @@ class RunExecutor:
             if run.kind == "ticket" and run.ticket:
                 ticket = self.tickets.fetch(run.ticket)
             session = self._session(run_id)
-            report = analyze_branch(
-                path,
-                run.target,
-                run.base or config.base,
-                checkpoint=lambda progress: keep_alive.checkpoint(progress),
-                run_id=run_id,
-                llm=session,
-                ticket=ticket,
-                learnings=self.learnings(name),
-                kept=self.answers,
-            )
+            if run.kind == "flag_retire":  # `flag retire KEY`: a proposal, no analysis
+                from agents.roles.feature_flags import retire_report
+
+                key, _, keep = run.target.partition("=")
+                report = retire_report(
+                    path,
+                    key,
+                    None if not keep else keep == "on",
+                    run.base or config.base,
+                    run_id=run_id,
+                    settings=self.policy.flags.settings(),
+                )
+            elif run.step:
+                result = self._step(run, worker, name, config, path, keep_alive, session, ticket)
+                if isinstance(result, Paused):  # waiting at a checkpoint (or the run was lost)
+                    self._prune_answers()
+                    return
+                report = result
+            else:
+                report = analyze_branch(
+                    path,
+                    run.target,
+                    run.base or config.base,
+                    checkpoint=lambda progress: keep_alive.checkpoint(progress),
+                    run_id=run_id,
+                    llm=session,
+                    ticket=ticket,
+                    learnings=self.learnings(name),
+                    kept=self.answers,
+                    flags=self.policy.flags.settings(),
+                )
             self._prune_answers()
             previous = self.store.previous_report(run)
             if previous is not None:
@@ -185,6 +209,77 @@ class RunExecutor:
             except Exception:  # the log loses a prompt text; the run and its report are kept
                 log.exception("run %s: could not keep the prompt texts", run_id)
         self._tell(lambda o: o.finished(run_id, report))
+
+    def _step(
+        self,
+        run: Run,
+        worker: str,
+        name: str,
+        config: RepoConfig,
+        path: Path,
+        keep_alive: _Heartbeat,
+        session: LLMSession | None,
+        ticket: TicketContext | None,
+    ) -> Report | Paused:
+        """One leg of a stepped run: the next agent from the state the row keeps (the first
+        from the branch), then a pause at the checkpoint, or the report after the last agent
+        (or when a human, or the deadline, stopped it at the checkpoint). The pause ends this
+        job: the wait is the row, not a thread."""
+        repo = GitRepo.open(path)
+        saved = Saved.model_validate_json(run.checkpoint) if run.checkpoint else None
+        if saved is None:
+            diff = diff_of(resolve_range(repo, run.target, run.base or config.base))
+        else:  # the same commits as the first leg, whatever the branch did since
+            pinned = DiffContext(repo, saved.branch, saved.base, saved.head_sha, saved.base_sha, [])
+            diff = diff_of(pinned)
+
+        def leg(saved: Saved | None, stop: str | None) -> Report | Paused:
+            return run_step(
+                diff,
+                saved=saved,
+                run_id=run.id,
+                stop=stop,
+                checkpoint=lambda progress: keep_alive.checkpoint(progress),
+                agents=default_agents(ticket, self.policy.flags.settings()),
+                llm=session,
+                ticket=ticket,
+                learnings=self.learnings(name),
+                kept=self.answers,
+            )
+
+        stop = self._stop_note(run, saved) if run.stop_requested and saved else None
+        result = leg(saved, stop)
+        if isinstance(result, Paused) and not self._pause(run.id, worker, result):
+            now = self.store.get(run.id)
+            if now is not None and now.worker == worker and now.stop_requested:
+                # Stopped while its agent ran: the report of what it found, as a stop does.
+                result = leg(result.saved, self._stop_note(now, result.saved))
+        return result
+
+    def _pause(self, run_id: str, worker: str, paused: Paused) -> bool:
+        """Keep the checkpoint in the row (waiting, no worker, a deadline) and show it."""
+        wait_s = self.policy.approvals.checkpoint_timeout_seconds
+        progress = json.dumps([asdict(agent) for agent in paused.progress.agents])
+        kept = self.store.pause(
+            run_id,
+            worker,
+            paused.saved.model_dump_json(),
+            utcnow() + timedelta(seconds=wait_s),
+            progress,
+        )
+        if kept:
+            log.info("run %s: waiting at the checkpoint after %s", run_id, paused.saved.after)
+            self._tell(lambda o: o.waiting(run_id, paused.saved))
+        return kept
+
+    def _stop_note(self, run: Run, saved: Saved) -> str:
+        after = saved.after or "the first agent"
+        if run.stop_requested_by:
+            return f"Stopped at the checkpoint after {after} by {run.stop_requested_by}."
+        return (
+            f"Nobody continued it within {self.policy.approvals.checkpoint_timeout} of the "
+            f"checkpoint after {after}, so it stopped there."
+        )
 
     def _finish(self, run_id: str, worker: str, report: Report) -> bool:
         """Store the report, riding out a database restart: the work is done, keep it. If
@@ -271,7 +366,11 @@ class _Heartbeat:
         self._thread.start()
 
     def stop(self) -> None:
+        """No more beats; the thread is gone when this returns (a job that ends at a
+        checkpoint leaves no thread behind), unless a beat is stuck on the database."""
         self._done.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
     def _beat(self) -> None:
         while not self._done.wait(self.lease_s / 3):

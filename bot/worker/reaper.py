@@ -1,9 +1,10 @@
 """The reaper: a thread in every consumer process that finishes what dead processes left.
 
 Each pass re-enqueues runs whose lease expired (a worker killed mid-run) and queued runs whose
-task was lost, re-enqueues approved proposals whose apply task was lost, settles applies a dead
-worker left half done, posts reports a dead worker stored but never posted, handles Slack
-deliveries a dead process acked but did not finish, and records that this process is alive."""
+task was lost, stops runs whose human checkpoint passed its deadline, re-enqueues approved
+proposals whose apply task was lost, settles applies a dead worker left half done, posts
+reports a dead worker stored but never posted, handles Slack deliveries a dead process acked but
+did not finish, and records that this process is alive."""
 
 from __future__ import annotations
 
@@ -68,6 +69,12 @@ class Reaper:
                 log.warning("re-enqueuing run %s (lease expired or task lost)", run_id)
                 self.enqueue(run_id)
 
+        def waits() -> None:
+            # Checkpoints past their deadline: queued to stop there (once, whichever reaper).
+            for run_id in self.runs.expire_waits():
+                log.warning("run %s: nobody continued it at its checkpoint; stopping it", run_id)
+                self.enqueue(run_id)
+
         def applies() -> None:
             for proposal_id in self.proposals.approved_waiting(settings.chatops_lease_s):
                 log.warning("re-enqueuing the apply of proposal %s (task lost)", proposal_id)
@@ -75,6 +82,7 @@ class Reaper:
 
         steps: list[tuple[str, Callable[[], object]]] = [
             ("runs", runs),
+            ("checkpoints", waits),
             ("applies", applies),
             ("half-done applies", lambda: self.reconcile_applies(settings.chatops_requeue_after_s)),
             # A report stored but never posted: its worker died in between. A lease's time is

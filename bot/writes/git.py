@@ -42,6 +42,9 @@ class WriteRequest:
     requested_by: str
     run_id: str
     remote: bool = False  # a bare mirror of a remote: push to origin instead of update-ref
+    # A new branch (`branch_patch`): made at `base_sha` by this write, so it must not exist yet
+    # (the compare-and-swap is against "no such branch"); an existing branch is never written.
+    create: bool = False
     # Called with the new commit's id before the branch moves; if it raises, nothing moves.
     # The recovery of a worker killed mid-apply reads what it recorded (`landed`).
     record_intent: Callable[[str], None] | None = None
@@ -106,9 +109,16 @@ def apply_proposal(request: WriteRequest) -> WriteResult:
     head = _git(
         request.repo, ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"]
     )
-    if head.returncode != 0:
+    if request.create:
+        if head.returncode == 0:
+            return WriteResult(
+                "failed",
+                f"branch {request.branch} already exists; a new branch is never an "
+                "existing one, nothing written",
+            )
+    elif head.returncode != 0:
         return WriteResult("failed", f"branch {request.branch} no longer exists")
-    if head.stdout.decode().strip() != request.base_sha:
+    elif head.stdout.decode().strip() != request.base_sha:
         return WriteResult(
             "stale",
             f"{request.branch} moved since the proposal was made "
@@ -193,7 +203,7 @@ def _move(request: WriteRequest, ref: str, new: str) -> WriteResult:
             [
                 "push",
                 "--porcelain",
-                f"--force-with-lease={ref}:{request.base_sha}",
+                f"--force-with-lease={ref}:{'' if request.create else request.base_sha}",
                 "origin",
                 f"{new}:{ref}",
             ],
@@ -202,7 +212,7 @@ def _move(request: WriteRequest, ref: str, new: str) -> WriteResult:
             if "stale info" in _out(done) or "rejected" in _out(done):
                 return WriteResult("stale", f"{request.branch} moved on the remote")
             return WriteResult("failed", f"push failed: {_out(done)[:300]}")
-        _git(request.repo, ["update-ref", "--no-deref", ref, new, request.base_sha])
+        _git(request.repo, ["update-ref", "--no-deref", ref, new, _old(request)])
         return WriteResult("applied", f"pushed {new[:10]} to {request.branch}", new)
     done = _git(
         request.repo,
@@ -213,12 +223,17 @@ def _move(request: WriteRequest, ref: str, new: str) -> WriteResult:
             f"chatops: run {request.run_id}",
             ref,
             new,
-            request.base_sha,
+            _old(request),
         ],
     )
     if done.returncode != 0:
         return WriteResult("stale", f"{request.branch} moved while applying; nothing written")
     return WriteResult("applied", f"committed {new[:10]} to {request.branch}", new)
+
+
+def _old(request: WriteRequest) -> str:
+    """The value the branch must have for the move: its base, or none at all for a new one."""
+    return "" if request.create else request.base_sha
 
 
 def landed(repo: Path, branch: str, commit: str) -> bool:

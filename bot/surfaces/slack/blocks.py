@@ -31,7 +31,7 @@ from slack_sdk.models.blocks import (
 )
 
 from agents.lifecycle import delta_line
-from agents.pipeline import AgentProgress
+from agents.pipeline import AgentProgress, Saved
 from agents.report import Finding, Report, Severity
 from bot.surfaces.render.markdown import location
 
@@ -123,6 +123,96 @@ def parent_blocks(view: ParentView) -> list[dict[str, object]]:
 
 def parent_text(view: ParentView) -> str:
     return f"Analyzing {view.target} in {view.repo}: {view.status}"
+
+
+# A stepped run's checkpoint, in its parent message: the last agent's findings, each with a
+# "Not a problem…" (a modal asks why), and Continue / Stop.
+CHECKPOINT_CONTINUE = "checkpoint_continue"
+CHECKPOINT_STOP = "checkpoint_stop"
+CHECKPOINT_DROP = "checkpoint_drop"
+CHECKPOINT_BLOCK = "checkpoint"
+CHECKPOINT_LISTED = 15
+
+
+def drop_value(run_id: str, fingerprint: str) -> str:
+    return f"drop:{run_id}:{fingerprint}"
+
+
+def parse_drop_value(value: str) -> tuple[str, str] | None:
+    """(run id, fingerprint) from a "Not a problem…" option."""
+    parts = value.split(":")
+    if len(parts) != 3 or parts[0] != "drop" or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def checkpoint_blocks(view: ParentView, saved: Saved, until: str) -> list[dict[str, object]]:
+    """The parent message of a run waiting after an agent: what that agent found (numbered as
+    `drop RUN/F2` names them), a "Not a problem…" on each, and Continue / Stop."""
+    blocks = parent_blocks(view)[:-1]  # its footer goes last
+    found = saved.new_findings()
+    nxt = f" Next: `{saved.next_agent}`." if saved.next_agent else ""
+    head = (
+        f":raised_hand: *Checkpoint after `{escape(saved.after)}`*: "
+        f"{len(found) or 'no'} finding(s) from it; {len(saved.findings)} so far.{nxt} "
+        "Drop what is not a problem: later agents and the report go without it."
+    )
+    items: list[Block] = [_section(head)]
+    for number, finding in found[:CHECKPOINT_LISTED]:
+        where = location(finding)
+        text = (
+            f"`F{number}` {_SEVERITY_ICON[finding.severity]} *{escape(clip(finding.title, 300))}*"
+            + (f"  `{escape(where)}`" if where else "")
+            + f"\n{escape(clip(finding.detail, 500))}"
+        )
+        items.append(
+            SectionBlock(
+                text=MarkdownTextObject(text=clip(text, MAX_SECTION)),
+                accessory=OverflowMenuElement(
+                    action_id=CHECKPOINT_DROP,
+                    options=[
+                        Option(
+                            value=drop_value(view.run_id, finding.fingerprint),
+                            text="Not a problem…",
+                        )
+                    ],
+                ),
+            )
+        )
+    if len(found) > CHECKPOINT_LISTED:
+        items.append(
+            _context(
+                f"{len(found) - CHECKPOINT_LISTED} more: "
+                f"`/agent drop {view.run_id}/F{found[-1][0]} REASON` drops one by its number."
+            )
+        )
+    for gone in saved.dropped[-10:]:
+        items.append(
+            _context(f":wastebasket: dropped by <@{gone.by}>: {escape(clip(gone.title, 200))}")
+        )
+    items.append(
+        ActionsBlock(
+            block_id=CHECKPOINT_BLOCK,
+            elements=[
+                ButtonElement(
+                    text="Continue",
+                    action_id=CHECKPOINT_CONTINUE,
+                    value=view.run_id,
+                    style="primary",
+                ),
+                ButtonElement(
+                    text="Stop", action_id=CHECKPOINT_STOP, value=view.run_id, style="danger"
+                ),
+            ],
+        )
+    )
+    items.append(
+        _context(
+            f"run `{view.run_id}` · the requester or an approver decides · waits until "
+            f"{escape(until)}, then stops"
+        )
+    )
+    return blocks + to_dicts(items)
 
 
 def verdict_line(report: Report) -> str:

@@ -15,12 +15,15 @@ from slack_sdk.errors import SlackApiError
 from agents.errors import shown
 from bot.core.actor import Actor, UserError
 from bot.core.approvals import Outcome
+from bot.core.checkpoints import Dropped, saved_of
 from bot.core.commands import (
     AnalyzeBranch,
     AnalyzeTicket,
     Command,
     CommandError,
+    Continue,
     Digest,
+    FlagRetire,
     Follow,
     Help,
     Learnings,
@@ -39,6 +42,9 @@ from bot.store.models import LearningRow, Run
 from bot.surfaces.render.markdown import render_markdown
 from bot.surfaces.slack.blocks import (
     APPROVE,
+    CHECKPOINT_CONTINUE,
+    CHECKPOINT_DROP,
+    CHECKPOINT_STOP,
     FULL_REPORT,
     REJECT,
     REPORT_FEEDBACK,
@@ -48,6 +54,7 @@ from bot.surfaces.slack.blocks import (
     ParentView,
     decided_blocks,
     escape,
+    parse_drop_value,
     parse_vote_value,
 )
 from bot.surfaces.slack.home import publish_home
@@ -58,9 +65,16 @@ from bot.surfaces.slack.inbox import (
     SlackInbox,
     is_direct_message,
 )
-from bot.surfaces.slack.notifier import edit_parent, post_parent
+from bot.surfaces.slack.notifier import agents_of, edit_parent, post_parent, show_checkpoint
 from bot.surfaces.slack.sessions import end_session, leave_if_idle, start_session
-from bot.surfaces.slack.views import REASON_BLOCK, VOTE_REASON, modal_values, vote_modal
+from bot.surfaces.slack.views import (
+    DROP_REASON,
+    REASON_BLOCK,
+    VOTE_REASON,
+    drop_modal,
+    modal_values,
+    vote_modal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +93,19 @@ EVENTS = (
     DIRECT_MESSAGE,
     SESSION_STOPPED,
 )
-ACTIONS = (APPROVE, REJECT, VOTE_UP, VOTE_DOWN, VOTE_FINDING, FULL_REPORT, REPORT_FEEDBACK)
-VIEWS = (VOTE_REASON,)
+ACTIONS = (
+    APPROVE,
+    REJECT,
+    VOTE_UP,
+    VOTE_DOWN,
+    VOTE_FINDING,
+    FULL_REPORT,
+    REPORT_FEEDBACK,
+    CHECKPOINT_CONTINUE,
+    CHECKPOINT_STOP,
+    CHECKPOINT_DROP,
+)
+VIEWS = (VOTE_REASON, DROP_REASON)
 # Reactions that are votes on a report (skin tones are stripped first).
 _REACTION_VOTES = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
 
@@ -146,6 +171,19 @@ def register(app: App, inbox: SlackInbox) -> None:
             ack(response_action="errors", errors={REASON_BLOCK: "Say what was wrong."})
             return
         inbox.receive(VIEWS[0], f"slack:view:{view.get('id')}:{view.get('hash')}", body, ack, ack)
+
+    @app.view(DROP_REASON)
+    def on_drop_reason(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        run_id, fingerprint, reason, _ = modal_values(view)
+        if not run_id or not fingerprint:
+            ack()
+            log.warning("a drop modal came back without its finding; ignored")
+            return
+        if not reason.strip():
+            ack(response_action="errors", errors={REASON_BLOCK: "Say why it is not a problem."})
+            return
+        key = f"slack:view:{view.get('id')}:{view.get('hash')}"
+        inbox.receive(DROP_REASON, key, body, ack, ack)
 
 
 Reply = Callable[[str], None]
@@ -234,7 +272,73 @@ def handlers(service: Service) -> dict[str, Handler]:
         REPORT_FEEDBACK: lambda delivery: _vote_click(delivery, service),
         VIEWS[0]: on_vote_reason,
         FULL_REPORT: lambda delivery: _full_report(delivery, service),
+        CHECKPOINT_CONTINUE: lambda delivery: _checkpoint_click(delivery, service, go_on=True),
+        CHECKPOINT_STOP: lambda delivery: _checkpoint_click(delivery, service, go_on=False),
+        CHECKPOINT_DROP: lambda delivery: _drop_click(delivery, service),
+        DROP_REASON: lambda delivery: _dropped(delivery, service),
     }
+
+
+def _checkpoint_click(delivery: Delivery, service: Service, *, go_on: bool) -> None:
+    """Continue or Stop at a checkpoint, through the same use cases as `/agent continue RUN`
+    and `/agent stop RUN` (the requester or an approver; anyone else is told so, alone)."""
+    action = (delivery.body.get("actions") or [{}])[0]
+    run_id = str(action.get("value", ""))
+    command: Command = Continue(run_id) if go_on else Stop(run_id)
+    run = service.carry_out(delivery.actor, command, Asked(delivery.key, via="button"))
+    assert isinstance(run, Run)
+    if not run.place or not run.message:
+        return
+    who = f"<@{delivery.actor.user}>"
+    status = f"continued by {who}" if go_on else f"stopping (asked by {who})"
+    edit_parent(
+        delivery.client,
+        run,
+        ParentView(run.id, run.requester, run.target, run.repo, status, agents_of(run)),
+    )
+
+
+def _drop_click(delivery: Delivery, service: Service) -> None:
+    """A checkpoint finding's "Not a problem…": the modal asks why (checked first: a
+    stranger is refused here, alone)."""
+    action = (delivery.body.get("actions") or [{}])[0]
+    chosen = (action.get("selected_option") or {}).get("value") or action.get("value", "")
+    parsed = parse_drop_value(str(chosen))
+    if parsed is None:
+        delivery.respond(replace_original=False, text="Not a finding of a checkpoint.")
+        return
+    run_id, fingerprint = parsed
+    _, saved = service.checkpoints.waiting(delivery.actor, run_id)
+    finding = saved.find(fingerprint)
+    if finding is None:
+        raise UserError("That finding is no longer at the checkpoint (dropped already?).")
+    label = f"F{saved.findings.index(finding) + 1} ({finding.title})"
+    try:
+        delivery.client.views_open(
+            trigger_id=str(delivery.body.get("trigger_id", "")),
+            view=drop_modal(run_id, fingerprint, label),
+        )
+    except SlackApiError as exc:  # a replayed click's trigger has expired: say how to type it
+        log.warning("could not open the drop modal: %s", exc.response.get("error"))
+        delivery.respond(
+            replace_original=False,
+            text=f"Say why with `/agent drop {run_id}/F{saved.findings.index(finding) + 1} "
+            "REASON`.",
+        )
+
+
+def _dropped(delivery: Delivery, service: Service) -> None:
+    """The drop modal's reason: the finding leaves the checkpoint, the parent shows it so."""
+    run_id, fingerprint, reason, _ = modal_values(delivery.body["view"])
+    dropped = service.checkpoints.drop(delivery.actor, run_id, fingerprint, reason, via="modal")
+    _show_dropped(delivery, service, dropped)
+
+
+def _show_dropped(delivery: Delivery, service: Service, dropped: Dropped) -> None:
+    run = service.messages.run(dropped.run.id)
+    saved = saved_of(run) if run is not None else None
+    if run is not None and saved is not None and run.place and run.message:
+        show_checkpoint(delivery.client, run, saved)
 
 
 def _full_report(delivery: Delivery, service: Service) -> None:
@@ -392,7 +496,7 @@ def _handle(command: Command, delivery: Delivery, *, channel: str, service: Serv
             f"I could not post the digest here ({exc.response.get('error')}).",
             "Invite me with `/invite @chatops`, then try again.",
         ) from None
-    if isinstance(command, AnalyzeBranch | AnalyzeTicket):
+    if isinstance(command, AnalyzeBranch | AnalyzeTicket | FlagRetire):
         assert isinstance(result, list)
         _post_parents(result, delivery, channel, service)
     elif isinstance(result, Run):
@@ -407,6 +511,9 @@ def _handle(command: Command, delivery: Delivery, *, channel: str, service: Serv
         reply(f"{icon} {escape(result.message)}")
     elif isinstance(result, Voted):
         reply(result.message)
+    elif isinstance(result, Dropped):
+        reply(result.message)
+        _show_dropped(delivery, service, result)
     elif isinstance(command, Learnings):
         assert isinstance(result, list)
         reply(_learnings_text(result))
@@ -459,6 +566,8 @@ def _run_text(run: Run, *, stopping: bool, delivery: Delivery) -> str:
         if run.status == "cancelled":
             _say_cancelled(delivery.client, run, delivery.actor.user)
             return f"Run `{run.id}` cancelled."
+        if run.checkpoint is not None:
+            return f"Run `{run.id}` stops at its checkpoint; its report follows in the thread."
         return f"Run `{run.id}` will stop after the current agent."
     error = f": {escape(run.error)}" if run.error else ""
     by = ""

@@ -14,7 +14,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from agents.lifecycle import delta_line
-from agents.pipeline import AgentProgress, Progress
+from agents.pipeline import AgentProgress, Progress, Saved
 from agents.report import Report
 from bot.core.approvals import target_branch
 from bot.core.messages import MessageRef, RunMessages, thread_of
@@ -24,6 +24,7 @@ from bot.surfaces.render.markdown import render_markdown
 from bot.surfaces.slack.blocks import (
     PREVIEW_CHARS,
     ParentView,
+    checkpoint_blocks,
     delta_blocks,
     escape,
     failure_blocks,
@@ -133,6 +134,9 @@ class SlackNotifier:
         run = self._run(run_id)
         if run is None or not run.message:
             return
+        if run.step:  # its legs run in any process: the parent, not a stream, shows them
+            self._update(run, "running", progress.agents)
+            return
         shown = self.streams.show(run, progress.agents)
         if shown == "started":  # the parent says where the progress is, and fills in at the end
             view = ParentView(
@@ -141,6 +145,13 @@ class SlackNotifier:
             edit_parent(self.client, run, view)
         elif shown == "not_streamed":
             self._update(run, "running", progress.agents)
+
+    def waiting(self, run_id: str, checkpoint: Saved) -> None:
+        """The parent message shows the checkpoint: the agent's findings, Continue / Stop."""
+        run = self._run(run_id, wait=True)
+        if run is None or not run.message:
+            return
+        show_checkpoint(self.client, run, checkpoint)
 
     def finished(self, run_id: str, report: Report) -> None:
         run = self._run(run_id, wait=True)
@@ -281,6 +292,30 @@ class SlackNotifier:
     ) -> None:
         view = ParentView(run.id, run.requester, run.target, run.repo, status, agents, verdict)
         edit_parent(self.client, run, view)
+
+
+def show_checkpoint(client: WebClient, run: Run, checkpoint: Saved) -> None:
+    """A waiting run's parent message: its checkpoint (after a drop too). A lost edit is
+    logged; `/agent continue RUN` works either way."""
+    assert run.place is not None and run.message is not None
+    until = run.wait_until.strftime("%Y-%m-%d %H:%M UTC") if run.wait_until else "its deadline"
+    view = ParentView(
+        run.id,
+        run.requester,
+        run.target,
+        run.repo,
+        f"waiting after {checkpoint.after}",
+        agents_of(run),
+    )
+    try:
+        client.chat_update(
+            channel=run.place,
+            ts=run.message,
+            text=f"{parent_text(view)}: continue or stop",
+            blocks=checkpoint_blocks(view, checkpoint, until),
+        )
+    except SlackApiError as exc:
+        log.warning("run %s: chat.update failed: %s", run.id, exc.response.get("error"))
 
 
 def agents_of(run: Run) -> list[AgentProgress]:

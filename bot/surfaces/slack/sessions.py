@@ -16,7 +16,7 @@ from typing import Literal
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from agents.pipeline import Progress
+from agents.pipeline import Progress, Saved
 from agents.report import Report
 from bot.core.messages import RunMessages
 from bot.store.models import Run
@@ -174,6 +174,11 @@ class AgentSessions:
         showing = set_status(self.client, *where, "processing", doing)
         with self._lock:  # only the assistant thread's line changes as the agents go
             self._shown[run_id] = doing if showing == "assistant" else _QUIET
+
+    def waiting(self, run_id: str, checkpoint: Saved) -> None:
+        """Waiting for a person at a checkpoint: the session leaves processing (nothing works
+        for it until someone continues)."""
+        self._ended(run_id)
 
     def finished(self, run_id: str, report: Report) -> None:
         self._ended(run_id)

@@ -66,6 +66,36 @@ def vote_modal(run_id: str, fingerprint: str, label: str) -> View:
     )
 
 
+DROP_REASON = "checkpoint_drop_reason"
+
+
+def drop_modal(run_id: str, fingerprint: str, label: str) -> View:
+    """Asked after "Not a problem…" at a checkpoint: why (the 👎's reason)."""
+    return View(
+        type="modal",
+        callback_id=DROP_REASON,
+        private_metadata=json.dumps({"run": run_id, "fp": fingerprint}),
+        title=PlainTextObject(text="Not a problem?"),
+        submit=PlainTextObject(text="Drop it"),
+        close=PlainTextObject(text="Cancel"),
+        blocks=[
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"Drop {escape(clip(label, 200))}: later agents and the report go "
+                    "without it, and it counts as your 👎 with this reason."
+                )
+            ),
+            InputBlock(
+                block_id=REASON_BLOCK,
+                label=PlainTextObject(text="Why is it not a problem?"),
+                element=PlainTextInputElement(
+                    action_id=REASON_BLOCK, multiline=True, max_length=2000
+                ),
+            ),
+        ],
+    )
+
+
 def modal_values(view: dict[str, object]) -> tuple[str, str, str, str | None]:
     """(run id, fingerprint, reason, correction) from a submitted vote modal."""
     try:
