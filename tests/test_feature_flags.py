@@ -465,3 +465,21 @@ def test_with_the_model_the_rollout_risk_is_explained_for_the_flags_found(
     assert "Rollout risk: Falls back to True in app.py." in dangling.detail
     assert "invented" not in report.model_dump_json()
     assert "shows the banner to everyone" in report.summary
+
+
+def test_a_retirement_run_is_named_for_its_flag_on_every_surface() -> None:
+    """Its target keeps the side to keep (`KEY=on`); the messages say what it is for."""
+    from bot.core.messages import subject
+    from bot.store.models import Run
+    from bot.surfaces.slack.blocks import ParentView, parent_text
+
+    kept = Run(id="r1", requester="U1", surface="slack", repo="shop", target="NEW_UI=on")
+    kept.kind = "flag_retire"
+    either = Run(id="r2", requester="U1", surface="slack", repo="shop", target="NEW_UI")
+    either.kind = "flag_retire"
+    branch = Run(id="r3", requester="U1", surface="slack", repo="shop", target="feature/x=y")
+    assert subject(kept) == "flag NEW_UI (to retire, keeping it on)"
+    assert subject(either) == "flag NEW_UI (to retire)"
+    assert subject(branch) == "feature/x=y"  # a branch is shown as it is named
+    view = ParentView(kept.id, kept.requester, subject(kept), kept.repo, "queued", [])
+    assert parent_text(view) == "Analyzing flag NEW_UI (to retire, keeping it on) in shop: queued"

@@ -22,6 +22,16 @@ class MessageRef:
     thread: str | None = None
 
 
+def subject(run: Run) -> str:
+    """What a run is about, as its messages name it: the branch (or ticket's branch) analyzed,
+    or for `flag retire` the flag and the side kept (its target is `KEY`, `KEY=on` or
+    `KEY=off`)."""
+    if run.kind != "flag_retire":
+        return run.target
+    key, _, side = run.target.partition("=")
+    return f"flag {key} (to retire" + (f", keeping it {side})" if side else ")")
+
+
 def parent_of(run: Run) -> MessageRef | None:
     """The run's parent message (progress edits it, the report goes with it), once posted."""
     if run.place is None or run.message is None:

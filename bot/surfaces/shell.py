@@ -44,6 +44,7 @@ from bot.core.digest import DigestData
 from bot.core.digest import text as digest_text
 from bot.core.feedback import Voted
 from bot.core.follows import follows_text
+from bot.core.messages import subject
 from bot.core.proposal_state import WAITING
 from bot.core.service import Asked, Service
 from bot.logs import HeldBack, held_back
@@ -292,9 +293,9 @@ class Shell:
                 f"{run.ticket}, requested by {run.requester}."
             )
         else:
-            where = f" against {run.base}" if run.base else ""
+            where = f" against {run.base}" if run.base and run.kind == "branch" else ""
             self.say(
-                f"Run {run.id} queued: analyzing {run.target}{where} in {run.repo}, "
+                f"Run {run.id} queued: analyzing {subject(run)}{where} in {run.repo}, "
                 f"requested by {run.requester}."
             )
         self.wait(run.id)

@@ -36,7 +36,7 @@ from bot.core.commands import (
 from bot.core.digests import Posted
 from bot.core.feedback import Voted
 from bot.core.follows import follows_text
-from bot.core.messages import MessageRef, thread_of
+from bot.core.messages import MessageRef, subject, thread_of
 from bot.core.service import Asked, Requested, Service
 from bot.store.models import LearningRow, Run
 from bot.surfaces.render.markdown import render_markdown
@@ -294,7 +294,7 @@ def _checkpoint_click(delivery: Delivery, service: Service, *, go_on: bool) -> N
     edit_parent(
         delivery.client,
         run,
-        ParentView(run.id, run.requester, run.target, run.repo, status, agents_of(run)),
+        ParentView(run.id, run.requester, subject(run), run.repo, status, agents_of(run)),
     )
 
 
@@ -622,5 +622,5 @@ def _say_cancelled(client: WebClient, run: Run, user: str) -> None:
     and who did it (else it would read "queued" forever)."""
     if not run.place or not run.message:
         return
-    view = ParentView(run.id, run.requester, run.target, run.repo, f"cancelled by <@{user}>", [])
+    view = ParentView(run.id, run.requester, subject(run), run.repo, f"cancelled by <@{user}>", [])
     edit_parent(client, run, view)  # cosmetic: the run is cancelled either way

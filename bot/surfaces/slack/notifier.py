@@ -17,7 +17,7 @@ from agents.lifecycle import delta_line
 from agents.pipeline import AgentProgress, Progress, Saved
 from agents.report import Report
 from bot.core.approvals import target_branch
-from bot.core.messages import MessageRef, RunMessages, thread_of
+from bot.core.messages import MessageRef, RunMessages, subject, thread_of
 from bot.core.ports import WriteResult
 from bot.store.models import ProposalRow, Run
 from bot.surfaces.render.markdown import render_markdown
@@ -60,7 +60,7 @@ def post_parent(
         thread = thread_of(earlier) if earlier is not None else None
     elif earlier is not None and thread_of(earlier) != thread:
         earlier = None  # shown in another session: nothing is superseded there
-    view = ParentView(run.id, requester, run.target, run.repo, "queued", [])
+    view = ParentView(run.id, requester, subject(run), run.repo, "queued", [])
     posted = client.chat_postMessage(
         channel=channel, text=parent_text(view), blocks=parent_blocks(view), thread_ts=thread
     )
@@ -78,7 +78,7 @@ def _mark_superseded(client: WebClient, messages: RunMessages, earlier: Run, run
     view = ParentView(
         earlier.id,
         earlier.requester,
-        earlier.target,
+        subject(earlier),
         earlier.repo,
         earlier.status,
         agents_of(earlier),
@@ -140,7 +140,7 @@ class SlackNotifier:
         shown = self.streams.show(run, progress.agents)
         if shown == "started":  # the parent says where the progress is, and fills in at the end
             view = ParentView(
-                run.id, run.requester, run.target, run.repo, "running", [], note=STREAMING_NOTE
+                run.id, run.requester, subject(run), run.repo, "running", [], note=STREAMING_NOTE
             )
             edit_parent(self.client, run, view)
         elif shown == "not_streamed":
@@ -290,7 +290,7 @@ class SlackNotifier:
     def _update(
         self, run: Run, status: str, agents: list[AgentProgress], verdict: str = ""
     ) -> None:
-        view = ParentView(run.id, run.requester, run.target, run.repo, status, agents, verdict)
+        view = ParentView(run.id, run.requester, subject(run), run.repo, status, agents, verdict)
         edit_parent(self.client, run, view)
 
 
@@ -302,7 +302,7 @@ def show_checkpoint(client: WebClient, run: Run, checkpoint: Saved) -> None:
     view = ParentView(
         run.id,
         run.requester,
-        run.target,
+        subject(run),
         run.repo,
         f"waiting after {checkpoint.after}",
         agents_of(run),

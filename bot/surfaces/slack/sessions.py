@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from agents.pipeline import Progress, Saved
 from agents.report import Report
-from bot.core.messages import RunMessages
+from bot.core.messages import RunMessages, subject
 from bot.store.models import Run
 from bot.surfaces.slack.unsupported import WORKSPACE_LACKS
 
@@ -104,7 +104,7 @@ def start_session(
 ) -> Shown | None:
     """A run was asked for in a session: it shows as processing, titled by what it analyzes
     (a title names a session when it is created; Slack keeps the first)."""
-    what = f"{run.target} in {run.repo}"
+    what = f"{subject(run)} in {run.repo}"
     return set_status(
         client,
         channel,
