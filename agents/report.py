@@ -143,6 +143,10 @@ class Target(_Model):
     base: str
     head_sha: str
     base_sha: str = Field(description="The merge-base the diff is taken from.")
+    pull_request: int | None = Field(
+        default=None, description="The pull request analyzed (its number on the code host)."
+    )
+    url: str | None = Field(default=None, description="The pull request's page.")
 
 
 class Risk(_Model):

@@ -9,6 +9,7 @@ from pathlib import Path
 from slack_sdk import WebClient
 from sqlalchemy import Engine, inspect
 
+from bot.codehost.registry import CodeHosts
 from bot.config import ConfigError, PolicyConfig, RepoConfig, load_policy
 from bot.core.approvals import Approvals
 from bot.core.budget import Budget, DailyBudget, NoBudget
@@ -129,6 +130,7 @@ def build_app(
         sink=SlackDigestSink(slack) if slack is not None else NoDigestSink(),
     )
     shutdown = Shutdown()
+    code_hosts = CodeHosts(settings)  # the only part given the code hosts' credentials
     executor = RunExecutor(
         store,
         policy,
@@ -143,6 +145,7 @@ def build_app(
         save_prompts=feedback_store.save_prompts,
         answers=answer_cache(settings, engine),
         votes=feedback_store.tally,
+        code_hosts=code_hosts,
     )
     queue = TaskQueue(make_huey(settings), run=executor, apply=approvals.apply)
     service = Service(
@@ -158,6 +161,7 @@ def build_app(
         follows=FollowStore(engine),
         repos=RepoResolver(settings.chatops_data_dir),
         announcers=announcers,
+        code_hosts=code_hosts,
     )
     scheduler = Scheduler(digests, feedback, service.follows)
     jobs = Jobs(queue, settings, tick=scheduler.tick, shutdown=shutdown)

@@ -328,6 +328,109 @@ def analyze_branch_command(
     _exit_for([report], fail_on, allow_partial, errors, fail_on_new=fail_on_new)
 
 
+@analyze_app.command("pr")
+def analyze_pr_command(
+    number: Annotated[int, typer.Argument(help="The pull request's number, e.g. 123.", min=1)],
+    repo: RepoOption = Path("."),
+    github: Annotated[
+        str | None,
+        typer.Option(
+            "--github",
+            help='The repository on GitHub, "org/repo" (default: the policy\'s [repos.NAME] '
+            "github for this clone).",
+        ),
+    ] = None,
+    output_format: FormatOption = OutputFormat.text,
+    output: OutputOption = None,
+    fail_on: FailOnOption = None,
+    offline: OfflineOption = False,
+    allow_partial: AllowPartialOption = False,
+    no_cache: NoCacheOption = False,
+    previous: PreviousOption = None,
+    fail_on_new: FailOnNewOption = None,
+) -> None:
+    """Analyze a pull request: its head and base read from GitHub (GITHUB_TOKEN), the head
+    fetched into the clone (`refs/pull/N/head` from origin), then as `analyze branch`."""
+    from agents.errors import AnalysisInputError, GitFailure
+    from agents.lifecycle import compare
+    from agents.llm import LLMSession
+    from agents.pipeline import analyze_branch
+    from bot.codehost.pulls import prepare, with_pull
+    from bot.codehost.registry import CodeHosts
+    from bot.settings import SettingsError
+
+    errors = Console(stderr=True)
+    _output_or_exit(errors, output)
+    earlier = _previous_or_exit(errors, previous)
+    settings = _settings_or_exit(errors)
+    try:
+        llm_settings = None if offline else settings.llm()
+    except SettingsError as exc:
+        _fail(errors, f"invalid setting: {exc}", "Fix the environment variable or .env file.")
+        return
+    printer: _ProgressPrinter | None = None
+    try:
+        project = github or _github_of(repo, settings)
+        host = CodeHosts(settings).host("github")
+        errors.print(f"reading pull request #{number} of {project} ...", markup=False)
+        prepared = prepare(host, project, number, repo)
+        kept = _kept_answers(settings, no_cache, errors)
+        session = LLMSession(llm_settings, answers=kept) if llm_settings is not None else None
+        printer = _ProgressPrinter(errors)
+        report = analyze_branch(
+            repo, prepared.branch, prepared.base, checkpoint=printer, llm=session, kept=kept
+        )
+    except AnalysisInputError as exc:  # the code host's refusals too (CodeHostError)
+        if printer is not None:
+            printer.close()
+        _fail(errors, exc.message, exc.hint)
+        return
+    except GitFailure as exc:
+        if printer is not None:
+            printer.close()
+        _fail(
+            errors,
+            str(exc),
+            "Check the clone's origin: it should be that repository.",
+            EXIT_FAILURE,
+        )
+        return
+    printer.close()
+    report = with_pull(report, prepared.pull)
+    if earlier is not None:
+        report = compare(report, earlier)
+    _emit(report, output_format, output, errors)
+    _exit_for([report], fail_on, allow_partial, errors, fail_on_new=fail_on_new)
+
+
+def _github_of(repo: Path, settings: Settings) -> str:
+    """The policy's `github` for the clone at `repo` (or its only repository with one)."""
+    from agents.context.git import GitRepo
+    from agents.errors import AnalysisInputError
+    from bot.config import ConfigError, load_policy
+
+    try:
+        policy = load_policy(settings.chatops_config, cwd=Path.cwd())
+    except ConfigError as exc:
+        raise AnalysisInputError(
+            str(exc), "Fix the policy file, or pass --github org/repo."
+        ) from None
+    root = GitRepo.open(repo).root
+    named = [
+        c.github
+        for c in policy.repos.values()
+        if c.github and c.path is not None and c.path.resolve() == root
+    ]
+    any_ = [c.github for c in policy.repos.values() if c.github]
+    found = named or (any_ if len(any_) == 1 else [])
+    if not found:
+        raise AnalysisInputError(
+            "Which GitHub repository is this clone's?",
+            'Pass --github org/repo, or set github = "org/repo" in its [repos.NAME].',
+        )
+    return found[0]
+
+
 def _partial(report: Report) -> list[str]:
     """What was asked for and did not run: failed analyzers, the model, failed agents."""
     failed = [f"{a.name} failed: {a.error}" for a in report.agents if a.status == "failed"]

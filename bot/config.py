@@ -64,6 +64,23 @@ class RepoConfig(_Strict):
         description="Every run of this repository waits at a human checkpoint after each "
         "agent (as `analyze branch NAME step` asks for one run).",
     )
+    github: str | None = Field(
+        default=None,
+        description='The repository on GitHub, "org/repo": `analyze pr N` reads its pull '
+        "requests (with GITHUB_TOKEN or a GitHub App; see docs/github.md). The clone's "
+        "origin must be that repository.",
+    )
+
+    @field_validator("github")
+    @classmethod
+    def _github(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(
+            r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}", value
+        ):
+            raise ValueError(f'{value[:100]!r} is not "org/repo"')
+        if value is not None and ".." in value:
+            raise ValueError(f'{value[:100]!r} is not "org/repo"')
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> RepoConfig:

@@ -142,7 +142,8 @@ def policy_text(seen: Seen) -> str:
         "",
         "# One table per repository, by the name people type: `analyze branch NAME in "
         f"{seen.name}`.",
-        f"[repos.{seen.name}]",
+        # A dot would make a nested table in TOML: such a name is quoted.
+        f"[repos.{seen.name}]" if "." not in seen.name else f'[repos."{seen.name}"]',
         "# Where it is: a clone on this machine, relative to this file or absolute. For a remote",
         '# one instead: url = "git@host:org/repo.git", which the bot clones into its data folder',
         "# and fetches before each run.",

@@ -112,6 +112,27 @@ class Settings(BaseSettings):
             acceptance_field=self.chatops_jira_ac_field,
         )
 
+    # GitHub (`analyze pr N`): a token, or a GitHub App. Only bot/codehost/github.py reads them.
+    github_token: SecretStr | None = Field(
+        default=None,
+        description="A GitHub token (fine-grained: pull requests and contents, read) for "
+        "`analyze pr`; see docs/github.md.",
+    )
+    github_app_id: str | None = Field(
+        default=None, description="A GitHub App's id, instead of GITHUB_TOKEN."
+    )
+    github_app_private_key: SecretStr | None = Field(
+        default=None, description="That App's private key (PEM text)."
+    )
+    github_app_private_key_file: Path | None = Field(
+        default=None, description="Or a file holding that App's private key (.pem)."
+    )
+    github_api_url: str | None = Field(
+        default=None,
+        description="Another REST API root: GitHub Enterprise Server's https://HOST/api/v3 "
+        "(default: https://api.github.com; the tests' fake).",
+    )
+
     # Storage and jobs: the embedded default is SQLite and an in-process queue.
     database_url: str | None = Field(
         default=None,

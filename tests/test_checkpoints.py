@@ -634,3 +634,29 @@ def test_over_slack_a_restart_and_the_deadline(place: Place) -> None:
             assert "Nobody continued it within 30m" in json.dumps(posted.blocks)
         finally:
             again.close()
+
+
+def test_a_stepped_run_stopped_while_its_worker_died_still_gets_its_report(app: Runtime) -> None:
+    """Continued, then asked to stop while its next agent ran, and its worker died: the reaper
+    queues it again (a plain run would be cancelled), so the report of what was let through is
+    written, not lost."""
+    run_id = stepped(app)
+    leg(app, run_id)
+    with session_scope(app.engine) as session:  # as a worker that claimed it, then died
+        session.execute(
+            update(Run)
+            .where(col(Run.id) == run_id)
+            .values(
+                status="running",
+                worker="dead-worker",
+                lease_until=utcnow() - timedelta(seconds=1),
+                stop_requested=True,
+                stop_requested_by="U1",
+            )
+        )
+    again = app.store.reap(max_attempts=3, requeue_after_s=600)
+    assert again == [run_id] and run(app, run_id).status != "cancelled"
+    finished = leg(app, run_id)
+    report = app.store.report(run_id)
+    assert finished.status in ("cancelled", "done") and report is not None
+    assert report.stopped_early

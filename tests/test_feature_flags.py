@@ -483,3 +483,211 @@ def test_a_retirement_run_is_named_for_its_flag_on_every_surface() -> None:
     assert subject(branch) == "feature/x=y"  # a branch is shown as it is named
     view = ParentView(kept.id, kept.requester, subject(kept), kept.repo, "queued", [])
     assert parent_text(view) == "Analyzing flag NEW_UI (to retire, keeping it on) in shop: queued"
+
+
+# --- the retirement keeps the right side, and claims only what it rewrote ------------------
+
+VARIANT_SETTINGS = FlagSettings(
+    calls=("flags.is_on", "flags.variant"), files=("config/flags.yaml",)
+)
+VARIANTS = (
+    "from myapp import flags\n\n\n"
+    "def pick():\n"
+    '    if flags.variant("new_checkout") == "v2":\n'
+    '        return "V2"\n'
+    '    return "V1"\n\n\n'
+    "def other():\n"
+    '    if flags.variant("new_checkout") != "off":\n'
+    '        return "ON"\n'
+    "    else:\n"
+    '        return "OFF"\n'
+)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_retire_lists_a_comparison_with_another_value_and_rewrites_on_off(
+    repo: RepoBuilder, keep: bool
+) -> None:
+    repo.commit({"myapp/pick.py": VARIANTS})
+    git = GitRepo.open(repo.root)
+    plan = plan_retirement(git, repo.head(), "new_checkout", keep, VARIANT_SETTINGS)
+    assert plan.rewritten == 1
+    assert [(m.file, m.line) for m in plan.manual] == [("myapp/pick.py", 5)]
+    assert "v2" in plan.manual[0].why and "not on or off" in plan.manual[0].why
+    subprocess.run(["git", "apply"], cwd=repo.root, input=plan.patch.encode(), check=True)
+    text = (repo.root / "myapp/pick.py").read_text()
+    # The "v2" comparison is untouched, whichever side is kept.
+    assert 'if flags.variant("new_checkout") == "v2":\n        return "V2"\n' in text
+    assert ('return "ON"' in text) is keep and ('return "OFF"' in text) is not keep
+    assert 'flags.variant("new_checkout") != "off"' not in text
+
+
+ONE_LINE = (
+    "from myapp import flags\n\n\n"
+    "def label():\n"
+    '    if flags.is_on("new_checkout", False): return "NEW"\n'
+    '    return "OLD"\n\n\n'
+    "def other():\n"
+    '    if flags.is_on("new_checkout", False):\n'
+    '        return "A"\n'
+    '    else: return "B"\n'
+)
+
+
+@pytest.mark.parametrize(("keep", "line"), [(True, 5), (False, 10)])
+def test_retire_lists_a_kept_side_on_the_if_or_else_line(
+    repo: RepoBuilder, keep: bool, line: int
+) -> None:
+    repo.commit({"myapp/label.py": ONE_LINE})
+    git = GitRepo.open(repo.root)
+    plan = plan_retirement(git, repo.head(), "new_checkout", keep, SETTINGS)
+    assert plan.rewritten == 1
+    assert [(m.file, m.line) for m in plan.manual] == [("myapp/label.py", line)]
+    subprocess.run(["git", "apply"], cwd=repo.root, input=plan.patch.encode(), check=True)
+    text = (repo.root / "myapp/label.py").read_text()
+    found = scan(text, "myapp/label.py", SETTINGS)
+    assert found is not None
+    # Exactly the listed guard still reads the flag; the other one is gone.
+    left = [r.line for r in found.reads if r.key == "new_checkout"]
+    assert len(left) == 1
+    assert ast.parse(text)
+
+
+NESTED = (
+    "from myapp import flags\n\n\n"
+    "def f():\n"
+    '    if flags.is_on("new_checkout"):\n'
+    '        if flags.is_on("new_checkout"):\n'
+    "            return 1\n"
+    "        return 2\n"
+    "    return 3\n"
+)
+
+
+def test_retire_does_not_claim_a_guard_whose_kept_side_still_reads_the_flag(
+    repo: RepoBuilder,
+) -> None:
+    repo.commit({"myapp/nested.py": NESTED})
+    plan = plan_retirement(GitRepo.open(repo.root), repo.head(), "new_checkout", True, SETTINGS)
+    assert plan.rewritten == 0
+    assert "myapp/nested.py" not in plan.files
+    assert {m.line for m in plan.manual if m.file == "myapp/nested.py"} == {5, 6}
+
+
+# --- the retirement says what it did not search ---------------------------------------------
+
+
+def test_retire_refuses_when_more_files_read_the_flag_than_it_rewrites(
+    repo: RepoBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agents.analyzers.flag_retire as flag_retire
+    from agents.roles.feature_flags import retire_report
+
+    monkeypatch.setattr(flag_retire, "MAX_FILES", 2)
+    repo.commit({f"myapp/m{n}.py": GUARDED for n in range(3)})
+    plan = plan_retirement(GitRepo.open(repo.root), repo.head(), "new_checkout", True, SETTINGS)
+    assert plan.patch == ""
+    assert "more than 2 files" in plan.problem
+    report = retire_report(repo.root, "new_checkout", True, None, run_id="r", settings=SETTINGS)
+    assert report.proposals == []
+    assert "more than 2 files" in report.summary
+
+
+def test_retire_lists_files_that_are_not_python_and_name_the_flag(repo: RepoBuilder) -> None:
+    repo.commit(
+        {
+            "myapp/pay.py": GUARDED,
+            "web/app.js": 'if (flags.isOn("new_checkout")) { show(); }\n',
+            "docs/flags.md": "new_checkout: the new checkout\n",
+            "web/other.js": "new_checkout_v2()\n",  # another word: not this flag
+        }
+    )
+    plan = plan_retirement(GitRepo.open(repo.root), repo.head(), "new_checkout", True, SETTINGS)
+    assert plan.patch and plan.rewritten == 2
+    listed = sorted(m.file for m in plan.manual)
+    assert listed == ["docs/flags.md", "myapp/pay.py", "web/app.js"]
+
+
+def test_the_agent_says_when_it_read_only_some_files_naming_a_flag(
+    repo: RepoBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agents.roles.feature_flags as feature_flags
+
+    monkeypatch.setattr(feature_flags, "MAX_OTHER_FILES", 1)
+    repo.commit({f"myapp/m{n}.py": GUARDED for n in range(3)})
+    repo.branch("feature/reads")
+    repo.commit(
+        {"myapp/new.py": 'from myapp import flags\nx = flags.is_on("new_checkout", True)\n'}
+    )
+    report = analyze_branch(repo.root, "feature/reads", agents=[FeatureFlagsAgent(SETTINGS)])
+    assert "only the first 1" in report.summary and "new_checkout" in report.summary
+
+
+def test_the_agent_says_nothing_about_a_cap_it_did_not_reach(repo: RepoBuilder) -> None:
+    repo.branch("feature/reads")
+    repo.commit(
+        {"myapp/new.py": 'from myapp import flags\nx = flags.is_on("new_checkout", True)\n'}
+    )
+    report = analyze_branch(repo.root, "feature/reads", agents=[FeatureFlagsAgent(SETTINGS)])
+    assert "only the first" not in report.summary
+
+
+# --- definition files that would take a worker down -----------------------------------------
+
+# Each level is ten aliases of the one before: expanded, 10**6 strings.
+LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{chr(98 + n)}: &{chr(98 + n)} [{','.join(['*' + chr(97 + n)] * 10)}]\n" for n in range(5)
+)
+
+
+def test_a_definition_file_with_aliases_is_unreadable_not_expanded(repo: RepoBuilder) -> None:
+    from agents.analyzers.flags import DefinitionError
+
+    assert len(LAUGHS) < 500
+    with pytest.raises(DefinitionError, match="alias"):
+        parse_definitions(LAUGHS, "flags.yaml")
+    # An anchor nobody refers to is harmless and still read.
+    assert set(parse_definitions("a: &x 1\nb: 2\n", "flags.yaml")) == {"a", "b"}
+    repo.branch("feature/laughs")
+    repo.commit({"config/flags.yaml": LAUGHS})
+    found = flag_findings(repo, "feature/laughs")
+    unreadable = [f for f in found if f.rule == "flag-definitions-unreadable"]
+    assert [f.file for f in unreadable] == ["config/flags.yaml"]
+    assert "alias" in unreadable[0].title
+    plan = plan_retirement(GitRepo.open(repo.root), repo.head(), "a", True, SETTINGS)
+    assert any(m.file == "config/flags.yaml" and "alias" in m.why for m in plan.manual)
+
+
+def test_a_definition_file_larger_than_the_cap_is_not_read() -> None:
+    from agents.analyzers.flags import MAX_DEFINITION_BYTES, DefinitionError
+
+    big = "a: true\n" + "#" * MAX_DEFINITION_BYTES + "\n"
+    with pytest.raises(DefinitionError, match="larger than"):
+        parse_definitions(big, "flags.yaml")
+    with pytest.raises(DefinitionError, match="larger than"):
+        parse_definitions('{"a": true, "pad": "' + "x" * MAX_DEFINITION_BYTES + '"}', "f.json")
+
+
+def test_file_history_never_runs_the_repositorys_diff_converters(tmp_path: Path) -> None:
+    repo = RepoBuilder(tmp_path / "conv")
+    marker = tmp_path / "converter-ran"
+    script = tmp_path / "conv.sh"
+    script.write_text(f'#!/bin/sh\ntouch "{marker}"\ncat "$1"\n')
+    script.chmod(0o755)
+    repo.git("config", "diff.conv.textconv", str(script))
+    repo.git("config", "diff.conv.command", str(script))
+    repo.commit({".gitattributes": "*.yaml diff=conv\n", "config/flags.yaml": "a: true\n"})
+    repo.commit({"config/flags.yaml": "a: false\n"})
+    history = GitRepo.open(repo.root).file_history(repo.head(), "config/flags.yaml", 10)
+    assert len(history) == 2 and "+a: false" in history[0][2]
+    assert not marker.exists()
+
+
+def test_retire_counts_lines_as_python_does_past_a_form_feed(repo: RepoBuilder) -> None:
+    # `str.splitlines` breaks at a form feed, Python does not: the wrong lines would be cut.
+    repo.commit({"myapp/pay.py": GUARDED.replace("\n\n\ndef other", "\n\n\x0c\ndef other")})
+    plan = plan_retirement(GitRepo.open(repo.root), repo.head(), "new_checkout", True, SETTINGS)
+    assert plan.rewritten == 2
+    subprocess.run(["git", "apply"], cwd=repo.root, input=plan.patch.encode(), check=True)
+    text = (repo.root / "myapp/pay.py").read_text()
+    assert "def other():\n    enabled =" in text and "\x0c\n" in text

@@ -197,3 +197,14 @@ def test_write_new_writes_whole_or_not_at_all(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         write_new(target, "x = 1\n")
     assert target.read_text(encoding="utf-8") == "theirs\n"
+
+
+def test_a_dotted_folder_name_is_one_repository_not_a_nested_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = RepoBuilder(tmp_path / "my.site")
+    repo.commit({"README.md": "x\n"}, "base")
+    done = init_in(monkeypatch, repo.root)
+    assert done.exit_code == 0, done.output
+    policy = load_policy(repo.root / "chatops.toml", cwd=repo.root)
+    assert list(policy.repos) == ["my.site"]

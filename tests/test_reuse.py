@@ -351,11 +351,13 @@ def test_the_analyzers_scan_only_new_content_and_the_store_never_holds_a_secret(
     from agents.analyzers import secrets_scan, security
 
     key = "AKIA4HJXZQ2WBNVGL7PK"
+    password = "hunter2-prod-Xq81"
     repo.branch("feature/keys")
     repo.commit(
         {
             "deploy/prod.env": f'AWS_ACCESS_KEY_ID="{key}"\n',
             "app/run.py": "def f(x):\n    return eval(x)\n",
+            "app/config.py": f'DB_PASSWORD = "{password}"\n',  # bandit B105 quotes it
         }
     )
     repo.checkout("main")
@@ -380,16 +382,19 @@ def test_the_analyzers_scan_only_new_content_and_the_store_never_holds_a_secret(
 
     first = found()
     assert ("deploy/prod.env", "AWS Access Key", 1, "Possible AWS Access Key added") in first
-    assert len(scanned) == 1 and read == [["app/run.py"]]
+    # bandit quoted the password (B105): kept as where it is in the file, not as itself.
+    assert any(kind == "bandit" and '"value_at"' in v for kind, v in kept.entries.values())
+    assert len(scanned) == 1 and read == [["app/config.py", "app/run.py"]]
     assert found() == first and len(scanned) == 1 and len(read) == 1
-    assert all(key not in value for _, value in kept.entries.values())
+    assert all(key not in value and password not in value for _, value in kept.entries.values())
 
     push_files = {"app/run.py": "def f(x):\n    return eval(x) + 2\n"}
     repo.checkout("feature/keys")
     repo.commit(push_files)
     repo.checkout("main")
-    assert found() == first
+    assert found() == first  # app/config.py's finding, from what was kept, says the same
     assert read[-1] == ["app/run.py"] and len(scanned[-1]) == 1  # the changed file only
+    assert all(password not in value for _, value in kept.entries.values())
 
 
 def test_the_same_question_gets_the_same_report_said_to_be_reused_never_a_partial_one(
@@ -453,3 +458,25 @@ def test_a_store_the_command_line_cannot_open_is_said_and_the_analysis_goes_on(
     assert "earlier answers are not reused" in done.stderr
     assert "everything is analyzed again" in done.stderr and "Traceback" not in done.stderr
     assert json.loads(done.stdout)["coverage"]["not_run"] == []
+
+
+def test_a_kept_bandit_answer_gives_back_what_bandit_said_but_never_holds_the_value() -> None:
+    from agents.analyzers.security import _restored, _without_secret
+
+    text = 'import os\nDB_PASSWORD = "hunter2-prod-Xq81"\n'
+    said = {
+        "test_id": "B105",
+        "issue_text": "Possible hardcoded password: 'hunter2-prod-Xq81'",
+        "code": '2 DB_PASSWORD = "hunter2-prod-Xq81"\n',
+        "line_number": 2,
+    }
+    kept = _without_secret(said, text)
+    assert kept is not None and "hunter2" not in json.dumps(kept)
+    assert _restored(kept, text) == {k: v for k, v in said.items() if k != "code"}
+    # A value bandit quotes as the file does not spell it: that file's answer is not kept.
+    assert (
+        _without_secret({**said, "issue_text": "Possible hardcoded password: 'x\\ny'"}, text)
+        is None
+    )
+    other = {"test_id": "B307", "issue_text": "Use of eval", "code": "eval(x)"}
+    assert _without_secret(other, text) == {"test_id": "B307", "issue_text": "Use of eval"}

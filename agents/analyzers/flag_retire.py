@@ -1,10 +1,16 @@
 """Retire a feature flag: the patch that removes its definition and the dead side of every
 `if` on it that can be rewritten safely, and the places that could not be.
 
-Rewritten: an `if` statement whose whole test is the flag read, `not` the read, or a Split
-treatment compared with a string (`== "on"`). The kept side replaces the statement, dedented
-to its place; an emptied block gets `pass`. Anything else that reads the flag (an assignment,
-an argument, an `elif`, a condition combined with others) is listed, never guessed at.
+Rewritten: an `if` statement whose whole test is the flag read, `not` the read, or the read
+compared (`==`, `!=`) with "on", "off", True or False (a Split treatment). The kept side
+replaces the statement, dedented to its place; an emptied block gets `pass`. Anything else that
+reads the flag (an assignment, an argument, an `elif`, a condition combined with others, a
+comparison with another value such as a variant `== "v2"`, a kept side written on the `if` or
+`else` line) is listed, never guessed at. The result is parsed again: a rewritten place that
+still reads the flag is not counted as rewritten, it is left as it was and listed.
+
+Searched: the Python files that name the key (more than MAX_FILES: no patch, and the report
+says why); the other files that name it are listed, nobody rewrites them.
 
 Checked before it is offered, without running the repository's code: every touched Python file
 must still `compile()`, and a test module must define the same tests as before except those
@@ -55,17 +61,45 @@ class Retirement:
     rewritten: int = 0
     manual: list[Manual] = field(default_factory=list)
     problem: str = ""  # why nothing can be proposed
+    notes: list[str] = field(default_factory=list)  # said in the report's summary
 
 
-def _negated(test: ast.expr) -> bool:
+def _holds_when_on(test: ast.expr) -> bool | None:
+    """Whether an `if` test on a flag read is true when the flag is on, or None when the test
+    is not about on or off: the bare read, `not` it, or `==` / `!=` with "on", "off", True or
+    False. A comparison with any other value (`== "v2"`) is a variant, not a side to keep."""
     if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
-        return not _negated(test.operand)
-    if isinstance(test, ast.Compare) and isinstance(test.comparators[0], ast.Constant):
+        inner = _holds_when_on(test.operand)
+        return None if inner is None else not inner
+    if isinstance(test, ast.Call):
+        return True
+    if (
+        isinstance(test, ast.Compare)
+        and len(test.ops) == 1
+        and isinstance(test.ops[0], ast.Eq | ast.NotEq)
+        and isinstance(test.comparators[0], ast.Constant)
+    ):
         value = test.comparators[0].value
-        is_on = value in ("on", True)
-        eq = isinstance(test.ops[0], ast.Eq)
-        return is_on != eq
-    return False
+        if isinstance(value, bool):
+            means_on = value
+        elif isinstance(value, str) and value in ("on", "off"):
+            means_on = value == "on"
+        else:
+            return None
+        return means_on == isinstance(test.ops[0], ast.Eq)
+    return None
+
+
+def _starts_its_line(lines: list[str], node: ast.stmt) -> bool:
+    """Whether nothing but indentation comes before `node` on its first line (a block written
+    on its `if` or `else` line does not)."""
+    first: ast.stmt | ast.expr = node
+    for decorator in getattr(node, "decorator_list", []):
+        if decorator.lineno < first.lineno:
+            first = decorator
+    line = lines[first.lineno - 1].encode("utf-8")  # col_offset counts UTF-8 bytes
+    before = line[: first.col_offset].decode("utf-8", "replace")
+    return not before.strip() or (first is not node and before.strip() == "@")
 
 
 def _tests(tree: ast.Module) -> set[str]:
@@ -78,6 +112,12 @@ def _tests(tree: ast.Module) -> set[str]:
     return names
 
 
+def _lines(text: str) -> list[str]:
+    """The lines of Python source as `ast` numbers them, with their ends: only "\\n", "\\r\\n"
+    and "\\r" end a line, not the form feed or the other breaks `str.splitlines` knows."""
+    return re.findall(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z", text)
+
+
 def _block(lines: list[str], body: list[ast.stmt], indent: str) -> list[str]:
     start = body[0].lineno
     decorators = getattr(body[0], "decorator_list", [])
@@ -85,16 +125,18 @@ def _block(lines: list[str], body: list[ast.stmt], indent: str) -> list[str]:
         start = min(start, *(d.lineno for d in decorators))
     end = body[-1].end_lineno or body[-1].lineno
     text = textwrap.dedent("".join(lines[start - 1 : end]))
-    return [indent + line if line.strip() else line for line in text.splitlines(keepends=True)]
+    return [indent + line if line.strip() else line for line in _lines(text)]
 
 
 def rewrite_python(
     text: str, path: str, key: str, keep: bool, settings: FlagSettings
 ) -> tuple[str, int, list[Manual]]:
-    """The file with every safe guard on `key` resolved to the kept side."""
+    """The file with every safe guard on `key` resolved to the kept side: the new text, the
+    number of guards rewritten, and the places left as they are. No read of `key` is left in
+    a place counted as rewritten (the result is parsed again to make sure)."""
     tree = ast.parse(text)
     imports = imports_of(tree)
-    lines = text.splitlines(keepends=True)
+    lines = _lines(text)
     manual: list[Manual] = []
     edits: list[tuple[int, int, list[str]]] = []  # (first line, last line, replacement)
     handled: set[int] = set()  # ids of the read calls a rewrite removes
@@ -111,15 +153,33 @@ def rewrite_python(
         if read is None or read.key != key:
             continue
         calls = [c for c in ast.walk(node.test) if isinstance(c, ast.Call)]
+        handled |= {id(c) for c in calls}
         if id(node) in elifs:
             manual.append(Manual(path, node.lineno, "an `elif` on the flag"))
-            handled |= {id(c) for c in calls}
             continue
-        taken = node.body if keep != _negated(node.test) else node.orelse
+        when_on = _holds_when_on(node.test)
+        if when_on is None:
+            manual.append(
+                Manual(
+                    path,
+                    node.lineno,
+                    f"`{ast.unparse(node.test)[:120]}` compares the flag with a value that "
+                    "is not on or off",
+                )
+            )
+            continue
+        taken = node.body if when_on == keep else node.orelse
+        if taken and id(taken[0]) in elifs:
+            manual.append(Manual(path, node.lineno, "the side to keep is an `elif`"))
+            continue
+        if taken and not _starts_its_line(lines, taken[0]):
+            manual.append(
+                Manual(path, node.lineno, "the side to keep is written on the `if`/`else` line")
+            )
+            continue
         indent = re.match(r"\s*", lines[node.lineno - 1]).group(0)  # type: ignore[union-attr]
         replacement = _block(lines, taken, indent) if taken else []
         edits.append((node.lineno, node.end_lineno or node.lineno, replacement))
-        handled |= {id(c) for c in calls}
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and id(node) not in handled:
             read = read_of(node, path, imports, settings.calls)
@@ -133,15 +193,58 @@ def rewrite_python(
             manual.append(Manual(path, edit[0], "a guard inside another guard on the flag"))
             continue
         chosen.append(edit)
-    for start, end, replacement in reversed(chosen):
-        lines[start - 1 : end] = replacement
-    new = "".join(lines)
-    new = _fill_empty_blocks(new)
+    # Checked: a rewritten place that still reads the key is not one; it is left as it was.
+    while True:
+        new, where = _apply(lines, chosen)
+        left = _edits_still_reading(new, path, key, settings, where)
+        if not left:
+            break
+        for index in sorted(left):
+            manual.append(Manual(path, chosen[index][0], "the side to keep reads the flag again"))
+        chosen = [edit for index, edit in enumerate(chosen) if index not in left]
     return new, len(chosen), manual
 
 
-def _fill_empty_blocks(text: str) -> str:
-    """A block left with no statement gets `pass`, indented one level deeper."""
+def _apply(
+    lines: list[str], edits: list[tuple[int, int, list[str]]]
+) -> tuple[str, list[int | None]]:
+    """The text with `edits` (sorted, not overlapping) made, and for each of its lines the
+    index of the edit it came from (None: an unchanged line)."""
+    out = list(lines)
+    where: list[int | None] = [None] * len(lines)
+    for index in reversed(range(len(edits))):
+        start, end, replacement = edits[index]
+        out[start - 1 : end] = replacement
+        where[start - 1 : end] = [index] * len(replacement)
+    return _fill_empty_blocks(out, where), where
+
+
+def _edits_still_reading(
+    text: str, path: str, key: str, settings: FlagSettings, where: list[int | None]
+) -> set[int]:
+    """The edits whose lines of `text` still read `key`."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return set()  # not offered anyway: `_still_good` says it does not compile
+    imports = imports_of(tree)
+    left: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            read = read_of(node, path, imports, settings.calls)
+            if read is None or read.key != key:
+                continue
+            for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
+                index = where[line - 1] if line - 1 < len(where) else None
+                if index is not None:
+                    left.add(index)
+    return left
+
+
+def _fill_empty_blocks(lines: list[str], where: list[int | None]) -> str:
+    """A block left with no statement gets `pass`, indented one level deeper (`where`, one
+    entry a line, gets an unchanged line's None for it)."""
+    text = "".join(lines)
     for _ in range(20):
         try:
             ast.parse(text)
@@ -149,7 +252,7 @@ def _fill_empty_blocks(text: str) -> str:
         except IndentationError as exc:
             if exc.lineno is None:
                 return text
-            lines = text.splitlines(keepends=True)
+            lines = _lines(text)
             at = exc.lineno - 1
             # The line that opens the empty block is the last non-blank line before `at`.
             opener = at - 1
@@ -159,6 +262,7 @@ def _fill_empty_blocks(text: str) -> str:
                 return text
             indent = re.match(r"\s*", lines[opener]).group(0)  # type: ignore[union-attr]
             lines.insert(opener + 1, f"{indent}    pass\n")
+            where.insert(opener + 1, None)
             text = "".join(lines)
         except SyntaxError:
             return text
@@ -261,8 +365,33 @@ def plan_retirement(
             f"say it, `flag retire {key} keep on` (or off)."
         )
         return plan
+    # One more than the limit is asked for: a patch that rewrites only some of the files that
+    # read the flag would leave the others reading a flag that is no longer defined.
+    python = repo.files_with_words(commit, [key], ["*.py"], MAX_FILES + 1)
+    if len(python) > MAX_FILES:
+        plan.problem = (
+            f"more than {MAX_FILES} files read the flag; only the first {MAX_FILES} could be "
+            "rewritten, so no patch is offered (retire it by hand, or in parts)."
+        )
+        return plan
+    # Other files that name the key (templates, JavaScript, docs, config): nobody rewrites
+    # them, so they are places to do by hand.
+    elsewhere = [
+        path
+        for path in repo.files_with_words(commit, [key], [], MAX_FILES + 1)
+        if not path.endswith(".py") and path not in settings.files
+    ]
+    plan.manual += [
+        Manual(path, None, "a file that is not Python names the flag")
+        for path in elsewhere[:MAX_FILES]
+    ]
+    if len(elsewhere) > MAX_FILES:
+        plan.notes.append(
+            f"More than {MAX_FILES} files that are not Python name {key}; only the first "
+            f"{MAX_FILES} are listed."
+        )
     before: dict[str, str] = {}
-    for path in repo.files_with_words(commit, [key], ["*.py"], MAX_FILES):
+    for path in python:
         blob = repo.read_file(commit, path)
         if blob is None:
             continue

@@ -216,7 +216,9 @@ def read_of(
 def guard_read(
     test: ast.expr, path: str, imports: set[str], calls: tuple[str, ...]
 ) -> FlagRead | None:
-    """The flag an `if` test is exactly about: `read`, `not read`, `read == "on"`."""
+    """The flag an `if` test is exactly about: `read`, `not read`, `read == CONSTANT`. Any
+    constant (a variant too): which side is the flag's "on" is the retirement's question,
+    answered there only for "on", "off", True and False."""
     if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
         test = test.operand
     if (
@@ -290,15 +292,43 @@ def format_of(path: str, configured: DefinitionFormat) -> Literal["yaml", "json"
 _DEFAULT_KEYS = ("default", "defaultValue", "default_value", "enabled", "value", "on")
 
 
+# A definition file larger than this is said to be too large, not read.
+MAX_DEFINITION_BYTES = 1_000_000
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses aliases (`*name`). `safe_load` keeps a repeated alias as
+    one shared object, and dumping the entries expands every reference: a few hundred bytes of
+    nested aliases become hundreds of megabytes. Refused when the first alias is composed,
+    before anything is expanded."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "YAML aliases (*name) are not read in flag definitions",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
 def _load(text: str, fmt: str) -> Any:
+    size = len(text.encode("utf-8", "surrogateescape"))
+    if size > MAX_DEFINITION_BYTES:
+        raise DefinitionError(
+            f"the file is larger than {MAX_DEFINITION_BYTES // 1_000_000} MB ({size} bytes), "
+            "not read"
+        )
     try:
         if fmt == "json":
             return json.loads(text)
         if fmt == "toml":
             return tomllib.loads(text)
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
     except (ValueError, yaml.YAMLError) as exc:
-        raise DefinitionError(str(exc)[:200]) from None
+        raise DefinitionError(" ".join(str(exc).split())[:200]) from None  # one line
 
 
 def flags_table(data: Any) -> dict[str, Any]:

@@ -130,18 +130,33 @@ def scan_diff(diff: str) -> Iterator[Any]:
                         yield secret
 
 
-def scan_diffs(diffs: list[tuple[str, str]], first: int = 0) -> list[Hit]:
-    """detect-secrets over synthetic one-file diffs (name, diff), in this process."""
+def scan_diffs(diffs: list[tuple[str, str]], first: int = 0) -> tuple[list[Hit], list[int]]:
+    """detect-secrets over synthetic one-file diffs (name, diff), in this process: the hits,
+    and the indices of the files whose scan failed (never to be taken for "no secrets")."""
     hits: list[Hit] = []
+    failed: list[int] = []
     with _SETTINGS_LOCK, default_settings():
         # The scanned files are not in the working directory; don't let that filter drop them.
         get_settings().disable_filters("detect_secrets.filters.common.is_invalid_file")
         for offset, (name, text) in enumerate(diffs):
             try:
-                hits += [
-                    (first + offset, str(s.type), int(s.line_number), str(s.secret_value or ""))
-                    for s in scan_diff(text)
-                ]
+                found = list(_scan_one(text))
             except Exception as exc:  # one odd file must not cost the others their scan
                 log.warning("secrets scan of %s failed: %s", name, exc)
-    return hits
+                failed.append(first + offset)
+                continue
+            hits += [
+                (first + offset, str(s.type), int(s.line_number), str(s.secret_value or ""))
+                for s in found
+            ]
+    return hits, failed
+
+
+def _scan_one(text: str) -> Iterator[Any]:
+    """The shortcut scan, or detect-secrets' own where the shortcut's helpers no longer take
+    what they took (a release that changed a private helper's arguments: slower, the same)."""
+    try:
+        yield from list(scan_diff(text))
+    except TypeError:
+        log.warning("the shortcut secrets scan failed; using detect-secrets' own scan_diff")
+        yield from _scan.scan_diff(text)

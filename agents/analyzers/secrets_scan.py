@@ -106,7 +106,7 @@ PARALLEL_FROM_LINES = 20_000
 WORKER = "agents.analyzers.secrets_worker"  # the module a share runs in
 
 
-def _scan_in_processes(diffs: list[tuple[str, str]], processes: int) -> list[Hit]:
+def _scan_in_processes(diffs: list[tuple[str, str]], processes: int) -> tuple[list[Hit], list[int]]:
     """The same scan, the files dealt out to `processes` worker processes by size. A worker
     that fails is scanned here instead, so a failure costs time, never findings."""
     order = sorted(range(len(diffs)), key=lambda i: -len(diffs[i][1]))
@@ -117,7 +117,7 @@ def _scan_in_processes(diffs: list[tuple[str, str]], processes: int) -> list[Hit
         shares[lightest].append(index)
         sizes[lightest] += len(diffs[index][1])
 
-    def scan(share: list[int]) -> list[Hit]:
+    def scan(share: list[int]) -> tuple[list[Hit], list[int]]:
         payload = json.dumps([[i, *diffs[i]] for i in share])
         try:
             done = subprocess.run(
@@ -129,17 +129,23 @@ def _scan_in_processes(diffs: list[tuple[str, str]], processes: int) -> list[Hit
             )
             if done.returncode != 0:
                 raise RuntimeError(done.stderr.decode("utf-8", "replace")[-500:])
-            return [(int(i), str(k), int(n), str(v)) for i, k, n, v in json.loads(done.stdout)]
+            answer = json.loads(done.stdout)
+            found = [(int(i), str(k), int(n), str(v)) for i, k, n, v in answer["hits"]]
+            return found, [int(i) for i in answer["failed"]]
         except Exception as exc:
             log.warning("a secrets scan process failed (%s); scanning its files here", exc)
             hits: list[Hit] = []
+            failed: list[int] = []
             for i in share:
-                hits += scan_diffs([diffs[i]], first=i)
-            return hits
+                found, lost = scan_diffs([diffs[i]], first=i)
+                hits += found
+                failed += lost
+            return hits, failed
 
     with ThreadPoolExecutor(max_workers=processes) as pool:
         results = list(pool.map(scan, [share for share in shares if share]))
-    return sorted((hit for hits in results for hit in hits), key=lambda h: (h[0], h[2], h[1]))
+    hits = sorted((hit for found, _ in results for hit in found), key=lambda h: (h[0], h[2], h[1]))
+    return hits, sorted(i for _, lost in results for i in lost)
 
 
 def _kept_form(hits: list[Hit], file: FileDiff) -> str | None:
@@ -186,10 +192,13 @@ def run_secrets(
     texts: Mapping[str, str] | None = None,
     values: set[str] | None = None,
     kept: AnswerStore = PROCESS_ANSWERS,
+    failed: list[str] | None = None,
 ) -> list[Finding]:
     """Findings for credential-looking values on added lines. `texts` (the head's content of
     the analyzed files) lets a value in a comment or docstring be told from one in code. Each
-    file's answer is kept in `kept` by its added lines: only files with new ones are scanned."""
+    file's answer is kept in `kept` by its added lines: only files with new ones are scanned.
+    The files whose scan failed are appended to `failed` (never kept: a failure is not "no
+    secrets"), so the report can say they were not checked."""
     files = [f for f in diff.files if f.hunks and f.status != "deleted" and not f.binary]
     if not files:
         return []
@@ -220,9 +229,11 @@ def run_secrets(
         diffs = [item for _, _, item in todo]
         added = sum(len(files[i].added_lines) for i, _, _ in todo)
         if added >= PARALLEL_FROM_LINES and len(diffs) > 1 and spread_over() > 1:
-            found = _scan_in_processes(diffs, spread_over())
+            found, lost = _scan_in_processes(diffs, spread_over())
         else:
-            found = scan_diffs(diffs)
+            found, lost = scan_diffs(diffs)
+        if failed is not None:
+            failed += [files[todo[j][0]].path for j in lost]
         by_todo: dict[int, list[Hit]] = {}  # the scan numbers the files of `todo` only
         for j, k, n, v in found:
             by_todo.setdefault(j, []).append((todo[j][0], k, n, v))
@@ -230,7 +241,7 @@ def run_secrets(
         for local, (index, key, _) in enumerate(todo):
             mine = by_todo.get(local, [])
             form = _kept_form(mine, files[index])
-            if form is not None:
+            if form is not None and local not in lost:
                 answers.append((key, "secrets", form))
             hits += mine
         remember_many(kept, answers)

@@ -13,9 +13,12 @@ from agents.analyzers.secrets_lines import Hit, scan_diffs
 def main() -> None:
     items = json.loads(sys.stdin.buffer.read())
     hits: list[Hit] = []
+    failed: list[int] = []
     for index, name, text in items:
-        hits += scan_diffs([(name, text)], first=int(index))
-    json.dump(hits, sys.stdout)
+        found, lost = scan_diffs([(name, text)], first=int(index))
+        hits += found
+        failed += lost
+    json.dump({"hits": hits, "failed": failed}, sys.stdout)
 
 
 if __name__ == "__main__":

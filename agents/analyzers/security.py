@@ -118,7 +118,8 @@ def answers_for(workspace: Workspace, kept: AnswerStore) -> dict[str, Any]:
             missing.append(path)
             continue
         part = json.loads(stored)
-        results += [{**item, "filename": path} for item in part["results"]]
+        text = workspace.texts[path]
+        results += [{**_restored(item, text), "filename": path} for item in part["results"]]
         errors += [{**item, "filename": path} for item in part["errors"]]
     if missing:
         data = _run(workspace, missing)
@@ -126,11 +127,51 @@ def answers_for(workspace: Workspace, kept: AnswerStore) -> dict[str, Any]:
         for path in missing:
             mine = [r for r in data["results"] if _name(r) == path]
             wrong = [e for e in data["errors"] if _name(e) == path]
-            answers.append((keys[path], "bandit", json.dumps({"results": mine, "errors": wrong})))
+            stripped = [_without_secret(item, workspace.texts[path]) for item in mine]
+            if all(item is not None for item in stripped):
+                part = {"results": stripped, "errors": wrong}
+                answers.append((keys[path], "bandit", json.dumps(part)))
             results += [{**item, "filename": path} for item in mine]
             errors += [{**item, "filename": path} for item in wrong]
         remember_many(kept, answers)
     return {"results": results, "errors": errors}
+
+
+# A kept answer never holds a credential: bandit's `code` (the lines themselves) is left out,
+# and the value a hard-coded-password check quotes is kept as where it is in the file, put back
+# from the file's own text when the answer is used (the key is that text).
+_VALUE_AT = "value_at"
+
+
+def _without_secret(item: dict[str, Any], text: str) -> dict[str, Any] | None:
+    """bandit's result as kept; None when its quoted value is not found in the file (then
+    the file's answer is not kept at all)."""
+    kept = {k: v for k, v in item.items() if k != "code"}
+    if str(item.get("test_id")) not in _CREDENTIAL_CHECKS:
+        return kept
+    issue = str(item.get("issue_text", ""))
+    value = _quoted_value(issue)
+    if not value:
+        return kept
+    start = text.find(value)
+    if start < 0:
+        return None
+    kept["issue_text"] = issue.replace(value, "")
+    kept[_VALUE_AT] = [start, start + len(value)]
+    return kept
+
+
+def _restored(item: dict[str, Any], text: str) -> dict[str, Any]:
+    """A kept result as bandit gave it (but its `code`), its quoted value read back from the
+    file's text."""
+    place = item.get(_VALUE_AT)
+    if place is None:
+        return item
+    start, end = int(place[0]), int(place[1])
+    issue = str(item["issue_text"])
+    head, sep, _ = issue.partition(": '")
+    restored = f"{head}{sep}{text[start:end]}'" if sep else issue
+    return {**{k: v for k, v in item.items() if k != _VALUE_AT}, "issue_text": restored}
 
 
 def _scanned(workspace: Workspace) -> list[str]:

@@ -422,6 +422,7 @@ class GitRepo:
                 "-p",
                 "--no-color",
                 "--no-ext-diff",
+                "--no-textconv",  # a repository's configured converter must never run
                 "--unified=0",
                 "--end-of-options",
                 commit,
@@ -737,6 +738,47 @@ def load_commit(repo: GitRepo, commit: CommitInfo) -> DiffContext:
         base_sha=commit.parent,
         files=repo.diff(commit.parent, commit.sha),
     )
+
+
+_REVIEW_HEAD = re.compile(r"refs/(pull|merge-requests)/([1-9][0-9]{0,9})/head")
+
+
+def fetch_review_head(repo: GitRepo, head_ref: str, base: str) -> tuple[str, str, str]:
+    """A pull request's head and its base branch, fetched from `origin`: `head_ref` is the
+    ref the code host keeps for it (GitHub's `refs/pull/N/head`, forks' pull requests too;
+    GitLab's `refs/merge-requests/N/head`), stored as `refs/remotes/origin/pr/N`; the base as
+    `refs/remotes/origin/BASE`. Returns the names to analyze (`pr/N`, `origin/BASE`) and the
+    head's commit. Only a ref of that shape and a validated base name reach git."""
+    found = _REVIEW_HEAD.fullmatch(head_ref)
+    if found is None:
+        raise AnalysisInputError(f"{shown(head_ref)!r} is not a pull request's head ref.")
+    validate_ref_name(base, what="base branch")
+    number = found.group(2)
+    local = f"refs/remotes/origin/pr/{number}"
+    done = repo.run(
+        [
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "origin",
+            f"+{head_ref}:{local}",
+            f"+refs/heads/{base}:refs/remotes/origin/{base}",
+        ],
+        check=False,
+    )
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip()
+        raise GitFailure(f"cannot fetch pull request {number} from origin: {message}")
+    sha = repo._verify(local)
+    assert sha is not None
+    branch = f"pr/{number}"
+    if repo.resolve(branch).sha != sha:  # a local branch of that name comes first
+        raise AnalysisInputError(
+            f"A local branch named {branch} hides the pull request's head.",
+            f"Rename that branch (git branch -m {branch} OTHER) and ask again.",
+        )
+    return branch, f"origin/{base}", sha
 
 
 def clone_or_fetch(url: str, dest: Path) -> Path:

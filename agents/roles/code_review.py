@@ -62,14 +62,25 @@ class CodeReviewAgent:
             texts = state.workspace.texts
             # Each analyzer fails alone: the others' findings stay, and the report says which
             # did not run (the CLI then exits 3).
+            unscanned: list[str] = []
             found = _attempt(
                 state,
                 "detect-secrets",
                 lambda: run_secrets(
-                    state.diff, agent=self.name, texts=texts, values=secrets, kept=state.kept
+                    state.diff,
+                    agent=self.name,
+                    texts=texts,
+                    values=secrets,
+                    kept=state.kept,
+                    failed=unscanned,
                 ),
                 _no_findings,
             )
+            if unscanned:
+                shown = ", ".join(unscanned[:5]) + (
+                    f" and {len(unscanned) - 5} more" if len(unscanned) > 5 else ""
+                )
+                state.did_not_run(f"detect-secrets on {shown}", "its scan of them failed")
             found += _attempt(
                 state,
                 "the hardening rules",

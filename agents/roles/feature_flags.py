@@ -125,6 +125,7 @@ def _first_line(defs: Definitions, key: str) -> int | None:
 class Analysis:
     findings: list[Finding] = field(default_factory=list)
     touched: set[str] = field(default_factory=set)  # keys the branch touches
+    notes: list[str] = field(default_factory=list)  # what was not read, for the summary
 
 
 def analyze_flags(diff: DiffContext, texts: dict[str, str], settings: FlagSettings) -> Analysis:
@@ -249,7 +250,15 @@ def analyze_flags(diff: DiffContext, texts: dict[str, str], settings: FlagSettin
     others: dict[str, FileFlags] = {}
     tested: set[str] = set()
     if keys:
-        for path in diff.repo.files_with_words(diff.head_sha, keys, ["*.py"], MAX_OTHER_FILES):
+        paths = diff.repo.files_with_words(diff.head_sha, keys, ["*.py"], MAX_OTHER_FILES + 1)
+        if len(paths) > MAX_OTHER_FILES:
+            paths = paths[:MAX_OTHER_FILES]
+            result.notes.append(
+                f"Feature flags: more than {MAX_OTHER_FILES} Python files name "
+                f"{', '.join(keys[:5])}{' and more' if len(keys) > 5 else ''}; only the first "
+                f"{MAX_OTHER_FILES} were read for dangling reads, differing defaults and tests."
+            )
+        for path in paths:
             if kinds.is_test_path(path):
                 tested |= {k for k in keys if k in _text_at(diff, path, texts)}
             if path in scanned:
@@ -426,6 +435,8 @@ class FeatureFlagsAgent:
     def run(self, state: PipelineState) -> None:
         analysis = analyze_flags(state.diff, dict(state.workspace.texts), self.settings)
         state.findings.extend(analysis.findings)
+        for note in analysis.notes:
+            state.note(note)
         if state.llm is not None and analysis.findings:
             self._explain(state, analysis.findings)
 
@@ -533,6 +544,8 @@ def retire_report(
         if proposals
         else f"Nothing proposed for {key}: {plan.problem}"
     )
+    for note in plan.notes:
+        said += f" {note}"
     return Report(
         run_id=run_id,
         target=Target(

@@ -1,6 +1,7 @@
 """The command grammar, in one place for every surface (Slack's `/agent`, the shell, tests).
 
 analyze branch NAME [in REPO] [against BASE] [step]
+analyze pr NUMBER [in REPO]
 status [RUN]
 stop RUN
 continue RUN | drop RUN/F2 reason   (a run waiting at a checkpoint)
@@ -29,6 +30,14 @@ class AnalyzeBranch:
     repo: str | None = None
     base: str | None = None
     step: bool = False  # a human checkpoint after each agent
+
+
+@dataclass(frozen=True)
+class AnalyzePullRequest:
+    """A pull request of a repository with a code host (`[repos.NAME] github`)."""
+
+    number: int
+    repo: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,7 @@ class Help:
 
 Command = (
     AnalyzeBranch
+    | AnalyzePullRequest
     | AnalyzeTicket
     | Status
     | Stop
@@ -151,6 +161,8 @@ Command = (
 USAGE = {
     "analyze": "analyze branch NAME [in REPO] [against BASE] [step]   "
     "e.g. analyze branch feature/login in shop  (step: wait for you after each agent)",
+    "pr": "analyze pr NUMBER [in REPO]   e.g. analyze pr 123 in shop  (a pull request on "
+    "the repository's code host)",
     "ticket": "analyze ticket KEY [branch NAME] [in REPO]   e.g. analyze ticket PAY-412",
     "status": "status [RUN]      e.g. status 3f2a9c1b7d4e  (no RUN: your recent runs)",
     "stop": "stop RUN          e.g. stop 3f2a9c1b7d4e  (ends the run at the next agent)",
@@ -328,7 +340,18 @@ def _drop(words: list[str]) -> Drop:
     return Drop(run, item.upper(), reason)
 
 
-def _analyze(words: list[str]) -> AnalyzeBranch | AnalyzeTicket:
+_PR_NUMBER = re.compile(r"#?([1-9][0-9]{0,9})")
+
+
+def _analyze(words: list[str]) -> AnalyzeBranch | AnalyzePullRequest | AnalyzeTicket:
+    if words and words[0].lower() in ("pr", "pull"):
+        if len(words) < 2:
+            raise CommandError("Say which pull request, by its number.", USAGE["pr"])
+        number = _PR_NUMBER.fullmatch(words[1])
+        if number is None:
+            raise CommandError(f"{shown(words[1])!r} is not a pull request number.", USAGE["pr"])
+        clauses = _clauses(words[2:], ("in",), USAGE["pr"])
+        return AnalyzePullRequest(number=int(number.group(1)), repo=clauses.get("in"))
     if len(words) >= 2 and words[0].lower() == "ticket":
         clauses = _clauses(words[2:], ("branch", "in"), USAGE["ticket"])
         return AnalyzeTicket(
@@ -339,7 +362,7 @@ def _analyze(words: list[str]) -> AnalyzeBranch | AnalyzeTicket:
     if len(words) == 1 and words[0].lower() == "branch":
         raise CommandError("Say which branch.", USAGE["analyze"])
     if len(words) < 2 or words[0].lower() != "branch":
-        guess = did_you_mean(words[0], ("branch", "ticket")) if words else ""
+        guess = did_you_mean(words[0], ("branch", "pr", "ticket")) if words else ""
         raise CommandError(f"Say what to analyze.{guess}", USAGE["analyze"])
     rest = words[2:]
     # `step` is a word of its own, the last one (never a clause's value).

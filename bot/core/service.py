@@ -12,6 +12,9 @@ from agents.context.git import GitRepo, resolve_range, validate_base_name, valid
 from agents.context.jira import validate_key
 from agents.errors import AnalysisInputError, shown
 from agents.report import Report
+from bot.codehost.port import CodeHostError
+from bot.codehost.pulls import target_of
+from bot.codehost.registry import CodeHosts
 from bot.config import ConfigError, PolicyConfig
 from bot.core.actor import Actor, UserError
 from bot.core.approvals import Approvals, Outcome
@@ -20,6 +23,7 @@ from bot.core.chat_errors import for_chat
 from bot.core.checkpoints import Checkpoints
 from bot.core.commands import (
     AnalyzeBranch,
+    AnalyzePullRequest,
     AnalyzeTicket,
     Approve,
     Command,
@@ -90,8 +94,11 @@ class Service:
         follows: FollowStore,
         repos: RepoResolver,
         announcers: Sequence[RunAnnouncer] = (),
+        code_hosts: CodeHosts | None = None,
     ) -> None:
         self.store = store
+        # The code hosts' adapters (they alone hold the credentials); none: no pull requests.
+        self.code_hosts = code_hosts if code_hosts is not None else CodeHosts(None)
         self.messages = RunMessages(store)
         self.policy = policy
         self.approvals = approvals
@@ -106,6 +113,7 @@ class Service:
         # The one table from a chat command to the use case that carries it out.
         self._use_cases: dict[type[Command], Callable[[Actor, Any, Asked], object]] = {
             AnalyzeBranch: self._analyze_branch,
+            AnalyzePullRequest: self._analyze_pull_request,
             AnalyzeTicket: self._analyze_ticket,
             Status: self._status,
             Stop: lambda actor, command, _: self.cancel_run(actor, command.run_id),
@@ -137,6 +145,55 @@ class Service:
 
     def _analyze_branch(self, actor: Actor, command: AnalyzeBranch, asked: Asked) -> object:
         return [self.request_analysis(actor, command, event_key=asked.event_key, place=asked.place)]
+
+    def _analyze_pull_request(
+        self, actor: Actor, command: AnalyzePullRequest, asked: Asked
+    ) -> object:
+        return [
+            self.request_pull_request(actor, command, event_key=asked.event_key, place=asked.place)
+        ]
+
+    def request_pull_request(
+        self,
+        actor: Actor,
+        command: AnalyzePullRequest,
+        *,
+        event_key: str | None = None,
+        place: str | None = None,
+    ) -> Requested:
+        """Check the pull request on its host (it exists, the bot may read it), then queue a
+        run of kind `pr`, target `pr/N`: the worker reads its head and base again and fetches
+        them. Reads the code host: call it after a Slack ack, never before."""
+        self._members_only(actor)
+        self.check_budget(actor)
+        try:
+            name, repo = self.policy.repo(command.repo)
+        except ConfigError as exc:
+            raise UserError(str(exc), "Name a configured repository with `in REPO`.") from None
+        try:
+            host, project = self.code_hosts.for_repo(name, repo)
+            pull = host.pull_request(project, command.number)
+        except CodeHostError as exc:
+            raise UserError(exc.message, exc.hint) from None
+        if pull.state != "open":
+            raise UserError(
+                f"Pull request #{pull.number} of {project} is {pull.state}.",
+                "Ask for an open pull request, or analyze its branch.",
+            )
+        run, created = self.store.create(
+            NewRun(
+                requester=actor.user,
+                surface=actor.surface,
+                repo=name,
+                target=target_of(pull.number),
+                kind="pr",
+                place=place,
+            ),
+            event_key=event_key,
+        )
+        if created:
+            self.enqueue(run.id)
+        return Requested(run=run, created=created)
 
     def _analyze_ticket(self, actor: Actor, command: AnalyzeTicket, asked: Asked) -> object:
         return self.request_ticket(actor, command, event_key=asked.event_key, place=asked.place)

@@ -271,6 +271,7 @@ class RunStore:
         attempt not counted (it did not fail). Its late `finish` then stores nothing."""
         with session_scope(self.engine) as session:
             # A run someone asked to stop ends here, cancelled: it would never be claimed again.
+            # A stepped run (with a checkpoint) is claimed once more, to write its report.
             session.execute(
                 update(Run)
                 .where(
@@ -278,6 +279,7 @@ class RunStore:
                     col(Run.worker) == worker,
                     col(Run.status) == "running",
                     col(Run.stop_requested).is_(True),
+                    col(Run.checkpoint).is_(None),
                 )
                 .values(status="cancelled", finished_at=utcnow(), lease_until=None)
             )
@@ -469,13 +471,15 @@ class RunStore:
                     "giving up. Check the workers' logs.",
                 )
             )
-            # A run asked to stop whose worker died: cancelled, since a claim would refuse it.
+            # A run asked to stop whose worker died: cancelled, since a claim would refuse it
+            # (a stepped run is claimed once more, to write the report of what was let through).
             session.execute(
                 update(Run)
                 .where(
                     col(Run.status) == "running",
                     col(Run.lease_until) < now,
                     col(Run.stop_requested).is_(True),
+                    col(Run.checkpoint).is_(None),
                 )
                 .values(status="cancelled", finished_at=now, lease_until=None)
             )

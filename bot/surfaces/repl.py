@@ -45,6 +45,7 @@ _VALUES = {"in": "repo", "against": "branch", "branch": "branch"}
 _FIRST = {  # what the word after the verb is
     "status": "run",
     "stop": "run",
+    "continue": "run",
     "approve": "proposal",
     "reject": "proposal",
     "up": "run",

@@ -24,6 +24,7 @@ from bot.core.approvals import Outcome
 from bot.core.checkpoints import Dropped, saved_of
 from bot.core.commands import (
     AnalyzeBranch,
+    AnalyzePullRequest,
     AnalyzeTicket,
     Approve,
     Command,
@@ -245,7 +246,7 @@ class Shell:
             return
         asked = Asked(last_run=self.last_run, via="shell")
         result = self.service.carry_out(self.actor, command, asked)
-        if isinstance(command, AnalyzeBranch | AnalyzeTicket | FlagRetire):
+        if isinstance(command, AnalyzeBranch | AnalyzePullRequest | AnalyzeTicket | FlagRetire):
             assert isinstance(result, list)
             for requested in result:
                 self._queued(requested.run)

@@ -19,6 +19,8 @@ from agents.lifecycle import compare, with_votes
 from agents.llm import LLMSession, LLMSettings
 from agents.pipeline import Paused, Progress, Saved, analyze_branch, default_agents, run_step
 from agents.report import Report
+from bot.codehost.pulls import number_of, prepare, with_pull
+from bot.codehost.registry import CodeHosts
 from bot.config import ConfigError, PolicyConfig, RepoConfig
 from bot.core.budget import Budget
 from bot.core.chat_errors import for_chat
@@ -52,11 +54,14 @@ class RunExecutor:
         answers: AnswerCache,
         votes: Callable[[str, list[str]], dict[str, tuple[int, int]]],
         observers: Sequence[RunObserver] = (),
+        code_hosts: CodeHosts | None = None,
     ) -> None:
         """`stopping`: is this process shutting down (then a run interrupted by the signal is
         handed back, not failed). `answers`: the model's answers and the analyzers' answers
         per file, kept for reuse and shared by every worker (pruned after each run)."""
         self.answers = answers
+        # Where a pull request's head and base are read (`kind` "pr"); none: no pull requests.
+        self.code_hosts = code_hosts if code_hosts is not None else CodeHosts(None)
         # The team's votes on findings in earlier runs, by repository and fingerprint.
         self.votes = votes
         self.tickets = tickets
@@ -158,6 +163,21 @@ class RunExecutor:
                     run_id=run_id,
                     settings=self.policy.flags.settings(),
                 )
+            elif run.kind == "pr":  # `analyze pr N`: its head and base from the host, fetched
+                host, project = self.code_hosts.for_repo(name, config)
+                prepared = prepare(host, project, number_of(run.target), path)
+                report = analyze_branch(
+                    path,
+                    prepared.branch,
+                    prepared.base,
+                    checkpoint=lambda progress: keep_alive.checkpoint(progress),
+                    run_id=run_id,
+                    llm=session,
+                    learnings=self.learnings(name),
+                    kept=self.answers,
+                    flags=self.policy.flags.settings(),
+                )
+                report = with_pull(report, prepared.pull)
             elif run.step:
                 result = self._step(run, worker, name, config, path, keep_alive, session, ticket)
                 if isinstance(result, Paused):  # waiting at a checkpoint (or the run was lost)

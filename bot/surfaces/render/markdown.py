@@ -19,6 +19,9 @@ def _fence(content: str, lang: str = "") -> str:
     return f"{ticks}{lang}\n{content.rstrip(chr(10))}\n{ticks}"
 
 
+_SAFE_URL = re.compile(r"https?://[A-Za-z0-9.:/_~%#?=&+-]{1,500}")
+
+
 def _inline(text: str) -> str:
     """Untrusted text on one line, with Markdown and HTML specials neutralised."""
     text = " ".join(text.split())
@@ -53,6 +56,11 @@ def render_markdown(report: Report, states: Mapping[str, ProposalState] | None =
         "",
         f"Repository `{t.repo}`, head `{t.head_sha[:12]}`, merge-base `{t.base_sha[:12]}`.",
         "",
+        *(
+            [f"Pull request #{t.pull_request}: <{t.url}>", ""]
+            if t.pull_request is not None and t.url and _SAFE_URL.fullmatch(t.url)
+            else []
+        ),
         f"**Risk: {report.verdict()}**",
         "",
         *(

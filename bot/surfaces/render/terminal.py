@@ -71,6 +71,8 @@ def report_view(
     )
     head.append(f"   {t.branch} against {t.base} ({t.head_sha[:10]})", style="bold")
     parts: list[RenderableType] = [head]
+    if t.pull_request is not None and t.url:
+        parts.append(Text(f"  pull request #{t.pull_request}: {t.url}"))
     if report.complete:
         parts += [Text(f"  • {reason}") for reason in risk.reasons]
     else:

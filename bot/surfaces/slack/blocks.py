@@ -291,6 +291,14 @@ def _finding_block(finding: Finding, number: int, run_id: str) -> SectionBlock:
     )
 
 
+def pull_request_link(report: Report) -> str:
+    """`<URL|pull request #N>` for a pull request's report (the host's page), else ""."""
+    t = report.target
+    if t.pull_request is None or not t.url or not t.url.startswith(("https://", "http://")):
+        return ""
+    return f"<{escape(t.url)}|pull request #{t.pull_request}>"
+
+
 def report_blocks(report: Report) -> tuple[list[dict[str, object]], bool]:
     """The report as one message's blocks, and whether it was cut to fit (then the caller
     uploads the full Markdown report in the thread)."""
@@ -298,7 +306,8 @@ def report_blocks(report: Report) -> tuple[list[dict[str, object]], bool]:
     head: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=clip(f"Report: {t.branch} against {t.base}", 150))),
         _section(
-            verdict_line(report)
+            (f"{pull_request_link(report)}\n" if pull_request_link(report) else "")
+            + verdict_line(report)
             + (
                 "".join(f"\n• {escape(clip(reason, 300))}" for reason in report.risk.reasons[:8])
                 if report.complete
@@ -410,6 +419,7 @@ def delta_blocks(report: Report, reports: dict[str, str]) -> list[dict[str, obje
         _section(
             f"*Update: `{escape(t.branch)}` at `{t.head_sha[:10]}`: "
             f"{escape(delta_line(report))}*\n{verdict_line(report)}"
+            + (f"\n{pull_request_link(report)}" if pull_request_link(report) else "")
         )
     ]
     numbers = {id(f): n for n, f in enumerate(report.findings, start=1)}

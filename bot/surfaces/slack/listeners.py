@@ -18,6 +18,7 @@ from bot.core.approvals import Outcome
 from bot.core.checkpoints import Dropped, saved_of
 from bot.core.commands import (
     AnalyzeBranch,
+    AnalyzePullRequest,
     AnalyzeTicket,
     Command,
     CommandError,
@@ -496,7 +497,7 @@ def _handle(command: Command, delivery: Delivery, *, channel: str, service: Serv
             f"I could not post the digest here ({exc.response.get('error')}).",
             "Invite me with `/invite @chatops`, then try again.",
         ) from None
-    if isinstance(command, AnalyzeBranch | AnalyzeTicket | FlagRetire):
+    if isinstance(command, AnalyzeBranch | AnalyzePullRequest | AnalyzeTicket | FlagRetire):
         assert isinstance(result, list)
         _post_parents(result, delivery, channel, service)
     elif isinstance(result, Run):

@@ -21,6 +21,7 @@ from slack_sdk.models.views import View
 
 from bot.core.digest import DigestData, sections
 from bot.core.feedback import Acceptance
+from bot.core.messages import subject
 from bot.store.models import ProposalRow, Run
 from bot.surfaces.slack.blocks import MAX_BLOCKS, clip, escape, proposal_buttons, to_dicts
 
@@ -120,6 +121,7 @@ class HomeRun:
 _RUN_ICON = {
     "queued": ":hourglass:",
     "running": ":hourglass_flowing_sand:",
+    "waiting": ":raised_hand:",  # at a checkpoint, for a person to continue it
     "done": ":white_check_mark:",
     "failed": ":x:",
     "cancelled": ":heavy_minus_sign:",
@@ -160,7 +162,7 @@ def home_view(
     for item in runs:
         run = item.run
         icon = _RUN_ICON.get(run.status, "")
-        title = f"{icon} `{run.id}` *{escape(clip(run.target, 120))}* in {escape(run.repo)}"
+        title = f"{icon} `{run.id}` *{escape(clip(subject(run), 120))}* in {escape(run.repo)}"
         link = f" · <{item.link}|{item.label}>" if item.link else ""
         blocks.append(
             SectionBlock(

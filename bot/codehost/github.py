@@ -1,0 +1,294 @@
+"""The GitHub adapter (github.com and GitHub Enterprise Server): the `CodeHost` port over
+githubkit. The only module that reads `GITHUB_TOKEN` or the GitHub App's key.
+
+Why githubkit rather than PyGithub:
+- typing: every endpoint is a typed method generated from GitHub's OpenAPI description, its
+  parameters and (for the smaller objects, as the files of a pull request) its answers as
+  pydantic models; mypy strict checks the calls. PyGithub's objects are hand-written and
+  lazily completed by further requests, which hides the request count.
+- sync and async from one client (the worker is sync today; Slack's ASGI side may not be).
+- rate limits: it raises `PrimaryRateLimitExceeded` / `SecondaryRateLimitExceeded` with the
+  wait read from `retry-after` or `x-ratelimit-reset`, as GitHub's documentation says to, and
+  its retry decision is a function we give it (`_retry` below: a short wait is waited once, a
+  long one is said to the person, never slept through in a worker or a CI job).
+- Enterprise: `base_url` (https://HOST/api/v3), and `GITHUB_API_URL` points the tests at the
+  fake on 127.0.0.1.
+- App auth: `AppAuthStrategy(app_id, private_key).as_installation(id)` mints and refreshes
+  installation tokens itself (PyJWT), the installation found per repository.
+- pagination follows the `Link: rel="next"` header (`rest.paginate`).
+
+The pull request itself is read as JSON into a small model of the fields used here: the full
+generated model requires every field of every nested user and repository object, which would
+make the adapter fail on a field an Enterprise version leaves out.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from bot.codehost.port import CodeHostError, PullRequest
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}")
+# A wait longer than this is not slept through: the person is told when to try again.
+MAX_WAIT_S = 10.0
+PER_PAGE = 100  # the most GitHub gives a page
+
+
+def valid_project(project: str) -> bool:
+    return bool(_PROJECT.fullmatch(project)) and ".." not in project
+
+
+class _Ref(BaseModel):
+    ref: str
+    sha: str
+
+
+class _Pull(BaseModel):
+    number: int
+    title: str = ""
+    html_url: str
+    state: str
+    head: _Ref
+    base: _Ref
+
+
+@dataclass(frozen=True)
+class GitHubCredentials:
+    """A token, or a GitHub App's id and private key (PEM), and the API's URL."""
+
+    api_url: str | None = None
+    token: str | None = None
+    app_id: str | None = None
+    private_key: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GitHubCredentials:
+        key = settings.github_app_private_key
+        key_text: str | None
+        if key is None and settings.github_app_private_key_file is not None:
+            try:
+                key_text = settings.github_app_private_key_file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise CodeHostError(
+                    f"Cannot read GITHUB_APP_PRIVATE_KEY_FILE: {exc.strerror}.",
+                    "Point it at the App's private key (.pem), readable by the bot.",
+                    problem="config",
+                ) from None
+        else:
+            key_text = key.get_secret_value() if key is not None else None
+        return cls(
+            api_url=settings.github_api_url,
+            token=settings.github_token.get_secret_value() if settings.github_token else None,
+            app_id=settings.github_app_id,
+            private_key=key_text,
+        )
+
+
+class GitHub:
+    """`CodeHost` for one GitHub (its API URL), authenticated by a token or as an App."""
+
+    name = "github"
+
+    def __init__(self, credentials: GitHubCredentials) -> None:
+        self.credentials = credentials
+        self.api_url = (credentials.api_url or "https://api.github.com").rstrip("/")
+        if not credentials.token and not (credentials.app_id and credentials.private_key):
+            raise CodeHostError(
+                "GitHub is not configured: no GITHUB_TOKEN, and no GitHub App.",
+                "Set GITHUB_TOKEN (pull requests: read, contents: read), or GITHUB_APP_ID and "
+                "GITHUB_APP_PRIVATE_KEY; see docs/github.md.",
+                problem="config",
+            )
+
+    # -- the port ---------------------------------------------------------------------------
+
+    def pull_request(self, project: str, number: int) -> PullRequest:
+        if not valid_project(project):
+            raise CodeHostError(
+                f"{project[:100]!r} is not a GitHub repository (OWNER/NAME).",
+                'Write it as github = "org/repo" in the policy file.',
+                problem="config",
+            )
+        owner, repo = project.split("/", 1)
+        github = self._client(owner, repo)
+        what = f"pull request #{number} of {project}"
+        with self._errors(what, project):
+            answer = github.rest.pulls.get(owner, repo, number)
+            try:
+                pull = _Pull.model_validate(answer.json())
+            except ValidationError:
+                raise CodeHostError(
+                    f"GitHub's answer for {what} is not a pull request.",
+                    "Check GITHUB_API_URL: it should be the REST API's root.",
+                    problem="unavailable",
+                ) from None
+            files = tuple(
+                entry.filename
+                for entry in github.rest.paginate(
+                    github.rest.pulls.list_files,
+                    owner=owner,
+                    repo=repo,
+                    pull_number=number,
+                    per_page=PER_PAGE,
+                )
+            )
+        return PullRequest(
+            project=project,
+            number=pull.number,
+            title=pull.title,
+            url=pull.html_url,
+            state=pull.state,
+            head_sha=pull.head.sha,
+            head_ref=pull.head.ref,
+            base_ref=pull.base.ref,
+            base_sha=pull.base.sha,
+            files=files,
+            fetch_ref=f"refs/pull/{pull.number}/head",
+        )
+
+    # -- the client -------------------------------------------------------------------------
+
+    def _client(self, owner: str, repo: str) -> Any:
+        from githubkit import AppAuthStrategy
+        from githubkit import GitHub as Client
+
+        options: dict[str, Any] = {
+            "base_url": self.api_url,
+            "auto_retry": _retry,
+            "http_cache": False,  # a fresh head every time; the store keeps what matters
+            "timeout": 30.0,
+            "user_agent": "chatops-bot",
+        }
+        if self.credentials.token:
+            return Client(self.credentials.token, **options)
+        assert self.credentials.app_id and self.credentials.private_key
+        app = AppAuthStrategy(self.credentials.app_id, self.credentials.private_key)
+        with self._errors(f"the GitHub App's installation on {owner}/{repo}", f"{owner}/{repo}"):
+            installation = Client(app, **options).rest.apps.get_repo_installation(owner, repo)
+        return Client(app.as_installation(installation.parsed_data.id), **options)
+
+    def _errors(self, what: str, project: str) -> _Translated:
+        return _Translated(what, project, self.api_url)
+
+
+def _retry(exc: Exception, count: int) -> Any:
+    """githubkit's retry decision: a rate limit with a short wait is waited once; a server
+    error (5xx) is tried twice more; anything else is raised at once."""
+    from githubkit.exception import RateLimitExceeded, RequestFailed
+    from githubkit.retry import RetryOption
+
+    if isinstance(exc, RateLimitExceeded):
+        if count < 1 and exc.retry_after.total_seconds() <= MAX_WAIT_S:
+            log.warning("GitHub rate limit: waiting %s before one retry", exc.retry_after)
+            return RetryOption(True, exc.retry_after)
+        return RetryOption(False)
+    if isinstance(exc, RequestFailed) and exc.response.status_code >= 500 and count < 2:
+        return RetryOption(True, timedelta(seconds=0.5 * (count + 1)))
+    return RetryOption(False)
+
+
+class _Translated:
+    """Turns githubkit's exceptions into `CodeHostError`s a person can act on."""
+
+    def __init__(self, what: str, project: str, api_url: str) -> None:
+        self.what = what
+        self.project = project
+        self.api_url = api_url
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None or isinstance(exc, CodeHostError):
+            return
+        translated = self._translate(exc)
+        if translated is not None:
+            raise translated from None
+
+    def _translate(self, exc: BaseException) -> CodeHostError | None:
+        from githubkit.exception import (
+            AuthCredentialError,
+            PrimaryRateLimitExceeded,
+            RateLimitExceeded,
+            RequestError,
+            RequestFailed,
+        )
+
+        if isinstance(exc, RateLimitExceeded):
+            wait = max(1, int(exc.retry_after.total_seconds()))
+            if isinstance(exc, PrimaryRateLimitExceeded):
+                until = (datetime.now(UTC) + exc.retry_after).strftime("%H:%M UTC")
+                return CodeHostError(
+                    f"GitHub's rate limit for this token is used up (reading {self.what}).",
+                    f"Try again after {until} (in {_duration(wait)}), or use a GitHub App, "
+                    "whose limit is higher.",
+                    problem="rate_limited",
+                )
+            return CodeHostError(
+                f"GitHub asked the bot to slow down (a secondary rate limit, reading {self.what}).",
+                f"Try again in {_duration(wait)}.",
+                problem="rate_limited",
+            )
+        if isinstance(exc, RequestFailed):
+            status = exc.response.status_code
+            if status == 401:
+                return CodeHostError(
+                    f"GitHub refused the bot's credentials (401) reading {self.what}.",
+                    "GITHUB_TOKEN is wrong, expired or revoked: make a new one (see "
+                    "docs/github.md) and restart the bot.",
+                    problem="auth",
+                )
+            if status == 404:
+                return CodeHostError(
+                    f"GitHub has no {self.what} that the bot can see (404).",
+                    f"Check the number; if {self.project} is private, give the bot's token "
+                    "access to it (pull requests: read, contents: read; see docs/github.md).",
+                    problem="not_found",
+                )
+            if status == 403:
+                return CodeHostError(
+                    f"GitHub denied the bot reading {self.what} (403).",
+                    "The token lacks a permission: pull requests: read and contents: read "
+                    "(see docs/github.md); an organization may also need to approve it.",
+                    problem="forbidden",
+                )
+            return CodeHostError(
+                f"GitHub answered {status} reading {self.what}.",
+                "Try again later; if it persists, check GitHub's status page.",
+                problem="unavailable",
+            )
+        if isinstance(exc, AuthCredentialError):
+            return CodeHostError(
+                f"The GitHub App's credentials cannot be used: {exc}.",
+                "Check GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY.",
+                problem="config",
+            )
+        if isinstance(exc, RequestError):
+            return CodeHostError(
+                f"Cannot reach GitHub at {self.api_url} ({type(exc.exc).__name__}).",
+                "Check GITHUB_API_URL and the network, then try again.",
+                problem="unavailable",
+            )
+        return None
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def from_settings(settings: Settings) -> GitHub:
+    """The registry's factory."""
+    return GitHub(GitHubCredentials.from_settings(settings))
