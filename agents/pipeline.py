@@ -248,6 +248,9 @@ class Saved(BaseModel):
     agents: list[SavedAgent]
     new_from: int = 0  # the last agent's findings are `findings[new_from:]`
     findings: list[Finding] = Field(default_factory=list)
+    # Fingerprints in the order they were numbered (F1 ...), a dropped one kept in its place:
+    # a number shown at a checkpoint names the same finding after other drops.
+    numbered: list[str] = Field(default_factory=list)
     proposals: list[Proposal] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     not_run: list[str] = Field(default_factory=list)
@@ -275,16 +278,28 @@ class Saved(BaseModel):
         waiting = [a.name for a in self.agents if a.status == "waiting"]
         return waiting[0] if waiting else ""
 
+    def number(self, finding: Finding) -> int:
+        """A finding's number (F1 ...), which a drop of another does not change."""
+        if finding.fingerprint in self.numbered:
+            return self.numbered.index(finding.fingerprint) + 1
+        return self.findings.index(finding) + 1  # a state kept before numbers were
+
     def new_findings(self) -> list[tuple[int, Finding]]:
         """The last agent's findings, each with its number (F1 ...) among the findings so far."""
-        return [(i + 1, f) for i, f in enumerate(self.findings) if i >= self.new_from]
+        return [(self.number(f), f) for i, f in enumerate(self.findings) if i >= self.new_from]
 
     def find(self, item: str) -> Finding | None:
-        """A finding so far by its number (F2) or fingerprint."""
+        """A finding still let through, by its number (F2) or fingerprint; None for a number
+        that names a finding already dropped."""
         text = item.strip()
         if text[:1] in ("F", "f") and text[1:].isdigit():
             index = int(text[1:])
-            return self.findings[index - 1] if 1 <= index <= len(self.findings) else None
+            if self.numbered:
+                if not 1 <= index <= len(self.numbered):
+                    return None
+                text = self.numbered[index - 1]
+            else:
+                return self.findings[index - 1] if 1 <= index <= len(self.findings) else None
         return next((f for f in self.findings if f.fingerprint == text), None)
 
     def without(self, finding: Finding, by: str, reason: str) -> Saved:
@@ -477,6 +492,7 @@ def _save(
         ],
         new_from=min(new_from, len(state.findings)),
         findings=list(state.findings),
+        numbered=_numbered(saved, state.findings),
         proposals=list(state.proposals),
         notes=list(state.notes),
         not_run=list(state.not_run),
@@ -493,6 +509,19 @@ def _save(
         reused_calls=reused,
         dropped=list(saved.dropped) if saved else [],
     )
+
+
+def _numbered(saved: Saved | None, findings: list[Finding]) -> list[str]:
+    """The numbering so far, with the findings not numbered yet after it."""
+    order = list(saved.numbered) if saved else []
+    if saved and not order:  # a state kept before numbers were: they were positions
+        order = [f.fingerprint for f in saved.findings]
+    known = set(order)
+    for finding in findings:
+        if finding.fingerprint not in known:
+            order.append(finding.fingerprint)
+            known.add(finding.fingerprint)
+    return order
 
 
 def _apply_learnings(state: PipelineState) -> None:

@@ -108,6 +108,12 @@ def test_a_leg_at_a_time_and_a_dropped_finding_never_reaches_later_agents(
     assert isinstance(paused, Paused)
     assert second.saw == ["real"]  # the dropped finding was not there to build on
     assert [f.title for _, f in paused.saved.new_findings()] == ["more"]
+    # Numbers stay what they were when shown: after F1 was dropped, F2 is still "real", F3
+    # "more", and F1 names nothing any more (a stale message cannot drop another finding).
+    assert [(n, f.title) for n, f in paused.saved.new_findings()] == [(3, "more")]
+    real, more = paused.saved.find("F2"), paused.saved.find("F3")
+    assert real is not None and real.title == "real" and more is not None and more.title == "more"
+    assert paused.saved.find("F1") is None
 
     report = run_step(diff, saved=paused.saved, run_id="r1", agents=agents)
     assert isinstance(report, Report)
@@ -588,6 +594,10 @@ def test_over_slack_a_checkpoint_with_its_buttons_a_refusal_a_drop_and_stop(plac
                 for r in slack.responses
                 if "already went on" in r["text"] or "not waiting" in r["text"]
             ]
+            # The clicker is answered alone; the parent is left to the worker's own edits.
+            assert any(f"Continued: run `{run_id}`" in r["text"] for r in slack.responses)
+            shown = next(m for m in slack.messages if m.ts == parent.ts)
+            assert "continued by" not in json.dumps(shown.blocks)
             assert leg(app, run_id).status == "waiting"
             shown = next(m for m in slack.messages if m.ts == parent.ts)
             assert "Checkpoint after `tests`" in json.dumps(shown.blocks)

@@ -266,3 +266,15 @@ def test_nothing_to_analyze_offers_the_branchs_last_commits(repo: RepoBuilder) -
     with pytest.raises(AnalysisInputError) as error:
         analyze_branch(lonely.root, "main")
     assert error.value.hint.endswith("the branch it was made from.")  # one commit: no ~N
+
+
+def test_a_clone_git_refuses_as_another_users_says_how_to_allow_it(
+    repo: RepoBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git refuses a repository owned by another user ("dubious ownership"): that is said, with
+    the fix, not reported as "not a git repository"."""
+    monkeypatch.setenv("GIT_TEST_ASSUME_DIFFERENT_OWNER", "1")  # git's own knob for this case
+    with pytest.raises(AnalysisInputError) as error:
+        GitRepo.open(repo.root)
+    assert "owned by another user" in error.value.message
+    assert "safe.directory" in error.value.hint

@@ -190,6 +190,8 @@ class GitRepo:
         if not target.is_dir():
             raise not_a_repo
 
+        refused: list[str] = []
+
         def ask(*args: str) -> str | None:
             done = subprocess.run(
                 ["git", "rev-parse", *args],
@@ -198,11 +200,21 @@ class GitRepo:
                 env=_git_env(),
                 check=False,
             )
-            return done.stdout.decode("utf-8", "surrogateescape") if done.returncode == 0 else None
+            if done.returncode != 0:
+                refused.append(done.stderr.decode("utf-8", "replace").strip())
+                return None
+            return done.stdout.decode("utf-8", "surrogateescape")
 
         # git finds the repository from any folder inside it, as it does for its own commands.
         found = ask("--is-bare-repository", "--absolute-git-dir")
         if found is None:
+            if any("dubious ownership" in why for why in refused):
+                # A clone owned by another user: git refuses it until it is marked safe.
+                raise AnalysisInputError(
+                    f"git refuses {target.resolve()}: it is owned by another user.",
+                    f"Mark it safe with `git config --global --add safe.directory "
+                    f"{target.resolve()}`, or run as its owner.",
+                )
             raise not_a_repo
         bare, git_dir = found.rstrip("\n").split("\n", 1)
         if bare == "true":

@@ -66,7 +66,7 @@ from bot.surfaces.slack.inbox import (
     SlackInbox,
     is_direct_message,
 )
-from bot.surfaces.slack.notifier import agents_of, edit_parent, post_parent, show_checkpoint
+from bot.surfaces.slack.notifier import edit_parent, post_parent, show_checkpoint
 from bot.surfaces.slack.sessions import end_session, leave_if_idle, start_session
 from bot.surfaces.slack.views import (
     DROP_REASON,
@@ -288,14 +288,12 @@ def _checkpoint_click(delivery: Delivery, service: Service, *, go_on: bool) -> N
     command: Command = Continue(run_id) if go_on else Stop(run_id)
     run = service.carry_out(delivery.actor, command, Asked(delivery.key, via="button"))
     assert isinstance(run, Run)
-    if not run.place or not run.message:
-        return
-    who = f"<@{delivery.actor.user}>"
-    status = f"continued by {who}" if go_on else f"stopping (asked by {who})"
-    edit_parent(
-        delivery.client,
-        run,
-        ParentView(run.id, run.requester, subject(run), run.repo, status, agents_of(run)),
+    # Said to the person who clicked, not by editing the parent: the run is queued already,
+    # and the worker's own edits (the next checkpoint, the verdict) must not be overwritten.
+    delivery.reply(
+        f"Continued: run `{run.id}` goes on with its next agent."
+        if go_on
+        else f"Stopping run `{run.id}` here: the report of what was let through follows."
     )
 
 
