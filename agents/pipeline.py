@@ -379,8 +379,17 @@ def _run(
     steps = list(agents) if agents is not None else default_agents(ticket)
     progress = Progress(run_id=run_id, agents=[AgentProgress(a.name) for a in steps])
     if saved is not None:
-        for status, was in zip(progress.agents, saved.agents, strict=False):
-            status.status, status.duration_ms, status.error = was.status, was.duration_ms, was.error
+        # By name: a deploy (or a changed policy) between legs may change the agents. One the
+        # run has not seen before starts as waiting; none is taken for done by its position.
+        kept_states = {was.name: was for was in saved.agents}
+        for status in progress.agents:
+            was = kept_states.get(status.name)
+            if was is not None:
+                status.status, status.duration_ms, status.error = (
+                    was.status,
+                    was.duration_ms,
+                    was.error,
+                )
     dropped = {d.fingerprint for d in saved.dropped} if saved is not None else set()
 
     def tell() -> bool:

@@ -670,3 +670,21 @@ def test_a_stepped_run_stopped_while_its_worker_died_still_gets_its_report(app: 
     report = app.store.report(run_id)
     assert finished.status in ("cancelled", "done") and report is not None
     assert report.stopped_early
+
+
+def test_a_leg_after_the_agents_changed_matches_them_by_name(planted_repo: RepoBuilder) -> None:
+    """Between legs a deploy adds an agent before the ones done: the done ones stay done by
+    name, the new one runs; nothing is taken for done because of its position."""
+    diff = load_diff(GitRepo.open(planted_repo.root), "feature/planted")
+    first, second = Finds("first", "a"), Finds("second", "b")
+    paused = run_step(diff, saved=None, run_id="r1", agents=[first, second])
+    assert isinstance(paused, Paused)
+    added = Finds("added", "c")
+    after = run_step(diff, saved=paused.saved, run_id="r1", agents=[added, first, second])
+    assert isinstance(after, Paused)
+    assert [(a.name, a.status) for a in after.saved.agents] == [
+        ("added", "done"),
+        ("first", "done"),
+        ("second", "waiting"),
+    ]
+    assert first.saw == [] and added.saw == ["a"]  # "first" ran once; "added" in this leg
