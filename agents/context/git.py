@@ -212,8 +212,8 @@ class GitRepo:
                 # A clone owned by another user: git refuses it until it is marked safe.
                 raise AnalysisInputError(
                     f"git refuses {target.resolve()}: it is owned by another user.",
-                    f"Mark it safe with `git config --global --add safe.directory "
-                    f"{target.resolve()}`, or run as its owner.",
+                    f"Add {target.resolve()} to `safe.directory` in git's global config, "
+                    "or run as its owner.",
                 )
             raise not_a_repo
         bare, git_dir = found.rstrip("\n").split("\n", 1)
