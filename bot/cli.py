@@ -24,8 +24,11 @@ from rich.console import Console
 from agents.errors import shown
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rich.live import Live
 
+    from agents.llm import LLMSettings
     from agents.pipeline import Progress as PipelineProgress
     from agents.report import Report
     from agents.reuse import AnswerStore
@@ -285,35 +288,81 @@ def analyze_branch_command(
     fail_on_new: FailOnNewOption = None,
 ) -> None:
     """Analyze a branch: the analyzers always; Claude too when ANTHROPIC_API_KEY is set."""
+    errors = Console(stderr=True)
+    _output_or_exit(errors, output)
+    earlier = _previous_or_exit(errors, previous)
+    settings = _settings_or_exit(errors)
+    llm_settings = _model_or_exit(errors, settings, offline)
+    _analyze_and_emit(
+        errors,
+        repo=repo,
+        branch=name,
+        base=base,
+        llm_settings=llm_settings,
+        kept=_kept_answers(settings, no_cache, errors),
+        earlier=earlier,
+        git_hint="Check the repository with `git fsck`.",
+        output_format=output_format,
+        output=output,
+        fail_on=fail_on,
+        allow_partial=allow_partial,
+        fail_on_new=fail_on_new,
+    )
+
+
+def _model_or_exit(errors: Console, settings: Settings, offline: bool) -> LLMSettings | None:
+    """The model's settings (None offline, or with no key); an invalid one exits 2."""
+    from bot.settings import SettingsError
+
+    if offline:
+        return None
+    try:
+        return settings.llm()
+    except SettingsError as exc:
+        _fail(errors, f"invalid setting: {exc}", "Fix the environment variable or .env file.")
+        raise AssertionError("unreachable") from None
+
+
+def _analyze_and_emit(
+    errors: Console,
+    *,
+    repo: Path,
+    branch: str,
+    base: str | None,
+    llm_settings: LLMSettings | None,
+    kept: AnswerStore,
+    earlier: Report | None,
+    git_hint: str,
+    output_format: OutputFormat,
+    output: Path | None,
+    fail_on: Level | None,
+    allow_partial: bool,
+    fail_on_new: Level | None,
+    shape: Callable[[Report], Report] | None = None,
+) -> None:
+    """One branch analyzed with live progress, compared with `earlier`, written, and the exit
+    code its findings call for (`analyze branch`, `analyze pr`). `shape` adds to the report
+    before the comparison (a pull request's link)."""
     from agents.errors import AnalysisInputError, GitFailure
     from agents.lifecycle import compare
     from agents.llm import LLMSession
     from agents.pipeline import analyze_branch
-    from bot.settings import SettingsError, load_settings
 
-    errors = Console(stderr=True)
-    _output_or_exit(errors, output)
-    earlier = _previous_or_exit(errors, previous)
-    try:
-        settings = load_settings()
-        llm_settings = None if offline else settings.llm()
-    except SettingsError as exc:
-        _fail(errors, f"invalid setting: {exc}", "Fix the environment variable or .env file.")
-        return
-    kept = _kept_answers(settings, no_cache, errors)
     session = LLMSession(llm_settings, answers=kept) if llm_settings is not None else None
     printer = _ProgressPrinter(errors)
     try:
-        report = analyze_branch(repo, name, base, checkpoint=printer, llm=session, kept=kept)
+        report = analyze_branch(repo, branch, base, checkpoint=printer, llm=session, kept=kept)
     except AnalysisInputError as exc:
         printer.close()
         _fail(errors, exc.message, exc.hint)
         return
     except GitFailure as exc:
         printer.close()
-        _fail(errors, str(exc), "Check the repository with `git fsck`.", EXIT_FAILURE)
+        _fail(errors, str(exc), git_hint, EXIT_FAILURE)
         return
     printer.close()
+    if shape is not None:
+        report = shape(report)
     if earlier is not None:
         if earlier.target.branch != report.target.branch:
             errors.print(
@@ -352,55 +401,42 @@ def analyze_pr_command(
     """Analyze a pull request: its head and base read from GitHub (GITHUB_TOKEN), the head
     fetched into the clone (`refs/pull/N/head` from origin), then as `analyze branch`."""
     from agents.errors import AnalysisInputError, GitFailure
-    from agents.lifecycle import compare
-    from agents.llm import LLMSession
-    from agents.pipeline import analyze_branch
     from bot.codehost.pulls import prepare, with_pull
     from bot.codehost.registry import CodeHosts
-    from bot.settings import SettingsError
 
     errors = Console(stderr=True)
     _output_or_exit(errors, output)
     earlier = _previous_or_exit(errors, previous)
     settings = _settings_or_exit(errors)
-    try:
-        llm_settings = None if offline else settings.llm()
-    except SettingsError as exc:
-        _fail(errors, f"invalid setting: {exc}", "Fix the environment variable or .env file.")
-        return
-    printer: _ProgressPrinter | None = None
+    llm_settings = _model_or_exit(errors, settings, offline)
+    origin = "Check the clone's origin: it should be that repository."
     try:
         project = github or _github_of(repo, settings)
         host = CodeHosts(settings).host("github")
         errors.print(f"reading pull request #{number} of {project} ...", markup=False)
         prepared = prepare(host, project, number, repo)
-        kept = _kept_answers(settings, no_cache, errors)
-        session = LLMSession(llm_settings, answers=kept) if llm_settings is not None else None
-        printer = _ProgressPrinter(errors)
-        report = analyze_branch(
-            repo, prepared.branch, prepared.base, checkpoint=printer, llm=session, kept=kept
-        )
     except AnalysisInputError as exc:  # the code host's refusals too (CodeHostError)
-        if printer is not None:
-            printer.close()
         _fail(errors, exc.message, exc.hint)
         return
     except GitFailure as exc:
-        if printer is not None:
-            printer.close()
-        _fail(
-            errors,
-            str(exc),
-            "Check the clone's origin: it should be that repository.",
-            EXIT_FAILURE,
-        )
+        _fail(errors, str(exc), origin, EXIT_FAILURE)
         return
-    printer.close()
-    report = with_pull(report, prepared.pull)
-    if earlier is not None:
-        report = compare(report, earlier)
-    _emit(report, output_format, output, errors)
-    _exit_for([report], fail_on, allow_partial, errors, fail_on_new=fail_on_new)
+    _analyze_and_emit(
+        errors,
+        repo=repo,
+        branch=prepared.branch,
+        base=prepared.base,
+        llm_settings=llm_settings,
+        kept=_kept_answers(settings, no_cache, errors),
+        earlier=earlier,
+        git_hint=origin,
+        output_format=output_format,
+        output=output,
+        fail_on=fail_on,
+        allow_partial=allow_partial,
+        fail_on_new=fail_on_new,
+        shape=lambda report: with_pull(report, prepared.pull),
+    )
 
 
 def _github_of(repo: Path, settings: Settings) -> str:
@@ -557,7 +593,7 @@ def analyze_ticket_command(
             f"Name one: chatops analyze ticket {ticket.key} --branch NAME",
         )
         return
-    llm_settings = None if offline else settings.llm()
+    llm_settings = _model_or_exit(errors, settings, offline)
     answers = _kept_answers(settings, no_cache, errors)
     reports = []
     not_analyzed: list[str] = []

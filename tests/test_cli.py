@@ -250,3 +250,21 @@ def test_help_shows_square_brackets_as_written() -> None:
     assert done.exit_code == 0
     assert "posted to [digest]" in done.output
     assert "╭" not in done.output  # no rich panels
+
+
+@pytest.mark.parametrize("command", [["branch", "feature/x"], ["pr", "7"]])
+def test_a_model_setting_it_cannot_use_exits_2_before_any_work(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key with a price table that is not there: said as the setting to fix (exit 2), before
+    a branch is read or GitHub is asked."""
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+    monkeypatch.setenv("CHATOPS_PRICES", str(tmp_path / "no-such-prices.toml"))
+    done = CliRunner().invoke(app, ["analyze", *command, "--repo", str(tmp_path)])
+    assert done.exit_code == 2, done.output
+    assert "invalid setting: CHATOPS_PRICES" in done.output
+    assert "Fix the environment variable or .env file." in done.output

@@ -161,30 +161,25 @@ def register(app: App, inbox: SlackInbox) -> None:
     for action_id in ACTIONS:
         app.action(action_id)(on_action)
 
-    @app.view(VIEWS[0])
-    def on_vote_reason(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        run_id, _, reason, _ = modal_values(view)
-        if not run_id:  # not our modal's metadata: nothing to attach the reason to
-            ack()
-            log.warning("a vote modal came back without its run; ignored")
-            return
-        if not reason.strip():
-            ack(response_action="errors", errors={REASON_BLOCK: "Say what was wrong."})
-            return
-        inbox.receive(VIEWS[0], f"slack:view:{view.get('id')}:{view.get('hash')}", body, ack, ack)
+    def reason_view(callback_id: str, needs_finding: bool, empty: str) -> None:
+        """A modal that asks why (a 👎's, a drop's): recorded once it says something."""
 
-    @app.view(DROP_REASON)
-    def on_drop_reason(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        run_id, fingerprint, reason, _ = modal_values(view)
-        if not run_id or not fingerprint:
-            ack()
-            log.warning("a drop modal came back without its finding; ignored")
-            return
-        if not reason.strip():
-            ack(response_action="errors", errors={REASON_BLOCK: "Say why it is not a problem."})
-            return
-        key = f"slack:view:{view.get('id')}:{view.get('hash')}"
-        inbox.receive(DROP_REASON, key, body, ack, ack)
+        def on_view(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+            run_id, fingerprint, reason, _ = modal_values(view)
+            if not run_id or (needs_finding and not fingerprint):
+                ack()  # not our modal's metadata: nothing to attach the reason to
+                log.warning("a %s modal came back without what it is about; ignored", callback_id)
+                return
+            if not reason.strip():
+                ack(response_action="errors", errors={REASON_BLOCK: empty})
+                return
+            key = f"slack:view:{view.get('id')}:{view.get('hash')}"
+            inbox.receive(callback_id, key, body, ack, ack)
+
+        app.view(callback_id)(on_view)
+
+    reason_view(VIEWS[0], needs_finding=False, empty="Say what was wrong.")
+    reason_view(DROP_REASON, needs_finding=True, empty="Say why it is not a problem.")
 
 
 Reply = Callable[[str], None]

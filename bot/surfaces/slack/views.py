@@ -34,27 +34,17 @@ MAX_VIEW_BLOCKS = 100
 
 def vote_modal(run_id: str, fingerprint: str, label: str) -> View:
     """Asked after a 👎: what was wrong, and optionally what the right output would be."""
-    return View(
-        type="modal",
-        callback_id=VOTE_REASON,
-        private_metadata=json.dumps({"run": run_id, "fp": fingerprint}),
-        title=PlainTextObject(text="What was wrong?"),
-        submit=PlainTextObject(text="Send"),
-        close=PlainTextObject(text="Skip"),
-        blocks=[
-            SectionBlock(
-                text=MarkdownTextObject(
-                    text=f"Your 👎 on {escape(clip(label, 200))} is recorded. Saying why teaches "
-                    "the agents: curation turns it into a learning for later runs."
-                )
-            ),
-            InputBlock(
-                block_id=REASON_BLOCK,
-                label=PlainTextObject(text="What was wrong?"),
-                element=PlainTextInputElement(
-                    action_id=REASON_BLOCK, multiline=True, max_length=2000
-                ),
-            ),
+    return _reason_modal(
+        VOTE_REASON,
+        run_id,
+        fingerprint,
+        title="What was wrong?",
+        submit="Send",
+        close="Skip",
+        intro=f"Your 👎 on {escape(clip(label, 200))} is recorded. Saying why teaches "
+        "the agents: curation turns it into a learning for later runs.",
+        question="What was wrong?",
+        more=[
             InputBlock(
                 block_id=CORRECTION_BLOCK,
                 label=PlainTextObject(text="What would the right output be?"),
@@ -62,7 +52,7 @@ def vote_modal(run_id: str, fingerprint: str, label: str) -> View:
                 element=PlainTextInputElement(
                     action_id=CORRECTION_BLOCK, multiline=True, max_length=2000
                 ),
-            ),
+            )
         ],
     )
 
@@ -72,27 +62,49 @@ DROP_REASON = "checkpoint_drop_reason"
 
 def drop_modal(run_id: str, fingerprint: str, label: str) -> View:
     """Asked after "Not a problem…" at a checkpoint: why (the 👎's reason)."""
+    return _reason_modal(
+        DROP_REASON,
+        run_id,
+        fingerprint,
+        title="Not a problem?",
+        submit="Drop it",
+        close="Cancel",
+        intro=f"Drop {escape(clip(label, 200))}: later agents and the report go "
+        "without it, and it counts as your 👎 with this reason.",
+        question="Why is it not a problem?",
+    )
+
+
+def _reason_modal(
+    callback_id: str,
+    run_id: str,
+    fingerprint: str,
+    *,
+    title: str,
+    submit: str,
+    close: str,
+    intro: str,
+    question: str,
+    more: list[InputBlock] | None = None,
+) -> View:
+    """A modal about one finding that asks for a reason (`modal_values` reads it back)."""
     return View(
         type="modal",
-        callback_id=DROP_REASON,
+        callback_id=callback_id,
         private_metadata=json.dumps({"run": run_id, "fp": fingerprint}),
-        title=PlainTextObject(text="Not a problem?"),
-        submit=PlainTextObject(text="Drop it"),
-        close=PlainTextObject(text="Cancel"),
+        title=PlainTextObject(text=title),
+        submit=PlainTextObject(text=submit),
+        close=PlainTextObject(text=close),
         blocks=[
-            SectionBlock(
-                text=MarkdownTextObject(
-                    text=f"Drop {escape(clip(label, 200))}: later agents and the report go "
-                    "without it, and it counts as your 👎 with this reason."
-                )
-            ),
+            SectionBlock(text=MarkdownTextObject(text=intro)),
             InputBlock(
                 block_id=REASON_BLOCK,
-                label=PlainTextObject(text="Why is it not a problem?"),
+                label=PlainTextObject(text=question),
                 element=PlainTextInputElement(
                     action_id=REASON_BLOCK, multiline=True, max_length=2000
                 ),
             ),
+            *(more or []),
         ],
     )
 
