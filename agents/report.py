@@ -116,6 +116,8 @@ class ProposalKind(StrEnum):
     jira_comment = "jira_comment"
     # A patch on a branch the apply creates (`target`) from `base_sha`: never an existing one.
     branch_patch = "branch_patch"
+    # A review of the pull request analyzed (`target` pr/N): its comments, posted on approval.
+    pr_review = "pr_review"
 
 
 class Proposal(_Model):

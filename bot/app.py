@@ -29,6 +29,7 @@ from bot.store.feedback import FeedbackStore
 from bot.store.follows import FollowStore
 from bot.store.inbox import InboxStore
 from bot.store.proposals import ProposalStore
+from bot.store.review_posts import ReviewPostStore
 from bot.store.runs import RunStore
 from bot.store.stats import Stats
 from bot.store.workers import WorkerStore
@@ -103,12 +104,13 @@ def build_app(
     proposal_observers: list[ProposalObserver] = []
     announcers: list[RunAnnouncer] = []
     if slack is not None:
-        notifier = SlackNotifier(slack, RunMessages(store))
+        notifier = SlackNotifier(slack, RunMessages(store), hosted=policy.hosted)
         # The agent sessions after the notifier: a session stops processing once its report is in.
         run_observers += [notifier, AgentSessions(slack, RunMessages(store))]
         proposal_observers.append(notifier)
         announcers.append(notifier)
 
+    code_hosts = CodeHosts(settings)  # the only part given the code hosts' credentials
     approvals = Approvals(
         store,
         proposals,
@@ -118,6 +120,8 @@ def build_app(
         observers=proposal_observers,
         groups=SlackGroups(slack) if slack is not None else NO_GROUPS,
         workspace=WorkspaceTeam(slack) if slack is not None else NO_WORKSPACE,
+        code_hosts=code_hosts,
+        review_posts=ReviewPostStore(engine),
     )
     feedback = FeedbackService(
         store, feedback_store, stats, policy, approvals.is_approver, approvals.same_team
@@ -130,7 +134,6 @@ def build_app(
         sink=SlackDigestSink(slack) if slack is not None else NoDigestSink(),
     )
     shutdown = Shutdown()
-    code_hosts = CodeHosts(settings)  # the only part given the code hosts' credentials
     executor = RunExecutor(
         store,
         policy,

@@ -32,7 +32,15 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from bot.codehost.port import CodeHostError, PullRequest
+from bot.codehost.lines import lines_of_patch
+from bot.codehost.port import (
+    CodeHostError,
+    HostComment,
+    OpenedPull,
+    PostedReview,
+    PullRequest,
+    ReviewComment,
+)
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,15 +49,84 @@ _PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}")
 # A wait longer than this is not slept through: the person is told when to try again.
 MAX_WAIT_S = 10.0
 PER_PAGE = 100  # the most GitHub gives a page
+READ, WRITE = "reading", "writing"
+
+_THREADS = """
+query($owner: String!, $repo: String!, $number: Int!, $after: String) {
+  repository(owner: $owner, name: $repo) {
+    pullRequest(number: $number) {
+      reviewThreads(first: 100, after: $after) {
+        pageInfo { hasNextPage endCursor }
+        nodes { id isResolved comments(first: 1) { nodes { databaseId } } }
+      }
+    }
+  }
+}
+"""
+_RESOLVE = """
+mutation($thread: ID!) {
+  resolveReviewThread(input: {threadId: $thread}) { thread { id isResolved } }
+}
+"""
 
 
 def valid_project(project: str) -> bool:
     return bool(_PROJECT.fullmatch(project)) and ".." not in project
 
 
+def _split(project: str) -> tuple[str, str]:
+    if not valid_project(project):
+        raise CodeHostError(
+            f"{project[:100]!r} is not a GitHub repository (OWNER/NAME).",
+            'Write it as github = "org/repo" in the policy file.',
+            problem="config",
+        )
+    owner, repo = project.split("/", 1)
+    return owner, repo
+
+
+def _items(response: Any) -> list[dict[str, Any]]:
+    """A page as plain JSON: the generated models require every field of every nested object,
+    which an Enterprise version may leave out; the few fields used here are read by name."""
+    items = response.json()
+    return items if isinstance(items, list) else []
+
+
+def _comment(entry: dict[str, Any]) -> HostComment:
+    review = entry.get("pull_request_review_id")
+    return HostComment(
+        id=int(entry["id"]),
+        body=str(entry.get("body") or ""),
+        path=str(entry.get("path") or ""),
+        review_id=int(review) if review is not None else None,
+    )
+
+
+def _thread_of(github: Any, owner: str, repo: str, number: int, comment_id: int) -> str | None:
+    """The id of the unresolved conversation whose first comment is `comment_id`."""
+    after: str | None = None
+    while True:
+        data = github.graphql.request(
+            _THREADS, {"owner": owner, "repo": repo, "number": number, "after": after}
+        )
+        threads = data["repository"]["pullRequest"]["reviewThreads"]
+        for node in threads["nodes"]:
+            first = node["comments"]["nodes"]
+            if first and first[0].get("databaseId") == comment_id:
+                return None if node["isResolved"] else str(node["id"])
+        if not threads["pageInfo"]["hasNextPage"]:
+            return None
+        after = threads["pageInfo"]["endCursor"]
+
+
+class _Repo(BaseModel):
+    full_name: str = ""
+
+
 class _Ref(BaseModel):
     ref: str
     sha: str
+    repo: _Repo | None = None  # null when a fork's repository was deleted
 
 
 class _Pull(BaseModel):
@@ -109,16 +186,10 @@ class GitHub:
                 problem="config",
             )
 
-    # -- the port ---------------------------------------------------------------------------
+    # -- the port: reads -------------------------------------------------------------------
 
     def pull_request(self, project: str, number: int) -> PullRequest:
-        if not valid_project(project):
-            raise CodeHostError(
-                f"{project[:100]!r} is not a GitHub repository (OWNER/NAME).",
-                'Write it as github = "org/repo" in the policy file.',
-                problem="config",
-            )
-        owner, repo = project.split("/", 1)
+        owner, repo = _split(project)
         github = self._client(owner, repo)
         what = f"pull request #{number} of {project}"
         with self._errors(what, project):
@@ -131,14 +202,14 @@ class GitHub:
                     "Check GITHUB_API_URL: it should be the REST API's root.",
                     problem="unavailable",
                 ) from None
-            files = tuple(
-                entry.filename
-                for entry in github.rest.paginate(
+            entries = list(
+                github.rest.paginate(
                     github.rest.pulls.list_files,
                     owner=owner,
                     repo=repo,
                     pull_number=number,
                     per_page=PER_PAGE,
+                    map_func=_items,
                 )
             )
         return PullRequest(
@@ -151,9 +222,144 @@ class GitHub:
             head_ref=pull.head.ref,
             base_ref=pull.base.ref,
             base_sha=pull.base.sha,
-            files=files,
+            files=tuple(str(entry["filename"]) for entry in entries),
             fetch_ref=f"refs/pull/{pull.number}/head",
+            head_repo=pull.head.repo.full_name if pull.head.repo else "",
+            lines={
+                str(entry["filename"]): lines_of_patch(entry.get("patch"))
+                for entry in entries
+                if entry.get("status") != "removed"
+            },
         )
+
+    def review_comments(self, project: str, number: int) -> list[HostComment]:
+        owner, repo = _split(project)
+        github = self._client(owner, repo)
+        with self._errors(f"the review comments of pull request #{number}", project):
+            return [
+                _comment(entry)
+                for entry in github.rest.paginate(
+                    github.rest.pulls.list_review_comments,
+                    owner=owner,
+                    repo=repo,
+                    pull_number=number,
+                    per_page=PER_PAGE,
+                    map_func=_items,
+                )
+            ]
+
+    def reviews_marked(self, project: str, number: int, marker: str) -> list[int]:
+        owner, repo = _split(project)
+        github = self._client(owner, repo)
+        with self._errors(f"the reviews of pull request #{number}", project):
+            return [
+                int(entry["id"])
+                for entry in github.rest.paginate(
+                    github.rest.pulls.list_reviews,
+                    owner=owner,
+                    repo=repo,
+                    pull_number=number,
+                    per_page=PER_PAGE,
+                    map_func=_items,
+                )
+                if marker in str(entry.get("body") or "")
+            ]
+
+    def pull_from(self, project: str, head: str) -> OpenedPull | None:
+        owner, repo = _split(project)
+        github = self._client(owner, repo)
+        with self._errors(f"the pull requests from {head}", project):
+            answer = github.rest.pulls.list(
+                owner, repo, head=f"{owner}:{head}", state="all", per_page=PER_PAGE
+            )
+            for entry in answer.json():
+                if entry.get("head", {}).get("ref") == head:
+                    return OpenedPull(int(entry["number"]), str(entry["html_url"]))
+        return None
+
+    # -- the port: writes (an approved proposal's apply job only) ---------------------------
+
+    def post_review(
+        self,
+        project: str,
+        number: int,
+        commit: str,
+        body: str,
+        comments: list[ReviewComment],
+    ) -> PostedReview:
+        owner, repo = _split(project)
+        github = self._client(owner, repo)
+        with self._errors(f"a review on pull request #{number} of {project}", project, WRITE):
+            answer = github.rest.pulls.create_review(
+                owner,
+                repo,
+                number,
+                data={
+                    "commit_id": commit,
+                    "body": body,
+                    "event": "COMMENT",  # never APPROVE, never REQUEST_CHANGES
+                    "comments": [
+                        {"path": c.path, "line": c.line, "side": c.side, "body": c.body}
+                        for c in comments
+                    ],
+                },
+            )
+            review = answer.json()
+            made = [
+                _comment(entry)
+                for entry in github.rest.paginate(
+                    github.rest.pulls.list_comments_for_review,
+                    owner=owner,
+                    repo=repo,
+                    pull_number=number,
+                    review_id=int(review["id"]),
+                    per_page=PER_PAGE,
+                    map_func=_items,
+                )
+            ]
+        return PostedReview(int(review["id"]), str(review.get("html_url") or ""), tuple(made))
+
+    def update_review(self, project: str, number: int, review_id: int, body: str) -> None:
+        owner, repo = _split(project)
+        github = self._client(owner, repo)
+        with self._errors(f"the bot's review on pull request #{number}", project, WRITE):
+            github.rest.pulls.update_review(owner, repo, number, review_id, data={"body": body})
+
+    def update_comment(self, project: str, comment_id: int, body: str) -> None:
+        owner, repo = _split(project)
+        github = self._client(owner, repo)
+        with self._errors(f"the bot's review comment {comment_id}", project, WRITE):
+            github.rest.pulls.update_review_comment(owner, repo, comment_id, data={"body": body})
+
+    def resolve_thread(self, project: str, number: int, comment_id: int) -> bool:
+        """REST cannot resolve a conversation; GraphQL can (`resolveReviewThread`). A token
+        that may not is logged and answered False: the comment's text says it is resolved."""
+        from githubkit.exception import GraphQLFailed
+
+        owner, repo = _split(project)
+        github = self._client(owner, repo)
+        with self._errors(f"the conversations of pull request #{number}", project, WRITE):
+            try:
+                thread = _thread_of(github, owner, repo, number, comment_id)
+                if thread is None:
+                    return False
+                github.graphql.request(_RESOLVE, {"thread": thread})
+            except GraphQLFailed as exc:
+                log.warning("could not resolve the conversation of comment %d: %s", comment_id, exc)
+                return False
+        return True
+
+    def open_pull_request(
+        self, project: str, head: str, base: str, title: str, body: str
+    ) -> OpenedPull:
+        owner, repo = _split(project)
+        github = self._client(owner, repo)
+        with self._errors(f"a pull request from {head} into {base}", project, WRITE):
+            answer = github.rest.pulls.create(
+                owner, repo, data={"title": title, "head": head, "base": base, "body": body}
+            )
+            made = answer.json()
+        return OpenedPull(int(made["number"]), str(made["html_url"]))
 
     # -- the client -------------------------------------------------------------------------
 
@@ -176,8 +382,8 @@ class GitHub:
             installation = Client(app, **options).rest.apps.get_repo_installation(owner, repo)
         return Client(app.as_installation(installation.parsed_data.id), **options)
 
-    def _errors(self, what: str, project: str) -> _Translated:
-        return _Translated(what, project, self.api_url)
+    def _errors(self, what: str, project: str, doing: str = READ) -> _Translated:
+        return _Translated(what, project, self.api_url, doing)
 
 
 def _retry(exc: Exception, count: int) -> Any:
@@ -199,10 +405,11 @@ def _retry(exc: Exception, count: int) -> Any:
 class _Translated:
     """Turns githubkit's exceptions into `CodeHostError`s a person can act on."""
 
-    def __init__(self, what: str, project: str, api_url: str) -> None:
+    def __init__(self, what: str, project: str, api_url: str, doing: str) -> None:
         self.what = what
         self.project = project
         self.api_url = api_url
+        self.doing = doing
 
     def __enter__(self) -> None:
         return None
@@ -228,21 +435,27 @@ class _Translated:
             if isinstance(exc, PrimaryRateLimitExceeded):
                 until = (datetime.now(UTC) + exc.retry_after).strftime("%H:%M UTC")
                 return CodeHostError(
-                    f"GitHub's rate limit for this token is used up (reading {self.what}).",
+                    f"GitHub's rate limit for this token is used up ({self.doing} {self.what}).",
                     f"Try again after {until} (in {_duration(wait)}), or use a GitHub App, "
                     "whose limit is higher.",
                     problem="rate_limited",
                 )
             return CodeHostError(
-                f"GitHub asked the bot to slow down (a secondary rate limit, reading {self.what}).",
+                "GitHub asked the bot to slow down (a secondary rate limit, "
+                f"{self.doing} {self.what}).",
                 f"Try again in {_duration(wait)}.",
                 problem="rate_limited",
             )
         if isinstance(exc, RequestFailed):
             status = exc.response.status_code
+            needs = (
+                "pull requests: write (and contents: write, to push the bot's branch)"
+                if self.doing == WRITE
+                else "pull requests: read and contents: read"
+            )
             if status == 401:
                 return CodeHostError(
-                    f"GitHub refused the bot's credentials (401) reading {self.what}.",
+                    f"GitHub refused the bot's credentials (401) {self.doing} {self.what}.",
                     "GITHUB_TOKEN is wrong, expired or revoked: make a new one (see "
                     "docs/github.md) and restart the bot.",
                     problem="auth",
@@ -251,18 +464,25 @@ class _Translated:
                 return CodeHostError(
                     f"GitHub has no {self.what} that the bot can see (404).",
                     f"Check the number; if {self.project} is private, give the bot's token "
-                    "access to it (pull requests: read, contents: read; see docs/github.md).",
+                    f"access to it ({needs}; see docs/github.md).",
                     problem="not_found",
                 )
             if status == 403:
                 return CodeHostError(
-                    f"GitHub denied the bot reading {self.what} (403).",
-                    "The token lacks a permission: pull requests: read and contents: read "
-                    "(see docs/github.md); an organization may also need to approve it.",
+                    f"GitHub denied the bot {self.doing} {self.what} (403).",
+                    f"The token lacks a permission: {needs} (see docs/github.md); an "
+                    "organization may also need to approve it.",
                     problem="forbidden",
                 )
+            if status == 422:
+                return CodeHostError(
+                    f"GitHub refused {self.what} (422: {_validation(exc)}).",
+                    "Nothing was written by that request; run the analysis again, then approve "
+                    "its proposal.",
+                    problem="refused",
+                )
             return CodeHostError(
-                f"GitHub answered {status} reading {self.what}.",
+                f"GitHub answered {status} {self.doing} {self.what}.",
                 "Try again later; if it persists, check GitHub's status page.",
                 problem="unavailable",
             )
@@ -279,6 +499,20 @@ class _Translated:
                 problem="unavailable",
             )
         return None
+
+
+def _validation(exc: Any) -> str:
+    """GitHub's reason for a 422: its message and each error's text, as it sends them."""
+    try:
+        answer = exc.response.json()
+    except ValueError:
+        return "no reason given"
+    reasons = [str(answer.get("message") or "Unprocessable Entity")]
+    for error in answer.get("errors") or []:
+        reasons.append(
+            str(error.get("message") or error) if isinstance(error, dict) else str(error)
+        )
+    return "; ".join(reasons)[:300]
 
 
 def _duration(seconds: int) -> str:

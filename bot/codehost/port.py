@@ -1,19 +1,23 @@
 """The narrow port every code host implements (GitHub today; GitLab is one more adapter).
 
-Reads only, for now: a pull request's head, base and changed files. The writes of the third
-safety tier (a review with inline comments, a pull request from the bot's own branch) are
-declared in `CodeHostWrites` and implemented next, by the same adapters, called only by the
-apply job for an approved proposal.
+Reads: a pull request's head, base, changed files and which of their lines its diff shows.
+Writes (the third safety tier, called only by the apply job of an approved proposal): a review
+that only comments, edits of the bot's own comments, and a pull request from a branch the bot
+pushed. No method merges, approves, requests changes or deletes: an adapter cannot be asked to.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from agents.errors import AnalysisInputError
 
-Problem = Literal["auth", "forbidden", "not_found", "rate_limited", "unavailable", "config"]
+Problem = Literal[
+    "auth", "forbidden", "not_found", "rate_limited", "unavailable", "config", "refused"
+]
+Side = Literal["RIGHT", "LEFT"]
 
 
 class CodeHostError(AnalysisInputError):
@@ -24,6 +28,16 @@ class CodeHostError(AnalysisInputError):
     def __init__(self, message: str, hint: str, *, problem: Problem) -> None:
         super().__init__(message, hint)
         self.problem = problem
+
+
+@dataclass(frozen=True)
+class FileLines:
+    """The lines of one file a review comment may be on: those of the diff's hunks, added or
+    context (RIGHT, the head's numbering) and removed or context (LEFT, the base's). GitHub
+    refuses a comment anywhere else (422), so nothing else is ever sent."""
+
+    right: frozenset[int] = frozenset()
+    left: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -41,42 +55,92 @@ class PullRequest:
     base_sha: str
     files: tuple[str, ...]  # changed paths, every page of them (the host's cap applies)
     fetch_ref: str  # the ref the host keeps for the head on its remote: refs/pull/N/head
-
-
-class CodeHost(Protocol):
-    """One host, authenticated by its adapter (the only code that reads its credentials)."""
-
-    name: str  # github, gitlab, ...
-
-    def pull_request(self, project: str, number: int) -> PullRequest:
-        """The pull request and its changed files. Raises `CodeHostError`."""
-        ...
+    # path -> its commentable lines; a file the host shows no patch for (binary, too large)
+    # has none, so its findings go in the review's summary.
+    lines: Mapping[str, FileLines] = field(default_factory=dict)
+    head_repo: str = ""  # org/repo the head branch is in: another one for a fork's PR
 
 
 @dataclass(frozen=True)
 class ReviewComment:
-    """One inline comment, in the line/side form (item 3; only lines in the PR's diff)."""
+    """One inline comment to send, in the line/side form."""
 
     path: str
     line: int
-    side: Literal["RIGHT", "LEFT"]
+    side: Side
     body: str
-    start_line: int | None = None
 
 
-class CodeHostWrites(Protocol):
-    """The third tier's writes (issue #19 items 3 and 4), not implemented yet: a review that
-    only comments, and a pull request from a new branch of the bot's own. Never a merge, never
-    an approval, never a push to a branch it did not create."""
+@dataclass(frozen=True)
+class HostComment:
+    """A review comment as the host has it now."""
+
+    id: int
+    body: str
+    path: str
+    review_id: int | None
+
+
+@dataclass(frozen=True)
+class PostedReview:
+    id: int
+    url: str
+    comments: tuple[HostComment, ...]  # the comments it made, with their ids
+
+
+@dataclass(frozen=True)
+class OpenedPull:
+    number: int
+    url: str
+
+
+class CodeHost(Protocol):
+    """One host, authenticated by its adapter (the only code that reads its credentials).
+    Every method raises `CodeHostError` with what to do."""
+
+    name: str  # github, gitlab, ...
+
+    def pull_request(self, project: str, number: int) -> PullRequest:
+        """The pull request, its changed files and their commentable lines."""
+        ...
 
     def post_review(
-        self, project: str, number: int, commit: str, summary: str, comments: list[ReviewComment]
-    ) -> str:
-        """One review with `event=COMMENT`; the review's URL."""
+        self,
+        project: str,
+        number: int,
+        commit: str,
+        body: str,
+        comments: list[ReviewComment],
+    ) -> PostedReview:
+        """One review that only comments (never approves, never requests changes)."""
+        ...
+
+    def update_review(self, project: str, number: int, review_id: int, body: str) -> None:
+        """A review's summary, rewritten in place."""
+        ...
+
+    def review_comments(self, project: str, number: int) -> list[HostComment]:
+        """Every review comment on the pull request, every page of them."""
+        ...
+
+    def reviews_marked(self, project: str, number: int, marker: str) -> list[int]:
+        """The reviews whose body holds `marker` (finding what a dead worker posted)."""
+        ...
+
+    def update_comment(self, project: str, comment_id: int, body: str) -> None:
+        """One review comment's text, rewritten in place."""
+        ...
+
+    def resolve_thread(self, project: str, number: int, comment_id: int) -> bool:
+        """Mark the conversation a comment started resolved; False where the host cannot."""
+        ...
+
+    def pull_from(self, project: str, head: str) -> OpenedPull | None:
+        """The pull request whose head is branch `head` of `project`, if any (any state)."""
         ...
 
     def open_pull_request(
         self, project: str, head: str, base: str, title: str, body: str
-    ) -> PullRequest:
+    ) -> OpenedPull:
         """A pull request from `head` (a branch the bot pushed) into `base`."""
         ...

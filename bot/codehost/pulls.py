@@ -13,6 +13,7 @@ from agents.context.git import GitRepo, fetch_review_head
 from agents.errors import AnalysisInputError
 from agents.report import Report
 from bot.codehost.port import CodeHost, PullRequest
+from bot.codehost.review import review_proposal
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +54,24 @@ def with_pull(report: Report, pull: PullRequest) -> Report:
     """The report, its target naming the pull request and linking to it."""
     target = report.target.model_copy(update={"pull_request": pull.number, "url": pull.url})
     return report.model_copy(update={"target": target})
+
+
+def with_review(report: Report, prepared: PreparedPull) -> Report:
+    """The report, offering its findings as a review of the pull request (a proposal that
+    posts only when approved), when there is something to post or to resolve. A head that
+    moved between reading the pull request and fetching it gets no review: its diff's lines
+    are not the ones read."""
+    if not report.findings and not report.resolved:
+        return report
+    if prepared.head_sha != prepared.pull.head_sha:
+        coverage = report.coverage.model_copy(
+            update={
+                "not_run": [
+                    *report.coverage.not_run,
+                    "review not offered: the pull request moved while it was read; run it again",
+                ]
+            }
+        )
+        return report.model_copy(update={"coverage": coverage})
+    proposal = review_proposal(report, prepared.pull, f"P{len(report.proposals) + 1}")
+    return report.model_copy(update={"proposals": [*report.proposals, proposal]})

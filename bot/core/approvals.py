@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -17,6 +17,10 @@ from typing import Literal
 from agents.context.git import GitRepo
 from agents.errors import AnalysisInputError, GitFailure, shown
 from agents.report import sha256_hex
+from bot.codehost.port import CodeHost, CodeHostError
+from bot.codehost.pulls import number_of
+from bot.codehost.registry import CodeHosts, host_of
+from bot.codehost.review import ReviewDraft, review_marker
 from bot.config import ConfigError, PolicyConfig, RepoConfig
 from bot.core.actor import Actor
 from bot.core.policy import (
@@ -27,6 +31,7 @@ from bot.core.policy import (
     Workspace,
     can_approve,
     can_write,
+    is_protected,
     not_expired,
 )
 from bot.core.ports import ProposalObserver
@@ -34,10 +39,13 @@ from bot.core.tickets import NO_TICKETS, Tickets
 from bot.repos import RepoResolver
 from bot.store.models import ProposalRow, Run
 from bot.store.proposals import ProposalStore
+from bot.store.review_posts import ReviewPostStore
 from bot.store.runs import RunStore
 from bot.store.types import utcnow
-from bot.writes.git import WriteRequest, WriteResult, apply_proposal, landed
+from bot.writes.git import WriteRequest, WriteResult, apply_proposal, landed, remote_head
 from bot.writes.jira import marker
+from bot.writes.pull_request import bot_branch, description, open_as_pull_request, pull_request_for
+from bot.writes.review import ReviewWriter
 
 log = logging.getLogger(__name__)
 _REF = re.compile(r"([0-9a-f]{6,32})/(P\d{1,4})")
@@ -64,10 +72,14 @@ class Approvals:
         observers: Sequence[ProposalObserver] = (),
         groups: GroupMembers = NO_GROUPS,
         workspace: Workspace = NO_WORKSPACE,
+        code_hosts: CodeHosts | None = None,
+        review_posts: ReviewPostStore | None = None,
     ) -> None:
         """`groups` and `workspace` are Slack's facts (without Slack: `NoGroups`, no group
         approvers, and `NoWorkspace`, every actor is the workspace's); `tickets` where an
-        approved comment goes (`NoTickets`: nowhere, and approving one is denied)."""
+        approved comment goes (`NoTickets`: nowhere, and approving one is denied);
+        `code_hosts` where reviews and pull requests go (none: approving one is denied), and
+        `review_posts` the record of what the bot posted there."""
         self.runs = runs
         self.proposals = proposals
         self.policy = policy
@@ -76,6 +88,8 @@ class Approvals:
         self.observers = list(observers)
         self.groups = groups
         self.workspace = workspace
+        self.code_hosts = code_hosts
+        self.review_posts = review_posts
 
     # -- deciding ------------------------------------------------------------------------------
 
@@ -88,9 +102,11 @@ class Approvals:
         *,
         shown_sha: str | None = None,
         event_key: str | None = None,
+        as_pull_request: bool = False,
     ) -> Outcome:
         """Record a click (or a typed command) on a proposal. `shown_sha` is the content hash
-        the button carried; it must match what is stored."""
+        the button carried; it must match what is stored. `as_pull_request`: the approver
+        chose to have the change opened as a pull request instead of committed."""
         match = _REF.fullmatch(ref.strip())
         action = f"{decision}_proposal"
         if match is None:
@@ -129,7 +145,7 @@ class Approvals:
         if not expiry.allowed:
             self.proposals.transition(proposal.id or 0, "proposed", "expired")
             return deny(proposal, expiry.reason)
-        checks = self._checks(actor, run, proposal, decision)
+        checks, via = self._checks(actor, run, proposal, decision, as_pull_request)
         if not checks.allowed:
             return deny(proposal, checks.reason)
         verb = "approved" if decision == "approve" else "rejected"
@@ -141,13 +157,21 @@ class Approvals:
             reason or None,
             event_key=event_key,
             audit_detail=f"{ref} {verb}: {checks.reason}" + (f" ({reason})" if reason else ""),
+            via=via if decision == "approve" else None,
         )
         if decided is None:
             return self._handled_before(run_id, pid)
         if not decided:
             return deny(proposal, f"{ref} was decided by someone else a moment ago")
         if decision == "approve":  # the caller enqueues the apply
-            return Outcome(True, f"{ref} approved by {actor.user}; applying it now.", proposal)
+            doing = (
+                "opening it as a pull request now"
+                if via == "pull_request"
+                else "posting it now"
+                if proposal.kind == "pr_review"
+                else "applying it now"
+            )
+            return Outcome(True, f"{ref} approved by {actor.user}; {doing}.", proposal)
         return Outcome(True, f"{ref} rejected by {actor.user}.", proposal)
 
     def _handled_before(self, run_id: str, pid: str) -> Outcome:
@@ -160,28 +184,121 @@ class Approvals:
             state = f": {run_id}/{pid} is {proposal.status}{who}"
         return Outcome(False, f"This click was already handled{state}.", proposal, repeated=True)
 
-    def _checks(self, actor: Actor, run: Run, proposal: ProposalRow, decision: str) -> Decision:
+    def _checks(
+        self,
+        actor: Actor,
+        run: Run,
+        proposal: ProposalRow,
+        decision: str,
+        as_pull_request: bool = False,
+    ) -> tuple[Decision, str | None]:
+        """May `actor` decide it, and how an approved git write lands ("branch" or
+        "pull_request"; None for other kinds)."""
         try:
             name, repo = self.policy.repo(run.repo)
         except ConfigError as exc:
-            return Decision.deny(str(exc))
+            return Decision.deny(str(exc)), None
         if decision == "reject":
             if actor.user == run.requester:
-                return Decision.allow("the requester withdrew it")
-            return self._approver(actor, run, four_eyes=False)
+                return Decision.allow("the requester withdrew it"), None
+            return self._approver(actor, run, four_eyes=False), None
         allowed = self._approver(actor, run, four_eyes=self.policy.approvals.four_eyes)
         if not allowed.allowed:
-            return allowed
+            return allowed, None
         if proposal.kind == "jira_comment":
             if repo.mode != "feature_branches":
-                return Decision.deny(f"this repository is {repo.mode}: nothing is written")
+                return Decision.deny(f"this repository is {repo.mode}: nothing is written"), None
             if not run.ticket or proposal.target != run.ticket:
-                return Decision.deny("a comment may only go on the ticket the run analyzed")
+                return Decision.deny("a comment may only go on the ticket the run analyzed"), None
             if not self.tickets.configured:
-                return Decision.deny("Jira is not configured (JIRA_URL)")
-            return allowed
-        writable = self._writable(name, repo, run, proposal)
-        return writable if not writable.allowed else allowed
+                return Decision.deny("Jira is not configured (JIRA_URL)"), None
+            return allowed, None
+        if proposal.kind == "pr_review":
+            reviewable = self._reviewable(name, repo, run, proposal)
+            return (reviewable if not reviewable.allowed else allowed), None
+        writable, via = self._route(name, repo, run, proposal, as_pull_request)
+        return (writable if not writable.allowed else allowed), via
+
+    def _reviewable(self, name: str, repo: RepoConfig, run: Run, proposal: ProposalRow) -> Decision:
+        if repo.mode != "feature_branches":
+            return Decision.deny(f"this repository is {repo.mode}: nothing is posted")
+        if run.kind != "pr" or proposal.target != run.target:
+            return Decision.deny("a review may only go on the pull request the run analyzed")
+        if host_of(repo) is None or self.code_hosts is None:
+            return Decision.deny(f"{name} has no code host configured (github in [repos.{name}])")
+        return Decision.allow()
+
+    def _route(
+        self, name: str, repo: RepoConfig, run: Run, proposal: ProposalRow, as_pull_request: bool
+    ) -> tuple[Decision, str]:
+        """A git write lands on its branch, or, when the approver asks or its branch is
+        protected and the repository has a code host, as a pull request into that branch."""
+        branch = target_branch(run, proposal)
+        try:
+            defaults = self._default_branches(name, repo)
+        except (GitFailure, AnalysisInputError) as exc:
+            return Decision.deny(
+                f"could not read the repository's default branch ({exc})"
+            ), "branch"
+        hosted = host_of(repo) is not None and self.code_hosts is not None
+        protected = is_protected(branch, default_branches=defaults, configured=repo.protected)
+        if run.kind == "pr" and proposal.kind != "branch_patch":
+            # The pull request's branch is someone's: a change for it is a pull request into it.
+            as_pull_request = True
+        if not as_pull_request and not (protected and hosted):
+            direct = can_write(
+                branch,
+                mode=repo.mode,
+                writable=repo.writable,
+                protected=repo.protected,
+                default_branches=defaults,
+            )
+            return direct, "branch"
+        if not hosted:
+            return (
+                Decision.deny(
+                    f'a pull request needs a code host: add github = "org/repo" to '
+                    f"[repos.{name}] and GITHUB_TOKEN to the bot's environment"
+                ),
+                "pull_request",
+            )
+        if repo.mode != "feature_branches":
+            return Decision.deny(
+                f"this repository is {repo.mode}: proposals are shown, never applied"
+            ), "pull_request"
+        head = bot_branch(run.id, proposal.pid)
+        if is_protected(head, default_branches=defaults, configured=repo.protected):
+            return Decision.deny(
+                f"the bot's own branch {head!r} would be protected"
+            ), "pull_request"
+        try:
+            base = self._pull_base(run, proposal, name, repo)
+        except CodeHostError as exc:
+            return Decision.deny(exc.message.rstrip(".")), "pull_request"
+        return Decision.allow(f"as a pull request from {head} into {base}"), "pull_request"
+
+    def _pull_base(self, run: Run, proposal: ProposalRow, name: str, repo: RepoConfig) -> str:
+        """What the pull request asks to merge into: the branch the proposal was for; for a
+        change on a new branch (a flag's retirement), the run's base; for one made in a pull
+        request's run, that pull request's branch (never written directly: it is not the
+        bot's)."""
+        if run.kind == "pr" and proposal.kind != "branch_patch":
+            host, project = self._host(name, repo)
+            pull = host.pull_request(project, number_of(run.target))
+            if pull.head_repo and pull.head_repo != project:
+                raise CodeHostError(
+                    f"pull request #{pull.number}'s branch is in another repository "
+                    f"({pull.head_repo}), where the bot opens nothing.",
+                    "Apply the change there by hand.",
+                    problem="refused",
+                )
+            return pull.head_ref
+        if proposal.kind != "branch_patch":
+            return target_branch(run, proposal)
+        if run.base or repo.base:
+            return str(run.base or repo.base)
+        path = repo.path if repo.path is not None else self.repos.clone_path(name)
+        return GitRepo.open(path).default_branch()
 
     def actionable(self, actor: Actor, limit: int = 10) -> list[tuple[ProposalRow, Run]]:
         """Open, unexpired proposals `actor` may decide (App Home lists them)."""
@@ -220,20 +337,6 @@ class Approvals:
             groups=self.groups,
             user_team=actor.team,
             workspace_team=workspace,
-        )
-
-    def _writable(self, name: str, repo: RepoConfig, run: Run, proposal: ProposalRow) -> Decision:
-        branch = target_branch(run, proposal)
-        try:
-            defaults = self._default_branches(name, repo)
-        except (GitFailure, AnalysisInputError) as exc:
-            return Decision.deny(f"could not read the repository's default branch ({exc})")
-        return can_write(
-            branch,
-            mode=repo.mode,
-            writable=repo.writable,
-            protected=repo.protected,
-            default_branches=defaults,
         )
 
     def _default_branches(self, name: str, repo: RepoConfig) -> list[str]:
@@ -276,6 +379,8 @@ class Approvals:
         approval = self.proposals.approval(proposal_id)
         try:
             result = self._apply(proposal, run, approval.user if approval else None)
+        except CodeHostError as exc:
+            result = WriteResult("failed", f"{exc.message} {exc.hint}".strip())
         except Exception as exc:  # the proposal must not stay "applying", whatever broke
             log.exception("applying proposal %s failed", proposal_id)
             result = WriteResult("failed", f"internal error: {type(exc).__name__}: {exc}")
@@ -322,6 +427,8 @@ class Approvals:
             return WriteResult("failed", "the worker stopped before posting it; nothing posted")
         if run is None:
             return WriteResult("failed", "the worker stopped while applying it; its run is gone")
+        if proposal.kind == "pr_review" or proposal.via == "pull_request":
+            return self._recovered_on_host(proposal, run, ref)
         branch = target_branch(run, proposal)
         commit = proposal.intended_commit
         if commit is None:  # it died before it made the commit: the branch never moved
@@ -347,6 +454,57 @@ class Approvals:
             f"the worker stopped while applying it; {branch} does not have {commit[:10]}, "
             "so nothing was written",
         )
+
+    def _recovered_on_host(self, proposal: ProposalRow, run: Run, ref: str) -> WriteResult:
+        """A review, or a pull request, a dead worker was writing: the host says what landed.
+        A pushed branch without its pull request gets it now (the approval covered both)."""
+        try:
+            name, repo = self.policy.repo(run.repo)
+            host, project = self._host(name, repo)
+            if proposal.kind == "pr_review":
+                number = number_of(proposal.target)
+                if host.reviews_marked(project, number, review_marker(ref)):
+                    return WriteResult(
+                        "applied", f"the review is on pull request #{number} (checked)"
+                    )
+                return WriteResult(
+                    "failed",
+                    f"the worker stopped while posting it; no review of {ref} is on pull request "
+                    f"#{number}, though some of the bot's comments may have been edited; "
+                    "approve a new run's review to bring them up to date",
+                    unsure=True,
+                )
+            head = bot_branch(run.id, proposal.pid)
+            commit = proposal.intended_commit
+            if commit is None:
+                return WriteResult(
+                    "failed", f"the worker stopped before committing; {head} was not pushed"
+                )
+            path = self.repos.prepare(name, repo)
+            if remote_head(path, head) != commit:
+                return WriteResult(
+                    "failed",
+                    f"the worker stopped before pushing; {head} is not on the remote, so "
+                    "nothing was written",
+                )
+            body = description(
+                self.runs.report(run.id),
+                ref=ref,
+                title=proposal.title,
+                agent=proposal.agent,
+                requester=run.requester,
+                approver=proposal.decided_by or "?",
+                content_sha256=proposal.content_sha256,
+            )
+            base = self._pull_base(run, proposal, name, repo)
+            return pull_request_for(host, project, head, base, proposal.title, body, commit)
+        except (CodeHostError, ConfigError, GitFailure) as exc:
+            return WriteResult(
+                "failed",
+                f"the worker stopped while applying it, and the code host could not be checked "
+                f"({exc}); look on it for {ref}",
+                unsure=True,
+            )
 
     def _finish(self, proposal: ProposalRow, run: Run | None, result: WriteResult) -> bool:
         """applying → the outcome, once: the audit row (with the run) and the observers follow.
@@ -385,7 +543,7 @@ class Approvals:
         if not expiry.allowed:
             return WriteResult("failed", expiry.reason)
         path: Path | None = None
-        if proposal.kind != "jira_comment":
+        if proposal.kind not in ("jira_comment", "pr_review"):
             try:  # fetch first, so the checks see the repository as it is now
                 name, repo = self.policy.repo(run.repo)
                 path = self.repos.prepare(name, repo)
@@ -393,37 +551,68 @@ class Approvals:
                 return WriteResult("failed", str(exc))
         # The whole policy again, as of now: the approver may have left the group since.
         actor = Actor(user=approver, surface="apply")
-        checks = self._checks(actor, run, proposal, "approve")
+        checks, via = self._checks(
+            actor, run, proposal, "approve", as_pull_request=proposal.via == "pull_request"
+        )
         if not checks.allowed:
             return WriteResult("failed", f"denied at apply time: {checks.reason}")
-        if proposal.kind == "jira_comment":
-            if sha256_hex(proposal.content) != proposal.content_sha256:
-                return WriteResult("failed", "the proposal's content changed after it was shown")
-            return self.tickets.comment(
-                proposal.target, proposal.content, f"{run.id}/{proposal.pid}"
+        if via != (proposal.via or "branch") and proposal.via is not None:
+            return WriteResult(
+                "failed", f"denied at apply time: it was approved to land {proposal.via}"
             )
+        if sha256_hex(proposal.content) != proposal.content_sha256:
+            return WriteResult("failed", "the proposal's content changed after it was shown")
+        ref = f"{run.id}/{proposal.pid}"
+        if proposal.kind == "jira_comment":
+            return self.tickets.comment(proposal.target, proposal.content, ref)
+        name, repo = self.policy.repo(run.repo)
+        if proposal.kind == "pr_review":
+            host, _ = self._host(name, repo)
+            assert self.review_posts is not None  # _reviewable denied otherwise
+            draft = ReviewDraft.model_validate_json(proposal.content)
+            return ReviewWriter(self.review_posts).post(host, draft, ref, approver)
         assert path is not None
-        _, repo = self.policy.repo(run.repo)
         patch = proposal.kind in ("patch", "branch_patch")
         kind: Literal["patch", "new_file"] = "patch" if patch else "new_file"
-        return apply_proposal(
-            WriteRequest(
-                repo=path,
-                branch=target_branch(run, proposal),
-                kind=kind,
-                target=proposal.target,
-                base_sha=proposal.base_sha,
-                content=proposal.content,
-                content_sha256=proposal.content_sha256,
-                title=proposal.title,
-                approved_by=approver,
-                requested_by=run.requester,
-                run_id=run.id,
-                remote=repo.url is not None,
-                create=proposal.kind == "branch_patch",
-                record_intent=lambda commit: self.proposals.record_intent(proposal.id or 0, commit),
-            )
+        request = WriteRequest(
+            repo=path,
+            branch=target_branch(run, proposal),
+            kind=kind,
+            target=proposal.target,
+            base_sha=proposal.base_sha,
+            content=proposal.content,
+            content_sha256=proposal.content_sha256,
+            title=proposal.title,
+            approved_by=approver,
+            requested_by=run.requester,
+            run_id=run.id,
+            remote=repo.url is not None,
+            create=proposal.kind == "branch_patch",
+            record_intent=lambda commit: self.proposals.record_intent(proposal.id or 0, commit),
         )
+        if via != "pull_request":
+            return apply_proposal(request)
+        host, project = self._host(name, repo)
+        body = description(
+            self.runs.report(run.id),
+            ref=ref,
+            title=proposal.title,
+            agent=proposal.agent,
+            requester=run.requester,
+            approver=approver,
+            content_sha256=proposal.content_sha256,
+        )
+        request = replace(request, branch=bot_branch(run.id, proposal.pid))
+        return open_as_pull_request(
+            host, project, request, self._pull_base(run, proposal, name, repo), body
+        )
+
+    def _host(self, name: str, repo: RepoConfig) -> tuple[CodeHost, str]:
+        if self.code_hosts is None:
+            raise CodeHostError(
+                "No code host is available here.", "See docs/github.md.", problem="config"
+            )
+        return self.code_hosts.for_repo(name, repo)
 
 
 def target_branch(run: Run, proposal: ProposalRow) -> str:

@@ -77,6 +77,7 @@ class Drop:
 @dataclass(frozen=True)
 class Approve:
     proposal: str
+    as_pull_request: bool = False  # `approve P1 as pr`: opened as a pull request, not committed
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ USAGE = {
     "continue": "continue RUN      a run waiting at a checkpoint goes on to its next agent",
     "drop": "drop RUN/F2 REASON  at a checkpoint: not a problem, e.g. drop 3f2a9c1b7d4e/F2 "
     '"test fixture"',
-    "approve": "approve PROPOSAL  e.g. approve 3f2a9c1b7d4e/P1",
+    "approve": "approve PROPOSAL [as pr]  e.g. approve 3f2a9c1b7d4e/P1 (as pr: opened as a "
+    "pull request on the code host instead of committed)",
     "reject": 'reject PROPOSAL [reason]  e.g. reject 3f2a9c1b7d4e/P1 "not needed"',
     "up": "up [RUN/]F3       👍 a finding (or `up RUN` for the whole report)",
     "down": 'down [RUN/]F3 [reason]  👎 and what was wrong, e.g. down F2 "tests may assert"',
@@ -277,9 +279,12 @@ def parse(text: str, *, also: Iterable[str] = ()) -> Command:
     if verb == "drop":
         return _drop(rest)
     if verb == "approve":
-        if len(rest) != 1:
-            raise CommandError("approve needs one proposal id.", USAGE["approve"])
-        return Approve(rest[0])
+        how = [word.lower() for word in rest[1:]]
+        if not rest or how not in ([], ["as", "pr"], ["as", "a", "pull", "request"]):
+            raise CommandError(
+                "approve needs one proposal id, and optionally `as pr`.", USAGE["approve"]
+            )
+        return Approve(rest[0], as_pull_request=bool(how))
     if verb == "reject":
         if not rest:
             raise CommandError("reject needs a proposal id.", USAGE["reject"])

@@ -275,7 +275,10 @@ class Service:
         )
         reason = command.reason if isinstance(command, Reject) else ""
         key = f"{asked.event_key}:decide" if asked.event_key else None
-        return self.decide(actor, ref, decision, reason, event_key=key)
+        as_pull_request = isinstance(command, Approve) and command.as_pull_request
+        return self.decide(
+            actor, ref, decision, reason, event_key=key, as_pull_request=as_pull_request
+        )
 
     def _vote(self, actor: Actor, command: Vote, asked: Asked) -> object:
         self.require_member(actor, _MEMBERS_ONLY)
@@ -500,11 +503,18 @@ class Service:
         *,
         shown_sha: str | None = None,
         event_key: str | None = None,
+        as_pull_request: bool = False,
     ) -> Outcome:
         """Approve or reject a proposal (`RUN/P1`). Denials are outcomes, not exceptions: the
         clicker gets the reason and the audit trail a row. An approval enqueues the apply."""
         outcome = self.approvals.decide(
-            actor, ref, decision, reason, shown_sha=shown_sha, event_key=event_key
+            actor,
+            ref,
+            decision,
+            reason,
+            shown_sha=shown_sha,
+            event_key=event_key,
+            as_pull_request=as_pull_request,
         )
         if outcome.ok and decision == "approve" and outcome.proposal is not None:
             self.enqueue_apply(outcome.proposal.id or 0)

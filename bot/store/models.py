@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from bot.store.types import UTCDateTime, utcnow
@@ -145,6 +145,10 @@ class ProposalRow(SQLModel, table=True):
     # between leaves enough to tell, on recovery, whether the write landed.
     intended_commit: str | None = Field(default=None, max_length=64)
     apply_started_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+    # How an approved git write lands: "branch" (committed to its branch) or "pull_request"
+    # (a new branch of the bot's own, and a pull request from it into the target). Set when
+    # approved: by the approver's choice, or because the target is protected.
+    via: str | None = Field(default=None, max_length=16)
 
 
 class ApprovalRow(SQLModel, table=True):
@@ -348,3 +352,24 @@ class FollowRow(SQLModel, table=True):
     head: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when())
     checked_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))
+
+
+class ReviewPostRow(SQLModel, table=True):
+    """What the bot posted on a pull request, by the code host's id, so that a later review
+    updates it in place: `key` "review" is the summary review; "F:<fingerprint>" one finding's
+    inline comment, `status` open or resolved (its finding gone)."""
+
+    __tablename__ = "review_posts"
+    __table_args__ = (
+        UniqueConstraint("host", "project", "number", "key", name="uq_review_posts_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    host: str = Field(max_length=16)
+    project: str = Field(max_length=255)
+    number: int
+    key: str = Field(max_length=80)
+    host_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    status: str = Field(default="open", max_length=16)
+    run_id: str = Field(max_length=32)  # the run whose review last wrote it
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_when())

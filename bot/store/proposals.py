@@ -68,6 +68,7 @@ class ProposalStore:
         *,
         event_key: str | None = None,
         audit_detail: str | None = None,
+        via: str | None = None,
     ) -> bool | None:
         """proposed → approved/rejected, with the approval row, the `granted` audit row (when
         `audit_detail` is given) and the delivery's key, atomically. False if it was no longer
@@ -83,7 +84,7 @@ class ProposalStore:
                     .where(
                         col(ProposalRow.id) == proposal_id, col(ProposalRow.status) == "proposed"
                     )
-                    .values(status=status, decided_by=user, decided_at=utcnow())
+                    .values(status=status, decided_by=user, decided_at=utcnow(), via=via)
                 )
                 if result.rowcount != 1:  # type: ignore[attr-defined]
                     session.rollback()

@@ -19,7 +19,7 @@ from agents.lifecycle import compare, with_votes
 from agents.llm import LLMSession, LLMSettings
 from agents.pipeline import Paused, Progress, Saved, analyze_branch, default_agents, run_step
 from agents.report import Report
-from bot.codehost.pulls import number_of, prepare, with_pull
+from bot.codehost.pulls import PreparedPull, number_of, prepare, with_pull, with_review
 from bot.codehost.registry import CodeHosts
 from bot.config import ConfigError, PolicyConfig, RepoConfig
 from bot.core.budget import Budget
@@ -144,6 +144,7 @@ class RunExecutor:
         )
         keep_alive.start()
         path: Path | None = None
+        pulled: PreparedPull | None = None
         try:
             name, config = self.policy.repo(run.repo)
             path = self.repos.prepare(name, config)
@@ -178,6 +179,7 @@ class RunExecutor:
                     flags=self.policy.flags.settings(),
                 )
                 report = with_pull(report, prepared.pull)
+                pulled = prepared
             elif run.step:
                 result = self._step(run, worker, name, config, path, keep_alive, session, ticket)
                 if isinstance(result, Paused):  # waiting at a checkpoint (or the run was lost)
@@ -204,6 +206,8 @@ class RunExecutor:
             voted = self.votes(name, [f.fingerprint for f in report.findings])
             if voted:
                 report = with_votes(report, voted)
+            if pulled is not None:
+                report = with_review(report, pulled)
         except AnalysisInputError as exc:  # the request's fault, never a signal's
             message, hint = for_chat(exc, run.repo, path)
             self._fail(run_id, worker, f"{message} {hint}".strip(), interruptible=False)

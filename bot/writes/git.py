@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from agents.context.git import GitRepo, validate_ref_name
-from agents.errors import AnalysisInputError
+from agents.errors import AnalysisInputError, GitFailure
 
 BOT_IDENTITY = {
     "GIT_AUTHOR_NAME": "chatops",
@@ -245,3 +245,12 @@ def landed(repo: Path, branch: str, commit: str) -> bool:
         return False
     done = _git(repo, ["merge-base", "--is-ancestor", "--end-of-options", commit, ref])
     return done.returncode == 0
+
+
+def remote_head(repo: Path, branch: str) -> str | None:
+    """The commit `branch` has on the `origin` remote now (asked of it), or None."""
+    done = _git(repo, ["ls-remote", "--heads", "origin", f"refs/heads/{branch}"])
+    if done.returncode != 0:
+        raise GitFailure(f"cannot ask the remote for {branch}: {_out(done)[:200]}")
+    first = done.stdout.decode().split("\t", 1)[0].strip()
+    return first or None

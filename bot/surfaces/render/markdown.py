@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from agents.lifecycle import delta_line
 from agents.report import Finding, Report, Severity
+from bot.codehost.review import readable
 from bot.core.proposal_state import ProposalState
 
 _SEVERITY_ORDER = [Severity.critical, Severity.high, Severity.medium, Severity.low, Severity.info]
@@ -131,7 +132,7 @@ def render_markdown(report: Report, states: Mapping[str, ProposalState] | None =
                 f"sha256 `{proposal.content_sha256[:16]}`",
                 "",
                 *([f"**State: {_inline(state.words())}.**", ""] if state is not None else []),
-                _fence(proposal.content, "diff" if proposal.kind.value == "patch" else ""),
+                _fence(readable(proposal), "diff" if proposal.kind.value == "patch" else ""),
                 "",
             ]
     if report.learnings_applied:

@@ -16,6 +16,7 @@ from rich.text import Text
 from agents.lifecycle import delta_line
 from agents.pipeline import Progress
 from agents.report import Report, RiskLevel, Severity
+from bot.codehost.review import readable
 from bot.core.proposal_state import ProposalState
 from bot.surfaces.render.markdown import location
 
@@ -127,7 +128,7 @@ def report_view(
         standing = state.words() if state is not None else "not applied"
         parts.append(
             Panel(
-                Text(proposal.content),
+                Text(readable(proposal)),
                 title=Text(f"{proposal.id}: {proposal.title}"),
                 subtitle=Text(f"{proposal.kind.value} → {proposal.target} ({standing})"),
                 title_align="left",

@@ -32,7 +32,8 @@ from slack_sdk.models.blocks import (
 
 from agents.lifecycle import delta_line
 from agents.pipeline import AgentProgress, Saved
-from agents.report import Finding, Report, Severity
+from agents.report import Finding, Proposal, ProposalKind, Report, Severity
+from bot.codehost.review import readable
 from bot.surfaces.render.markdown import location
 
 MAX_BLOCKS = 50
@@ -299,7 +300,7 @@ def pull_request_link(report: Report) -> str:
     return f"<{escape(t.url)}|pull request #{t.pull_request}>"
 
 
-def report_blocks(report: Report) -> tuple[list[dict[str, object]], bool]:
+def report_blocks(report: Report, *, hosted: bool = False) -> tuple[list[dict[str, object]], bool]:
     """The report as one message's blocks, and whether it was cut to fit (then the caller
     uploads the full Markdown report in the thread)."""
     t = report.target
@@ -343,19 +344,7 @@ def report_blocks(report: Report) -> tuple[list[dict[str, object]], bool]:
             body.append(_section(f"*{severity.value.capitalize()}* ({len(group)})"))
             body.extend(_finding_block(f, numbers[id(f)], report.run_id) for f in group)
     for proposal in report.proposals:
-        preview = escape(clip(proposal.content, PREVIEW_CHARS)).replace("```", "ˋˋˋ")
-        if len(proposal.content) > PREVIEW_CHARS:
-            preview += "\n(cut here: the exact change is in the file below)"
-        body.append(
-            _section(
-                f"*{proposal.id}: {escape(clip(proposal.title, 200))}*  "
-                f"({proposal.kind.value} → `{escape(proposal.target)}`, not applied)\n"
-                f"```{preview}```"
-            )
-        )
-        body.append(
-            proposal_buttons(report.run_id, proposal.id, proposal.content_sha256, branch=t.branch)
-        )
+        body += proposal_blocks(report, proposal, hosted=hosted, cut_note=True)
     cov = report.coverage
     skipped = "; ".join(f"{escape(s.file)}: {escape(s.reason)}" for s in cov.files_skipped[:5])
     tail: list[Block] = [
@@ -407,7 +396,9 @@ FULL_REPORT = "full_report"
 DELTA_OPEN_LISTED = 10
 
 
-def delta_blocks(report: Report, reports: dict[str, str]) -> list[dict[str, object]]:
+def delta_blocks(
+    report: Report, reports: dict[str, str], *, hosted: bool = False
+) -> list[dict[str, object]]:
     """A re-run's answer in the branch's thread: what is new (in full, with its votes), what
     was resolved, what is still open (each pointing at the report that first showed it), and
     a button for the full report as a file. `reports`: run id to a link to its report."""
@@ -460,17 +451,7 @@ def delta_blocks(report: Report, reports: dict[str, str]) -> list[dict[str, obje
             )
         )
     for proposal in report.proposals:
-        preview = escape(clip(proposal.content, PREVIEW_CHARS)).replace("```", "ˋˋˋ")
-        blocks.append(
-            _section(
-                f"*{proposal.id}: {escape(clip(proposal.title, 200))}*  "
-                f"({proposal.kind.value} → `{escape(proposal.target)}`, not applied)\n"
-                f"```{preview}```"
-            )
-        )
-        blocks.append(
-            proposal_buttons(report.run_id, proposal.id, proposal.content_sha256, branch=t.branch)
-        )
+        blocks += proposal_blocks(report, proposal, hosted=hosted)
     blocks += [
         ActionsBlock(
             elements=[
@@ -486,6 +467,7 @@ def delta_blocks(report: Report, reports: dict[str, str]) -> list[dict[str, obje
 
 
 APPROVE = "proposal_approve"
+APPROVE_AS_PR = "proposal_approve_pr"
 REJECT = "proposal_reject"
 
 
@@ -493,29 +475,75 @@ def proposal_block_id(ref: str) -> str:
     return f"proposal:{ref}"
 
 
-def proposal_buttons(run_id: str, pid: str, content_sha256: str, *, branch: str) -> ActionsBlock:
-    """Approve / Reject. The value names the proposal and the first 16 hex digits of the content
-    it showed; the server checks both against what it stored, so an edited value does nothing."""
+def proposal_blocks(
+    report: Report, proposal: Proposal, *, hosted: bool, cut_note: bool = False
+) -> list[Block]:
+    """A proposal as people decide on it: what it does, exactly, and its buttons. `hosted`:
+    the repository has a code host, so a change can also be opened as a pull request."""
+    content = readable(proposal)
+    shown = escape(clip(content, PREVIEW_CHARS)).replace("```", "ˋˋˋ")
+    if cut_note and len(content) > PREVIEW_CHARS:
+        shown += "\n(cut here: the exact change is in the file below)"
+    section = _section(
+        f"*{proposal.id}: {escape(clip(proposal.title, 200))}*  "
+        f"({proposal.kind.value} → `{escape(proposal.target)}`, not applied)\n```{shown}```"
+    )
+    pull_request = report.target.pull_request
+    if proposal.kind is ProposalKind.pr_review:
+        lands = f"It will be posted on pull request #{pull_request} as comments; it never approves."
+    elif pull_request is not None:
+        lands = f"It will be opened as a pull request into pull request #{pull_request}'s branch."
+    else:
+        lands = f"It will be committed to {clip(report.target.branch, 150)} exactly as shown" + (
+            " (as a pull request, if that branch is protected)." if hosted else "."
+        )
+    choice = hosted and pull_request is None and proposal.kind is not ProposalKind.pr_review
+    buttons = proposal_buttons(
+        report.run_id, proposal.id, proposal.content_sha256, lands=lands, as_pull_request=choice
+    )
+    return [section, buttons]
+
+
+def proposal_buttons(
+    run_id: str,
+    pid: str,
+    content_sha256: str,
+    *,
+    lands: str,
+    as_pull_request: bool = False,
+) -> ActionsBlock:
+    """Approve / Reject (and "Approve as PR" where there is a code host). The value names the
+    proposal and the first 16 hex digits of the content it showed; the server checks both
+    against what it stored, so an edited value does nothing."""
     ref = f"{run_id}/{pid}"
     value = f"{ref}:{content_sha256[:16]}"
-    return ActionsBlock(
-        block_id=proposal_block_id(ref),
-        elements=[
+    approve = ButtonElement(
+        text="Approve",
+        action_id=APPROVE,
+        value=value,
+        style="primary",
+        confirm=ConfirmObject(
+            title="Approve this proposal?", text=lands, confirm="Approve", deny="Cancel"
+        ),
+    )
+    elements = [approve]
+    if as_pull_request:
+        elements.append(
             ButtonElement(
-                text="Approve",
-                action_id=APPROVE,
+                text="Approve as PR",
+                action_id=APPROVE_AS_PR,
                 value=value,
-                style="primary",
                 confirm=ConfirmObject(
-                    title="Apply this change?",
-                    text=f"It will be committed to {clip(branch, 150)} exactly as shown.",
-                    confirm="Approve",
+                    title="Open a pull request?",
+                    text="A new branch of the bot's own gets this change, and a pull request "
+                    "from it waits for review on the code host.",
+                    confirm="Open it",
                     deny="Cancel",
                 ),
-            ),
-            ButtonElement(text="Reject", action_id=REJECT, value=value, style="danger"),
-        ],
-    )
+            )
+        )
+    elements.append(ButtonElement(text="Reject", action_id=REJECT, value=value, style="danger"))
+    return ActionsBlock(block_id=proposal_block_id(ref), elements=elements)
 
 
 def decided_blocks(blocks: list[dict[str, object]], ref: str, text: str) -> list[dict[str, object]]:

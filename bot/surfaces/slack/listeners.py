@@ -43,6 +43,7 @@ from bot.store.models import LearningRow, Run
 from bot.surfaces.render.markdown import render_markdown
 from bot.surfaces.slack.blocks import (
     APPROVE,
+    APPROVE_AS_PR,
     CHECKPOINT_CONTINUE,
     CHECKPOINT_DROP,
     CHECKPOINT_STOP,
@@ -96,6 +97,7 @@ EVENTS = (
 )
 ACTIONS = (
     APPROVE,
+    APPROVE_AS_PR,
     REJECT,
     VOTE_UP,
     VOTE_DOWN,
@@ -249,8 +251,10 @@ def handlers(service: Service) -> dict[str, Handler]:
     def on_reaction(added: bool) -> Handler:
         return lambda delivery: _reaction(delivery, service, added=added)
 
-    def on_decision(decision: Literal["approve", "reject"]) -> Handler:
-        return lambda delivery: _decide(decision, delivery, service)
+    def on_decision(
+        decision: Literal["approve", "reject"], as_pull_request: bool = False
+    ) -> Handler:
+        return lambda delivery: _decide(decision, delivery, service, as_pull_request)
 
     return {
         "command": on_command,
@@ -261,6 +265,7 @@ def handlers(service: Service) -> dict[str, Handler]:
         DIRECT_MESSAGE: on_words("", ""),
         SESSION_STOPPED: lambda delivery: _stop_session(delivery, service),
         APPROVE: on_decision("approve"),
+        APPROVE_AS_PR: on_decision("approve", as_pull_request=True),
         REJECT: on_decision("reject"),
         VOTE_UP: lambda delivery: _vote_click(delivery, service),
         VOTE_DOWN: lambda delivery: _vote_click(delivery, service),
@@ -425,7 +430,12 @@ def _reaction(delivery: Delivery, service: Service, *, added: bool) -> None:
     service.feedback.vote(delivery.actor, run.id, None, value, via="reaction")
 
 
-def _decide(decision: Literal["approve", "reject"], delivery: Delivery, service: Service) -> None:
+def _decide(
+    decision: Literal["approve", "reject"],
+    delivery: Delivery,
+    service: Service,
+    as_pull_request: bool = False,
+) -> None:
     body = delivery.body
     action = (body.get("actions") or [{}])[0]
     client = delivery.client
@@ -437,6 +447,7 @@ def _decide(decision: Literal["approve", "reject"], delivery: Delivery, service:
         decision,
         shown_sha=shown or "-",
         event_key=f"slack:action:{actor.user}:{action.get('action_ts')}:{ref}",
+        as_pull_request=as_pull_request,
     )
     from_home = (body.get("view") or {}).get("type") == "home"
     earlier = outcome.proposal

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -102,9 +103,17 @@ def edit_parent(client: WebClient, run: Run, view: ParentView) -> None:
 
 
 class SlackNotifier:
-    def __init__(self, client: WebClient, messages: RunMessages) -> None:
+    def __init__(
+        self,
+        client: WebClient,
+        messages: RunMessages,
+        hosted: Callable[[str], bool] = lambda repo: False,
+    ) -> None:
+        """`hosted(repo)`: has the repository a code host (so a change can be approved as a
+        pull request)?"""
         self.client = client
         self.messages = messages
+        self.hosted = hosted
         self.streams = ProgressStreams(client)
 
     def announce(self, run_id: str) -> None:
@@ -196,10 +205,10 @@ class SlackNotifier:
                 f.first_seen.run_id for f in report.findings if f.first_seen is not None
             }
             links = {run: link for run in sorted(earlier) if (link := self._report_link(run))}
-            blocks, cut = delta_blocks(report, links), False
+            blocks, cut = delta_blocks(report, links, hosted=self.hosted(run.repo)), False
             text = f"Update for {report.target.branch}: {delta_line(report)}"
         else:
-            blocks, cut = report_blocks(report)
+            blocks, cut = report_blocks(report, hosted=self.hosted(run.repo))
             text = f"Report for {report.target.branch}: risk {report.verdict()}"
         posted = self.client.chat_postMessage(
             channel=run.place,

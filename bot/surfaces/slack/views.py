@@ -199,7 +199,13 @@ def home_view(
             )
         )
         blocks.append(
-            proposal_buttons(run.id, proposal.pid, proposal.content_sha256, branch=run.target)
+            proposal_buttons(
+                run.id,
+                proposal.pid,
+                proposal.content_sha256,
+                lands=f"It will be written to {clip(proposal.target, 150)} as shown (as a pull "
+                "request where the code host is the gate).",
+            )
         )
     return View(type="home", blocks=blocks[:MAX_VIEW_BLOCKS])
 

@@ -1,0 +1,165 @@
+"""Post an approved review on its pull request, or bring the bot's earlier one up to date:
+the summary review edited in place, each finding's comment edited (not posted again), the
+comments whose finding is gone marked resolved, and only new findings posted, in one review.
+
+Called by the apply job only. The review's event is always COMMENT (`CodeHost.post_review`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.codehost.port import CodeHost, CodeHostError, FileLines, HostComment, ReviewComment
+from bot.codehost.review import (
+    DraftComment,
+    ReviewDraft,
+    finding_marker,
+    resolved_body,
+    review_marker,
+)
+from bot.store.review_posts import SUMMARY, PullRef, ReviewPostStore, finding_key
+from bot.writes.git import WriteResult
+
+
+@dataclass
+class _Tally:
+    new: int = 0
+    updated: int = 0
+    resolved: int = 0
+    deleted: int = 0  # the bot's comments someone deleted: not posted again
+    moved_out: int = 0  # no longer on a line of the diff GitHub shows: listed instead
+
+
+class ReviewWriter:
+    def __init__(self, posts: ReviewPostStore) -> None:
+        self.posts = posts
+
+    def post(self, host: CodeHost, draft: ReviewDraft, ref: str, approver: str) -> WriteResult:
+        try:
+            return self._post(host, draft, ref, approver)
+        except CodeHostError as exc:
+            return WriteResult("failed", f"{exc.message} {exc.hint}".strip())
+
+    def _post(self, host: CodeHost, draft: ReviewDraft, ref: str, approver: str) -> WriteResult:
+        pull = host.pull_request(draft.project, draft.number)
+        if pull.state != "open":
+            return WriteResult("failed", f"pull request #{pull.number} is {pull.state}")
+        if pull.head_sha != draft.head_sha:
+            return WriteResult(
+                "stale",
+                f"pull request #{pull.number} moved to {pull.head_sha[:10]} since this review "
+                f"was made of {draft.head_sha[:10]}; analyze it again for a review of its head",
+            )
+        where = PullRef(host.name, draft.project, draft.number)
+        posts = self.posts.posts(where)
+        live = {
+            comment.id: comment for comment in host.review_comments(draft.project, draft.number)
+        }
+        tally = _Tally()
+        # Exactly the lines GitHub's diff shows now: a comment elsewhere would be refused (422).
+        inline: list[DraftComment] = []
+        moved: list[DraftComment] = []
+        for comment in draft.comments:
+            shown = pull.lines.get(comment.path, FileLines())
+            (inline if comment.line in shown.right else moved).append(comment)
+        tally.moved_out = len(moved)
+        fresh: list[DraftComment] = []
+        edits: list[tuple[int, DraftComment]] = []
+        for comment in inline:
+            known = posts.get(finding_key(comment.fingerprint))
+            if known is None:
+                fresh.append(comment)
+            elif known.host_id in live:
+                edits.append((known.host_id, comment))
+            else:
+                tally.deleted += 1
+        summary = _summary(draft, moved, ref, approver)
+        # First the one write that can be refused as a whole; nothing else is written before it.
+        earlier = posts.get(SUMMARY)
+        posted_url = ""
+        if earlier is None or fresh:
+            body = summary if earlier is None else _addendum(draft, len(fresh), ref)
+            review = host.post_review(
+                draft.project,
+                draft.number,
+                draft.head_sha,
+                body,
+                [ReviewComment(c.path, c.line, "RIGHT", c.body) for c in fresh],
+            )
+            posted_url = review.url
+            if earlier is None:
+                self.posts.keep(where, SUMMARY, review.id, draft.run_id)
+            self._keep_made(where, review.comments, draft.run_id)
+            tally.new = len(fresh)
+        for comment_id, comment in edits:
+            if live[comment_id].body != comment.body:
+                host.update_comment(draft.project, comment_id, comment.body)
+                tally.updated += 1
+            self.posts.keep(where, finding_key(comment.fingerprint), comment_id, draft.run_id)
+        tally.resolved = self._resolve_gone(host, draft, where, live)
+        if earlier is not None:  # last: its marker says this apply got to the end
+            host.update_review(draft.project, draft.number, earlier.host_id, summary)
+            self.posts.keep(where, SUMMARY, earlier.host_id, draft.run_id)
+        return WriteResult("applied", _said(draft, tally, posted_url or draft.url))
+
+    def _keep_made(self, where: PullRef, made: tuple[HostComment, ...], run_id: str) -> None:
+        for comment in made:
+            fingerprint = _fingerprint_in(comment.body)
+            if fingerprint is not None:
+                self.posts.keep(where, finding_key(fingerprint), comment.id, run_id)
+
+    def _resolve_gone(
+        self,
+        host: CodeHost,
+        draft: ReviewDraft,
+        where: PullRef,
+        live: dict[int, HostComment],
+    ) -> int:
+        still = {finding_key(fingerprint) for fingerprint in draft.findings}
+        resolved = 0
+        for key, row in self.posts.posts(where).items():
+            if key == SUMMARY or key in still or row.status != "open":
+                continue
+            if row.host_id in live:
+                body = resolved_body(live[row.host_id].body, draft.head_sha, draft.run_id)
+                host.update_comment(draft.project, row.host_id, body)
+                host.resolve_thread(draft.project, draft.number, row.host_id)
+            self.posts.keep(where, key, row.host_id, draft.run_id, status="resolved")
+            resolved += 1
+        return resolved
+
+
+def _fingerprint_in(body: str) -> str | None:
+    start = body.rfind("<!-- chatops:finding ")
+    if start < 0:
+        return None
+    rest = body[start + len("<!-- chatops:finding ") :]
+    fingerprint, _, _ = rest.partition(" -->")
+    return fingerprint if finding_marker(fingerprint) in body else None
+
+
+def _summary(draft: ReviewDraft, moved: list[DraftComment], ref: str, approver: str) -> str:
+    text = draft.summary
+    if moved:
+        text += "\n\nNot on a line of the diff GitHub shows now, so not commented inline:\n"
+        text += "\n".join(f"- `{c.path}:{c.line}`" for c in moved)
+    return f"{text}\n\nPosted by chatops after {approver} approved {ref}.\n{review_marker(ref)}"
+
+
+def _addendum(draft: ReviewDraft, count: int, ref: str) -> str:
+    return (
+        f"{count} new finding(s) at `{draft.head_sha[:10]}` (run `{draft.run_id}`); the bot's "
+        f"first review above has the updated summary.\n{review_marker(ref)}"
+    )
+
+
+def _said(draft: ReviewDraft, tally: _Tally, url: str) -> str:
+    parts = [f"{tally.new} new inline comment(s)"]
+    if tally.updated:
+        parts.append(f"{tally.updated} updated in place")
+    if tally.resolved:
+        parts.append(f"{tally.resolved} resolved")
+    if tally.deleted:
+        parts.append(f"{tally.deleted} deleted by someone, not posted again")
+    if tally.moved_out:
+        parts.append(f"{tally.moved_out} no longer on the diff, listed in the summary")
+    return f"review on pull request #{draft.number}: {', '.join(parts)} ({url})"
