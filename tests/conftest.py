@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.gitrepo import RepoBuilder
+from tests.support.hosted import Hosted, hosting
 
 BASE_FILES: dict[str, str | bytes | None] = {
     "README.md": "# shop\n",
@@ -102,3 +103,10 @@ def _python_children_only_in_slow_tests(
         real(self, args, *rest, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
+
+
+@pytest.fixture
+def hosted(repo: RepoBuilder, tmp_path: Path) -> Iterator[Hosted]:
+    """The planted branch as pull request #7 of org/shop on a fake GitHub (tests.support.hosted)."""
+    with hosting(repo, tmp_path, PLANTED) as made:
+        yield made

@@ -10,9 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -24,60 +21,10 @@ from bot.codehost.github import GitHub, GitHubCredentials
 from bot.codehost.port import CodeHostError
 from bot.core.actor import Actor, UserError
 from bot.core.commands import AnalyzePullRequest, CommandError, parse
-from bot.settings import Settings
 from bot.surfaces.shell import Shell
-from tests.conftest import PLANTED
-from tests.support.fakes.github_api import TOKEN, FakeGitHub
-from tests.support.gitrepo import RepoBuilder
+from tests.support.fakes.github_api import TOKEN
+from tests.support.hosted import Hosted
 from tests.support.processes import clean_env
-
-
-@dataclass
-class Hosted:
-    dev: RepoBuilder  # a developer's clone, pushing to the remote
-    bare: Path  # the remote (GitHub's side)
-    clone: Path  # the bot's clone
-    fake: FakeGitHub
-    tmp: Path
-
-    def push(self, files: dict[str, str | bytes | None], message: str = "more") -> str:
-        self.dev.checkout("feature/pr")
-        sha = self.dev.commit(files, message)
-        self.dev.git("push", "-q", "origin", "feature/pr")
-        self.dev.checkout("main")
-        return sha
-
-    def settings(self, **extra: object) -> Settings:
-        policy = self.tmp / "chatops.toml"
-        policy.write_text(
-            f'[repos.shop]\npath = "{self.clone}"\ngithub = "org/shop"\n', encoding="utf-8"
-        )
-        values: dict[str, object] = {
-            "chatops_data_dir": self.tmp / "data",
-            "chatops_config": policy,
-            "github_token": TOKEN,
-            "github_api_url": self.fake.url,
-            **extra,
-        }
-        return Settings.model_validate(values)
-
-
-@pytest.fixture
-def hosted(repo: RepoBuilder, tmp_path: Path) -> Iterator[Hosted]:
-    bare = tmp_path / "origin.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(repo.root), str(bare)], check=True)
-    repo.git("remote", "add", "origin", str(bare))
-    repo.branch("feature/pr")
-    repo.commit(PLANTED, "planted problems")
-    repo.git("push", "-q", "origin", "feature/pr")
-    repo.checkout("main")
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(bare), str(clone)], check=True)
-    # The bot's clone has no branch feature/pr and no pull refs: only the fetch brings them.
-    with FakeGitHub() as fake:
-        fake.add_project("org/shop", bare)
-        fake.open_pull("org/shop", 7, "feature/pr")
-        yield Hosted(repo, bare, clone, fake, tmp_path)
 
 
 def run_cli(hosted: Hosted, *args: str, token: str = TOKEN) -> tuple[int, str, str]:

@@ -209,7 +209,14 @@ def _move(request: WriteRequest, ref: str, new: str) -> WriteResult:
             ],
         )
         if done.returncode != 0:
-            if "stale info" in _out(done) or "rejected" in _out(done):
+            said = (done.stdout + b"\n" + done.stderr).decode("utf-8", "replace")
+            if request.create and ("stale info" in said or "rejected" in said):
+                return WriteResult(
+                    "failed",
+                    f"branch {request.branch} already exists on the remote; a new branch is "
+                    "never an existing one, nothing written",
+                )
+            if "stale info" in said or "rejected" in said:
                 return WriteResult("stale", f"{request.branch} moved on the remote")
             return WriteResult("failed", f"push failed: {_out(done)[:300]}")
         _git(request.repo, ["update-ref", "--no-deref", ref, new, _old(request)])

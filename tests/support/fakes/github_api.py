@@ -11,11 +11,23 @@ bare git repository per project (the remote the bot fetches from).
   a `Link` header (`next`, `last`, `first`, `prev`) of absolute URLs.
 - pulls: `GET /repos/O/R/pulls/N` (head and base from the bare repository: `refs/pull/N/head`
   follows the head branch, as GitHub keeps it) and `GET /repos/O/R/pulls/N/files` (the diff
-  from the merge-base, GitHub's `DiffEntry` fields).
+  from the merge-base, GitHub's `DiffEntry` fields with each file's `patch`).
+- writes need a token in `writers` (else 403 "Resource not accessible by personal access
+  token", as for a fine-grained token without pull requests: write):
+  - reviews: `POST .../pulls/N/reviews` is all or nothing: one comment on a line outside the
+    diff's hunks (or on a file the diff does not show) is 422 "Line could not be resolved" and
+    nothing is kept; `GET .../reviews`, `PUT .../reviews/ID` (its body),
+    `GET .../reviews/ID/comments`, `GET .../pulls/N/comments`, `PATCH .../pulls/comments/ID`.
+  - `POST /graphql`: `reviewThreads` of a pull request and `resolveReviewThread`.
+  - `GET .../pulls?head=OWNER:BRANCH` and `POST .../pulls` (head must be a branch of the bare
+    repository, 422 otherwise; one open pull request per head, 422 "A pull request already
+    exists for OWNER:BRANCH."). Nothing merges, ever.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import threading
 import time
@@ -28,6 +40,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 from tests.support.fakes.loopback import LoopbackServer, send_json
 
 TOKEN = "ghp_fake_token_for_tests"
+READ_ONLY_TOKEN = "github_pat_fake_read_only"  # sees everything, may write nothing
 DOCS = "https://docs.github.com/rest"
 _STATUS = {"A": "added", "M": "modified", "D": "removed", "R": "renamed", "C": "copied"}
 
@@ -39,6 +52,30 @@ class FakePull:
     base: str = "main"
     title: str = "A change"
     state: str = "open"
+    body: str = ""
+    opened_by: str = "dev"  # "api": opened through the API (by the bot)
+
+
+@dataclass
+class FakeReview:
+    id: int
+    number: int
+    body: str
+    event: str
+    commit_id: str
+
+
+@dataclass
+class FakeComment:
+    id: int
+    number: int
+    review_id: int
+    path: str
+    line: int
+    side: str
+    body: str
+    commit_id: str
+    resolved: bool = False
 
 
 @dataclass
@@ -48,6 +85,8 @@ class FakeProject:
     private: bool = False
     readers: set[str] = field(default_factory=set)  # tokens that see it when private
     pulls: dict[int, FakePull] = field(default_factory=dict)
+    reviews: dict[int, FakeReview] = field(default_factory=dict)
+    comments: dict[int, FakeComment] = field(default_factory=dict)
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -58,7 +97,10 @@ def _git(cwd: Path, *args: str) -> str:
 
 class FakeGitHub(LoopbackServer):
     def __init__(self) -> None:
-        self.tokens: set[str] = {TOKEN}
+        self.tokens: set[str] = {TOKEN, READ_ONLY_TOKEN}
+        self.writers: set[str] = {TOKEN}
+        self.refused: list[dict[str, Any]] = []  # the bodies of writes answered 422
+        self._ids = 1000
         self.projects: dict[str, FakeProject] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # method, path, query
         self.rate_limit = 5000
@@ -100,6 +142,16 @@ class FakeGitHub(LoopbackServer):
         sha = _git(project.bare, "rev-parse", f"refs/heads/{pull.head}").strip()
         _git(project.bare, "update-ref", f"refs/pull/{pull.number}/head", sha)
 
+    def reviews(self, full_name: str) -> list[FakeReview]:
+        return list(self.projects[full_name].reviews.values())
+
+    def comments(self, full_name: str) -> list[FakeComment]:
+        return list(self.projects[full_name].comments.values())
+
+    def opened(self, full_name: str) -> list[FakePull]:
+        """The pull requests opened through the API (by the bot)."""
+        return [p for p in self.projects[full_name].pulls.values() if p.opened_by == "api"]
+
     def paths(self, suffix: str = "") -> list[str]:
         return [path for _, path, _ in self.requests if path.endswith(suffix)]
 
@@ -114,7 +166,9 @@ class FakeGitHub(LoopbackServer):
             "x-ratelimit-resource": "core",
         }
 
-    def _answer(self, method: str, url: str, authorization: str) -> tuple[int, Any, dict[str, str]]:
+    def _answer(
+        self, method: str, url: str, authorization: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, Any, dict[str, str]]:
         parsed = urlparse(url)
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         with self._lock:
@@ -141,22 +195,261 @@ class FakeGitHub(LoopbackServer):
                 )
             self.used += 1
             headers = self._rate_headers()
+            if parsed.path == "/graphql" and method == "POST":
+                return self._graphql(body or {}, headers)
             parts = parsed.path.strip("/").split("/")
-            if method != "GET" or len(parts) < 5 or parts[0] != "repos" or parts[3] != "pulls":
+            if len(parts) < 4 or parts[0] != "repos" or parts[3] != "pulls":
                 return 404, _error("Not Found", "404"), headers
             project = self.projects.get(f"{parts[1]}/{parts[2]}")
             if project is None or (project.private and token not in project.readers):
                 return 404, _error("Not Found", "404"), headers
-            pull = project.pulls.get(int(parts[4])) if parts[4].isdigit() else None
-            if pull is None:
-                return 404, _error("Not Found", "404"), headers
-            self._sync(project, pull)
-            if len(parts) == 5:
-                return 200, self._pull_json(project, pull), headers
-            if len(parts) == 6 and parts[5] == "files":
-                files = self._files_json(project, pull)
-                return self._page(files, query, parsed.path, headers)
-            return 404, _error("Not Found", "404"), headers
+            if method != "GET" and token not in self.writers:
+                return (
+                    403,
+                    _error("Resource not accessible by personal access token", "403"),
+                    headers,
+                )
+            return self._pulls(method, project, parts[4:], query, body or {}, parsed.path, headers)
+
+    def _pulls(
+        self,
+        method: str,
+        project: FakeProject,
+        rest: list[str],
+        query: dict[str, str],
+        body: dict[str, Any],
+        path: str,
+        headers: dict[str, str],
+    ) -> tuple[int, Any, dict[str, str]]:
+        missing = 404, _error("Not Found", "404"), headers
+        if not rest:
+            if method == "POST":
+                return self._open(project, body, headers)
+            wanted = query.get("head", "")
+            pulls = [
+                self._pull_json(project, pull)
+                for pull in project.pulls.values()
+                if not wanted or wanted == f"{project.full_name.split('/')[0]}:{pull.head}"
+            ]
+            return self._page(pulls, query, path, headers)
+        if rest[0] == "comments" and len(rest) == 2 and method == "PATCH":
+            comment = project.comments.get(int(rest[1]) if rest[1].isdigit() else -1)
+            if comment is None:
+                return missing
+            comment.body = str(body.get("body", ""))
+            return 200, self._comment_json(project, comment), headers
+        pull = project.pulls.get(int(rest[0])) if rest[0].isdigit() else None
+        if pull is None:
+            return missing
+        self._sync(project, pull)
+        rest = rest[1:]
+        if not rest and method == "GET":
+            return 200, self._pull_json(project, pull), headers
+        if rest == ["files"] and method == "GET":
+            return self._page(self._files_json(project, pull), query, path, headers)
+        if rest == ["comments"] and method == "GET":
+            made = [
+                self._comment_json(project, c)
+                for c in project.comments.values()
+                if c.number == pull.number
+            ]
+            return self._page(made, query, path, headers)
+        if rest == ["reviews"] and method == "POST":
+            return self._review(project, pull, body, headers)
+        if rest == ["reviews"] and method == "GET":
+            listed = [
+                self._review_json(project, r)
+                for r in project.reviews.values()
+                if r.number == pull.number
+            ]
+            return self._page(listed, query, path, headers)
+        if len(rest) >= 2 and rest[0] == "reviews" and rest[1].isdigit():
+            review = project.reviews.get(int(rest[1]))
+            if review is None or review.number != pull.number:
+                return missing
+            if len(rest) == 2 and method == "PUT":
+                review.body = str(body.get("body", ""))
+                return 200, self._review_json(project, review), headers
+            if rest[2:] == ["comments"] and method == "GET":
+                made = [
+                    self._comment_json(project, c)
+                    for c in project.comments.values()
+                    if c.review_id == review.id
+                ]
+                return self._page(made, query, path, headers)
+        return missing
+
+    def _next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def _review(
+        self, project: FakeProject, pull: FakePull, body: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, Any, dict[str, str]]:
+        """All or nothing, as GitHub: one comment outside the diff refuses the whole review."""
+        lines = self.diff_lines(project, pull)
+        for comment in body.get("comments") or []:
+            side = comment.get("side", "RIGHT")
+            shown = lines.get(comment.get("path", ""), ({}, {}))[0 if side == "RIGHT" else 1]
+            if comment.get("line") not in shown:
+                self.refused.append(body)
+                return (
+                    422,
+                    {
+                        "message": "Unprocessable Entity",
+                        "errors": ["Line could not be resolved"],
+                        "documentation_url": f"{DOCS}/pulls/reviews",
+                        "status": "422",
+                    },
+                    headers,
+                )
+        commit = str(body.get("commit_id") or "")
+        review = FakeReview(
+            self._next_id(), pull.number, str(body.get("body", "")), str(body.get("event")), commit
+        )
+        project.reviews[review.id] = review
+        for comment in body.get("comments") or []:
+            made = FakeComment(
+                self._next_id(),
+                pull.number,
+                review.id,
+                comment["path"],
+                comment["line"],
+                comment.get("side", "RIGHT"),
+                comment["body"],
+                commit,
+            )
+            project.comments[made.id] = made
+        return 200, self._review_json(project, review), headers
+
+    def _open(
+        self, project: FakeProject, body: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, Any, dict[str, str]]:
+        head, base = str(body.get("head", "")), str(body.get("base", ""))
+        owner = project.full_name.split("/")[0]
+
+        def invalid(message: str) -> tuple[int, Any, dict[str, str]]:
+            self.refused.append(body)
+            return (
+                422,
+                {
+                    "message": "Validation Failed",
+                    "errors": [{"resource": "PullRequest", "code": "custom", "message": message}],
+                    "documentation_url": f"{DOCS}/pulls/pulls#create-a-pull-request",
+                    "status": "422",
+                },
+                headers,
+            )
+
+        branches = _git(project.bare, "for-each-ref", "--format=%(refname:short)", "refs/heads")
+        if head not in branches.split() or base not in branches.split():
+            return invalid(f"head or base is not a branch: {head}, {base}")
+        if any(p.head == head and p.state == "open" for p in project.pulls.values()):
+            return invalid(f"A pull request already exists for {owner}:{head}.")
+        number = max([0, *project.pulls]) + 1
+        pull = FakePull(
+            number,
+            head,
+            base,
+            title=str(body.get("title", "")),
+            body=str(body.get("body", "")),
+            opened_by="api",
+        )
+        project.pulls[number] = pull
+        self._sync(project, pull)
+        return 201, self._pull_json(project, pull), headers
+
+    def _graphql(
+        self, body: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, Any, dict[str, str]]:
+        query, variables = str(body.get("query", "")), body.get("variables") or {}
+        if "resolveReviewThread" in query:
+            thread = str(variables.get("thread", ""))
+            for project in self.projects.values():
+                for comment in project.comments.values():
+                    if f"PRRT_{comment.id}" == thread:
+                        comment.resolved = True
+                        node = {"id": thread, "isResolved": True}
+                        return 200, {"data": {"resolveReviewThread": {"thread": node}}}, headers
+            return (
+                200,
+                {"data": None, "errors": [{"type": "NOT_FOUND", "message": "no thread"}]},
+                headers,
+            )
+        if "reviewThreads" in query:
+            project = self.projects.get(f"{variables.get('owner')}/{variables.get('repo')}")
+            if project is None:
+                return (
+                    200,
+                    {"data": None, "errors": [{"type": "NOT_FOUND", "message": "no repo"}]},
+                    headers,
+                )
+            nodes = [
+                {
+                    "id": f"PRRT_{c.id}",
+                    "isResolved": c.resolved,
+                    "comments": {"nodes": [{"databaseId": c.id}]},
+                }
+                for c in project.comments.values()
+                if c.number == variables.get("number")
+            ]
+            threads = {"pageInfo": {"hasNextPage": False, "endCursor": None}, "nodes": nodes}
+            data = {"repository": {"pullRequest": {"reviewThreads": threads}}}
+            return 200, {"data": data}, headers
+        return 200, {"data": None, "errors": [{"message": "unknown query"}]}, headers
+
+    def diff_lines(
+        self, project: FakeProject, pull: FakePull
+    ) -> dict[str, tuple[set[int], set[int]]]:
+        """GitHub's rule, done here on its own: a comment's line must be in a hunk of the
+        file's diff, on the side it names (RIGHT: added or context; LEFT: removed or context)."""
+        found: dict[str, tuple[set[int], set[int]]] = {}
+        for entry in self._files_json(project, pull):
+            right: set[int] = set()
+            left: set[int] = set()
+            old = new = 0
+            for text in str(entry.get("patch") or "").splitlines():
+                hunk = re.match(r"@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@", text)
+                if hunk:
+                    old, new = int(hunk.group(1)), int(hunk.group(2))
+                elif text.startswith("+"):
+                    right.add(new)
+                    new += 1
+                elif text.startswith("-"):
+                    left.add(old)
+                    old += 1
+                elif text.startswith(" "):
+                    right.add(new)
+                    left.add(old)
+                    old, new = old + 1, new + 1
+            found[entry["filename"]] = (right, left)
+        return found
+
+    def _review_json(self, project: FakeProject, review: FakeReview) -> dict[str, Any]:
+        return {
+            "id": review.id,
+            "node_id": f"PRR_{review.id}",
+            "user": {"login": "chatops-bot"},
+            "body": review.body,
+            "state": {"COMMENT": "COMMENTED", "APPROVE": "APPROVED"}.get(review.event, "PENDING"),
+            "html_url": f"https://github.example/{project.full_name}/pull/{review.number}"
+            f"#pullrequestreview-{review.id}",
+            "commit_id": review.commit_id,
+        }
+
+    def _comment_json(self, project: FakeProject, comment: FakeComment) -> dict[str, Any]:
+        return {
+            "id": comment.id,
+            "pull_request_review_id": comment.review_id,
+            "path": comment.path,
+            "line": comment.line,
+            "side": comment.side,
+            "body": comment.body,
+            "commit_id": comment.commit_id,
+            "user": {"login": "chatops-bot"},
+            "html_url": f"https://github.example/{project.full_name}/pull/{comment.number}"
+            f"#discussion_r{comment.id}",
+        }
 
     def _page(
         self, items: list[Any], query: dict[str, str], path: str, headers: dict[str, str]
@@ -219,6 +512,9 @@ class FakeGitHub(LoopbackServer):
             }
             if status[0] == "R":
                 entry["previous_filename"] = names[0]
+            patch = _git(project.bare, "diff", "-U3", "-M", merge_base, head, "--", *names)
+            if "\n@@ " in patch:  # none for a binary file, as GitHub
+                entry["patch"] = patch[patch.index("\n@@ ") + 1 :].rstrip("\n")
             files.append(entry)
         return files
 
@@ -230,16 +526,23 @@ class FakeGitHub(LoopbackServer):
                 pass
 
             def do_GET(self) -> None:
-                status, payload, headers = fake._answer(
-                    "GET", self.path, self.headers.get("Authorization", "")
-                )
-                send_json(self, status, payload, headers)
+                self._serve("GET")
 
             def do_POST(self) -> None:
+                self._serve("POST")
+
+            def do_PUT(self) -> None:
+                self._serve("PUT")
+
+            def do_PATCH(self) -> None:
+                self._serve("PATCH")
+
+            def _serve(self, method: str) -> None:
                 length = int(self.headers.get("content-length", "0"))
-                self.rfile.read(length)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else None
                 status, payload, headers = fake._answer(
-                    "POST", self.path, self.headers.get("Authorization", "")
+                    method, self.path, self.headers.get("Authorization", ""), body
                 )
                 send_json(self, status, payload, headers)
 

@@ -1,0 +1,350 @@
+"""The third safety tier over a fake GitHub on 127.0.0.1 (githubkit speaking HTTP to it) with a
+real bare repository as the remote: a pull request's review posted once a person approves it,
+brought up to date in place by a later run; a change for a protected branch (or one the
+approver asks for so) opened as a pull request from a new branch of the bot's own, never
+written to the target; and the host's refusals as clear outcomes."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+
+from agents.report import Finding, Severity, Source
+from bot.app import Runtime, build_app
+from bot.codehost.github import GitHub, GitHubCredentials
+from bot.codehost.port import FileLines, PullRequest
+from bot.codehost.review import ReviewDraft, draft_review, finding_marker
+from bot.core.actor import Actor
+from bot.core.commands import Approve, parse
+from bot.store.models import ProposalRow
+from bot.surfaces.shell import Shell
+from bot.writes.pull_request import bot_branch
+from tests.support.fakes.github_api import READ_ONLY_TOKEN, TOKEN
+from tests.support.hosted import Hosted
+from tests.support.processes import wait_for
+
+POLICY = '[approvals]\napprovers = ["rev"]\n'
+UNUSED = "import json\nimport os\nimport sys\n\n\ndef main():\n    return sys.argv\n"
+
+
+@contextmanager
+def running(hosted: Hosted, **extra: object) -> Iterator[Runtime]:
+    app = build_app(hosted.settings(POLICY, **extra))
+    app.start_jobs()
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def shell_of(app: Runtime, user: str) -> tuple[Shell, io.StringIO]:
+    out = io.StringIO()
+    return Shell(app.service, user, Console(file=out, width=250)), out
+
+
+def git(cwd: object, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def review_of(app: Runtime, run_id: str) -> ProposalRow:
+    [review] = [p for p in app.service.proposals(run_id) if p.kind == "pr_review"]
+    return review
+
+
+def analyzed(app: Runtime, shell: Shell, words: str) -> str:
+    shell.handle(words)
+    assert shell.last_run is not None
+    run = app.service.status(shell.last_run, Actor("ana", "shell"))
+    assert run.status == "done", run.error
+    return shell.last_run
+
+
+# -- the review ----------------------------------------------------------------------------------
+
+
+def test_an_approved_review_is_posted_once_and_a_rerun_updates_it_in_place(
+    hosted: Hosted,
+) -> None:
+    with running(hosted) as app:
+        ana, _ = shell_of(app, "ana")
+        rev, said = shell_of(app, "rev")
+        first = analyzed(app, ana, "analyze pr 7 in shop")
+        report = app.service.report(first)
+        assert report is not None
+        proposal = review_of(app, first)
+        assert proposal.target == "pr/7" and proposal.status == "proposed"
+        assert hosted.fake.reviews("org/shop") == []  # nothing is posted before approval
+
+        rev.handle(f"approve {first}/{proposal.pid}")
+        assert f"{first}/{proposal.pid}: applied: review on pull request #7" in said.getvalue()
+        [review] = hosted.fake.reviews("org/shop")
+        assert review.event == "COMMENT"  # never APPROVE, never REQUEST_CHANGES
+        assert review.commit_id == report.target.head_sha
+        assert f"after rev approved {first}/{proposal.pid}" in review.body
+        comments = hosted.fake.comments("org/shop")
+        inline = {f.fingerprint for f in report.findings if f.file and f.start_line}
+        assert {c.path for c in comments} >= {"shop/config.py", "shop/orders.py"}
+        assert len(comments) == len(inline)
+        for comment in comments:  # each on its finding's line, and marked as the bot's
+            [finding] = [
+                f for f in report.findings if finding_marker(f.fingerprint) in comment.body
+            ]
+            assert (comment.path, comment.line, comment.side) == (
+                finding.file,
+                finding.start_line,
+                "RIGHT",
+            )
+        key = next(c for c in comments if c.path == "shop/config.py")
+        kept = {c.id: c.body for c in comments if c.path == "shop/orders.py"}
+
+        # The key goes in a push; the eval and the rest stay.
+        hosted.push({"shop/config.py": 'REGION = "eu-north-1"\n'}, "drop the key")
+        second = analyzed(app, ana, "analyze pr 7")
+        again = review_of(app, second)
+        rev.handle(f"approve {second}/{again.pid}")
+        assert f"{second}/{again.pid}: applied" in said.getvalue()
+        assert len(hosted.fake.reviews("org/shop")) == 1  # no second review
+        after = {c.id: c for c in hosted.fake.comments("org/shop")}
+        assert set(after) == {c.id for c in comments}  # not one comment posted again
+        assert after[key.id].resolved and after[key.id].body.startswith("**Resolved**")
+        assert finding_marker(key.body.rsplit("chatops:finding ", 1)[1][:-4]) in after[key.id].body
+        for comment_id in kept:  # updated in place: the same comment, the latest run named
+            assert not after[comment_id].resolved
+            assert f"run {second}" in after[comment_id].body
+        [summary] = hosted.fake.reviews("org/shop")
+        assert (
+            f"run `{second}`" in summary.body and f"approved {second}/{again.pid}" in summary.body
+        )
+
+        # A new finding after that: one review of just it; the summary is still the first one.
+        hosted.push({"shop/extra.py": "def run(code):\n    return eval(code)\n"}, "more")
+        third = analyzed(app, ana, "analyze pr 7")
+        rev.handle(f"approve {third}/{review_of(app, third).pid}")
+        reviews = hosted.fake.reviews("org/shop")
+        assert len(reviews) == 2 and all(r.event == "COMMENT" for r in reviews)
+        added = [c for c in hosted.fake.comments("org/shop") if c.review_id == reviews[1].id]
+        assert added and {c.path for c in added} == {"shop/extra.py"}
+        assert hosted.fake.refused == []  # not one comment GitHub would have refused
+
+
+def test_a_finding_outside_the_diff_is_never_sent_as_a_comment(hosted: Hosted) -> None:
+    """GitHub refuses a whole review over one comment on a line outside the diff (422): such
+    a finding goes in the summary, when the review is made and again when it is posted."""
+    github = GitHub(GitHubCredentials(api_url=hosted.fake.url, token=TOKEN))
+    pull = github.pull_request("org/shop", 7)
+    assert pull.lines["shop/orders.py"].right >= {1, 7, 19}
+    with running(hosted) as app:
+        ana, _ = shell_of(app, "ana")
+        run_id = analyzed(app, ana, "analyze pr 7 in shop")
+        report = app.service.report(run_id)
+        assert report is not None
+        outside = Finding(
+            fingerprint="f" * 16,
+            agent="code_review",
+            category="bug",
+            severity=Severity.high,
+            confidence=0.9,
+            file="shop/cart.py",  # not in the pull request at all
+            start_line=1,
+            title="a finding on a file the diff does not show",
+            source=Source.heuristic,
+        )
+        draft = draft_review(report.model_copy(update={"findings": [outside]}), pull)
+        assert draft.comments == [] and draft.elsewhere == ["f" * 16]
+        assert "shop/cart.py:1" in draft.summary
+
+        # A draft whose comment is off the diff GitHub shows at posting time (the line moved
+        # out of every hunk): the writer checks again and lists it, and GitHub gets no such line.
+        proposal = review_of(app, run_id)
+        shown = ReviewDraft.model_validate_json(proposal.content)
+        moved = shown.comments[0].model_copy(update={"line": 400})
+        changed = shown.model_copy(update={"comments": [moved, *shown.comments[1:]]})
+        from bot.store.review_posts import ReviewPostStore
+        from bot.writes.review import ReviewWriter
+
+        result = ReviewWriter(ReviewPostStore(app.engine)).post(github, changed, "x/P9", "rev")
+        assert result.outcome == "applied", result.detail
+        assert "1 no longer on the diff, listed in the summary" in result.detail
+        sent = hosted.fake.comments("org/shop")
+        assert 400 not in {c.line for c in sent} and len(sent) == len(shown.comments) - 1
+        assert f"`{moved.path}:400`" in hosted.fake.reviews("org/shop")[0].body
+        assert hosted.fake.refused == []
+
+
+def test_the_lines_of_a_patch_are_those_github_lets_a_comment_be_on() -> None:
+    from bot.codehost.lines import lines_of_patch
+
+    patch = (
+        "@@ -1,4 +1,5 @@\n import os\n-import sys\n+import json\n+import re\n \n def main():\n"
+        "@@ -20,2 +21,2 @@ def later():\n-    return 1\n+    return 2\n end()\n"
+        "\\ No newline at end of file"
+    )
+    lines = lines_of_patch(patch)
+    assert lines.right == frozenset({1, 2, 3, 4, 5, 21, 22})
+    assert lines.left == frozenset({1, 2, 3, 4, 20, 21})
+    assert lines_of_patch(None) == FileLines()
+    pull = PullRequest("o/r", 1, "", "", "open", "h", "b", "main", "s", ("a.py",), "r", {})
+    finding = Finding(
+        fingerprint="a" * 16,
+        agent="x",
+        category="bug",
+        severity=Severity.low,
+        confidence=1,
+        file="a.py",
+        start_line=3,
+        title="t",
+        source=Source.ruff,
+    )
+    from bot.codehost.review import line_for
+
+    assert line_for(finding, pull.lines) is None  # no patch for the file: no line at all
+    ranged = finding.model_copy(update={"start_line": 19, "end_line": 22})
+    assert line_for(ranged, {"a.py": lines}) == 21  # the first of its lines the diff shows
+
+
+def test_the_review_refused_for_want_of_permission_or_rate_says_so(hosted: Hosted) -> None:
+    with running(hosted, github_token=READ_ONLY_TOKEN) as app:
+        ana, _ = shell_of(app, "ana")
+        rev, said = shell_of(app, "rev")
+        run_id = analyzed(app, ana, "analyze pr 7 in shop")
+        proposal = review_of(app, run_id)
+        rev.handle(f"approve {run_id}/{proposal.pid}")
+        text = said.getvalue()
+        assert f"{run_id}/{proposal.pid}: failed: GitHub denied the bot writing" in text
+        assert "pull requests: write" in text
+        assert hosted.fake.reviews("org/shop") == []
+
+    hosted.fake.tokens.add("ghp_second")
+    hosted.fake.writers.add("ghp_second")
+    with running(hosted, github_token="ghp_second") as app:
+        ana, _ = shell_of(app, "ana")
+        rev, said = shell_of(app, "rev")
+        run_id = analyzed(app, ana, "analyze pr 7 in shop")
+        proposal = review_of(app, run_id)
+        hosted.fake.secondary_next = 10
+        hosted.fake.secondary_retry_after = 600  # too long to wait for: said, not slept
+        rev.handle(f"approve {run_id}/{proposal.pid}")
+        assert "secondary rate limit" in said.getvalue()
+        assert "Try again in 10 min" in said.getvalue()
+        assert hosted.fake.reviews("org/shop") == []
+
+
+# -- a pull request for a protected branch ------------------------------------------------------
+
+
+def release_branch(hosted: Hosted) -> str:
+    """A protected branch (release/*) with a file ruff fixes: its report proposes a patch."""
+    hosted.dev.branch("release/2.0", "main")
+    hosted.dev.commit({"shop/cli.py": UNUSED}, "cli")
+    hosted.dev.git("push", "-q", "origin", "release/2.0")
+    hosted.dev.checkout("main")
+    git(hosted.clone, "fetch", "-q", "origin", "release/2.0:release/2.0")
+    return git(hosted.bare, "rev-parse", "refs/heads/release/2.0")
+
+
+def test_an_approved_change_for_a_protected_branch_opens_one_pull_request(hosted: Hosted) -> None:
+    target = release_branch(hosted)
+    with running(hosted) as app:
+        ana, _ = shell_of(app, "ana")
+        run_id = analyzed(app, ana, "analyze branch release/2.0 in shop against main")
+        [patch] = [p for p in app.service.proposals(run_id) if p.kind == "patch"]
+        assert patch.target == "release/2.0"
+
+        # Two clicks on Approve (two deliveries), and the apply job delivered twice.
+        first = app.service.decide(Actor("rev", "slack"), f"{run_id}/{patch.pid}", "approve")
+        assert first.ok and "opening it as a pull request" in first.message
+        second = app.service.decide(Actor("rev", "slack"), f"{run_id}/{patch.pid}", "approve")
+        assert not second.ok and "already" in second.message
+        wait_for(
+            lambda: (
+                next(p for p in app.service.proposals(run_id) if p.id == patch.id).status
+                in ("applied", "failed", "stale")
+            ),
+            30,
+            "the apply",
+        )
+        assert app.service.approvals.apply(patch.id or 0) is None  # a redelivered job: nothing
+        done = next(p for p in app.service.proposals(run_id) if p.id == patch.id)
+        assert done.status == "applied", done.result
+        head = bot_branch(run_id, patch.pid)
+        [opened] = hosted.fake.opened("org/shop")
+        assert (opened.head, opened.base) == (head, "release/2.0")
+        assert f"#{opened.number}" in (done.result or "")
+        assert "approved by rev" in opened.body and "requested by ana" in opened.body
+        assert "### Findings of run" in opened.body and "F401" in opened.body
+        # Nothing on the protected branch, on the remote or in the bot's clone.
+        assert git(hosted.bare, "rev-parse", "refs/heads/release/2.0") == target
+        assert git(hosted.clone, "rev-parse", "refs/heads/release/2.0") == target
+        # The bot's branch: one commit on the target's head, the approved patch.
+        pushed = git(hosted.bare, "rev-parse", f"refs/heads/{head}")
+        assert git(hosted.bare, "rev-parse", f"{pushed}^") == target
+        assert "import json" not in git(hosted.bare, "show", f"{pushed}:shop/cli.py")
+
+
+def test_approve_as_pr_opens_a_pull_request_for_a_writable_branch_too(hosted: Hosted) -> None:
+    hosted.dev.branch("feature/cli", "main")
+    hosted.dev.commit({"shop/cli.py": UNUSED}, "cli")
+    hosted.dev.git("push", "-q", "origin", "feature/cli")
+    hosted.dev.checkout("main")
+    git(hosted.clone, "fetch", "-q", "origin", "feature/cli:feature/cli")
+    before = git(hosted.bare, "rev-parse", "refs/heads/feature/cli")
+    assert parse("approve abc123def456/P1 as pr") == Approve("abc123def456/P1", True)
+    with running(hosted) as app:
+        ana, _ = shell_of(app, "ana")
+        rev, said = shell_of(app, "rev")
+        run_id = analyzed(app, ana, "analyze branch feature/cli in shop")
+        [patch] = [p for p in app.service.proposals(run_id) if p.kind == "patch"]
+        rev.handle(f"approve {run_id}/{patch.pid} as pr")
+        assert f"{run_id}/{patch.pid}: applied: opened pull request" in said.getvalue()
+        [opened] = hosted.fake.opened("org/shop")
+        assert (opened.head, opened.base) == (bot_branch(run_id, patch.pid), "feature/cli")
+        assert git(hosted.bare, "rev-parse", "refs/heads/feature/cli") == before
+
+
+def test_the_bots_branch_is_never_an_existing_one(hosted: Hosted) -> None:
+    """Someone made a branch of the bot's name first: nothing is pushed over it, no pull
+    request is opened, and the approval's outcome says why."""
+    release_branch(hosted)
+    with running(hosted) as app:
+        ana, _ = shell_of(app, "ana")
+        rev, said = shell_of(app, "rev")
+        run_id = analyzed(app, ana, "analyze branch release/2.0 in shop against main")
+        [patch] = [p for p in app.service.proposals(run_id) if p.kind == "patch"]
+        head = bot_branch(run_id, patch.pid)
+        hosted.dev.git("push", "-q", "origin", f"main:refs/heads/{head}")
+        theirs = git(hosted.bare, "rev-parse", f"refs/heads/{head}")
+        rev.handle(f"approve {run_id}/{patch.pid}")
+        assert f"{run_id}/{patch.pid}: " in said.getvalue()
+        done = next(p for p in app.service.proposals(run_id) if p.id == patch.id)
+        assert done.status == "failed"
+        assert f"branch {head} already exists on the remote" in (done.result or "")
+        assert git(hosted.bare, "rev-parse", f"refs/heads/{head}") == theirs
+        assert hosted.fake.opened("org/shop") == []
+
+
+def test_without_a_code_host_a_protected_target_is_still_refused(hosted: Hosted) -> None:
+    release_branch(hosted)
+    settings = hosted.settings(POLICY)
+    assert settings.chatops_config is not None
+    settings.chatops_config.write_text(f'[repos.shop]\npath = "{hosted.clone}"\n{POLICY}', "utf-8")
+    app = build_app(settings)
+    app.start_jobs()
+    try:
+        ana, _ = shell_of(app, "ana")
+        run_id = analyzed(app, ana, "analyze branch release/2.0 in shop against main")
+        [patch] = [p for p in app.service.proposals(run_id) if p.kind == "patch"]
+        outcome = app.service.decide(Actor("rev", "shell"), f"{run_id}/{patch.pid}", "approve")
+        assert not outcome.ok and "protected branch" in outcome.message
+        as_pr = app.service.decide(
+            Actor("rev", "shell"), f"{run_id}/{patch.pid}", "approve", as_pull_request=True
+        )
+        assert not as_pr.ok and 'add github = "org/repo"' in as_pr.message
+        assert hosted.fake.opened("org/shop") == []
+    finally:
+        app.close()
