@@ -348,3 +348,51 @@ def test_without_a_code_host_a_protected_target_is_still_refused(hosted: Hosted)
         assert hosted.fake.opened("org/shop") == []
     finally:
         app.close()
+
+
+# -- a GitHub App instead of a token ---------------------------------------------------------------
+
+
+def test_a_github_app_mints_its_installation_token_once_and_posts_with_it(hosted: Hosted) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from bot.codehost.port import CodeHostError
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    hosted.fake.app("123456", public)
+    github = GitHub(
+        GitHubCredentials(api_url=hosted.fake.url, app_id="123456", private_key=private)
+    )
+    assert github.pull_request("org/shop", 7).number == 7
+    assert github.review_comments("org/shop", 7) == []
+    assert hosted.fake.installation_tokens == ["ghs_installation_1"]  # one, kept
+    assert hosted.fake.paths("/installation") == ["/repos/org/shop/installation"]
+
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    wrong = other.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    # Another App's id: githubkit keeps installation tokens and JWTs by App id in the process.
+    stranger = GitHub(
+        GitHubCredentials(api_url=hosted.fake.url, app_id="654321", private_key=wrong)
+    )
+    try:
+        stranger.pull_request("org/shop", 7)
+    except CodeHostError as exc:
+        assert exc.problem == "auth" and "(401)" in exc.message
+        assert "GITHUB_APP_ID or the App's private key" in exc.hint
+    else:
+        raise AssertionError("a JWT signed by another key was accepted")

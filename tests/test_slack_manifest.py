@@ -201,7 +201,7 @@ def test_every_declared_command_and_event_is_handled_and_nothing_else(tmp_path: 
         assert _dispatch(app, _command("/deploy"), form) == 404
         assert _dispatch(app, _action("delete_everything", slack), form) == 404
         decisions = [r["text"] for r in slack.responses if "Not done" in r["text"]]
-        assert decisions == [":no_entry: Not done: test."] * 2
+        assert decisions == [":no_entry: Not done: test."] * 3  # approve, approve as PR, reject
         votes = [r["text"] for r in slack.responses if r["text"] == "Not a vote."]
         assert len(votes) == 4  # nothing wired: the vote buttons and menu say so
         [no_report] = [r["text"] for r in slack.responses if "no report" in r["text"]]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +35,7 @@ from pydantic import BaseModel, ValidationError
 
 from bot.codehost.lines import lines_of_patch
 from bot.codehost.port import (
+    CodeHost,
     CodeHostError,
     HostComment,
     OpenedPull,
@@ -177,6 +179,8 @@ class GitHub:
 
     def __init__(self, credentials: GitHubCredentials) -> None:
         self.credentials = credentials
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
         self.api_url = (credentials.api_url or "https://api.github.com").rstrip("/")
         if not credentials.token and not (credentials.app_id and credentials.private_key):
             raise CodeHostError(
@@ -364,6 +368,15 @@ class GitHub:
     # -- the client -------------------------------------------------------------------------
 
     def _client(self, owner: str, repo: str) -> Any:
+        """One client per repository, kept: an App's installation is looked up once, and its
+        token is refreshed by githubkit when it expires."""
+        key = f"{owner}/{repo}".lower()
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = self._new_client(owner, repo)
+            return self._clients[key]
+
+    def _new_client(self, owner: str, repo: str) -> Any:
         from githubkit import AppAuthStrategy
         from githubkit import GitHub as Client
 
@@ -379,11 +392,14 @@ class GitHub:
         assert self.credentials.app_id and self.credentials.private_key
         app = AppAuthStrategy(self.credentials.app_id, self.credentials.private_key)
         with self._errors(f"the GitHub App's installation on {owner}/{repo}", f"{owner}/{repo}"):
-            installation = Client(app, **options).rest.apps.get_repo_installation(owner, repo)
-        return Client(app.as_installation(installation.parsed_data.id), **options)
+            # Held in a name: githubkit's namespaces refer to their client weakly.
+            as_app = Client(app, **options)
+            installation = as_app.rest.apps.get_repo_installation(owner, repo)
+            installation_id = int(installation.json()["id"])
+        return Client(app.as_installation(installation_id), **options)
 
     def _errors(self, what: str, project: str, doing: str = READ) -> _Translated:
-        return _Translated(what, project, self.api_url, doing)
+        return _Translated(what, project, self.api_url, doing, app=not self.credentials.token)
 
 
 def _retry(exc: Exception, count: int) -> Any:
@@ -405,7 +421,8 @@ def _retry(exc: Exception, count: int) -> Any:
 class _Translated:
     """Turns githubkit's exceptions into `CodeHostError`s a person can act on."""
 
-    def __init__(self, what: str, project: str, api_url: str, doing: str) -> None:
+    def __init__(self, what: str, project: str, api_url: str, doing: str, *, app: bool) -> None:
+        self.app = app  # authenticated as a GitHub App, not by a token
         self.what = what
         self.project = project
         self.api_url = api_url
@@ -456,7 +473,10 @@ class _Translated:
             if status == 401:
                 return CodeHostError(
                     f"GitHub refused the bot's credentials (401) {self.doing} {self.what}.",
-                    "GITHUB_TOKEN is wrong, expired or revoked: make a new one (see "
+                    "GITHUB_APP_ID or the App's private key is wrong (or the key was revoked): "
+                    "check them against the App's settings page (see docs/github.md)."
+                    if self.app
+                    else "GITHUB_TOKEN is wrong, expired or revoked: make a new one (see "
                     "docs/github.md) and restart the bot.",
                     problem="auth",
                 )
@@ -523,6 +543,6 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
-def from_settings(settings: Settings) -> GitHub:
-    """The registry's factory."""
+def from_settings(settings: Settings) -> CodeHost:
+    """The registry's factory (typed as the port, so mypy checks the adapter implements it)."""
     return GitHub(GitHubCredentials.from_settings(settings))

@@ -175,27 +175,6 @@ def review_proposal(report: Report, pull: PullRequest, pid: str) -> Proposal:
     )
 
 
-def preview(content: str) -> str:
-    """A review proposal as people read it before approving (not its JSON)."""
-    try:
-        draft = ReviewDraft.model_validate_json(content)
-    except ValueError:
-        return content
-    lines = [
-        f"Review on #{draft.number}: {len(draft.comments)} inline comment(s), "
-        f"{len(draft.elsewhere)} finding(s) in the summary; it only comments."
-    ]
-    for comment in draft.comments:
-        first = comment.body.split("\n", 1)[0]
-        lines.append(f"{comment.path}:{comment.line}  {first}")
-    return "\n".join(lines)
-
-
-def readable(proposal: Proposal) -> str:
-    """A proposal's content as the surfaces show it: a review's preview, else the content."""
-    return preview(proposal.content) if proposal.kind is KIND else proposal.content
-
-
 def resolved_body(body: str, head_sha: str, run_id: str) -> str:
     """A comment whose finding is gone, kept with what it said and its marker."""
     said, _, marker = body.rpartition("\n<!-- chatops:finding ")

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 
 from agents.lifecycle import delta_line
 from agents.report import Finding, Report, Severity
-from bot.codehost.review import readable
 from bot.core.proposal_state import ProposalState
+from bot.core.proposal_text import readable
 
 _SEVERITY_ORDER = [Severity.critical, Severity.high, Severity.medium, Severity.low, Severity.info]
 

@@ -16,8 +16,8 @@ from rich.text import Text
 from agents.lifecycle import delta_line
 from agents.pipeline import Progress
 from agents.report import Report, RiskLevel, Severity
-from bot.codehost.review import readable
 from bot.core.proposal_state import ProposalState
+from bot.core.proposal_text import readable
 from bot.surfaces.render.markdown import location
 
 SEVERITY_STYLE = {

@@ -33,7 +33,7 @@ from slack_sdk.models.blocks import (
 from agents.lifecycle import delta_line
 from agents.pipeline import AgentProgress, Saved
 from agents.report import Finding, Proposal, ProposalKind, Report, Severity
-from bot.codehost.review import readable
+from bot.core.proposal_text import readable
 from bot.surfaces.render.markdown import location
 
 MAX_BLOCKS = 50

@@ -12,6 +12,10 @@ bare git repository per project (the remote the bot fetches from).
 - pulls: `GET /repos/O/R/pulls/N` (head and base from the bare repository: `refs/pull/N/head`
   follows the head branch, as GitHub keeps it) and `GET /repos/O/R/pulls/N/files` (the diff
   from the merge-base, GitHub's `DiffEntry` fields with each file's `patch`).
+- a GitHub App (`app(app_id, public_key_pem)`): `GET /repos/O/R/installation` and
+  `POST /app/installations/ID/access_tokens` take the App's JWT (RS256, its `iss` the App's
+  id, not expired; else 401 "A JSON web token could not be decoded"), and the installation
+  token they mint works as a token does.
 - writes need a token in `writers` (else 403 "Resource not accessible by personal access
   token", as for a fine-grained token without pull requests: write):
   - reviews: `POST .../pulls/N/reviews` is all or nothing: one comment on a line outside the
@@ -100,6 +104,9 @@ class FakeGitHub(LoopbackServer):
         self.tokens: set[str] = {TOKEN, READ_ONLY_TOKEN}
         self.writers: set[str] = {TOKEN}
         self.refused: list[dict[str, Any]] = []  # the bodies of writes answered 422
+        self.app_id: str | None = None
+        self.app_key: str | None = None  # the App's public key (PEM)
+        self.installation_tokens: list[str] = []
         self._ids = 1000
         self.projects: dict[str, FakeProject] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # method, path, query
@@ -142,6 +149,51 @@ class FakeGitHub(LoopbackServer):
         sha = _git(project.bare, "rev-parse", f"refs/heads/{pull.head}").strip()
         _git(project.bare, "update-ref", f"refs/pull/{pull.number}/head", sha)
 
+    def app(self, app_id: str, public_key_pem: str) -> None:
+        """Install a GitHub App on every project: its JWTs are checked with this key."""
+        self.app_id, self.app_key = app_id, public_key_pem
+
+    def _app_answer(
+        self, method: str, parts: list[str], token: str
+    ) -> tuple[int, Any, dict[str, str]] | None:
+        """The App's two endpoints, or None for any other path."""
+        installation = (
+            method == "GET"
+            and len(parts) == 4
+            and parts[0] == "repos"
+            and parts[3] == "installation"
+        )
+        minting = (
+            method == "POST"
+            and len(parts) == 4
+            and parts[:2] == ["app", "installations"]
+            and parts[3] == "access_tokens"
+        )
+        if not installation and not minting:
+            return None
+        import jwt
+
+        try:
+            assert self.app_key is not None
+            claims = jwt.decode(token, self.app_key, algorithms=["RS256"])
+            assert str(claims["iss"]) == self.app_id
+        except Exception:
+            return 401, _error("A JSON web token could not be decoded", "401"), {}
+        if installation:
+            if f"{parts[1]}/{parts[2]}" not in self.projects:
+                return 404, _error("Not Found", "404"), {}
+            return (
+                200,
+                {"id": 42, "app_id": int(self.app_id or 0), "account": {"login": parts[1]}},
+                {},
+            )
+        minted = f"ghs_installation_{len(self.installation_tokens) + 1}"
+        self.installation_tokens.append(minted)
+        self.tokens.add(minted)
+        self.writers.add(minted)
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        return 201, {"token": minted, "expires_at": expires, "permissions": {}}, {}
+
     def reviews(self, full_name: str) -> list[FakeReview]:
         return list(self.projects[full_name].reviews.values())
 
@@ -174,6 +226,10 @@ class FakeGitHub(LoopbackServer):
         with self._lock:
             self.requests.append((method, parsed.path, query))
             token = authorization.split(" ", 1)[1] if " " in authorization else ""
+            if self.app_key is not None:
+                app = self._app_answer(method, parsed.path.strip("/").split("/"), token)
+                if app is not None:
+                    return app
             if token not in self.tokens:
                 return 401, _error("Bad credentials", "401"), self._rate_headers()
             if self.secondary_next > 0:
