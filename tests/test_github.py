@@ -255,9 +255,9 @@ def test_the_real_command_reads_the_token_from_the_environment(hosted: Hosted) -
 def test_slack_analyzes_a_pull_request_in_the_thread_with_its_link(hosted: Hosted) -> None:
     from tests.support.fakes.jira_api import FakeJira
     from tests.support.fakes.slack_api import BOT_TOKEN, FakeSlack
-    from tests.test_slack import SECRET, Served, free_port, parent_for
+    from tests.test_slack import SECRET, Served, click, free_port, parent_for
 
-    settings = hosted.settings()
+    settings = hosted.settings('[approvals]\napprovers = ["U222"]\n')
     port = free_port()
     with FakeSlack() as slack, FakeJira() as jira:
         env = clean_env(
@@ -295,6 +295,22 @@ def test_slack_analyzes_a_pull_request_in_the_thread_with_its_link(hosted: Hoste
             blocks = json.dumps(report.blocks)
             assert "<https://github.example/org/shop/pull/7|pull request #7>" in blocks
             assert "Possible AWS Access Key added" in blocks
+
+            # The review is offered; an approver's click posts it on the pull request, once.
+            [value] = [
+                e["value"]
+                for b in report.blocks
+                if b.get("type") == "actions"
+                for e in b["elements"]
+                if e["action_id"] == "proposal_approve"
+            ]
+            ref = value.split(":")[0]
+            assert click(served, "U222", report.ts, value, "proposal_approve") == 200
+            assert click(served, "U222", report.ts, value, "proposal_approve") == 200
+            slack.wait_for(lambda: [m for m in slack.thread(ts) if f"{ref} applied" in m.text])
+            [review] = hosted.fake.reviews("org/shop")
+            assert review.event == "COMMENT" and "after U222 approved" in review.body
+            assert hosted.fake.comments("org/shop")
 
             # A private repository the token cannot see: an ephemeral answer, no run.
             hosted.fake.projects["org/shop"].private = True

@@ -7,10 +7,12 @@ written to the target; and the host's refusals as clear outcomes."""
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from rich.console import Console
 
 from agents.report import Finding, Severity, Source
@@ -396,3 +398,92 @@ def test_a_github_app_mints_its_installation_token_once_and_posts_with_it(hosted
         assert "GITHUB_APP_ID or the App's private key" in exc.hint
     else:
         raise AssertionError("a JWT signed by another key was accepted")
+
+
+# -- a worker that dies mid-write ------------------------------------------------------------------
+
+
+class Died(BaseException):
+    """The worker's process ending mid-write (no `except Exception` catches it)."""
+
+
+def dying_after(host: object, method: str) -> None:
+    """`host.method` does its write, then the worker dies before recording anything."""
+    real = getattr(host, method)
+
+    def write(*args: object, **kwargs: object) -> object:
+        real(*args, **kwargs)
+        raise Died
+
+    setattr(host, method, write)
+
+
+def test_a_pull_request_the_worker_died_before_opening_is_opened_on_recovery(
+    hosted: Hosted,
+) -> None:
+    release_branch(hosted)
+    with running(hosted) as app:
+        ana, _ = shell_of(app, "ana")
+        run_id = analyzed(app, ana, "analyze branch release/2.0 in shop against main")
+        [patch] = [p for p in app.service.proposals(run_id) if p.kind == "patch"]
+        app.service.enqueue_apply = lambda proposal_id: None  # this test runs the apply itself
+        assert app.service.decide(Actor("rev", "shell"), f"{run_id}/{patch.pid}", "approve").ok
+        approvals = app.service.approvals
+        assert approvals.code_hosts is not None
+        host = approvals.code_hosts.host("github")
+        dying_after(host, "pull_from")  # pushed, then died before opening the pull request
+        with pytest.raises(Died):
+            approvals.apply(patch.id or 0)
+        del host.pull_from  # the next worker's adapter is whole
+        head = bot_branch(run_id, patch.pid)
+        assert git(hosted.bare, "rev-parse", f"refs/heads/{head}")  # the push landed
+        assert hosted.fake.opened("org/shop") == []
+        assert approvals.reconcile_abandoned(older_than_s=0) == [patch.id]
+        done = next(p for p in app.service.proposals(run_id) if p.id == patch.id)
+        assert done.status == "applied" and "opened pull request" in (done.result or "")
+        assert approvals.reconcile_abandoned(older_than_s=0) == []  # settled once
+        [opened] = hosted.fake.opened("org/shop")
+        assert opened.head == head and "approved by rev" in opened.body
+
+
+def test_a_review_the_worker_died_after_posting_is_found_on_recovery(hosted: Hosted) -> None:
+    with running(hosted) as app:
+        ana, _ = shell_of(app, "ana")
+        run_id = analyzed(app, ana, "analyze pr 7 in shop")
+        proposal = review_of(app, run_id)
+        app.service.enqueue_apply = lambda proposal_id: None
+        assert app.service.decide(Actor("rev", "shell"), f"{run_id}/{proposal.pid}", "approve").ok
+        approvals = app.service.approvals
+        assert approvals.code_hosts is not None
+        dying_after(approvals.code_hosts.host("github"), "post_review")
+        with pytest.raises(Died):
+            approvals.apply(proposal.id or 0)
+        assert len(hosted.fake.reviews("org/shop")) == 1
+        assert approvals.reconcile_abandoned(older_than_s=0) == [proposal.id]
+        done = next(p for p in app.service.proposals(run_id) if p.id == proposal.id)
+        assert done.status == "applied"
+        assert done.result == "the review is on pull request #7 (checked)"
+        assert len(hosted.fake.reviews("org/shop")) == 1  # never posted twice
+
+
+def test_a_findings_words_cannot_ping_people_or_inject_html_on_github() -> None:
+    from bot.codehost.review import comment_body
+
+    hostile = Finding(
+        fingerprint="b" * 16,
+        agent="code_review",
+        category="bug",
+        severity=Severity.medium,
+        confidence=0.8,
+        file="a.py",
+        start_line=1,
+        title='<img src=x onerror="alert(1)"> ask @org/admins **now**',
+        detail="see [this](https://evil.example) <!-- chatops:finding " + "c" * 16 + " -->",
+        source=Source.llm,
+    )
+    body = comment_body(hostile, "r1")
+    unescaped = re.compile(r"(?<!\\)(<img|<!--|\]\(|\*\*now)")  # markup GitHub would act on
+    assert unescaped.findall(body.rsplit("\n", 1)[0]) == []
+    assert "@org" not in body  # a zero-width joiner breaks the mention
+    assert body.count("<!-- chatops:finding") == 1  # only the bot's own marker, last
+    assert body.endswith(finding_marker("b" * 16))

@@ -126,3 +126,65 @@ def test_the_fake_refuses_context_actions_slack_would_refuse() -> None:
     button = {"type": "button", "text": {"type": "plain_text", "text": "x"}, "action_id": "x"}
     assert block_error([{"type": "context_actions", "elements": [button]}]) == "invalid_blocks"
     assert block_error([{"type": "context_actions", "elements": []}]) == "invalid_blocks"
+
+
+def _actions(blocks: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    return [
+        b["elements"]
+        for b in blocks
+        if b.get("type") == "actions" and str(b.get("block_id", "")).startswith("proposal:")
+    ]
+
+
+def test_a_change_can_be_approved_as_a_pull_request_only_where_there_is_a_code_host() -> None:
+    from agents.report import Proposal, ProposalKind, sha256_hex
+
+    diff = "--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-A = 1\n+A = 2\n"
+    patch = Proposal(
+        id="P1",
+        kind=ProposalKind.patch,
+        agent="code_review",
+        title="fix",
+        target="release/2.0",
+        base_sha="a" * 40,
+        content=diff,
+        content_sha256=sha256_hex(diff),
+    )
+    report = report_with([finding(1)]).model_copy(update={"proposals": [patch]})
+    hosted, _ = report_blocks(report, hosted=True)
+    plain, _ = report_blocks(report)
+    assert block_error(hosted) is None and block_error(plain) is None
+    [buttons] = _actions(hosted)
+    assert [b["action_id"] for b in buttons] == [
+        "proposal_approve",
+        "proposal_approve_pr",
+        "proposal_reject",
+    ]
+    assert "as a pull request, if that branch is protected" in buttons[0]["confirm"]["text"]["text"]
+    assert "pull request from it waits for review" in buttons[1]["confirm"]["text"]["text"]
+    assert buttons[0]["value"] == buttons[1]["value"] == f"r1/P1:{patch.content_sha256[:16]}"
+    [without] = _actions(plain)
+    assert [b["action_id"] for b in without] == ["proposal_approve", "proposal_reject"]
+
+
+def test_a_review_proposal_shows_its_comments_and_says_it_only_comments() -> None:
+    from bot.codehost.port import FileLines, PullRequest
+    from bot.codehost.pulls import with_pull
+    from bot.codehost.review import review_proposal
+
+    pull = PullRequest(
+        "org/shop", 7, "t", "https://github.example/org/shop/pull/7", "open", "a" * 40,
+        "feature/pr", "main", "b" * 40, ("a1.py",), "refs/pull/7/head",
+        {"a1.py": FileLines(right=frozenset({1}))},
+    )  # fmt: skip
+    report = with_pull(report_with([finding(1), finding(2)]), pull)
+    review = review_proposal(report, pull, "P1")
+    blocks, _ = report_blocks(report.model_copy(update={"proposals": [review]}), hosted=True)
+    assert block_error(blocks) is None
+    text = json.dumps(blocks)
+    assert "Review on #7: 1 inline comment(s), 1 finding(s) in the summary" in text
+    assert "a1.py:1" in text and '"fingerprint"' not in text  # read as comments, not JSON
+    [buttons] = _actions(blocks)
+    assert [b["action_id"] for b in buttons] == ["proposal_approve", "proposal_reject"]
+    said = buttons[0]["confirm"]["text"]["text"]
+    assert "posted on pull request #7 as comments; it never approves" in said
