@@ -487,3 +487,30 @@ def test_a_findings_words_cannot_ping_people_or_inject_html_on_github() -> None:
     assert "@org" not in body  # a zero-width joiner breaks the mention
     assert body.count("<!-- chatops:finding") == 1  # only the bot's own marker, last
     assert body.endswith(finding_marker("b" * 16))
+
+
+def test_a_change_approved_for_its_branch_is_not_redirected_if_the_branch_became_protected(
+    hosted: Hosted,
+) -> None:
+    hosted.dev.branch("feature/cli", "main")
+    hosted.dev.commit({"shop/cli.py": UNUSED}, "cli")
+    hosted.dev.git("push", "-q", "origin", "feature/cli")
+    hosted.dev.checkout("main")
+    git(hosted.clone, "fetch", "-q", "origin", "feature/cli:feature/cli")
+    before = git(hosted.clone, "rev-parse", "refs/heads/feature/cli")
+    with running(hosted) as app:
+        ana, _ = shell_of(app, "ana")
+        run_id = analyzed(app, ana, "analyze branch feature/cli in shop")
+        [patch] = [p for p in app.service.proposals(run_id) if p.kind == "patch"]
+        app.service.enqueue_apply = lambda proposal_id: None
+        assert app.service.decide(Actor("rev", "shell"), f"{run_id}/{patch.pid}", "approve").ok
+    # Between the click and the apply, the branch becomes protected.
+    later = build_app(hosted.settings('protected = ["feature/cli"]\n' + POLICY))
+    try:
+        result = later.service.approvals.apply(patch.id or 0)
+        assert result is not None and result.outcome == "failed"
+        assert "only takes a pull request now" in result.detail
+        assert git(hosted.clone, "rev-parse", "refs/heads/feature/cli") == before
+        assert hosted.fake.opened("org/shop") == []
+    finally:
+        later.close()

@@ -556,9 +556,11 @@ class Approvals:
         )
         if not checks.allowed:
             return WriteResult("failed", f"denied at apply time: {checks.reason}")
-        if via != (proposal.via or "branch") and proposal.via is not None:
+        if proposal.via == "branch" and via == "pull_request":
             return WriteResult(
-                "failed", f"denied at apply time: it was approved to land {proposal.via}"
+                "failed",
+                "denied at apply time: it was approved to be committed to its branch, which "
+                "only takes a pull request now; approve a new run's proposal",
             )
         if sha256_hex(proposal.content) != proposal.content_sha256:
             return WriteResult("failed", "the proposal's content changed after it was shown")

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from agents.errors import GitFailure
 from agents.report import Report
 from bot.codehost.port import CodeHost, CodeHostError
 from bot.codehost.review import code, md, where
-from bot.writes.git import WriteRequest, WriteResult, apply_proposal
+from bot.writes.git import WriteRequest, WriteResult, apply_proposal, remote_head
 
 FINDINGS_LISTED = 30
 
@@ -27,6 +28,16 @@ def open_as_pull_request(
     host: CodeHost, project: str, request: WriteRequest, base: str, body: str
 ) -> WriteResult:
     """Push `request` as a new branch, then open (or find, after a crash) its pull request."""
+    try:  # asked first: a clone without the remote, or a name someone took, says so plainly
+        taken = remote_head(request.repo, request.branch)
+    except GitFailure as exc:
+        return WriteResult("failed", f"{exc}; the bot's branch is pushed to the clone's origin")
+    if taken is not None:
+        return WriteResult(
+            "failed",
+            f"branch {request.branch} already exists on the remote; a new branch is never an "
+            "existing one, nothing written",
+        )
     pushed = apply_proposal(replace(request, create=True, remote=True))
     if pushed.outcome != "applied":
         return pushed

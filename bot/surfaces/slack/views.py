@@ -203,8 +203,13 @@ def home_view(
                 run.id,
                 proposal.pid,
                 proposal.content_sha256,
-                lands=f"It will be written to {clip(proposal.target, 150)} as shown (as a pull "
-                "request where the code host is the gate).",
+                lands=(
+                    f"It will be posted on {clip(proposal.target, 150)} as comments; it never "
+                    "approves."
+                    if proposal.kind == "pr_review"
+                    else f"It will be written to {clip(proposal.target, 150)} exactly as shown "
+                    "(as a pull request, where that branch is protected and there is a code host)."
+                ),
             )
         )
     return View(type="home", blocks=blocks[:MAX_VIEW_BLOCKS])
