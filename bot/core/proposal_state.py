@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from bot.store.models import ProposalRow
+if TYPE_CHECKING:  # the command line's report renders without loading SQLAlchemy
+    from bot.store.models import ProposalRow
 
 
 @dataclass(frozen=True)
