@@ -232,6 +232,24 @@ def test_test_idioms_are_not_findings_but_the_same_in_source_is(make_branch) -> 
     assert not any(f.rule.startswith("sensitive-path") for f in report.findings)
 
 
+def test_a_packages_init_re_exports_are_not_unused_imports_and_never_removed(make_branch) -> None:  # type: ignore[no-untyped-def]
+    """`from .helpers import x` in `__init__.py` is the package's public face (flask's, most
+    libraries'): flagging it is noise, and ruff's fix would delete the package's API."""
+    repo = make_branch(
+        "feature/api",
+        {
+            "shop/helpers.py": "def make_response():\n    return 1\n",
+            "shop/__init__.py": "from .helpers import make_response\nfrom .cart import total\n",
+            "shop/jobs.py": "import json\nimport os\n\n\ndef run():\n    return os.getcwd()\n",
+        },
+    )
+    report = analyze_branch(repo.root, "feature/api")
+    assert not [f for f in report.findings if f.file == "shop/__init__.py"]
+    assert "F401" in [f.rule for f in report.findings if f.file == "shop/jobs.py"]
+    for proposal in report.proposals:  # a fix may remove json from jobs.py, never the API
+        assert "shop/__init__.py" not in proposal.content
+
+
 # -- 6. heuristics that know what tests are -------------------------------------------------------
 
 

@@ -33,6 +33,10 @@ _LOW_CONFIDENCE = ("E7",)
 # In a test these are the point: a useless expression that must raise, a bare except around
 # what must fail, `assert False`, a comparison whose result is discarded on purpose.
 TEST_IDIOMS = frozenset({"B018", "E722", "B011", "B015", "E701", "E731"})
+# An import in a package's `__init__.py` is a re-export, the package's public face (most
+# libraries write `from .helpers import x` there without `__all__`): not an unused import, and
+# ruff's fix for it would delete the package's API.
+REEXPORT = "F401"
 
 
 def ruff_severity(code: str) -> Severity:
@@ -127,6 +131,8 @@ def run_ruff(workspace: Workspace, *, agent: str, config: RuffConfig | None = No
             last = max(1, len(workspace.texts[path].splitlines()))
             start, end = min(start, last), min(end, last)
         elif not diff.changed_in(start, end) or code in TEST_IDIOMS and kinds.is_test_path(path):
+            continue
+        elif code == REEXPORT and path.rsplit("/", 1)[-1] == "__init__.py":
             continue
         line_text = diff.added_lines.get(start) or _line(workspace.texts[path], start)
         severity, why = ruff_severity(code), ""
