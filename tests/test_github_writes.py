@@ -90,8 +90,14 @@ def test_an_approved_review_is_posted_once_and_a_rerun_updates_it_in_place(
         assert review.commit_id == report.target.head_sha
         assert f"after rev approved {first}/{proposal.pid}" in review.body
         comments = hosted.fake.comments("org/shop")
-        inline = {f.fingerprint for f in report.findings if f.file and f.start_line}
+        inline = {
+            f.fingerprint
+            for f in report.findings
+            if f.file and f.start_line and f.severity.at_least(Severity.medium)
+        }
+        assert 0 < len(inline) < len(report.findings)  # the low ones are in the summary
         assert {c.path for c in comments} >= {"shop/config.py", "shop/orders.py"}
+        assert "Not commented inline (low severity" in review.body
         assert len(comments) == len(inline)
         for comment in comments:  # each on its finding's line, and marked as the bot's
             [finding] = [

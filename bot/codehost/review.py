@@ -13,11 +13,14 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict
 
-from agents.report import Finding, Proposal, ProposalKind, Report, sha256_hex
+from agents.report import Finding, Proposal, ProposalKind, Report, Severity, sha256_hex
 from bot.codehost.port import FileLines, PullRequest
 
 KIND = ProposalKind.pr_review
 INLINE_LIMIT = 25  # more inline comments than this is noise: the rest go in the summary
+# An inline comment notifies and asks for an answer; a low or informational finding ("no test
+# for this new function") is listed in the summary instead.
+INLINE_AT_LEAST = Severity.medium
 _DETAIL_CHARS = 1200
 _SPECIALS = re.compile(r"([\\`*_{}\[\]<>#|!~])")
 
@@ -110,7 +113,8 @@ def draft_review(report: Report, pull: PullRequest) -> ReviewDraft:
     comments: list[DraftComment] = []
     elsewhere: list[Finding] = []
     for finding in ordered:
-        line = line_for(finding, pull.lines) if len(comments) < INLINE_LIMIT else None
+        inline = len(comments) < INLINE_LIMIT and finding.severity.at_least(INLINE_AT_LEAST)
+        line = line_for(finding, pull.lines) if inline else None
         if line is None or finding.file is None:
             elsewhere.append(finding)
             continue
@@ -148,7 +152,7 @@ def summary_body(report: Report, inline: int, elsewhere: list[Finding]) -> str:
             + md("; ".join(report.coverage.not_run) or "an agent did not finish", 600)
         )
     if elsewhere:
-        lines += ["", "Findings not on a line of this diff:"]
+        lines += ["", "Not commented inline (low severity, or not on a line of this diff):"]
         for finding in elsewhere[:40]:
             lines.append(
                 f"- **{finding.severity.value}** {md(finding.title, 200)} · "

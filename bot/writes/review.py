@@ -24,6 +24,7 @@ from bot.writes.git import WriteResult
 class _Tally:
     new: int = 0
     updated: int = 0
+    unchanged: int = 0
     resolved: int = 0
     deleted: int = 0  # the bot's comments someone deleted: not posted again
     moved_out: int = 0  # no longer on a line of the diff GitHub shows: listed instead
@@ -94,6 +95,8 @@ class ReviewWriter:
             if live[comment_id].body != comment.body:
                 host.update_comment(draft.project, comment_id, comment.body)
                 tally.updated += 1
+            else:
+                tally.unchanged += 1
             self.posts.keep(where, finding_key(comment.fingerprint), comment_id, draft.run_id)
         tally.resolved = self._resolve_gone(host, draft, where, live)
         if earlier is not None:  # last: its marker says this apply got to the end
@@ -156,6 +159,8 @@ def _said(draft: ReviewDraft, tally: _Tally, url: str) -> str:
     parts = [f"{tally.new} new inline comment(s)"]
     if tally.updated:
         parts.append(f"{tally.updated} updated in place")
+    if tally.unchanged:
+        parts.append(f"{tally.unchanged} unchanged")
     if tally.resolved:
         parts.append(f"{tally.resolved} resolved")
     if tally.deleted:
