@@ -130,9 +130,7 @@ def run_ruff(workspace: Workspace, *, agent: str, config: RuffConfig | None = No
             # def, or past the last line); the branch broke the file either way.
             last = max(1, len(workspace.texts[path].splitlines()))
             start, end = min(start, last), min(end, last)
-        elif not diff.changed_in(start, end) or code in TEST_IDIOMS and kinds.is_test_path(path):
-            continue
-        elif code == REEXPORT and path.rsplit("/", 1)[-1] == "__init__.py":
+        elif not diff.changed_in(start, end) or _idiom(code, path):
             continue
         line_text = diff.added_lines.get(start) or _line(workspace.texts[path], start)
         severity, why = ruff_severity(code), ""
@@ -176,6 +174,13 @@ def run_ruff(workspace: Workspace, *, agent: str, config: RuffConfig | None = No
             )
         )
     return result
+
+
+def _idiom(code: str, path: str) -> bool:
+    """Not a problem where it is: a test's idioms in a test, a re-export in `__init__.py`."""
+    if code in TEST_IDIOMS and kinds.is_test_path(path):
+        return True
+    return code == REEXPORT and path.rsplit("/", 1)[-1] == "__init__.py"
 
 
 @dataclass(frozen=True)

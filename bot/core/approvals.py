@@ -89,7 +89,7 @@ class Approvals:
         self.groups = groups
         self.workspace = workspace
         self.code_hosts = code_hosts
-        self.review_posts = review_posts
+        self.review_posts = review_posts or ReviewPostStore(runs.engine)
 
     # -- deciding ------------------------------------------------------------------------------
 
@@ -569,9 +569,14 @@ class Approvals:
             return self.tickets.comment(proposal.target, proposal.content, ref)
         name, repo = self.policy.repo(run.repo)
         if proposal.kind == "pr_review":
-            host, _ = self._host(name, repo)
-            assert self.review_posts is not None  # _reviewable denied otherwise
+            host, project = self._host(name, repo)
             draft = ReviewDraft.model_validate_json(proposal.content)
+            if (draft.project, draft.number) != (project, number_of(run.target)):
+                return WriteResult(
+                    "failed",
+                    f"denied at apply time: the review is for {draft.project}#{draft.number}, "
+                    f"and {name} is {project} now",
+                )
             return ReviewWriter(self.review_posts).post(host, draft, ref, approver)
         assert path is not None
         patch = proposal.kind in ("patch", "branch_patch")
