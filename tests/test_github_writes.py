@@ -520,3 +520,26 @@ def test_a_change_approved_for_its_branch_is_not_redirected_if_the_branch_became
         assert hosted.fake.opened("org/shop") == []
     finally:
         later.close()
+
+
+def test_a_pull_request_github_refuses_leaves_the_pushed_branch_said(hosted: Hosted) -> None:
+    """A token that may read but not write: the branch is pushed (git has its own credentials),
+    GitHub refuses the pull request (403), and the outcome says what to grant and what to do
+    with the branch; the protected branch is untouched."""
+    target = release_branch(hosted)
+    with running(hosted, github_token=READ_ONLY_TOKEN) as app:
+        ana, _ = shell_of(app, "ana")
+        rev, said = shell_of(app, "rev")
+        run_id = analyzed(app, ana, "analyze branch release/2.0 in shop against main")
+        [patch] = [p for p in app.service.proposals(run_id) if p.kind == "patch"]
+        rev.handle(f"approve {run_id}/{patch.pid}")
+        done = next(p for p in app.service.proposals(run_id) if p.id == patch.id)
+        head = bot_branch(run_id, patch.pid)
+        assert done.status == "failed"
+        assert f"pushed {done.intended_commit[:10]} to the new branch {head}" in (done.result or "")
+        assert "GitHub denied the bot writing" in (done.result or "")
+        assert "pull requests: write" in (done.result or "")
+        assert f"Open one from {head} into release/2.0, or delete the branch" in (done.result or "")
+        assert "failed: pushed" in said.getvalue()
+        assert git(hosted.bare, "rev-parse", "refs/heads/release/2.0") == target
+        assert hosted.fake.opened("org/shop") == []

@@ -63,7 +63,7 @@ def pull_request_for(
         return WriteResult(
             "failed",
             f"pushed {short} to the new branch {branch}, but no pull request was opened: "
-            f"{exc.message} Open one from {branch} into {base}, or delete the branch.",
+            f"{exc.message} {exc.hint} Open one from {branch} into {base}, or delete the branch.",
             commit,
         )
     verb = "found" if found else "opened"
