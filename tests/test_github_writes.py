@@ -211,7 +211,8 @@ def test_the_lines_of_a_patch_are_those_github_lets_a_comment_be_on() -> None:
     )
     from bot.codehost.review import line_for
 
-    assert line_for(finding, pull.lines) is None  # no patch for the file: no line at all
+    assert line_for(finding, pull.lines) is None  # a file the diff does not have: no line
+    assert line_for(finding, {"a.py": lines_of_patch(None)}) is None  # no patch (binary, huge)
     ranged = finding.model_copy(update={"start_line": 19, "end_line": 22})
     assert line_for(ranged, {"a.py": lines}) == 21  # the first of its lines the diff shows
 
@@ -236,11 +237,15 @@ def test_the_review_refused_for_want_of_permission_or_rate_says_so(hosted: Hoste
         run_id = analyzed(app, ana, "analyze pr 7 in shop")
         proposal = review_of(app, run_id)
         hosted.fake.secondary_next = 10
+        hosted.fake.secondary_methods = {"POST"}  # the reads go through; the review does not
         hosted.fake.secondary_retry_after = 600  # too long to wait for: said, not slept
+        before = len(hosted.fake.requests)
         rev.handle(f"approve {run_id}/{proposal.pid}")
-        assert "secondary rate limit" in said.getvalue()
+        assert "secondary rate limit, writing a review on pull request #7" in said.getvalue()
         assert "Try again in 10 min" in said.getvalue()
         assert hosted.fake.reviews("org/shop") == []
+        posts = [p for m, p, _ in hosted.fake.requests[before:] if m == "POST"]
+        assert posts == ["/repos/org/shop/pulls/7/reviews"]  # asked once, not sent again
 
 
 # -- a pull request for a protected branch ------------------------------------------------------
@@ -264,11 +269,14 @@ def test_an_approved_change_for_a_protected_branch_opens_one_pull_request(hosted
         [patch] = [p for p in app.service.proposals(run_id) if p.kind == "patch"]
         assert patch.target == "release/2.0"
 
-        # Two clicks on Approve (two deliveries), and the apply job delivered twice.
-        first = app.service.decide(Actor("rev", "slack"), f"{run_id}/{patch.pid}", "approve")
+        # A click delivered twice, a second click, and the apply job delivered twice.
+        ref, rev_actor = f"{run_id}/{patch.pid}", Actor("rev", "slack")
+        first = app.service.decide(rev_actor, ref, "approve", event_key="slack:click:1")
         assert first.ok and "opening it as a pull request" in first.message
-        second = app.service.decide(Actor("rev", "slack"), f"{run_id}/{patch.pid}", "approve")
-        assert not second.ok and "already" in second.message
+        replayed = app.service.decide(rev_actor, ref, "approve", event_key="slack:click:1")
+        assert replayed.repeated and "already handled" in replayed.message
+        second = app.service.decide(rev_actor, ref, "approve", event_key="slack:click:2")
+        assert not second.ok and "already approved" in second.message
         wait_for(
             lambda: (
                 next(p for p in app.service.proposals(run_id) if p.id == patch.id).status
@@ -328,7 +336,7 @@ def test_the_bots_branch_is_never_an_existing_one(hosted: Hosted) -> None:
         hosted.dev.git("push", "-q", "origin", f"main:refs/heads/{head}")
         theirs = git(hosted.bare, "rev-parse", f"refs/heads/{head}")
         rev.handle(f"approve {run_id}/{patch.pid}")
-        assert f"{run_id}/{patch.pid}: " in said.getvalue()
+        assert f"{run_id}/{patch.pid}: failed: branch {head} already exists" in said.getvalue()
         done = next(p for p in app.service.proposals(run_id) if p.id == patch.id)
         assert done.status == "failed"
         assert f"branch {head} already exists on the remote" in (done.result or "")
@@ -470,6 +478,14 @@ def test_a_review_the_worker_died_after_posting_is_found_on_recovery(hosted: Hos
         assert done.status == "applied"
         assert done.result == "the review is on pull request #7 (checked)"
         assert len(hosted.fake.reviews("org/shop")) == 1  # never posted twice
+        # What the dead worker posted is on record: the next run's review edits it in place.
+        second = analyzed(app, ana, "analyze pr 7")
+        again = review_of(app, second)
+        assert app.service.decide(Actor("rev", "shell"), f"{second}/{again.pid}", "approve").ok
+        result = approvals.apply(again.id or 0)
+        assert result is not None and result.outcome == "applied", result
+        assert len(hosted.fake.reviews("org/shop")) == 1
+        assert "0 new inline comment(s)" in result.detail
 
 
 def test_a_findings_words_cannot_ping_people_or_inject_html_on_github() -> None:
@@ -543,3 +559,64 @@ def test_a_pull_request_github_refuses_leaves_the_pushed_branch_said(hosted: Hos
         assert "failed: pushed" in said.getvalue()
         assert git(hosted.bare, "rev-parse", "refs/heads/release/2.0") == target
         assert hosted.fake.opened("org/shop") == []
+
+
+def test_the_lease_refuses_a_branch_made_after_the_check_and_a_502_is_not_a_second_write(
+    hosted: Hosted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone pushes the bot's branch name between its check and its push: git's lease
+    (`--force-with-lease=<branch>:`) refuses, nothing is written over theirs. Then GitHub makes
+    a review and answers 502: the bot does not send it again, it finds it."""
+    import bot.writes.pull_request as opening
+
+    release_branch(hosted)
+    with running(hosted) as app:
+        ana, _ = shell_of(app, "ana")
+        run_id = analyzed(app, ana, "analyze branch release/2.0 in shop against main")
+        [patch] = [p for p in app.service.proposals(run_id) if p.kind == "patch"]
+        head = bot_branch(run_id, patch.pid)
+        hosted.dev.git("push", "-q", "origin", f"main:refs/heads/{head}")
+        theirs = git(hosted.bare, "rev-parse", f"refs/heads/{head}")
+        monkeypatch.setattr(opening, "remote_head", lambda repo, branch: None)  # the check ran
+        app.service.enqueue_apply = lambda proposal_id: None
+        assert app.service.decide(Actor("rev", "shell"), f"{run_id}/{patch.pid}", "approve").ok
+        result = app.service.approvals.apply(patch.id or 0)
+        assert result is not None and result.outcome == "failed"
+        assert f"branch {head} already exists on the remote" in result.detail
+        assert git(hosted.bare, "rev-parse", f"refs/heads/{head}") == theirs
+        assert hosted.fake.opened("org/shop") == []
+
+        pr_run = analyzed(app, ana, "analyze pr 7 in shop")
+        review = review_of(app, pr_run)
+        assert app.service.decide(Actor("rev", "shell"), f"{pr_run}/{review.pid}", "approve").ok
+        hosted.fake.made_then_502 = 1
+        posted = app.service.approvals.apply(review.id or 0)
+        assert posted is not None and posted.outcome == "applied", posted
+        [kept] = hosted.fake.reviews("org/shop")
+        assert hosted.fake.paths("/pulls/7/reviews").count("/repos/org/shop/pulls/7/reviews") == 2
+        sent = [p for m, p, _ in hosted.fake.requests if m == "POST" and p.endswith("/reviews")]
+        assert len(sent) == 1  # the POST once; the other request is the GET that found it
+        assert hosted.fake.comments("org/shop")
+
+
+def test_a_partial_run_resolves_nothing(hosted: Hosted) -> None:
+    """A part that did not run found nothing: its earlier findings are not 'gone'."""
+    from bot.store.review_posts import ReviewPostStore
+    from bot.writes.review import ReviewWriter
+
+    github = GitHub(GitHubCredentials(api_url=hosted.fake.url, token=TOKEN))
+    with running(hosted) as app:
+        ana, _ = shell_of(app, "ana")
+        run_id = analyzed(app, ana, "analyze pr 7 in shop")
+        draft = ReviewDraft.model_validate_json(review_of(app, run_id).content)
+        writer = ReviewWriter(ReviewPostStore(app.engine))
+        assert writer.post(github, draft, f"{run_id}/P8", "rev").outcome == "applied"
+        partial = draft.model_copy(update={"comments": [], "findings": [], "complete": False})
+        result = writer.post(github, partial, f"{run_id}/P9", "rev")
+        assert result.outcome == "applied"
+        assert "none resolved, as part of the analysis did not run" in result.detail
+        assert not any(c.resolved for c in hosted.fake.comments("org/shop"))
+        assert not any(c.body.startswith("**Resolved**") for c in hosted.fake.comments("org/shop"))
+        whole = partial.model_copy(update={"complete": True})
+        assert "resolved" in writer.post(github, whole, f"{run_id}/P10", "rev").detail
+        assert all(c.resolved for c in hosted.fake.comments("org/shop"))

@@ -52,6 +52,7 @@ _PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}")
 MAX_WAIT_S = 10.0
 PER_PAGE = 100  # the most GitHub gives a page
 READ, WRITE = "reading", "writing"
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _THREADS = """
 query($owner: String!, $repo: String!, $number: Int!, $after: String) {
@@ -278,7 +279,9 @@ class GitHub:
             )
             for entry in answer.json():
                 if entry.get("head", {}).get("ref") == head:
-                    return OpenedPull(int(entry["number"]), str(entry["html_url"]))
+                    return OpenedPull(
+                        int(entry["number"]), str(entry["html_url"]), str(entry.get("state", ""))
+                    )
         return None
 
     # -- the port: writes (an approved proposal's apply job only) ---------------------------
@@ -309,19 +312,8 @@ class GitHub:
                 },
             )
             review = answer.json()
-            made = [
-                _comment(entry)
-                for entry in github.rest.paginate(
-                    github.rest.pulls.list_comments_for_review,
-                    owner=owner,
-                    repo=repo,
-                    pull_number=number,
-                    review_id=int(review["id"]),
-                    per_page=PER_PAGE,
-                    map_func=_items,
-                )
-            ]
-        return PostedReview(int(review["id"]), str(review.get("html_url") or ""), tuple(made))
+            # The id first: whatever happens next, the review is there and can be found.
+            return PostedReview(int(review["id"]), str(review.get("html_url") or ""))
 
     def update_review(self, project: str, number: int, review_id: int, body: str) -> None:
         owner, repo = _split(project)
@@ -404,7 +396,9 @@ class GitHub:
 
 def _retry(exc: Exception, count: int) -> Any:
     """githubkit's retry decision: a rate limit with a short wait is waited once; a server
-    error (5xx) is tried twice more; anything else is raised at once."""
+    error (5xx) on a read is tried twice more; anything else is raised at once. A write is
+    never sent again after a 5xx: GitHub may have made the review or the pull request anyway,
+    and the caller looks for it instead of making a second one."""
     from githubkit.exception import RateLimitExceeded, RequestFailed
     from githubkit.retry import RetryOption
 
@@ -413,7 +407,12 @@ def _retry(exc: Exception, count: int) -> Any:
             log.warning("GitHub rate limit: waiting %s before one retry", exc.retry_after)
             return RetryOption(True, exc.retry_after)
         return RetryOption(False)
-    if isinstance(exc, RequestFailed) and exc.response.status_code >= 500 and count < 2:
+    if (
+        isinstance(exc, RequestFailed)
+        and exc.response.status_code >= 500
+        and exc.response.raw_request.method in IDEMPOTENT
+        and count < 2
+    ):
         return RetryOption(True, timedelta(seconds=0.5 * (count + 1)))
     return RetryOption(False)
 
@@ -434,6 +433,14 @@ class _Translated:
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         if exc is None or isinstance(exc, CodeHostError):
             return
+        if isinstance(exc, KeyError | TypeError | ValueError) and not _githubkit(exc):
+            log.warning("GitHub's answer %s %s was not as expected: %r", self.doing, self.what, exc)
+            raise CodeHostError(
+                f"GitHub's answer {self.doing} {self.what} was not what the bot expected.",
+                "Check GITHUB_API_URL (the REST API's root); if it is right, look on the pull "
+                "request for what was written.",
+                problem="unavailable",
+            ) from None
         translated = self._translate(exc)
         if translated is not None:
             raise translated from None
@@ -519,6 +526,10 @@ class _Translated:
                 problem="unavailable",
             )
         return None
+
+
+def _githubkit(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("githubkit")
 
 
 def _validation(exc: Any) -> str:

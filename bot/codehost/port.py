@@ -85,13 +85,13 @@ class HostComment:
 class PostedReview:
     id: int
     url: str
-    comments: tuple[HostComment, ...]  # the comments it made, with their ids
 
 
 @dataclass(frozen=True)
 class OpenedPull:
     number: int
     url: str
+    state: str = "open"  # open, closed (merged is closed here)
 
 
 class CodeHost(Protocol):
@@ -112,7 +112,8 @@ class CodeHost(Protocol):
         body: str,
         comments: list[ReviewComment],
     ) -> PostedReview:
-        """One review that only comments (never approves, never requests changes)."""
+        """One review that only comments (never approves, never requests changes); its
+        comments are read back with `review_comments` (their `review_id` is its id)."""
         ...
 
     def update_review(self, project: str, number: int, review_id: int, body: str) -> None:

@@ -49,11 +49,19 @@ class ReviewDraft(BaseModel):
     comments: list[DraftComment]
     elsewhere: list[str]  # fingerprints of the findings listed in the summary only
     findings: list[str]  # every finding's fingerprint: a comment whose finding is not here is gone
+    # Every part of the analysis ran: only then is a finding missing from it gone (a part that
+    # did not run found nothing, which resolves nothing).
+    complete: bool = True
 
 
 def review_marker(ref: str) -> str:
     """In the summary review's body: which proposal posted it (RUN/P1)."""
     return f"<!-- chatops:review {ref} -->"
+
+
+def addendum_marker(ref: str) -> str:
+    """In a later review of only new findings: posted before the rest of its apply is done."""
+    return f"<!-- chatops:addendum {ref} -->"
 
 
 def finding_marker(fingerprint: str) -> str:
@@ -136,6 +144,7 @@ def draft_review(report: Report, pull: PullRequest) -> ReviewDraft:
         comments=comments,
         elsewhere=[f.fingerprint for f in elsewhere],
         findings=[f.fingerprint for f in report.findings],
+        complete=report.complete and not report.coverage.not_run,
     )
 
 

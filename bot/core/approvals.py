@@ -20,7 +20,7 @@ from agents.report import sha256_hex
 from bot.codehost.port import CodeHost, CodeHostError
 from bot.codehost.pulls import number_of
 from bot.codehost.registry import CodeHosts, host_of
-from bot.codehost.review import ReviewDraft, review_marker
+from bot.codehost.review import ReviewDraft, addendum_marker, review_marker
 from bot.config import ConfigError, PolicyConfig, RepoConfig
 from bot.core.actor import Actor
 from bot.core.policy import (
@@ -273,8 +273,10 @@ class Approvals:
             ), "pull_request"
         try:
             base = self._pull_base(run, proposal, name, repo)
-        except CodeHostError as exc:
-            return Decision.deny(exc.message.rstrip(".")), "pull_request"
+        except (AnalysisInputError, GitFailure) as exc:  # CodeHostError is one
+            return Decision.deny(
+                str(exc.message if isinstance(exc, AnalysisInputError) else exc).rstrip(".")
+            ), "pull_request"
         return Decision.allow(f"as a pull request from {head} into {base}"), "pull_request"
 
     def _pull_base(self, run: Run, proposal: ProposalRow, name: str, repo: RepoConfig) -> str:
@@ -285,10 +287,11 @@ class Approvals:
         if run.kind == "pr" and proposal.kind != "branch_patch":
             host, project = self._host(name, repo)
             pull = host.pull_request(project, number_of(run.target))
-            if pull.head_repo and pull.head_repo != project:
+            if pull.head_repo.lower() != project.lower():
+                where = pull.head_repo or "a fork that was deleted"
                 raise CodeHostError(
                     f"pull request #{pull.number}'s branch is in another repository "
-                    f"({pull.head_repo}), where the bot opens nothing.",
+                    f"({where}), where the bot opens nothing.",
                     "Apply the change there by hand.",
                     problem="refused",
                 )
@@ -298,7 +301,8 @@ class Approvals:
         if run.base or repo.base:
             return str(run.base or repo.base)
         path = repo.path if repo.path is not None else self.repos.clone_path(name)
-        return GitRepo.open(path).default_branch()
+        # `origin/main` where the clone has origin/HEAD: the host knows the branch as `main`.
+        return GitRepo.open(path).default_branch().removeprefix("origin/")
 
     def actionable(self, actor: Actor, limit: int = 10) -> list[tuple[ProposalRow, Run]]:
         """Open, unexpired proposals `actor` may decide (App Home lists them)."""
@@ -463,9 +467,22 @@ class Approvals:
             host, project = self._host(name, repo)
             if proposal.kind == "pr_review":
                 number = number_of(proposal.target)
-                if host.reviews_marked(project, number, review_marker(ref)):
+                summary = host.reviews_marked(project, number, review_marker(ref))
+                addendum = host.reviews_marked(project, number, addendum_marker(ref))
+                ReviewWriter(self.review_posts).adopt(
+                    host, project, number, [*summary, *addendum], run.id
+                )
+                if summary:
                     return WriteResult(
                         "applied", f"the review is on pull request #{number} (checked)"
+                    )
+                if addendum:
+                    return WriteResult(
+                        "failed",
+                        f"the worker stopped while posting it: its new comments are on pull "
+                        f"request #{number}, the summary and the edits of earlier comments are "
+                        "not; approve the next run's review to finish them",
+                        unsure=True,
                     )
                 return WriteResult(
                     "failed",
@@ -570,7 +587,10 @@ class Approvals:
         name, repo = self.policy.repo(run.repo)
         if proposal.kind == "pr_review":
             host, project = self._host(name, repo)
-            draft = ReviewDraft.model_validate_json(proposal.content)
+            try:
+                draft = ReviewDraft.model_validate_json(proposal.content)
+            except ValueError:
+                return WriteResult("failed", "the review's stored content cannot be read")
             if (draft.project, draft.number) != (project, number_of(run.target)):
                 return WriteResult(
                     "failed",

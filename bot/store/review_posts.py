@@ -42,7 +42,14 @@ class ReviewPostStore:
             return {row.key: row for row in session.exec(query)}
 
     def keep(
-        self, pull: PullRef, key: str, host_id: int, run_id: str, status: str = "open"
+        self,
+        pull: PullRef,
+        key: str,
+        host_id: int,
+        run_id: str,
+        status: str = "open",
+        *,
+        _again: bool = False,
     ) -> None:
         """Record a post (or its new state): one row per key, the latest write wins."""
         now = utcnow()
@@ -75,4 +82,6 @@ class ReviewPostStore:
                     )
                 )
         except IntegrityError:  # another apply recorded it a moment ago: record ours over it
-            self.keep(pull, key, host_id, run_id, status)
+            if _again:
+                raise
+            self.keep(pull, key, host_id, run_id, status, _again=True)

@@ -58,7 +58,15 @@ def pull_request_for(
     short = commit[:10] if commit else "its commit"
     try:
         found = host.pull_from(project, branch)
-        opened = found or host.open_pull_request(project, branch, base, title, body)
+        try:
+            opened = found or host.open_pull_request(project, branch, base, title, body)
+        except CodeHostError as exc:
+            # A 5xx is not sent again (the adapter never repeats a write): GitHub may have
+            # opened it all the same, so it is looked for once before saying it was not.
+            found = host.pull_from(project, branch) if exc.problem == "unavailable" else None
+            if found is None:
+                raise
+            opened = found
     except CodeHostError as exc:
         return WriteResult(
             "failed",
@@ -67,10 +75,14 @@ def pull_request_for(
             commit,
         )
     verb = "found" if found else "opened"
+    waits = (
+        "it waits for people's review there"
+        if opened.state == "open"
+        else f"it is {opened.state or 'not open'} already"
+    )
     return WriteResult(
         "applied",
-        f"{verb} pull request #{opened.number} from {branch} into {base} ({opened.url}); "
-        f"it waits for people's review there",
+        f"{verb} pull request #{opened.number} from {branch} into {base} ({opened.url}); {waits}",
         commit,
     )
 

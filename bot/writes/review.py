@@ -8,10 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.codehost.port import CodeHost, CodeHostError, FileLines, HostComment, ReviewComment
+from bot.codehost.port import (
+    CodeHost,
+    CodeHostError,
+    FileLines,
+    HostComment,
+    PostedReview,
+    ReviewComment,
+)
 from bot.codehost.review import (
     DraftComment,
     ReviewDraft,
+    addendum_marker,
     finding_marker,
     resolved_body,
     review_marker,
@@ -28,6 +36,7 @@ class _Tally:
     resolved: int = 0
     deleted: int = 0  # the bot's comments someone deleted: not posted again
     moved_out: int = 0  # no longer on a line of the diff GitHub shows: listed instead
+    wrote: bool = False  # something is on the host already (a failure after it is unsure)
 
 
 class ReviewWriter:
@@ -35,12 +44,35 @@ class ReviewWriter:
         self.posts = posts
 
     def post(self, host: CodeHost, draft: ReviewDraft, ref: str, approver: str) -> WriteResult:
+        tally = _Tally()
         try:
-            return self._post(host, draft, ref, approver)
+            return self._post(host, draft, ref, approver, tally)
         except CodeHostError as exc:
-            return WriteResult("failed", f"{exc.message} {exc.hint}".strip())
+            said = f"{exc.message} {exc.hint}".strip()
+            if not tally.wrote:
+                return WriteResult("failed", said)
+            return WriteResult(
+                "failed",
+                f"{said} Part of the review was written before that ({_said(draft, tally, '')}); "
+                "look on the pull request, and approve the next run's review to finish it",
+                unsure=True,
+            )
 
-    def _post(self, host: CodeHost, draft: ReviewDraft, ref: str, approver: str) -> WriteResult:
+    def adopt(
+        self, host: CodeHost, project: str, number: int, reviews: list[int], run_id: str
+    ) -> None:
+        """What a dead worker posted, recorded from the host (recovery): `reviews` are the ids
+        of the reviews carrying the proposal's marker, the first its summary if none is known;
+        each of their comments is recorded by the finding its marker names."""
+        where = PullRef(host.name, project, number)
+        if SUMMARY not in self.posts.posts(where) and reviews:
+            self.posts.keep(where, SUMMARY, min(reviews), run_id)
+        made = [c for c in host.review_comments(project, number) if c.review_id in reviews]
+        self._keep_made(where, made, run_id)
+
+    def _post(
+        self, host: CodeHost, draft: ReviewDraft, ref: str, approver: str, tally: _Tally
+    ) -> WriteResult:
         pull = host.pull_request(draft.project, draft.number)
         if pull.state != "open":
             return WriteResult("failed", f"pull request #{pull.number} is {pull.state}")
@@ -55,7 +87,6 @@ class ReviewWriter:
         live = {
             comment.id: comment for comment in host.review_comments(draft.project, draft.number)
         }
-        tally = _Tally()
         # Exactly the lines GitHub's diff shows now: a comment elsewhere would be refused (422).
         inline: list[DraftComment] = []
         moved: list[DraftComment] = []
@@ -79,21 +110,35 @@ class ReviewWriter:
         posted_url = ""
         if earlier is None or fresh:
             body = summary if earlier is None else _addendum(draft, len(fresh), ref)
-            review = host.post_review(
-                draft.project,
-                draft.number,
-                draft.head_sha,
-                body,
-                [ReviewComment(c.path, c.line, "RIGHT", c.body) for c in fresh],
-            )
-            posted_url = review.url
-            if earlier is None:
+            try:
+                review = host.post_review(
+                    draft.project,
+                    draft.number,
+                    draft.head_sha,
+                    body,
+                    [ReviewComment(c.path, c.line, "RIGHT", c.body) for c in fresh],
+                )
+            except CodeHostError as exc:
+                # A 5xx may still have made it (the adapter never sends a write twice): it is
+                # looked for by its marker before the apply is called failed.
+                marker = review_marker(ref) if earlier is None else addendum_marker(ref)
+                made_anyway = (
+                    host.reviews_marked(draft.project, draft.number, marker)
+                    if exc.problem == "unavailable"
+                    else []
+                )
+                if not made_anyway:
+                    raise
+                review = PostedReview(min(made_anyway), draft.url)
+            tally.wrote, tally.new, posted_url = True, len(fresh), review.url
+            if earlier is None:  # kept before anything else can fail
                 self.posts.keep(where, SUMMARY, review.id, draft.run_id)
-            self._keep_made(where, review.comments, draft.run_id)
-            tally.new = len(fresh)
+            made = host.review_comments(draft.project, draft.number)
+            self._keep_made(where, [c for c in made if c.review_id == review.id], draft.run_id)
         for comment_id, comment in edits:
             if live[comment_id].body != comment.body:
                 host.update_comment(draft.project, comment_id, comment.body)
+                tally.wrote = True
                 tally.updated += 1
             else:
                 tally.unchanged += 1
@@ -104,7 +149,7 @@ class ReviewWriter:
             self.posts.keep(where, SUMMARY, earlier.host_id, draft.run_id)
         return WriteResult("applied", _said(draft, tally, posted_url or draft.url))
 
-    def _keep_made(self, where: PullRef, made: tuple[HostComment, ...], run_id: str) -> None:
+    def _keep_made(self, where: PullRef, made: list[HostComment], run_id: str) -> None:
         for comment in made:
             fingerprint = _fingerprint_in(comment.body)
             if fingerprint is not None:
@@ -117,6 +162,8 @@ class ReviewWriter:
         where: PullRef,
         live: dict[int, HostComment],
     ) -> int:
+        if not draft.complete:  # a part that did not run found nothing: nothing is gone
+            return 0
         still = {finding_key(fingerprint) for fingerprint in draft.findings}
         resolved = 0
         for key, row in self.posts.posts(where).items():
@@ -151,7 +198,7 @@ def _summary(draft: ReviewDraft, moved: list[DraftComment], ref: str, approver: 
 def _addendum(draft: ReviewDraft, count: int, ref: str) -> str:
     return (
         f"{count} new finding(s) at `{draft.head_sha[:10]}` (run `{draft.run_id}`); the bot's "
-        f"first review above has the updated summary.\n{review_marker(ref)}"
+        f"first review above has the updated summary.\n{addendum_marker(ref)}"
     )
 
 
@@ -167,4 +214,8 @@ def _said(draft: ReviewDraft, tally: _Tally, url: str) -> str:
         parts.append(f"{tally.deleted} deleted by someone, not posted again")
     if tally.moved_out:
         parts.append(f"{tally.moved_out} no longer on the diff, listed in the summary")
-    return f"review on pull request #{draft.number}: {', '.join(parts)} ({url})"
+    if not draft.complete:
+        parts.append("none resolved, as part of the analysis did not run")
+    return f"review on pull request #{draft.number}: {', '.join(parts)}" + (
+        f" ({url})" if url else ""
+    )

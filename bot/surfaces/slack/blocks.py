@@ -491,7 +491,7 @@ def proposal_blocks(
     pull_request = report.target.pull_request
     if proposal.kind is ProposalKind.pr_review:
         lands = f"It will be posted on pull request #{pull_request} as comments; it never approves."
-    elif pull_request is not None:
+    elif pull_request is not None and proposal.kind is not ProposalKind.branch_patch:
         lands = f"It will be opened as a pull request into pull request #{pull_request}'s branch."
     else:
         lands = f"It will be committed to {clip(report.target.branch, 150)} exactly as shown" + (

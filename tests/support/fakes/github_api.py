@@ -114,6 +114,8 @@ class FakeGitHub(LoopbackServer):
         self.used = 0
         self.reset_at = int(time.time()) + 3600
         self.secondary_next = 0  # the next N requests hit a secondary limit
+        self.secondary_methods: set[str] | None = None  # only these do (None: every method)
+        self.made_then_502 = 0  # the next N writes are done, then answered 502 (as GitHub can)
         self.secondary_status = 429
         self.secondary_retry_after = 60
         self.max_per_page = 100
@@ -232,7 +234,9 @@ class FakeGitHub(LoopbackServer):
                     return app
             if token not in self.tokens:
                 return 401, _error("Bad credentials", "401"), self._rate_headers()
-            if self.secondary_next > 0:
+            if self.secondary_next > 0 and (
+                self.secondary_methods is None or method in self.secondary_methods
+            ):
                 self.secondary_next -= 1
                 return (
                     self.secondary_status,
@@ -265,7 +269,13 @@ class FakeGitHub(LoopbackServer):
                     _error("Resource not accessible by personal access token", "403"),
                     headers,
                 )
-            return self._pulls(method, project, parts[4:], query, body or {}, parsed.path, headers)
+            answer = self._pulls(
+                method, project, parts[4:], query, body or {}, parsed.path, headers
+            )
+            if method != "GET" and self.made_then_502 > 0 and answer[0] < 300:
+                self.made_then_502 -= 1
+                return 502, {"message": "Server Error"}, headers
+            return answer
 
     def _pulls(
         self,
