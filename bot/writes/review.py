@@ -143,7 +143,7 @@ class ReviewWriter:
             else:
                 tally.unchanged += 1
             self.posts.keep(where, finding_key(comment.fingerprint), comment_id, draft.run_id)
-        tally.resolved = self._resolve_gone(host, draft, where, live)
+        tally.resolved = self._resolve_gone(host, draft, where, live, tally)
         if earlier is not None:  # last: its marker says this apply got to the end
             host.update_review(draft.project, draft.number, earlier.host_id, summary)
             self.posts.keep(where, SUMMARY, earlier.host_id, draft.run_id)
@@ -161,6 +161,7 @@ class ReviewWriter:
         draft: ReviewDraft,
         where: PullRef,
         live: dict[int, HostComment],
+        tally: _Tally,
     ) -> int:
         if not draft.complete:  # a part that did not run found nothing: nothing is gone
             return 0
@@ -172,6 +173,7 @@ class ReviewWriter:
             if row.host_id in live:
                 body = resolved_body(live[row.host_id].body, draft.head_sha, draft.run_id)
                 host.update_comment(draft.project, row.host_id, body)
+                tally.wrote = True
                 host.resolve_thread(draft.project, draft.number, row.host_id)
             self.posts.keep(where, key, row.host_id, draft.run_id, status="resolved")
             resolved += 1
