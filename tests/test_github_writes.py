@@ -620,3 +620,32 @@ def test_a_partial_run_resolves_nothing(hosted: Hosted) -> None:
         whole = partial.model_copy(update={"complete": True})
         assert "resolved" in writer.post(github, whole, f"{run_id}/P10", "rev").detail
         assert all(c.resolved for c in hosted.fake.comments("org/shop"))
+
+
+def test_two_reviews_approved_at_once_post_one_summary(hosted: Hosted) -> None:
+    """Two runs' reviews of one pull request applied by two workers at the same moment: one
+    posts the review, the other waits for it, then edits it in place."""
+    import threading
+
+    with running(hosted) as app:
+        ana, _ = shell_of(app, "ana")
+        runs = [analyzed(app, ana, "analyze pr 7 in shop") for _ in range(2)]
+        reviews = [review_of(app, run_id) for run_id in runs]
+        app.service.enqueue_apply = lambda proposal_id: None
+        for run_id, review in zip(runs, reviews, strict=True):
+            assert app.service.decide(Actor("rev", "shell"), f"{run_id}/{review.pid}", "approve").ok
+        hosted.fake.latency_s = 0.05  # both would read "no review yet" before either posts
+        results: list[object] = []
+
+        def apply(proposal: ProposalRow) -> None:
+            results.append(app.service.approvals.apply(proposal.id or 0))
+
+        workers = [threading.Thread(target=apply, args=(review,)) for review in reviews]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        assert [getattr(r, "outcome", None) for r in results] == ["applied", "applied"], results
+        assert len(hosted.fake.reviews("org/shop")) == 1
+        paths = {(c.path, c.line) for c in hosted.fake.comments("org/shop")}
+        assert len(paths) == len(hosted.fake.comments("org/shop"))  # no comment twice

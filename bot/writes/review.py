@@ -6,6 +6,7 @@ Called by the apply job only. The review's event is always COMMENT (`CodeHost.po
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from bot.codehost.port import (
@@ -39,11 +40,33 @@ class _Tally:
     wrote: bool = False  # something is on the host already (a failure after it is unsure)
 
 
+# One apply at a time per pull request: the next waits this long for the claim; a claim this
+# old belongs to a worker that died, and is taken over.
+CLAIM_WAIT_S = 60.0
+CLAIM_STALE_S = 600.0
+
+
 class ReviewWriter:
     def __init__(self, posts: ReviewPostStore) -> None:
         self.posts = posts
 
     def post(self, host: CodeHost, draft: ReviewDraft, ref: str, approver: str) -> WriteResult:
+        where = PullRef(host.name, draft.project, draft.number)
+        deadline = time.monotonic() + CLAIM_WAIT_S
+        while not self.posts.claim(where, ref, stale_after_s=CLAIM_STALE_S):
+            if time.monotonic() > deadline:
+                return WriteResult(
+                    "failed",
+                    f"another review of pull request #{draft.number} was being posted for "
+                    f"{CLAIM_WAIT_S:.0f} s; nothing written, analyze it again to post this one",
+                )
+            time.sleep(0.2)
+        try:
+            return self._claimed(host, draft, ref, approver)
+        finally:
+            self.posts.release(where, ref)
+
+    def _claimed(self, host: CodeHost, draft: ReviewDraft, ref: str, approver: str) -> WriteResult:
         tally = _Tally()
         try:
             return self._post(host, draft, ref, approver, tally)
@@ -168,7 +191,7 @@ class ReviewWriter:
         still = {finding_key(fingerprint) for fingerprint in draft.findings}
         resolved = 0
         for key, row in self.posts.posts(where).items():
-            if key == SUMMARY or key in still or row.status != "open":
+            if not key.startswith("F:") or key in still or row.status != "open":
                 continue
             if row.host_id in live:
                 body = resolved_body(live[row.host_id].body, draft.head_sha, draft.run_id)

@@ -116,6 +116,7 @@ class FakeGitHub(LoopbackServer):
         self.secondary_next = 0  # the next N requests hit a secondary limit
         self.secondary_methods: set[str] | None = None  # only these do (None: every method)
         self.made_then_502 = 0  # the next N writes are done, then answered 502 (as GitHub can)
+        self.latency_s = 0.0  # every answer this late (requests in flight overlap)
         self.secondary_status = 429
         self.secondary_retry_after = 60
         self.max_per_page = 100
@@ -607,6 +608,8 @@ class FakeGitHub(LoopbackServer):
                 length = int(self.headers.get("content-length", "0"))
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
+                if fake.latency_s:
+                    time.sleep(fake.latency_s)
                 status, payload, headers = fake._answer(
                     method, self.path, self.headers.get("Authorization", ""), body
                 )
