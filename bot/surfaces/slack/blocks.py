@@ -494,7 +494,11 @@ def proposal_blocks(
     elif pull_request is not None and proposal.kind is not ProposalKind.branch_patch:
         lands = f"It will be opened as a pull request into pull request #{pull_request}'s branch."
     else:
-        lands = f"It will be committed to {clip(report.target.branch, 150)} exactly as shown" + (
+        # A patch names its branch; a new file goes on the branch analyzed.
+        branch = (
+            proposal.target if proposal.kind is not ProposalKind.new_file else report.target.branch
+        )
+        lands = f"It will be committed to {clip(branch, 150)} exactly as shown" + (
             " (as a pull request, if that branch is protected)." if hosted else "."
         )
     choice = hosted and pull_request is None and proposal.kind is not ProposalKind.pr_review
