@@ -9,7 +9,7 @@ from pathlib import Path
 from slack_sdk import WebClient
 from sqlalchemy import Engine, inspect
 
-from bot.codehost.registry import CodeHosts
+from bot.codehost.registry import CodeHosts, has_host
 from bot.config import ConfigError, PolicyConfig, RepoConfig, load_policy
 from bot.core.approvals import Approvals
 from bot.core.budget import Budget, DailyBudget, NoBudget
@@ -104,7 +104,9 @@ def build_app(
     proposal_observers: list[ProposalObserver] = []
     announcers: list[RunAnnouncer] = []
     if slack is not None:
-        notifier = SlackNotifier(slack, RunMessages(store), hosted=policy.hosted)
+        notifier = SlackNotifier(
+            slack, RunMessages(store), hosted=lambda repo: has_host(policy, repo)
+        )
         # The agent sessions after the notifier: a session stops processing once its report is in.
         run_observers += [notifier, AgentSessions(slack, RunMessages(store))]
         proposal_observers.append(notifier)

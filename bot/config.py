@@ -262,12 +262,6 @@ class PolicyConfig(_Strict):
             raise ConfigError(f"Unknown repository {shown(name)!r}. Known: {known}.")
         return name, self.repos[name]
 
-    def hosted(self, name: str) -> bool:
-        """Has repository `name` a code host configured (`github = ...`; one key per host in
-        `bot.codehost.registry.HOSTS`)?"""
-        config = self.repos.get(name)
-        return config is not None and bool(config.github)
-
 
 def parse_duration(text: str) -> int:
     match = _DURATION.fullmatch(text.strip())

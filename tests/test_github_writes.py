@@ -251,14 +251,20 @@ def test_the_review_refused_for_want_of_permission_or_rate_says_so(hosted: Hoste
 # -- a pull request for a protected branch ------------------------------------------------------
 
 
-def release_branch(hosted: Hosted) -> str:
-    """A protected branch (release/*) with a file ruff fixes: its report proposes a patch."""
-    hosted.dev.branch("release/2.0", "main")
+def pushed_branch(hosted: Hosted, name: str) -> str:
+    """Branch `name` from main with a file ruff fixes (its report proposes a patch), pushed to
+    the remote and fetched into the bot's clone; its head."""
+    hosted.dev.branch(name, "main")
     hosted.dev.commit({"shop/cli.py": UNUSED}, "cli")
-    hosted.dev.git("push", "-q", "origin", "release/2.0")
+    hosted.dev.git("push", "-q", "origin", name)
     hosted.dev.checkout("main")
-    git(hosted.clone, "fetch", "-q", "origin", "release/2.0:release/2.0")
-    return git(hosted.bare, "rev-parse", "refs/heads/release/2.0")
+    git(hosted.clone, "fetch", "-q", "origin", f"{name}:{name}")
+    return git(hosted.bare, "rev-parse", f"refs/heads/{name}")
+
+
+def release_branch(hosted: Hosted) -> str:
+    """A protected branch (release/*) whose report proposes a patch."""
+    return pushed_branch(hosted, "release/2.0")
 
 
 def test_an_approved_change_for_a_protected_branch_opens_one_pull_request(hosted: Hosted) -> None:
@@ -304,12 +310,7 @@ def test_an_approved_change_for_a_protected_branch_opens_one_pull_request(hosted
 
 
 def test_approve_as_pr_opens_a_pull_request_for_a_writable_branch_too(hosted: Hosted) -> None:
-    hosted.dev.branch("feature/cli", "main")
-    hosted.dev.commit({"shop/cli.py": UNUSED}, "cli")
-    hosted.dev.git("push", "-q", "origin", "feature/cli")
-    hosted.dev.checkout("main")
-    git(hosted.clone, "fetch", "-q", "origin", "feature/cli:feature/cli")
-    before = git(hosted.bare, "rev-parse", "refs/heads/feature/cli")
+    before = pushed_branch(hosted, "feature/cli")
     assert parse("approve abc123def456/P1 as pr") == Approve("abc123def456/P1", True)
     with running(hosted) as app:
         ana, _ = shell_of(app, "ana")
@@ -514,12 +515,7 @@ def test_a_findings_words_cannot_ping_people_or_inject_html_on_github() -> None:
 def test_a_change_approved_for_its_branch_is_not_redirected_if_the_branch_became_protected(
     hosted: Hosted,
 ) -> None:
-    hosted.dev.branch("feature/cli", "main")
-    hosted.dev.commit({"shop/cli.py": UNUSED}, "cli")
-    hosted.dev.git("push", "-q", "origin", "feature/cli")
-    hosted.dev.checkout("main")
-    git(hosted.clone, "fetch", "-q", "origin", "feature/cli:feature/cli")
-    before = git(hosted.clone, "rev-parse", "refs/heads/feature/cli")
+    before = pushed_branch(hosted, "feature/cli")
     with running(hosted) as app:
         ana, _ = shell_of(app, "ana")
         run_id = analyzed(app, ana, "analyze branch feature/cli in shop")
@@ -649,3 +645,63 @@ def test_two_reviews_approved_at_once_post_one_summary(hosted: Hosted) -> None:
         assert len(hosted.fake.reviews("org/shop")) == 1
         paths = {(c.path, c.line) for c in hosted.fake.comments("org/shop")}
         assert len(paths) == len(hosted.fake.comments("org/shop"))  # no comment twice
+
+
+def test_a_clone_without_origin_says_where_the_branch_would_go(hosted: Hosted) -> None:
+    release_branch(hosted)
+    git(hosted.clone, "remote", "remove", "origin")
+    with running(hosted) as app:
+        ana, _ = shell_of(app, "ana")
+        rev, said = shell_of(app, "rev")
+        run_id = analyzed(app, ana, "analyze branch release/2.0 in shop against main")
+        [patch] = [p for p in app.service.proposals(run_id) if p.kind == "patch"]
+        rev.handle(f"approve {run_id}/{patch.pid}")
+        done = next(p for p in app.service.proposals(run_id) if p.id == patch.id)
+        assert done.status == "failed"
+        assert "cannot ask the remote for chatops/" in (done.result or "")
+        assert "make that the GitHub repository" in (done.result or "")
+        assert "nothing was written" in said.getvalue()
+        assert hosted.fake.opened("org/shop") == []
+
+
+def test_a_conversation_github_will_not_resolve_is_said(hosted: Hosted) -> None:
+    from bot.store.review_posts import ReviewPostStore
+    from bot.writes.review import ReviewWriter
+
+    github = GitHub(GitHubCredentials(api_url=hosted.fake.url, token=TOKEN))
+    with running(hosted) as app:
+        ana, _ = shell_of(app, "ana")
+        run_id = analyzed(app, ana, "analyze pr 7 in shop")
+        draft = ReviewDraft.model_validate_json(review_of(app, run_id).content)
+        writer = ReviewWriter(ReviewPostStore(app.engine))
+        assert writer.post(github, draft, f"{run_id}/P8", "rev").outcome == "applied"
+        hosted.fake.graphql_refused = True
+        gone = draft.model_copy(update={"comments": [], "findings": []})
+        result = writer.post(github, gone, f"{run_id}/P9", "rev")
+        count = len(draft.comments)
+        assert f"{count} resolved, {count} of them still open as conversations" in result.detail
+        assert all(c.body.startswith("**Resolved**") for c in hosted.fake.comments("org/shop"))
+        assert not any(c.resolved for c in hosted.fake.comments("org/shop"))
+
+
+def test_a_review_for_a_closed_or_moved_pull_request_posts_nothing(hosted: Hosted) -> None:
+    from bot.store.review_posts import ReviewPostStore
+    from bot.writes.review import ReviewWriter
+
+    github = GitHub(GitHubCredentials(api_url=hosted.fake.url, token=TOKEN))
+    with running(hosted) as app:
+        ana, _ = shell_of(app, "ana")
+        run_id = analyzed(app, ana, "analyze pr 7 in shop")
+        draft = ReviewDraft.model_validate_json(review_of(app, run_id).content)
+        writer = ReviewWriter(ReviewPostStore(app.engine))
+        hosted.fake.projects["org/shop"].pulls[7].state = "closed"
+        closed = writer.post(github, draft, f"{run_id}/P8", "rev")
+        assert (closed.outcome, closed.detail) == (
+            "failed",
+            "pull request #7 is closed; nothing was posted",
+        )
+        hosted.fake.projects["org/shop"].pulls[7].state = "open"
+        head = hosted.push({"shop/more.py": "X = 1\n"}, "more")
+        moved = writer.post(github, draft, f"{run_id}/P9", "rev")
+        assert moved.outcome == "stale" and f"moved to {head[:10]}" in moved.detail
+        assert hosted.fake.reviews("org/shop") == []

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import cast
 
 from bot.codehost.port import CodeHost, CodeHostError
-from bot.config import RepoConfig
+from bot.config import PolicyConfig, RepoConfig
 from bot.settings import Settings
 
 # host name (the `[repos.NAME]` key) -> the module whose `from_settings(settings)` builds it
@@ -30,6 +30,12 @@ def host_of(config: RepoConfig) -> tuple[str, str] | None:
         if isinstance(project, str) and project:
             return host, project
     return None
+
+
+def has_host(policy: PolicyConfig, name: str) -> bool:
+    """Has the configured repository `name` a code host (so a change can go as a PR)?"""
+    config = policy.repos.get(name)
+    return config is not None and host_of(config) is not None
 
 
 class CodeHosts:

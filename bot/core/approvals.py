@@ -595,7 +595,7 @@ class Approvals:
                 return WriteResult(
                     "failed",
                     f"denied at apply time: the review is for {draft.project}#{draft.number}, "
-                    f"and {name} is {project} now",
+                    f"and {name} is {project} now; analyze the pull request again there",
                 )
             return ReviewWriter(self.review_posts).post(host, draft, ref, approver)
         assert path is not None

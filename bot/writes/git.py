@@ -258,6 +258,7 @@ def remote_head(repo: Path, branch: str) -> str | None:
     """The commit `branch` has on the `origin` remote now (asked of it), or None."""
     done = _git(repo, ["ls-remote", "--heads", "origin", f"refs/heads/{branch}"])
     if done.returncode != 0:
-        raise GitFailure(f"cannot ask the remote for {branch}: {_out(done)[:200]}")
+        said = (_out(done).splitlines() or ["no answer"])[0]
+        raise GitFailure(f"cannot ask the remote for {branch}: {said[:200]}")
     first = done.stdout.decode().split("\t", 1)[0].strip()
     return first or None

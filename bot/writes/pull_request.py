@@ -31,7 +31,11 @@ def open_as_pull_request(
     try:  # asked first: a clone without the remote, or a name someone took, says so plainly
         taken = remote_head(request.repo, request.branch)
     except GitFailure as exc:
-        return WriteResult("failed", f"{exc}; the bot's branch is pushed to the clone's origin")
+        return WriteResult(
+            "failed",
+            f"{exc}. The bot pushes its branch to the clone's `origin`: make that the GitHub "
+            "repository, reachable with the clone's own credentials; nothing was written",
+        )
     if taken is not None:
         return WriteResult(
             "failed",

@@ -38,6 +38,7 @@ class _Tally:
     deleted: int = 0  # the bot's comments someone deleted: not posted again
     moved_out: int = 0  # no longer on a line of the diff GitHub shows: listed instead
     wrote: bool = False  # something is on the host already (a failure after it is unsure)
+    open_threads: int = 0  # resolved comments whose conversation GitHub did not mark resolved
 
 
 # One apply at a time per pull request: the next waits this long for the claim; a claim this
@@ -98,7 +99,9 @@ class ReviewWriter:
     ) -> WriteResult:
         pull = host.pull_request(draft.project, draft.number)
         if pull.state != "open":
-            return WriteResult("failed", f"pull request #{pull.number} is {pull.state}")
+            return WriteResult(
+                "failed", f"pull request #{pull.number} is {pull.state}; nothing was posted"
+            )
         if pull.head_sha != draft.head_sha:
             return WriteResult(
                 "stale",
@@ -197,7 +200,8 @@ class ReviewWriter:
                 body = resolved_body(live[row.host_id].body, draft.head_sha, draft.run_id)
                 host.update_comment(draft.project, row.host_id, body)
                 tally.wrote = True
-                host.resolve_thread(draft.project, draft.number, row.host_id)
+                if not host.resolve_thread(draft.project, draft.number, row.host_id):
+                    tally.open_threads += 1
             self.posts.keep(where, key, row.host_id, draft.run_id, status="resolved")
             resolved += 1
         return resolved
@@ -235,6 +239,11 @@ def _said(draft: ReviewDraft, tally: _Tally, url: str) -> str:
         parts.append(f"{tally.unchanged} unchanged")
     if tally.resolved:
         parts.append(f"{tally.resolved} resolved")
+    if tally.open_threads:
+        parts.append(
+            f"{tally.open_threads} of them still open as conversations (GitHub would not mark "
+            "them resolved; their text says so)"
+        )
     if tally.deleted:
         parts.append(f"{tally.deleted} deleted by someone, not posted again")
     if tally.moved_out:

@@ -117,6 +117,7 @@ class FakeGitHub(LoopbackServer):
         self.secondary_methods: set[str] | None = None  # only these do (None: every method)
         self.made_then_502 = 0  # the next N writes are done, then answered 502 (as GitHub can)
         self.latency_s = 0.0  # every answer this late (requests in flight overlap)
+        self.graphql_refused = False  # GraphQL answers as for a token without the permission
         self.secondary_status = 429
         self.secondary_retry_after = 60
         self.max_per_page = 100
@@ -430,6 +431,9 @@ class FakeGitHub(LoopbackServer):
         self, body: dict[str, Any], headers: dict[str, str]
     ) -> tuple[int, Any, dict[str, str]]:
         query, variables = str(body.get("query", "")), body.get("variables") or {}
+        if self.graphql_refused:
+            denied = {"type": "FORBIDDEN", "message": "Resource not accessible by integration"}
+            return 200, {"data": None, "errors": [denied]}, headers
         if "resolveReviewThread" in query:
             thread = str(variables.get("thread", ""))
             for project in self.projects.values():
